@@ -1,0 +1,19 @@
+//! `katachi`: the headless agent. Parses arguments, sets up logging, runs the command.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+mod doctor;
+mod output;
+mod workspace;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("KATACHI_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    cli::run(args)
+}

@@ -1,0 +1,101 @@
+//! Text or JSON output, and errors with stable codes for scripts.
+
+use std::process::ExitCode;
+
+use katachi_core::agent_home::HomeError;
+use katachi_core::store::{StoreError, WorkspaceError};
+use katachi_core::vault::KeystoreError;
+use serde::Serialize;
+
+/// Where command results go: text for people, JSON for scripts.
+pub(crate) struct Output {
+    /// JSON mode.
+    json: bool,
+}
+
+impl Output {
+    pub(crate) fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    /// Prints `value` as JSON, or `text` for people.
+    pub(crate) fn emit<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
+        if self.json {
+            match serde_json::to_string_pretty(value) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("katachi: cannot encode output: {e}"),
+            }
+        } else {
+            println!("{}", text());
+        }
+    }
+
+    /// Reports an error (JSON on stdout with a stable code, or text on stderr) and returns exit code 1.
+    pub(crate) fn fail(&self, err: &anyhow::Error) -> ExitCode {
+        let message = format!("{err:#}");
+        if self.json {
+            let body =
+                serde_json::json!({ "error": { "code": error_code(err), "message": message } });
+            println!("{body}");
+        } else {
+            eprintln!("katachi: {message}");
+        }
+        ExitCode::FAILURE
+    }
+}
+
+/// A stable, dotted code for each error a script may branch on.
+pub(crate) fn error_code(err: &anyhow::Error) -> &'static str {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<KeystoreError>() {
+            return keystore_code(e);
+        }
+        if let Some(e) = cause.downcast_ref::<WorkspaceError>() {
+            return match e {
+                WorkspaceError::NotFound(_) => "workspace.not_found",
+                WorkspaceError::NotADirectory(_) => "workspace.not_a_directory",
+                WorkspaceError::Inaccessible { .. } => "workspace.inaccessible",
+                WorkspaceError::NotUtf8(_) => "workspace.not_utf8",
+                WorkspaceError::FilesystemRoot(_) => "workspace.filesystem_root",
+                WorkspaceError::Protected { .. } => "workspace.protected",
+                WorkspaceError::NotAllowed(_) => "workspace.not_allowed",
+                WorkspaceError::Relative(_) => "workspace.relative",
+                WorkspaceError::Store(e) => store_code(e),
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<StoreError>() {
+            return store_code(e);
+        }
+        if let Some(e) = cause.downcast_ref::<HomeError>() {
+            return match e {
+                HomeError::Dirs(_) => "home.dirs",
+                HomeError::Config(_) => "config.invalid",
+                HomeError::Fingerprint(_) => "fingerprint.unavailable",
+                HomeError::Record(_) => "fingerprint.record",
+                HomeError::Keystore(e) => keystore_code(e),
+            };
+        }
+    }
+    "error"
+}
+
+fn keystore_code(e: &KeystoreError) -> &'static str {
+    match e {
+        KeystoreError::NoSessionBus => "keystore.no_session_bus",
+        KeystoreError::NoSecretService => "keystore.no_secret_service",
+        KeystoreError::Locked => "keystore.locked",
+        KeystoreError::Corrupted { .. } => "keystore.corrupted",
+        KeystoreError::NotPersisted { .. } => "keystore.not_persisted",
+        KeystoreError::File { .. } => "keystore.file",
+        KeystoreError::Platform { .. } => "keystore.platform",
+    }
+}
+
+fn store_code(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::CannotDecrypt { .. } => "store.cannot_decrypt",
+        StoreError::NewerSchema { .. } => "store.newer_schema",
+        StoreError::Busy => "store.busy",
+        _ => "store.error",
+    }
+}

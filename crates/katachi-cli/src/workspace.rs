@@ -1,0 +1,107 @@
+//! `katachi workspace add|rm|ls`.
+
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::Context;
+use katachi_core::fingerprint::SystemFingerprint;
+use katachi_core::store::{AddOutcome, Workspace};
+use katachi_core::{AgentHome, KatachiDirs};
+use serde::Serialize;
+
+use crate::cli::WorkspaceCommand;
+use crate::output::Output;
+
+/// A workspace as listed, with whether its folder still exists.
+#[derive(Serialize)]
+struct Listed<'a> {
+    #[serde(flatten)]
+    workspace: &'a Workspace,
+    exists: bool,
+}
+
+pub(crate) fn run(
+    dirs: &KatachiDirs,
+    cmd: WorkspaceCommand,
+    out: &Output,
+) -> anyhow::Result<ExitCode> {
+    let home = AgentHome::open(dirs.clone(), &SystemFingerprint)
+        .context("cannot open the agent's secrets")?;
+    let store = home.store()?;
+    match cmd {
+        WorkspaceCommand::Add { path } => {
+            let outcome = store.workspaces().add(&path, &home.protected_dirs())?;
+            if let AddOutcome::Added { workspace, .. } = &outcome {
+                store
+                    .audit()
+                    .append("cli", "workspace.add", &workspace.path, "ok", 0)?;
+            }
+            out.emit(&outcome, || match &outcome {
+                AddOutcome::Added {
+                    workspace,
+                    absorbed,
+                } if absorbed.is_empty() => format!("allowed {}", workspace.path),
+                AddOutcome::Added {
+                    workspace,
+                    absorbed,
+                } => format!(
+                    "allowed {} (it replaces {} allowed folder(s) inside it: {})",
+                    workspace.path,
+                    absorbed.len(),
+                    absorbed
+                        .iter()
+                        .map(|w| w.path.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                AddOutcome::AlreadyAllowed { workspace } => {
+                    format!("{} is already allowed", workspace.path)
+                }
+                AddOutcome::CoveredBy { workspace } => {
+                    format!(
+                        "already allowed: it is inside the allowed workspace {}",
+                        workspace.path
+                    )
+                }
+            });
+        }
+        WorkspaceCommand::Rm { path } => {
+            let removed = store.workspaces().remove(&path)?;
+            store
+                .audit()
+                .append("cli", "workspace.remove", &removed.path, "ok", 0)?;
+            out.emit(&removed, || format!("no longer allowed: {}", removed.path));
+        }
+        WorkspaceCommand::Ls => {
+            let list = store.workspaces().list()?;
+            let listed: Vec<Listed<'_>> = list
+                .iter()
+                .map(|w| Listed {
+                    workspace: w,
+                    exists: std::path::Path::new(&w.path).is_dir(),
+                })
+                .collect();
+            out.emit(&listed, || {
+                if listed.is_empty() {
+                    return "no allowed workspaces yet; add one with `katachi workspace add PATH`"
+                        .to_owned();
+                }
+                listed
+                    .iter()
+                    .map(|l| {
+                        let added = UNIX_EPOCH
+                            + Duration::from_secs(u64::try_from(l.workspace.added_at).unwrap_or(0));
+                        let missing = if l.exists { "" } else { "  (folder missing)" };
+                        format!(
+                            "{}  added {}{missing}",
+                            l.workspace.path,
+                            humantime::format_rfc3339_seconds(added)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,4 @@
+mod doctor;
+mod keychain_unavailable;
+pub mod support;
+mod workspace;

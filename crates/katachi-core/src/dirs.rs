@@ -1,0 +1,234 @@
+//! Where the agent keeps its state: the data dir (store, sealed files, fingerprint record) and the
+//! config dir (`config.toml`).
+//!
+//! Defaults follow the platform conventions (XDG on Linux) via the `directories` crate; setting
+//! `KATACHI_HOME` puts both under one folder (tests, portable installs). Folders are created `0700`;
+//! files written by the agent are `0600`. Existing folders are never chmod-ed behind the user's back:
+//! [`permission_problem`] reports when they are wider, and `katachi doctor` shows it.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Environment variable that moves all agent state under one folder.
+pub const HOME_ENV: &str = "KATACHI_HOME";
+
+/// Keychain service name used for the default agent home.
+pub const DEFAULT_KEYCHAIN_SERVICE: &str = "katachi";
+
+/// Errors finding or creating the agent's folders.
+#[derive(Debug, thiserror::Error)]
+pub enum DirsError {
+    /// Neither `KATACHI_HOME` nor a home directory is known (e.g. `HOME` unset for a system user).
+    #[error("cannot find a home directory for katachi's data: set HOME, or KATACHI_HOME to a folder of your choice")]
+    NoHome,
+    /// `KATACHI_HOME` is relative; a relative home would move with the current directory.
+    #[error("KATACHI_HOME must be an absolute path, got {0:?}")]
+    RelativeHome(PathBuf),
+    /// A folder could not be created (permissions, read-only filesystem, a file in the way).
+    #[error("cannot create folder {path}: {source}")]
+    Create {
+        /// The folder that could not be created.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// The agent's folders for one agent home.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KatachiDirs {
+    /// Holds the store, sealed files and the fingerprint record.
+    data: PathBuf,
+    /// Holds `config.toml`.
+    config: PathBuf,
+    /// Names this home's entries in the OS keychain, so two homes never share a secret.
+    keychain_service: String,
+}
+
+impl KatachiDirs {
+    /// The folders for this user: `KATACHI_HOME` (value passed in) when set, else the platform defaults.
+    ///
+    /// # Errors
+    /// [`DirsError::RelativeHome`] for a relative `KATACHI_HOME`, [`DirsError::NoHome`] when no home is known.
+    pub fn resolve(katachi_home: Option<PathBuf>) -> Result<Self, DirsError> {
+        match katachi_home {
+            Some(home) if !home.as_os_str().is_empty() => {
+                if !home.is_absolute() {
+                    return Err(DirsError::RelativeHome(home));
+                }
+                Ok(Self::under(&home))
+            }
+            _ => {
+                let project = directories::ProjectDirs::from("dev", "katachi", "katachi")
+                    .ok_or(DirsError::NoHome)?;
+                Ok(Self {
+                    data: project.data_dir().to_path_buf(),
+                    config: project.config_dir().to_path_buf(),
+                    keychain_service: DEFAULT_KEYCHAIN_SERVICE.to_owned(),
+                })
+            }
+        }
+    }
+
+    /// The folders from the process environment (`KATACHI_HOME`).
+    ///
+    /// # Errors
+    /// As [`KatachiDirs::resolve`].
+    pub fn from_env() -> Result<Self, DirsError> {
+        Self::resolve(std::env::var_os(HOME_ENV).map(PathBuf::from))
+    }
+
+    /// All state under one folder: `HOME/data`, `HOME/config`, and a keychain service name unique to it.
+    pub fn under(home: &Path) -> Self {
+        // A separate keychain entry per home: tests and portable installs never share or clobber
+        // the secret of the user's real agent.
+        let digest = Sha256::digest(home.as_os_str().as_encoded_bytes());
+        Self {
+            data: home.join("data"),
+            config: home.join("config"),
+            keychain_service: format!("{DEFAULT_KEYCHAIN_SERVICE}-{}", &hex::encode(digest)[..16]),
+        }
+    }
+
+    /// The data folder.
+    pub fn data(&self) -> &Path {
+        &self.data
+    }
+
+    /// The config folder.
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
+    /// The keychain service name for this home's entries.
+    pub fn keychain_service(&self) -> &str {
+        &self.keychain_service
+    }
+
+    /// The SQLCipher database file.
+    pub fn store_path(&self) -> PathBuf {
+        self.data.join("katachi.db")
+    }
+
+    /// The record of which fingerprint components were used (names + salted hashes).
+    pub fn fingerprint_record_path(&self) -> PathBuf {
+        self.data.join("fingerprint.json")
+    }
+
+    /// The opt-in file keystore (headless machines without a keychain).
+    pub fn file_keystore_path(&self) -> PathBuf {
+        self.data.join("keystore.sealed")
+    }
+
+    /// The folder of sealed credential files (agent token, tunnel credentials).
+    pub fn credentials_dir(&self) -> PathBuf {
+        self.data.join("credentials")
+    }
+
+    /// The config file.
+    pub fn config_file(&self) -> PathBuf {
+        self.config.join("config.toml")
+    }
+
+    /// Creates the data, credentials and config folders (`0700`) when missing.
+    ///
+    /// # Errors
+    /// [`DirsError::Create`] naming the folder.
+    pub fn ensure(&self) -> Result<(), DirsError> {
+        for dir in [&self.data, &self.credentials_dir(), &self.config] {
+            create_private_dir(dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates `dir` and its missing parents; the folders this call creates get mode `0700`.
+///
+/// # Errors
+/// [`DirsError::Create`] naming the folder.
+pub fn create_private_dir(dir: &Path) -> Result<(), DirsError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir).map_err(|source| DirsError::Create {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// Says what is wrong when `path` is readable or writable by others than its owner
+/// (a folder wider than `0700`, a file wider than `0600`); `None` when private or missing.
+pub fn permission_problem(path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        let mode = meta.permissions().mode() & 0o777;
+        let (want, fix) = if meta.is_dir() {
+            (0o700, "chmod 700")
+        } else {
+            (0o600, "chmod 600")
+        };
+        if mode & 0o077 != 0 {
+            return Some(format!(
+                "{} has mode {mode:o}, wider than {want:o}: other users may read it; run `{fix} {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+        None
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_katachi_home_is_rejected() {
+        let err = KatachiDirs::resolve(Some(PathBuf::from("rel/home"))).err();
+        assert!(matches!(err, Some(DirsError::RelativeHome(_))));
+    }
+
+    #[test]
+    fn two_homes_use_two_keychain_services() {
+        let a = KatachiDirs::under(Path::new("/tmp/a"));
+        let b = KatachiDirs::under(Path::new("/tmp/b"));
+        assert_ne!(a.keychain_service(), b.keychain_service());
+        assert!(a.keychain_service().starts_with("katachi-"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn created_folders_are_private_and_wide_ones_are_reported() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = KatachiDirs::under(tmp.path());
+        dirs.ensure().unwrap();
+        for d in [
+            dirs.data().to_path_buf(),
+            dirs.credentials_dir(),
+            dirs.config().to_path_buf(),
+        ] {
+            let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", d.display());
+            assert!(permission_problem(&d).is_none());
+        }
+        std::fs::set_permissions(dirs.data(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let problem = permission_problem(dirs.data()).unwrap();
+        assert!(problem.contains("chmod 700"), "{problem}");
+    }
+}

@@ -1,0 +1,74 @@
+//! Signed agent → relay calls and the relay's JSON error shape.
+
+use serde::{Deserialize, Serialize};
+
+/// Heartbeat path.
+pub const HEARTBEAT_PATH: &str = "/api/agent/heartbeat";
+/// Activity events path.
+pub const EVENTS_PATH: &str = "/api/agent/events";
+/// Unregister path.
+pub const UNREGISTER_PATH: &str = "/api/agent/unregister";
+/// Most events accepted in one call.
+pub const MAX_EVENTS_PER_BATCH: usize = 100;
+
+/// "I am alive", sent every few seconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// Agent version (crate version).
+    pub version: String,
+    /// Number of allowed workspaces (shown in "my agents").
+    pub workspaces: u32,
+}
+
+/// Reply to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatAck {
+    /// Seconds until the relay considers the agent offline without another heartbeat.
+    pub offline_after_secs: u64,
+}
+
+/// One activity event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityEvent {
+    /// Idempotency key: the relay stores an id once.
+    pub event_id: String,
+    /// Kind (`workspace.added`, …).
+    pub kind: String,
+    /// When it happened (unix seconds).
+    pub at: i64,
+    /// Kind-specific JSON (a string, to keep it opaque to the relay).
+    pub payload: String,
+}
+
+/// A batch of events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityBatch {
+    /// The events, at most [`MAX_EVENTS_PER_BATCH`].
+    pub events: Vec<ActivityEvent>,
+}
+
+/// Which events the relay now holds (new or already seen).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityAck {
+    /// Ids acknowledged; the agent removes them from its outbox.
+    pub acknowledged: Vec<String>,
+}
+
+/// The relay's JSON error body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// Stable code (`signature.replayed_nonce`, …).
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
+/// Wrapper so errors read `{"error": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiErrorBody {
+    /// The error.
+    pub error: ApiError,
+}

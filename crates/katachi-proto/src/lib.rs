@@ -1,0 +1,54 @@
+//! Wire types shared by the agent and the relay, so both sides agree by construction.
+//!
+//! # Layout
+//! - [`ProtocolVersion`]: the version both sides announce.
+//! - [`device`]: RFC 8628 device authorization messages and the token the agent receives.
+//! - [`signing`]: HMAC-SHA256 request signing (canonical string, headers, verification).
+//! - [`agent`]: signed agent → relay calls (heartbeat, activity events, unregister) and API errors.
+
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod device;
+pub mod signing;
+
+use serde::{Deserialize, Serialize};
+
+/// The agent↔relay protocol version. A relay refuses agents whose major version differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtocolVersion {
+    /// Incompatible changes.
+    pub major: u16,
+    /// Compatible additions.
+    pub minor: u16,
+}
+
+impl ProtocolVersion {
+    /// The version this build speaks.
+    pub const CURRENT: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
+
+    /// True when a peer speaking `other` can be served.
+    pub fn is_compatible_with(self, other: ProtocolVersion) -> bool {
+        self.major == other.major
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_major_version_decides_compatibility() {
+        let v = ProtocolVersion::CURRENT;
+        assert!(v.is_compatible_with(ProtocolVersion {
+            major: v.major,
+            minor: v.minor + 3
+        }));
+        assert!(!v.is_compatible_with(ProtocolVersion {
+            major: v.major + 1,
+            minor: 0
+        }));
+        let json = serde_json::to_string(&v).unwrap();
+        assert_eq!(serde_json::from_str::<ProtocolVersion>(&json).unwrap(), v);
+    }
+}

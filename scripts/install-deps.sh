@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to build, run and test katachi; installs nothing that
+# is already there, so a second run takes a second.
+set -euo pipefail
+
+apt_packages=(
+  # Tauri (tray app): WebKitGTK, tray indicator, SVG icons, xdo
+  pkg-config libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev
+  # OS keychain (Secret Service) and a D-Bus session for it
+  gnome-keyring dbus-x11 libsecret-1-dev libdbus-1-dev
+  # headless display, window automation and screenshots for the window tests
+  xvfb webkit2gtk-driver xdotool imagemagick
+  # C toolchain for SQLCipher's vendored OpenSSL
+  build-essential perl make
+)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "install-deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "install-deps: system packages present"
+fi
+
+command -v cargo >/dev/null || { echo "install-deps: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }

@@ -1,0 +1,9 @@
+//! `katachi-app`: the Katachi tray app. All logic lives in the `katachi_app` library.
+
+// In release builds on Windows, do not open a console window next to the tray icon.
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    katachi_app::run()
+}

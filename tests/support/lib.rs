@@ -1,0 +1,24 @@
+//! Helpers shared by the end-to-end tests: locating the built binaries and bounded waits.
+//!
+//! # Layout
+//! - [`workspace_binary`]: path of a binary built by this workspace (target/debug/NAME).
+//! - [`process`]: a spawned binary with captured output, bounded waits, killed on drop.
+//! - [`tray_dbus`]: a process's tray icon and menu as a panel sees them over D-Bus (Linux).
+//! - [`x11_windows`]: a process's top-level X11 windows, found and closed as a window manager would.
+
+pub mod process;
+#[cfg(target_os = "linux")]
+pub mod tray_dbus;
+#[cfg(target_os = "linux")]
+pub mod x11_windows;
+
+use std::path::PathBuf;
+
+/// Path of a binary built in this workspace's target dir (debug profile), for tests that spawn it.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("..").join("target"));
+    target.join("debug").join(name)
+}
