@@ -12,6 +12,8 @@ apt_packages=(
   xvfb webkit2gtk-driver xdotool imagemagick
   # C toolchain for SQLCipher's vendored OpenSSL
   build-essential perl make
+  # MinGW: `make cross-check` compiles the Windows code paths
+  gcc-mingw-w64-x86-64
 )
 
 missing=()

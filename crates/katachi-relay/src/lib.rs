@@ -1,12 +1,60 @@
-//! The katachi relay: the only server the browser talks to.
+//! The katachi relay: the only server the browser talks to, and the one agents dial out to.
 //!
-//! This crate is a placeholder in the layout until the relay issue builds it (users, device
-//! authorization, signed agent calls, tunnel routing, web UI). It holds no code that pretends to work.
+//! One HTTPS listener (TLS 1.3 only) serves the web pages, the OAuth device flow and the signed
+//! agent API. State lives in SQLite (default, embedded) or PostgreSQL.
 //!
 //! # Layout
-//! - [`PROTOCOL`]: the agent protocol version this relay will speak.
+//! - [`config`]: command-line and embedded defaults ([`RelayConfig`]).
+//! - [`tls`]: TLS 1.3-only rustls config; a local CA and certificate generated on first run.
+//! - [`server`]: the accept loop ([`run`]) serving the router over TLS with graceful shutdown.
+//! - [`state`]: shared state handed to every handler ([`AppState`]).
+//! - [`crypto`]: the master key and AES-256-GCM for secrets at rest (signing secrets, MCP secrets).
+//! - [`store`]: the database (SQLite or PostgreSQL through sqlx), one file per table family.
+//! - [`device_flow`]: RFC 8628 device authorization and token endpoints.
+//! - [`agent_api`]: signed agent calls (heartbeat, events, unregister) behind [`agent_api::VerifiedAgent`].
+//! - [`web`]: pages for people: sign-up/in (password, GitHub, Google), device approval, my agents, MCP.
+//! - [`error`]: the JSON error shape and HTML error pages.
 
 #![forbid(unsafe_code)]
+// Handlers short-circuit with a ready `Response` as the error; it is built once per request.
+#![allow(clippy::result_large_err)]
+
+pub mod agent_api;
+pub mod config;
+pub mod crypto;
+pub mod device_flow;
+pub mod error;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod tls;
+pub mod web;
+
+pub use config::RelayConfig;
+pub use server::{run, Relay};
+pub use state::AppState;
 
 /// The agent protocol version this relay speaks.
 pub const PROTOCOL: katachi_proto::ProtocolVersion = katachi_proto::ProtocolVersion::CURRENT;
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `n` random bytes as lowercase hex.
+pub(crate) fn random_hex(n: usize) -> String {
+    use rand::RngCore;
+    let mut b = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Hex SHA-256: how tokens, session ids and device codes are stored (never in clear).
+pub(crate) fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}

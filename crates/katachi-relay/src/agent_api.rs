@@ -1,0 +1,235 @@
+//! Signed agent → relay calls: heartbeat, activity events, unregister.
+//!
+//! Every handler takes a [`VerifiedAgent`], which only [`verify_signed_request`] builds, so no
+//! handler can skip the checks: bearer token, agent id, revocation, ±30 s window, HMAC (constant
+//! time), and nonce reuse — each refused with its own code.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use katachi_proto::agent::{
+    ActivityAck, ActivityBatch, Heartbeat, HeartbeatAck, MAX_EVENTS_PER_BATCH,
+};
+use katachi_proto::signing::{
+    check_nonce_format, check_timestamp, verify_signature, SignatureError, SignedParts,
+    HEADER_AGENT_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, MAX_SKEW_SECS,
+};
+use serde::de::DeserializeOwned;
+
+use crate::device_flow::SIGNING_SECRET_PURPOSE;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::{now_unix, sha256_hex};
+
+/// Largest signed request body.
+pub const MAX_AGENT_BODY: usize = 256 * 1024;
+
+/// An agent whose request passed every check; only [`verify_signed_request`] constructs it.
+#[derive(Debug)]
+pub struct VerifiedAgent {
+    /// The agent's id.
+    id: String,
+    /// The raw body that was signed.
+    body: axum::body::Bytes,
+}
+
+impl VerifiedAgent {
+    /// The agent's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The signed body parsed as JSON.
+    ///
+    /// # Errors
+    /// `request.malformed_json` naming what is wrong.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "request.malformed_json",
+                format!("request body is not valid JSON of the expected shape: {e}"),
+            )
+        })
+    }
+}
+
+fn sig_error(e: SignatureError) -> ApiError {
+    let status = match e {
+        SignatureError::RevokedAgent => StatusCode::FORBIDDEN,
+        SignatureError::MissingHeader(_) | SignatureError::MalformedHeader(_) => {
+            StatusCode::BAD_REQUEST
+        }
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    ApiError::new(status, e.code(), e.to_string())
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, SignatureError> {
+    headers
+        .get(name)
+        .ok_or(SignatureError::MissingHeader(name))?
+        .to_str()
+        .map_err(|_| SignatureError::MalformedHeader(name))
+}
+
+/// Runs every check on a signed request.
+///
+/// # Errors
+/// An [`ApiError`] with the code of the first failed check.
+pub async fn verify_signed_request(
+    state: &AppState,
+    req: Request,
+) -> Result<VerifiedAgent, ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = to_bytes(body, MAX_AGENT_BODY).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request.too_large",
+            format!("request body over {MAX_AGENT_BODY} bytes"),
+        )
+    })?;
+    let h = &parts.headers;
+    let agent_id = header(h, HEADER_AGENT_ID).map_err(sig_error)?;
+    let timestamp_text = header(h, HEADER_TIMESTAMP).map_err(sig_error)?;
+    let nonce = header(h, HEADER_NONCE).map_err(sig_error)?;
+    let signature = header(h, HEADER_SIGNATURE).map_err(sig_error)?;
+    let token = header(h, "authorization")
+        .map_err(sig_error)?
+        .strip_prefix("Bearer ")
+        .ok_or_else(|| sig_error(SignatureError::MalformedHeader("authorization")))?;
+    let timestamp: i64 = timestamp_text
+        .parse()
+        .map_err(|_| sig_error(SignatureError::MalformedHeader(HEADER_TIMESTAMP)))?;
+    check_nonce_format(nonce).map_err(sig_error)?;
+
+    // The bearer token names the agent; a token for another agent id is "unknown", not a hint.
+    let agent = state.store.agent_by_token_hash(&sha256_hex(token)).await?;
+    let agent = match agent {
+        Some(a) if a.id == agent_id => a,
+        _ => return Err(sig_error(SignatureError::UnknownAgent)),
+    };
+    // A revoked agent is refused even with a valid signature.
+    if agent.revoked_at != 0 {
+        return Err(sig_error(SignatureError::RevokedAgent));
+    }
+    // Outside ±30 s: a delayed replay or a wrong clock (the agent corrects from our Date header).
+    let now = now_unix();
+    check_timestamp(timestamp, now).map_err(sig_error)?;
+    let secret = state
+        .master
+        .open(SIGNING_SECRET_PURPOSE, &agent.signing_secret_enc)
+        .map_err(ApiError::internal)?;
+    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let signed = SignedParts {
+        method: parts.method.as_str(),
+        path_and_query,
+        timestamp,
+        nonce,
+        body: &body,
+    };
+    // Constant-time HMAC compare: a forged or altered request.
+    verify_signature(&secret, &signed, signature).map_err(sig_error)?;
+    // Reject a reused nonce inside the window: replay. Recorded only after the signature verified,
+    // so unsigned junk cannot fill the table.
+    if !state
+        .store
+        .use_nonce(
+            &agent.id,
+            &nonce.to_ascii_lowercase(),
+            now + 2 * MAX_SKEW_SECS + 1,
+        )
+        .await?
+    {
+        return Err(sig_error(SignatureError::ReplayedNonce));
+    }
+    Ok(VerifiedAgent { id: agent.id, body })
+}
+
+impl FromRequest<AppState> for VerifiedAgent {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request<Body>, state: &AppState) -> Result<Self, Self::Rejection> {
+        verify_signed_request(state, req).await
+    }
+}
+
+/// `POST /api/agent/heartbeat`.
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    agent: VerifiedAgent,
+) -> Result<Json<HeartbeatAck>, ApiError> {
+    let beat: Heartbeat = agent.json()?;
+    if beat.version.len() > 64 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "request.invalid",
+            "version is limited to 64 characters",
+        ));
+    }
+    state
+        .store
+        .touch_agent(
+            agent.id(),
+            now_unix(),
+            &beat.version,
+            i64::from(beat.workspaces),
+        )
+        .await?;
+    Ok(Json(HeartbeatAck {
+        offline_after_secs: state.config.offline_after,
+    }))
+}
+
+/// `POST /api/agent/events`: stores each event once; acknowledges all of them.
+pub async fn events(
+    State(state): State<AppState>,
+    agent: VerifiedAgent,
+) -> Result<Json<ActivityAck>, ApiError> {
+    let batch: ActivityBatch = agent.json()?;
+    if batch.events.len() > MAX_EVENTS_PER_BATCH {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "request.too_many_events",
+            format!("at most {MAX_EVENTS_PER_BATCH} events per call"),
+        ));
+    }
+    for e in &batch.events {
+        if e.event_id.is_empty()
+            || e.event_id.len() > 64
+            || e.kind.len() > 64
+            || e.payload.len() > 16 * 1024
+        {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "request.invalid_event",
+                format!(
+                    "event {:?}: id 1-64 chars, kind ≤ 64, payload ≤ 16 KiB",
+                    e.event_id.chars().take(64).collect::<String>()
+                ),
+            ));
+        }
+    }
+    let now = now_unix();
+    for e in &batch.events {
+        state
+            .store
+            .record_event(agent.id(), &e.event_id, &e.kind, e.at, &e.payload, now)
+            .await?;
+    }
+    Ok(Json(ActivityAck {
+        acknowledged: batch.events.into_iter().map(|e| e.event_id).collect(),
+    }))
+}
+
+/// `POST /api/agent/unregister`: the agent removes itself.
+pub async fn unregister(
+    State(state): State<AppState>,
+    agent: VerifiedAgent,
+) -> Result<Response, ApiError> {
+    state.store.delete_agent(agent.id()).await?;
+    tracing::info!(agent = %agent.id(), "agent unregistered");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

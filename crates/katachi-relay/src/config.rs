@@ -1,0 +1,191 @@
+//! Relay configuration: command-line flags over embedded defaults.
+//!
+//! `katachi-relay` with no flags listens on 127.0.0.1:8443, keeps its data in `./katachi-relay-data`,
+//! uses SQLite there, and generates its own local CA and certificate.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+/// Command-line flags.
+#[derive(Debug, Parser)]
+#[command(name = "katachi-relay", version, about = "The katachi relay backend")]
+pub struct Args {
+    /// Address to listen on (browsers and agents share it).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Folder for the SQLite database, TLS material and the master key.
+    #[arg(long, default_value = "katachi-relay-data")]
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL; default: SQLite in the data dir.
+    #[arg(long, env = "KATACHI_RELAY_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// PEM certificate chain; without it a local CA and certificate are generated.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The URL people and agents use to reach this relay (links, OAuth redirects, Origin checks).
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// File with the 32-byte master key (hex) for secrets at rest; default: generated in the data dir.
+    #[arg(long, env = "KATACHI_RELAY_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// Seconds an agent must wait between device-code polls.
+    #[arg(long, default_value_t = 5)]
+    pub device_poll_interval: u64,
+    /// Seconds a device code stays valid.
+    #[arg(long, default_value_t = 600)]
+    pub device_code_ttl: u64,
+    /// Seconds without a heartbeat after which an agent shows offline.
+    #[arg(long, default_value_t = 30)]
+    pub offline_after: u64,
+    /// GitHub OAuth app: client id (enables "Sign in with GitHub").
+    #[arg(long, env = "KATACHI_GITHUB_CLIENT_ID")]
+    pub github_client_id: Option<String>,
+    /// GitHub OAuth app: client secret.
+    #[arg(long, env = "KATACHI_GITHUB_CLIENT_SECRET")]
+    pub github_client_secret: Option<String>,
+    /// GitHub endpoints base (tests point it at a local provider).
+    #[arg(long, default_value = "https://github.com")]
+    pub github_auth_base: String,
+    /// GitHub API base.
+    #[arg(long, default_value = "https://api.github.com")]
+    pub github_api_base: String,
+    /// Google OAuth client id (enables "Sign in with Google").
+    #[arg(long, env = "KATACHI_GOOGLE_CLIENT_ID")]
+    pub google_client_id: Option<String>,
+    /// Google OAuth client secret.
+    #[arg(long, env = "KATACHI_GOOGLE_CLIENT_SECRET")]
+    pub google_client_secret: Option<String>,
+    /// Google authorization endpoint base.
+    #[arg(long, default_value = "https://accounts.google.com")]
+    pub google_auth_base: String,
+    /// Google token/userinfo endpoints base.
+    #[arg(long, default_value = "https://oauth2.googleapis.com")]
+    pub google_api_base: String,
+    /// Extra PEM CA trusted for calls to OAuth providers (tests with a local provider).
+    #[arg(long)]
+    pub provider_ca: Option<PathBuf>,
+}
+
+/// A sign-in provider's settings.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// OAuth client id.
+    pub client_id: String,
+    /// OAuth client secret.
+    pub client_secret: String,
+    /// Base URL of the authorization endpoint.
+    pub auth_base: String,
+    /// Base URL of the token / user-info endpoints.
+    pub api_base: String,
+}
+
+/// Everything the relay needs to start.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Data folder.
+    pub data_dir: PathBuf,
+    /// Database URL (`sqlite://…` or `postgres://…`).
+    pub database_url: Option<String>,
+    /// Certificate and key files, when given.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    /// Public URL; default `https://<listen>`.
+    pub public_url: Option<String>,
+    /// Master key file.
+    pub master_key_file: Option<PathBuf>,
+    /// Device poll interval (s).
+    pub device_poll_interval: u64,
+    /// Device code lifetime (s).
+    pub device_code_ttl: u64,
+    /// Offline window (s).
+    pub offline_after: u64,
+    /// GitHub sign-in.
+    pub github: Option<ProviderConfig>,
+    /// Google sign-in.
+    pub google: Option<ProviderConfig>,
+    /// Extra CA for provider calls.
+    pub provider_ca: Option<PathBuf>,
+}
+
+impl RelayConfig {
+    /// Defaults for a relay whose data lives in `data_dir` (tests bind port 0).
+    pub fn local(data_dir: PathBuf) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            database_url: None,
+            tls_files: None,
+            public_url: None,
+            master_key_file: None,
+            device_poll_interval: 5,
+            device_code_ttl: 600,
+            offline_after: 30,
+            github: None,
+            google: None,
+            provider_ca: None,
+        }
+    }
+}
+
+impl Args {
+    /// Validates the flags into a config.
+    ///
+    /// # Errors
+    /// A provider with an id but no secret, or a public URL that is not https.
+    pub fn into_config(self) -> anyhow::Result<RelayConfig> {
+        let provider =
+            |name: &str, id: Option<String>, secret: Option<String>, auth: String, api: String| {
+                match (id, secret) {
+                    (Some(client_id), Some(client_secret)) => Ok(Some(ProviderConfig {
+                        client_id,
+                        client_secret,
+                        auth_base: auth,
+                        api_base: api,
+                    })),
+                    (None, None) => Ok(None),
+                    _ => anyhow::bail!("--{name}-client-id and --{name}-client-secret go together"),
+                }
+            };
+        if let Some(url) = &self.public_url {
+            let parsed = url::Url::parse(url)
+                .with_context(|| format!("--public-url {url:?} is not a URL"))?;
+            anyhow::ensure!(
+                parsed.scheme() == "https",
+                "--public-url must be https (the relay serves HTTPS only)"
+            );
+        }
+        Ok(RelayConfig {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            database_url: self.database_url,
+            tls_files: self.tls_cert.zip(self.tls_key),
+            public_url: self.public_url,
+            master_key_file: self.master_key_file,
+            device_poll_interval: self.device_poll_interval.max(1),
+            device_code_ttl: self.device_code_ttl.clamp(60, 3600),
+            offline_after: self.offline_after.max(5),
+            github: provider(
+                "github",
+                self.github_client_id,
+                self.github_client_secret,
+                self.github_auth_base,
+                self.github_api_base,
+            )?,
+            google: provider(
+                "google",
+                self.google_client_id,
+                self.google_client_secret,
+                self.google_auth_base,
+                self.google_api_base,
+            )?,
+            provider_ca: self.provider_ca,
+        })
+    }
+}

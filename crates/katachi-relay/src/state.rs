@@ -1,0 +1,49 @@
+//! State shared by every handler.
+
+use std::sync::Arc;
+
+use crate::config::RelayConfig;
+use crate::crypto::MasterKey;
+use crate::store::Store;
+
+/// Cheap-to-clone handle on the relay's shared state.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// What the handlers share.
+pub struct Inner {
+    /// The database.
+    pub store: Store,
+    /// Seals secrets at rest.
+    pub master: MasterKey,
+    /// The configuration.
+    pub config: RelayConfig,
+    /// `https://host:port` without a trailing slash.
+    pub public_url: String,
+    /// An argon2 hash of a random password: verifying against it makes unknown-user sign-ins take
+    /// as long as known-user ones.
+    pub dummy_hash: String,
+    /// HTTP client for OAuth providers.
+    pub http: reqwest::Client,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Wraps the parts.
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    /// The public origin (`scheme://host[:port]`), for Origin checks.
+    pub fn public_origin(&self) -> String {
+        url::Url::parse(&self.public_url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_else(|_| self.public_url.clone())
+    }
+}

@@ -1,0 +1,141 @@
+//! The relay's database: SQLite (embedded, the default) or PostgreSQL, through sqlx's `Any` driver
+//! with one set of migrations that both understand (TEXT ids, BIGINT unix seconds).
+//!
+//! Everything that must be shared between several relay instances lives here, not in memory:
+//! sessions, nonces, rate-limit buckets, device codes and agent liveness.
+//!
+//! # Layout
+//! - `users`: accounts, identities from GitHub/Google, sessions, OAuth states, rate limits.
+//! - `devices`: RFC 8628 device codes.
+//! - `agents`: agents, nonces, activity events.
+//! - `mcp`: MCP server configurations with sealed secret values.
+
+mod agents;
+mod devices;
+mod mcp;
+mod users;
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use sqlx::Executor;
+
+pub use agents::{AgentRow, NewAgent};
+pub use devices::{DeviceCode, DeviceStatus};
+pub use mcp::McpServer;
+pub use users::{RateLimit, User};
+
+/// The embedded migrations (shared by SQLite and PostgreSQL).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or opened.
+    #[error("cannot open the database {url}: {source}")]
+    Connect {
+        /// The URL, without password.
+        url: String,
+        /// What sqlx said.
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+    /// The URL names a database kind the relay does not support.
+    #[error("unsupported database URL {0:?}: use sqlite://… or postgres://…")]
+    Unsupported(String),
+}
+
+/// Result of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The database handle (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Store {
+    /// Connection pool.
+    pool: AnyPool,
+}
+
+impl Store {
+    /// Connects to `url` (default: SQLite `relay.db` in `data_dir`) and runs the migrations.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the database cannot be reached or migrated.
+    pub async fn connect(url: Option<&str>, data_dir: &Path) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let url = match url {
+            Some(u) => u.to_owned(),
+            None => format!("sqlite://{}?mode=rwc", data_dir.join("relay.db").display()),
+        };
+        let is_sqlite = url.starts_with("sqlite:");
+        if !is_sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err(StoreError::Unsupported(redact(&url)));
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(if is_sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if is_sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|source| StoreError::Connect { url: redact(&url), source })?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for modules of this crate.
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Removes expired sessions, nonces, OAuth states, device codes and rate-limit buckets.
+    ///
+    /// # Errors
+    /// [`StoreError::Query`].
+    pub async fn purge_expired(&self, now: i64) -> Result<()> {
+        for sql in [
+            "DELETE FROM sessions WHERE expires_at < $1",
+            "DELETE FROM nonces WHERE expires_at < $1",
+            "DELETE FROM oauth_states WHERE expires_at < $1",
+            "DELETE FROM device_codes WHERE expires_at < $1",
+            "DELETE FROM rate_limits WHERE window_start < $1 - 86400",
+        ] {
+            sqlx::query(sql).bind(now).execute(&self.pool).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The URL with any password replaced, for messages and logs.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_appear_in_database_errors() {
+        assert_eq!(
+            super::redact("postgres://u:hunter2@localhost/db"),
+            "postgres://u:***@localhost/db"
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! The device approval page: the signed-in user enters (or confirms) the code an agent printed,
+//! sees the device's name, OS and address, and approves or denies it.
+//!
+//! Code guessing is bounded per user and per address.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use axum_extra::extract::cookie::CookieJar;
+use katachi_proto::device::{display_user_code, normalise_user_code};
+use maud::html;
+use serde::Deserialize;
+
+use super::layout::{minutes, notice, page};
+use super::session::{check_csrf, csrf_token, CurrentUser};
+use crate::error::ApiError;
+use crate::now_unix;
+use crate::state::AppState;
+use crate::store::{DeviceCode, DeviceStatus, RateLimit};
+
+/// Wrong codes a user (or an address) may enter per window.
+const MAX_WRONG_CODES: i64 = 10;
+/// Window for wrong codes.
+const WRONG_CODE_WINDOW: i64 = 15 * 60;
+
+/// `?user_code=`.
+#[derive(Debug, Deserialize)]
+pub struct CodeQuery {
+    /// The code, as typed or from the agent's link.
+    user_code: Option<String>,
+}
+
+/// Posted decision.
+#[derive(Debug, Deserialize)]
+pub struct DecisionForm {
+    /// The code.
+    user_code: String,
+    /// `approve` or `deny`; absent when only looking the code up.
+    action: Option<String>,
+    /// CSRF token.
+    csrf: Option<String>,
+}
+
+fn enter_code_page(jar: CookieJar, who: &str, error: Option<&str>, status: StatusCode) -> Response {
+    let (jar, csrf) = csrf_token(jar);
+    let body = html! {
+        section.card {
+            h1 { "Connect a device" }
+            p { "Enter the code your katachi agent shows." }
+            (notice("error", error))
+            form method="post" action="/device" {
+                input type="hidden" name="csrf" value=(csrf);
+                label { "Code" input type="text" name="user_code" placeholder="XXXX-XXXX" autocomplete="off" autocapitalize="characters" spellcheck="false" maxlength="12" required autofocus; }
+                button type="submit" { "Continue" }
+            }
+        }
+    };
+    (
+        status,
+        jar.clone(),
+        page("Connect a device", Some(who), Some(&csrf_value(&jar)), body),
+    )
+        .into_response()
+}
+
+fn csrf_value(jar: &CookieJar) -> String {
+    jar.get(super::session::CSRF_COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default()
+}
+
+fn confirm_page(jar: CookieJar, who: &str, d: &DeviceCode) -> Response {
+    let (jar, csrf) = csrf_token(jar);
+    let shown = display_user_code(&d.user_code);
+    let body = html! {
+        section.card {
+            h1 { "Connect this device?" }
+            p { "Only approve if you just started katachi on this device and it shows the code " strong.code { (shown) } "." }
+            dl.device {
+                dt { "Device" } dd #device-name { (d.device_name) }
+                dt { "Operating system" } dd #device-os { (d.device_os) }
+                dt { "Address" } dd #device-ip { (d.device_ip) }
+            }
+            form.actions method="post" action="/device" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="user_code" value=(shown);
+                button #approve type="submit" name="action" value="approve" { "Approve" }
+                button #deny.secondary type="submit" name="action" value="deny" { "Deny" }
+            }
+        }
+    };
+    (
+        jar,
+        page("Connect this device?", Some(who), Some(&csrf), body),
+    )
+        .into_response()
+}
+
+fn who(u: &CurrentUser) -> String {
+    u.user
+        .email
+        .clone()
+        .unwrap_or_else(|| "signed in".to_owned())
+}
+
+/// Looks a typed code up, counting wrong ones against the user and the address.
+async fn find_pending(
+    state: &AppState,
+    user: &CurrentUser,
+    peer: SocketAddr,
+    typed: &str,
+) -> Result<Result<DeviceCode, (String, StatusCode)>, ApiError> {
+    let now = now_unix();
+    // A user or address already over the wrong-code limit gets no lookup at all.
+    for bucket in [
+        format!("usercode-user:{}", user.user.id),
+        format!("usercode-ip:{}", peer.ip()),
+    ] {
+        if let RateLimit::Limited { retry_after } = state
+            .store
+            .peek_rate_limit(&bucket, MAX_WRONG_CODES, WRONG_CODE_WINDOW, now)
+            .await?
+        {
+            return Ok(Err((
+                format!(
+                    "Too many wrong codes; try again in {} minutes.",
+                    minutes(retry_after)
+                ),
+                StatusCode::TOO_MANY_REQUESTS,
+            )));
+        }
+    }
+    let found = match normalise_user_code(typed) {
+        Some(code) => state.store.device_by_user_code(&code).await?,
+        None => None,
+    };
+    match found {
+        Some(d) if d.status == DeviceStatus::Pending && d.expires_at > now => Ok(Ok(d)),
+        Some(d) if d.expires_at <= now => Ok(Err((
+            "This code has expired. Start katachi again to get a new one.".into(),
+            StatusCode::GONE,
+        ))),
+        Some(_) => Ok(Err((
+            "This code was already used.".into(),
+            StatusCode::CONFLICT,
+        ))),
+        None => {
+            for bucket in [
+                format!("usercode-user:{}", user.user.id),
+                format!("usercode-ip:{}", peer.ip()),
+            ] {
+                if let RateLimit::Limited { retry_after } = state
+                    .store
+                    .hit_rate_limit(&bucket, MAX_WRONG_CODES, WRONG_CODE_WINDOW, now)
+                    .await?
+                {
+                    return Ok(Err((
+                        format!(
+                            "Too many wrong codes; try again in {} minutes.",
+                            minutes(retry_after)
+                        ),
+                        StatusCode::TOO_MANY_REQUESTS,
+                    )));
+                }
+            }
+            Ok(Err((
+                "No device is waiting for this code. Check it on the device and try again.".into(),
+                StatusCode::NOT_FOUND,
+            )))
+        }
+    }
+}
+
+/// `GET /device[?user_code=…]`.
+pub async fn show(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    jar: CookieJar,
+    user: CurrentUser,
+    Query(q): Query<CodeQuery>,
+) -> Response {
+    let who = who(&user);
+    let Some(typed) = q.user_code.filter(|c| !c.trim().is_empty()) else {
+        return enter_code_page(jar, &who, None, StatusCode::OK);
+    };
+    match find_pending(&state, &user, peer, &typed).await {
+        Ok(Ok(d)) => confirm_page(jar, &who, &d),
+        Ok(Err((msg, status))) => enter_code_page(jar, &who, Some(&msg), status),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /device`: look a code up, or approve / deny it.
+pub async fn decide(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    user: CurrentUser,
+    Form(form): Form<DecisionForm>,
+) -> Response {
+    if let Err(r) = check_csrf(&state, &headers, &jar, form.csrf.as_deref()) {
+        return r;
+    }
+    let who = who(&user);
+    let device = match find_pending(&state, &user, peer, &form.user_code).await {
+        Ok(Ok(d)) => d,
+        Ok(Err((msg, status))) => return enter_code_page(jar, &who, Some(&msg), status),
+        Err(e) => return e.into_response(),
+    };
+    let approve = match form.action.as_deref() {
+        Some("approve") => true,
+        Some("deny") => false,
+        _ => return confirm_page(jar, &who, &device),
+    };
+    match state
+        .store
+        .decide_device(&device.user_code, &user.user.id, approve, now_unix())
+        .await
+    {
+        Ok(true) => {
+            let (title, text) = if approve {
+                ("Device connected", format!("{} is now connected to your account. You can return to it; it finishes signing in by itself.", device.device_name))
+            } else {
+                (
+                    "Device denied",
+                    format!("{} was not connected.", device.device_name),
+                )
+            };
+            let body = html! { section.card { h1 #result { (title) } p { (text) } p { a href="/agents" { "See my agents" } } } };
+            (
+                jar.clone(),
+                page(title, Some(&who), Some(&csrf_value(&jar)), body),
+            )
+                .into_response()
+        }
+        Ok(false) => enter_code_page(
+            jar,
+            &who,
+            Some("This code is no longer waiting (expired or already decided)."),
+            StatusCode::CONFLICT,
+        ),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}

@@ -1,0 +1,96 @@
+//! Pages for people and the routes of the whole relay.
+//!
+//! Every response carries HSTS, a strict CSP (`frame-ancestors 'none'`), `X-Content-Type-Options`
+//! and `Referrer-Policy`. Cookies are `__Host-`, Secure, HttpOnly, SameSite=Lax. Every form carries
+//! a CSRF token checked against a cookie, and cross-origin posts are refused.
+//!
+//! # Layout
+//! - `session`: session and CSRF cookies, the [`session::CurrentUser`] extractor, `next=` sanitising.
+//! - `layout`: the page shell and small HTML pieces.
+//! - `account`: sign-up, sign-in (argon2id, rate limits, lockout), sign-out.
+//! - `device`: the device approval page.
+//! - `agents`: "my agents" (online / last seen, revoke) and its JSON for live refresh.
+//! - `assets`: the CSS and JS served from the binary.
+
+pub mod account;
+pub mod agents;
+mod assets;
+pub mod device;
+pub mod layout;
+pub mod session;
+
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::state::AppState;
+
+/// Largest request body anywhere (agent calls have their own, smaller check).
+const MAX_BODY: usize = 1024 * 1024;
+
+/// CSP: our own scripts and styles only, no framing, forms post to us only.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    let headers: [(HeaderName, &'static str); 6] = [
+        (
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=63072000; includeSubDomains",
+        ),
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+    ];
+    let mut app = Router::new()
+        .route("/", get(agents::home))
+        .route("/signup", get(account::signup_page).post(account::signup))
+        .route("/login", get(account::login_page).post(account::login))
+        .route("/logout", post(account::logout))
+        .route(
+            katachi_proto::device::VERIFY_PATH,
+            get(device::show).post(device::decide),
+        )
+        .route("/agents", get(agents::list))
+        .route("/agents/{id}/revoke", post(agents::revoke))
+        .route("/api/me/agents", get(agents::json))
+        .route("/static/app.css", get(assets::css))
+        .route("/static/agents.js", get(assets::agents_js))
+        .route(
+            katachi_proto::device::DEVICE_CODE_PATH,
+            post(crate::device_flow::device_code),
+        )
+        .route(
+            katachi_proto::device::TOKEN_PATH,
+            post(crate::device_flow::token),
+        )
+        .route(
+            katachi_proto::agent::HEARTBEAT_PATH,
+            post(crate::agent_api::heartbeat),
+        )
+        .route(
+            katachi_proto::agent::EVENTS_PATH,
+            post(crate::agent_api::events),
+        )
+        .route(
+            katachi_proto::agent::UNREGISTER_PATH,
+            post(crate::agent_api::unregister),
+        )
+        .fallback(layout::not_found)
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY));
+    for (name, value) in headers {
+        app = app.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    app
+}
