@@ -12,6 +12,8 @@ apt_packages=(
   xvfb webkit2gtk-driver xdotool imagemagick
   # C toolchain for SQLCipher's vendored OpenSSL
   build-essential perl make
+  # PostgreSQL server for the relay store tests
+  postgresql
   # MinGW: `make cross-check` compiles the Windows code paths
   gcc-mingw-w64-x86-64
 )

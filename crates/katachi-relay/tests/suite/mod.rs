@@ -1,0 +1,6 @@
+mod device_flow;
+mod signed_calls;
+mod store_backends;
+pub mod support;
+mod tls;
+mod web_forms;
