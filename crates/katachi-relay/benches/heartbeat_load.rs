@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use katachi_proto::signing::{sign, SignedParts, HEADER_AGENT_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use katachi_proto::signing::{
+    sign, SignedParts, HEADER_AGENT_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+};
 use katachi_relay::store::NewAgent;
 use katachi_relay::{Relay, RelayConfig};
 use sha2::Digest;
@@ -28,7 +30,11 @@ impl Report {
     fn print(&self) {
         let mut l = self.latencies.clone();
         l.sort();
-        let pct = |p: f64| l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1))).copied().unwrap_or_default();
+        let pct = |p: f64| {
+            l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or_default()
+        };
         println!(
             "{:<22} {:>7} req in {:>6.2} s = {:>8.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms",
             self.name,
@@ -41,7 +47,12 @@ impl Report {
     }
 }
 
-async fn load(name: &'static str, total: usize, client: reqwest::Client, make: Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>) -> Report {
+async fn load(
+    name: &'static str,
+    total: usize,
+    client: reqwest::Client,
+    make: Arc<dyn Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync>,
+) -> Report {
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(MAX_SECONDS);
     let start = Instant::now();
@@ -53,7 +64,12 @@ async fn load(name: &'static str, total: usize, client: reqwest::Client, make: A
             while next.fetch_add(1, Ordering::Relaxed) < total && Instant::now() < deadline {
                 let t = Instant::now();
                 let r = make(&client).send().await.unwrap();
-                assert!(r.status().is_success(), "{}: {}", r.status(), r.text().await.unwrap_or_default());
+                assert!(
+                    r.status().is_success(),
+                    "{}: {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                );
                 let _ = r.bytes().await;
                 lat.push(t.elapsed());
             }
@@ -64,12 +80,24 @@ async fn load(name: &'static str, total: usize, client: reqwest::Client, make: A
     for t in tasks {
         latencies.extend(t.await.unwrap());
     }
-    Report { name, done: latencies.len(), elapsed: start.elapsed(), latencies }
+    Report {
+        name,
+        done: latencies.len(),
+        elapsed: start.elapsed(),
+        latencies,
+    }
 }
 
 fn main() {
-    let total: usize = std::env::var("KATACHI_BENCH_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(40_000);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let total: usize = std::env::var("KATACHI_BENCH_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let tmp = tempfile::tempdir().unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -11,16 +11,37 @@ async fn full_flow(backend: Backend) {
     let user_code = dc["user_code"].as_str().unwrap();
     assert_eq!(user_code.len(), 9);
     assert_eq!(&user_code[4..5], "-");
-    assert!(dc["verification_uri_complete"].as_str().unwrap().ends_with(user_code));
+    assert!(dc["verification_uri_complete"]
+        .as_str()
+        .unwrap()
+        .ends_with(user_code));
     let device_code = dc["device_code"].as_str().unwrap();
 
     let (status, pending) = poll_token(&relay, &agent_http, device_code).await;
-    assert_eq!((status, pending["error"].as_str()), (400, Some("authorization_pending")));
+    assert_eq!(
+        (status, pending["error"].as_str()),
+        (400, Some("authorization_pending"))
+    );
 
     // The approval page shows the device's name, OS and address.
-    let page = browser.get(relay.at(&format!("/device?user_code={user_code}"))).send().await.unwrap().text().await.unwrap();
-    assert!(page.contains("build-box") && page.contains("Debian 12") && page.contains("127.0.0.1"), "{page}");
-    assert_eq!(decide(&relay, &browser, user_code, "approve").await.status(), 200);
+    let page = browser
+        .get(relay.at(&format!("/device?user_code={user_code}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("build-box") && page.contains("Debian 12") && page.contains("127.0.0.1"),
+        "{page}"
+    );
+    assert_eq!(
+        decide(&relay, &browser, user_code, "approve")
+            .await
+            .status(),
+        200
+    );
 
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (status, tok) = poll_token(&relay, &agent_http, device_code).await;
@@ -32,8 +53,14 @@ async fn full_flow(backend: Backend) {
     // Single use.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (status, again) = poll_token(&relay, &agent_http, device_code).await;
-    assert_eq!((status, again["error"].as_str()), (400, Some("invalid_grant")));
-    assert!(again["error_description"].as_str().unwrap().contains("already used"));
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert!(again["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("already used"));
 
     let agent = Agent {
         id: tok["agent_id"].as_str().unwrap().into(),
@@ -41,7 +68,14 @@ async fn full_flow(backend: Backend) {
         secret: tok["signing_secret"].as_str().unwrap().into(),
     };
     assert_eq!(heartbeat(&relay, &agent_http, &agent).await.0, 200);
-    let mine: serde_json::Value = browser.get(relay.at("/api/me/agents")).send().await.unwrap().json().await.unwrap();
+    let mine: serde_json::Value = browser
+        .get(relay.at("/api/me/agents"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(mine[0]["status"], "online");
     relay.stop().await;
 }
@@ -62,10 +96,16 @@ async fn polling_faster_than_the_interval_gets_slow_down() {
     let http = relay.client();
     let dc = request_device_code(&relay, &http).await;
     let code = dc["device_code"].as_str().unwrap();
-    assert_eq!(poll_token(&relay, &http, code).await.1["error"], "authorization_pending");
+    assert_eq!(
+        poll_token(&relay, &http, code).await.1["error"],
+        "authorization_pending"
+    );
     let (status, v) = poll_token(&relay, &http, code).await;
     assert_eq!((status, v["error"].as_str()), (400, Some("slow_down")));
-    assert!(v["error_description"].as_str().unwrap().contains("10 s"), "interval grows by 5 s: {v}");
+    assert!(
+        v["error_description"].as_str().unwrap().contains("10 s"),
+        "interval grows by 5 s: {v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,13 +116,27 @@ async fn denied_expired_unknown_and_malformed_requests_get_their_own_errors() {
     let http = relay.client();
 
     let dc = request_device_code(&relay, &http).await;
-    let page = decide(&relay, &browser, dc["user_code"].as_str().unwrap(), "deny").await.text().await.unwrap();
+    let page = decide(&relay, &browser, dc["user_code"].as_str().unwrap(), "deny")
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("Device denied"));
-    assert_eq!(poll_token(&relay, &http, dc["device_code"].as_str().unwrap()).await.1["error"], "access_denied");
+    assert_eq!(
+        poll_token(&relay, &http, dc["device_code"].as_str().unwrap())
+            .await
+            .1["error"],
+        "access_denied"
+    );
 
     let expiring = request_device_code(&relay, &http).await;
     tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
-    assert_eq!(poll_token(&relay, &http, expiring["device_code"].as_str().unwrap()).await.1["error"], "expired_token");
+    assert_eq!(
+        poll_token(&relay, &http, expiring["device_code"].as_str().unwrap())
+            .await
+            .1["error"],
+        "expired_token"
+    );
 
     let (status, v) = poll_token(&relay, &http, "0000").await;
     assert_eq!((status, v["error"].as_str()), (400, Some("invalid_grant")));
@@ -90,7 +144,11 @@ async fn denied_expired_unknown_and_malformed_requests_get_their_own_errors() {
 
     let wrong_grant: serde_json::Value = http
         .post(relay.at("/oauth/token"))
-        .form(&[("grant_type", "password"), ("device_code", "x"), ("client_id", "katachi-agent")])
+        .form(&[
+            ("grant_type", "password"),
+            ("device_code", "x"),
+            ("client_id", "katachi-agent"),
+        ])
         .send()
         .await
         .unwrap()
@@ -108,12 +166,21 @@ async fn denied_expired_unknown_and_malformed_requests_get_their_own_errors() {
     let long_name = "x".repeat(101);
     let too_long = http
         .post(relay.at("/oauth/device/code"))
-        .form(&[("client_id", "katachi-agent"), ("device_name", long_name.as_str())])
+        .form(&[
+            ("client_id", "katachi-agent"),
+            ("device_name", long_name.as_str()),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(too_long.status(), 400);
-    let garbage = http.post(relay.at("/oauth/token")).header("content-type", "application/x-www-form-urlencoded").body("%%%=&&").send().await.unwrap();
+    let garbage = http
+        .post(relay.at("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("%%%=&&")
+        .send()
+        .await
+        .unwrap();
     assert!(garbage.status().is_client_error());
     // Still serving.
     request_device_code(&relay, &http).await;
@@ -125,12 +192,32 @@ async fn user_codes_are_case_and_dash_insensitive_on_entry() {
     let browser = relay.client();
     sign_up(&relay, &browser, "case@example.com").await;
     let dc = request_device_code(&relay, &relay.client()).await;
-    let typed = dc["user_code"].as_str().unwrap().replace('-', " ").to_lowercase();
-    let page = browser.get(relay.at("/device")).send().await.unwrap().text().await.unwrap();
+    let typed = dc["user_code"]
+        .as_str()
+        .unwrap()
+        .replace('-', " ")
+        .to_lowercase();
+    let page = browser
+        .get(relay.at("/device"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let csrf = csrf_of(&page);
-    let confirm = browser.post(relay.at("/device")).form(&[("user_code", typed.as_str()), ("csrf", &csrf)]).send().await.unwrap();
+    let confirm = browser
+        .post(relay.at("/device"))
+        .form(&[("user_code", typed.as_str()), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(confirm.status(), 200);
-    assert!(confirm.text().await.unwrap().contains("Connect this device?"));
+    assert!(confirm
+        .text()
+        .await
+        .unwrap()
+        .contains("Connect this device?"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,18 +225,38 @@ async fn guessing_user_codes_is_limited() {
     let relay = TestRelay::start().await;
     let browser = relay.client();
     sign_up(&relay, &browser, "guess@example.com").await;
-    let page = browser.get(relay.at("/device")).send().await.unwrap().text().await.unwrap();
+    let page = browser
+        .get(relay.at("/device"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let csrf = csrf_of(&page);
     let mut statuses = Vec::new();
     for _ in 0..12 {
-        let r = browser.post(relay.at("/device")).form(&[("user_code", "CCCC-CCCC"), ("csrf", &csrf)]).send().await.unwrap();
+        let r = browser
+            .post(relay.at("/device"))
+            .form(&[("user_code", "CCCC-CCCC"), ("csrf", &csrf)])
+            .send()
+            .await
+            .unwrap();
         statuses.push(r.status().as_u16());
     }
     assert_eq!(&statuses[..9], &[404; 9]);
     assert_eq!(statuses[11], 429, "{statuses:?}");
     // Even a real code is refused while limited.
     let dc = request_device_code(&relay, &relay.client()).await;
-    let r = browser.post(relay.at("/device")).form(&[("user_code", dc["user_code"].as_str().unwrap()), ("csrf", &csrf)]).send().await.unwrap();
+    let r = browser
+        .post(relay.at("/device"))
+        .form(&[
+            ("user_code", dc["user_code"].as_str().unwrap()),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 429);
 }
 
@@ -157,7 +264,14 @@ async fn guessing_user_codes_is_limited() {
 async fn the_approval_page_requires_sign_in_and_comes_back_after_it() {
     let relay = TestRelay::start().await;
     let browser = relay.client();
-    let r = browser.get(relay.at("/device?user_code=CDFG-HJKM")).send().await.unwrap();
+    let r = browser
+        .get(relay.at("/device?user_code=CDFG-HJKM"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
-    assert_eq!(r.headers()["location"], "/login?next=%2Fdevice%3Fuser_code%3DCDFG-HJKM");
+    assert_eq!(
+        r.headers()["location"],
+        "/login?next=%2Fdevice%3Fuser_code%3DCDFG-HJKM"
+    );
 }

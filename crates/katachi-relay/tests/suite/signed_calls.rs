@@ -15,7 +15,10 @@ async fn every_bad_signed_request_gets_its_own_error_and_the_relay_keeps_serving
     let good = Signed::new(HB, BEAT);
     let (status, _, date) = send_signed(&relay, &http, &agent, &good).await;
     assert_eq!(status, 200);
-    assert!(date.is_some(), "every response carries Date (agents learn their clock offset from it)");
+    assert!(
+        date.is_some(),
+        "every response carries Date (agents learn their clock offset from it)"
+    );
     let (status, v, _) = send_signed(&relay, &http, &agent, &good).await;
     assert_eq!((status, code(&v)), (401, "signature.replayed_nonce"));
 
@@ -26,33 +29,73 @@ async fn every_bad_signed_request_gets_its_own_error_and_the_relay_keeps_serving
 
     let mut future = Signed::new(HB, BEAT);
     future.timestamp += 31;
-    assert_eq!(code(&send_signed(&relay, &http, &agent, &future).await.1), "signature.future_timestamp");
+    assert_eq!(
+        code(&send_signed(&relay, &http, &agent, &future).await.1),
+        "signature.future_timestamp"
+    );
 
     let mut within = Signed::new(HB, BEAT);
     within.timestamp -= 25;
-    assert_eq!(send_signed(&relay, &http, &agent, &within).await.0, 200, "±30 s is accepted");
+    assert_eq!(
+        send_signed(&relay, &http, &agent, &within).await.0,
+        200,
+        "±30 s is accepted"
+    );
 
     let mut wrong_key = Signed::new(HB, BEAT);
     wrong_key.secret = Some("00".repeat(32));
-    assert_eq!(code(&send_signed(&relay, &http, &agent, &wrong_key).await.1), "signature.bad_signature");
+    assert_eq!(
+        code(&send_signed(&relay, &http, &agent, &wrong_key).await.1),
+        "signature.bad_signature"
+    );
 
     let mut altered = Signed::new(HB, BEAT);
     altered.sent_body = Some(br#"{"version":"6.6.6","workspaces":1}"#.to_vec());
-    assert_eq!(code(&send_signed(&relay, &http, &agent, &altered).await.1), "signature.bad_signature");
+    assert_eq!(
+        code(&send_signed(&relay, &http, &agent, &altered).await.1),
+        "signature.bad_signature"
+    );
 
     let mut bad_nonce = Signed::new(HB, BEAT);
     bad_nonce.nonce = "short".into();
     let (status, v, _) = send_signed(&relay, &http, &agent, &bad_nonce).await;
     assert_eq!((status, code(&v)), (400, "signature.malformed_header"));
 
-    let unknown = Agent { id: agent.id.clone(), token: "ff".repeat(32), secret: agent.secret.clone() };
-    assert_eq!(code(&send_signed(&relay, &http, &unknown, &Signed::new(HB, BEAT)).await.1), "agent.unknown");
-    let other_id = Agent { id: "agt_000000000000000000000000".into(), ..agent.clone() };
-    assert_eq!(code(&send_signed(&relay, &http, &other_id, &Signed::new(HB, BEAT)).await.1), "agent.unknown");
+    let unknown = Agent {
+        id: agent.id.clone(),
+        token: "ff".repeat(32),
+        secret: agent.secret.clone(),
+    };
+    assert_eq!(
+        code(
+            &send_signed(&relay, &http, &unknown, &Signed::new(HB, BEAT))
+                .await
+                .1
+        ),
+        "agent.unknown"
+    );
+    let other_id = Agent {
+        id: "agt_000000000000000000000000".into(),
+        ..agent.clone()
+    };
+    assert_eq!(
+        code(
+            &send_signed(&relay, &http, &other_id, &Signed::new(HB, BEAT))
+                .await
+                .1
+        ),
+        "agent.unknown"
+    );
 
     let (status, v, _) = send_signed(&relay, &http, &agent, &Signed::new(HB, b"{not json")).await;
     assert_eq!((status, code(&v)), (400, "request.malformed_json"));
-    let (status, v, _) = send_signed(&relay, &http, &agent, &Signed::new(HB, br#"{"version":"1","workspaces":1,"extra":true}"#)).await;
+    let (status, v, _) = send_signed(
+        &relay,
+        &http,
+        &agent,
+        &Signed::new(HB, br#"{"version":"1","workspaces":1,"extra":true}"#),
+    )
+    .await;
     assert_eq!((status, code(&v)), (400, "request.malformed_json"));
 
     let big = vec![b' '; 300 * 1024];
@@ -74,13 +117,32 @@ async fn revoked_agent_is_refused_even_with_a_valid_signature() {
     let (browser, agent) = registered_agent(&relay, "rev@example.com").await;
     let http = relay.client();
     assert_eq!(heartbeat(&relay, &http, &agent).await.0, 200);
-    let page = browser.get(relay.at("/agents")).send().await.unwrap().text().await.unwrap();
+    let page = browser
+        .get(relay.at("/agents"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("build-box"));
-    let r = browser.post(relay.at(&format!("/agents/{}/revoke", agent.id))).form(&[("csrf", csrf_of(&page))]).send().await.unwrap();
+    let r = browser
+        .post(relay.at(&format!("/agents/{}/revoke", agent.id)))
+        .form(&[("csrf", csrf_of(&page))])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
     let (status, v) = heartbeat(&relay, &http, &agent).await;
     assert_eq!((status, code(&v)), (403, "agent.revoked"));
-    let mine: serde_json::Value = browser.get(relay.at("/api/me/agents")).send().await.unwrap().json().await.unwrap();
+    let mine: serde_json::Value = browser
+        .get(relay.at("/api/me/agents"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(mine[0]["status"], "revoked");
 }
 
@@ -91,21 +153,52 @@ async fn activity_events_are_idempotent_and_unregister_removes_the_agent() {
     let http = relay.client();
     let batch = br#"{"events":[{"event_id":"e-1","kind":"workspace.added","at":1764000000,"payload":"{}"},{"event_id":"e-2","kind":"agent.started","at":1764000001,"payload":"{}"}]}"#;
     for _ in 0..2 {
-        let (status, v, _) = send_signed(&relay, &http, &agent, &Signed::new("/api/agent/events", batch)).await;
+        let (status, v, _) = send_signed(
+            &relay,
+            &http,
+            &agent,
+            &Signed::new("/api/agent/events", batch),
+        )
+        .await;
         assert_eq!(status, 200, "{v}");
         assert_eq!(v["acknowledged"], serde_json::json!(["e-1", "e-2"]));
     }
     let too_many = format!(
         "{{\"events\":[{}]}}",
-        (0..101).map(|i| format!("{{\"event_id\":\"x{i}\",\"kind\":\"k\",\"at\":0,\"payload\":\"\"}}")).collect::<Vec<_>>().join(",")
+        (0..101)
+            .map(|i| format!("{{\"event_id\":\"x{i}\",\"kind\":\"k\",\"at\":0,\"payload\":\"\"}}"))
+            .collect::<Vec<_>>()
+            .join(",")
     );
-    let (status, v, _) = send_signed(&relay, &http, &agent, &Signed::new("/api/agent/events", too_many.as_bytes())).await;
+    let (status, v, _) = send_signed(
+        &relay,
+        &http,
+        &agent,
+        &Signed::new("/api/agent/events", too_many.as_bytes()),
+    )
+    .await;
     assert_eq!((status, code(&v)), (400, "request.too_many_events"));
 
-    let (status, _, _) = send_signed(&relay, &http, &agent, &Signed::new("/api/agent/unregister", b"")).await;
+    let (status, _, _) = send_signed(
+        &relay,
+        &http,
+        &agent,
+        &Signed::new("/api/agent/unregister", b""),
+    )
+    .await;
     assert_eq!(status, 204);
-    assert_eq!(code(&heartbeat(&relay, &http, &agent).await.1), "agent.unknown");
-    let mine: serde_json::Value = browser.get(relay.at("/api/me/agents")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        code(&heartbeat(&relay, &http, &agent).await.1),
+        "agent.unknown"
+    );
+    let mine: serde_json::Value = browser
+        .get(relay.at("/api/me/agents"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(mine, serde_json::json!([]));
 }
 
@@ -116,7 +209,15 @@ async fn agents_go_offline_after_the_missed_window() {
     let http = relay.client();
     let mine = |b: reqwest::Client| {
         let url = relay.at("/api/me/agents");
-        async move { b.get(url).send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+        async move {
+            b.get(url)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
     };
     assert_eq!(mine(browser.clone()).await[0]["status"], "never connected");
     assert_eq!(heartbeat(&relay, &http, &agent).await.0, 200);

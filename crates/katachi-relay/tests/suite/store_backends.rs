@@ -10,32 +10,94 @@ async fn sqlite_store(dir: &std::path::Path) -> Store {
 
 async fn exercise(store: &Store) {
     let now = 1_764_000_000;
-    let user = store.create_user("s@example.com", Some("$argon2id$x"), now).await.unwrap().unwrap();
-    assert!(store.create_user("s@example.com", None, now).await.unwrap().is_none(), "e-mail unique");
-    store.create_session("h1", &user.id, now, now + 10).await.unwrap();
-    assert_eq!(store.session_user("h1", now).await.unwrap().unwrap().id, user.id);
-    assert!(store.session_user("h1", now + 11).await.unwrap().is_none(), "expired session");
+    let user = store
+        .create_user("s@example.com", Some("$argon2id$x"), now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .create_user("s@example.com", None, now)
+            .await
+            .unwrap()
+            .is_none(),
+        "e-mail unique"
+    );
+    store
+        .create_session("h1", &user.id, now, now + 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.session_user("h1", now).await.unwrap().unwrap().id,
+        user.id
+    );
+    assert!(
+        store.session_user("h1", now + 11).await.unwrap().is_none(),
+        "expired session"
+    );
 
-    let agent = NewAgent { id: "agt_1", user_id: &user.id, name: "n", os: "o", token_hash: "t", signing_secret_enc: "s" };
+    let agent = NewAgent {
+        id: "agt_1",
+        user_id: &user.id,
+        name: "n",
+        os: "o",
+        token_hash: "t",
+        signing_secret_enc: "s",
+    };
     store.create_agent(&agent, now).await.unwrap();
     assert!(store.use_nonce("agt_1", "n1", now + 60).await.unwrap());
-    assert!(!store.use_nonce("agt_1", "n1", now + 60).await.unwrap(), "replay detected");
-    store.record_event("agt_1", "e1", "k", now, "{}", now).await.unwrap();
-    store.record_event("agt_1", "e1", "k", now, "{}", now).await.unwrap();
+    assert!(
+        !store.use_nonce("agt_1", "n1", now + 60).await.unwrap(),
+        "replay detected"
+    );
+    store
+        .record_event("agt_1", "e1", "k", now, "{}", now)
+        .await
+        .unwrap();
+    store
+        .record_event("agt_1", "e1", "k", now, "{}", now)
+        .await
+        .unwrap();
     assert_eq!(store.event_count("agt_1").await.unwrap(), 1);
 
     for _ in 0..3 {
-        assert_eq!(store.hit_rate_limit("b", 3, 60, now).await.unwrap(), RateLimit::Allowed);
+        assert_eq!(
+            store.hit_rate_limit("b", 3, 60, now).await.unwrap(),
+            RateLimit::Allowed
+        );
     }
-    assert!(matches!(store.hit_rate_limit("b", 3, 60, now).await.unwrap(), RateLimit::Limited { .. }));
-    assert_eq!(store.hit_rate_limit("b", 3, 60, now + 61).await.unwrap(), RateLimit::Allowed, "new window");
+    assert!(matches!(
+        store.hit_rate_limit("b", 3, 60, now).await.unwrap(),
+        RateLimit::Limited { .. }
+    ));
+    assert_eq!(
+        store.hit_rate_limit("b", 3, 60, now + 61).await.unwrap(),
+        RateLimit::Allowed,
+        "new window"
+    );
 
-    let linked = store.user_for_identity("github", "42", Some("s@example.com"), now).await.unwrap();
-    assert_ne!(linked.id, user.id, "a provider identity never takes over a password account by e-mail");
-    assert_eq!(store.user_for_identity("github", "42", None, now).await.unwrap().id, linked.id);
+    let linked = store
+        .user_for_identity("github", "42", Some("s@example.com"), now)
+        .await
+        .unwrap();
+    assert_ne!(
+        linked.id, user.id,
+        "a provider identity never takes over a password account by e-mail"
+    );
+    assert_eq!(
+        store
+            .user_for_identity("github", "42", None, now)
+            .await
+            .unwrap()
+            .id,
+        linked.id
+    );
 
     store.purge_expired(now + 100).await.unwrap();
-    assert!(store.use_nonce("agt_1", "n1", now + 200).await.unwrap(), "expired nonces are purged");
+    assert!(
+        store.use_nonce("agt_1", "n1", now + 200).await.unwrap(),
+        "expired nonces are purged"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,16 +120,32 @@ async fn two_relay_instances_on_one_postgres_share_nonces_and_rate_limits() {
     let a = Store::connect(Some(&url), tmp.path()).await.unwrap();
     let b = Store::connect(Some(&url), tmp.path()).await.unwrap();
     assert!(a.use_nonce("agt", "n", i64::MAX).await.unwrap());
-    assert!(!b.use_nonce("agt", "n", i64::MAX).await.unwrap(), "a replay through the other instance is caught");
+    assert!(
+        !b.use_nonce("agt", "n", i64::MAX).await.unwrap(),
+        "a replay through the other instance is caught"
+    );
     a.hit_rate_limit("login:1.2.3.4", 1, 60, 100).await.unwrap();
-    assert!(matches!(b.hit_rate_limit("login:1.2.3.4", 1, 60, 100).await.unwrap(), RateLimit::Limited { .. }));
+    assert!(matches!(
+        b.hit_rate_limit("login:1.2.3.4", 1, 60, 100).await.unwrap(),
+        RateLimit::Limited { .. }
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_and_unreachable_databases_are_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
-    let err = Store::connect(Some("mysql://x"), tmp.path()).await.unwrap_err();
-    assert!(err.to_string().contains("sqlite://… or postgres://…"), "{err}");
-    let err = Store::connect(Some("postgres://u:hunter2@127.0.0.1:1/db"), tmp.path()).await.unwrap_err();
-    assert!(!err.to_string().contains("hunter2"), "no password in errors: {err}");
+    let err = Store::connect(Some("mysql://x"), tmp.path())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("sqlite://… or postgres://…"),
+        "{err}"
+    );
+    let err = Store::connect(Some("postgres://u:hunter2@127.0.0.1:1/db"), tmp.path())
+        .await
+        .unwrap_err();
+    assert!(
+        !err.to_string().contains("hunter2"),
+        "no password in errors: {err}"
+    );
 }

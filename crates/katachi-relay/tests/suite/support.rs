@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use katachi_proto::signing::{sign, SignedParts, HEADER_AGENT_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use katachi_proto::signing::{
+    sign, SignedParts, HEADER_AGENT_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP,
+};
 use katachi_relay::{Relay, RelayConfig};
 use reqwest::{Client, Response};
 use serde_json::Value;
@@ -29,7 +31,10 @@ pub async fn fresh_postgres_database() -> String {
     sqlx::any::install_default_drivers();
     let admin = sqlx::AnyPool::connect(&base).await.unwrap();
     let name = format!("katachi_test_{}", hex::encode(rand::random::<[u8; 6]>()));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
     admin.close().await;
     let mut url = url::Url::parse(&base).unwrap();
     url.set_path(&format!("/{name}"));
@@ -58,7 +63,13 @@ impl TestRelay {
         let handle = tokio::spawn(relay.serve_until(async {
             let _ = rx.await;
         }));
-        Self { url, ca, shutdown: Some(tx), handle: Some(handle), _tmp: tmp }
+        Self {
+            url,
+            ca,
+            shutdown: Some(tx),
+            handle: Some(handle),
+            _tmp: tmp,
+        }
     }
 
     /// A browser-like client: trusts only the relay's CA, TLS 1.3, keeps cookies, no redirects.
@@ -100,27 +111,51 @@ impl Drop for TestRelay {
 /// The hidden CSRF field of a page.
 pub fn csrf_of(html: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
-    let start = html.find(marker).unwrap_or_else(|| panic!("no csrf field in: {html}")) + marker.len();
+    let start = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no csrf field in: {html}"))
+        + marker.len();
     html[start..start + 64].to_owned()
 }
 
 /// Signs up a new user with `client` (keeps the session cookie).
 pub async fn sign_up(relay: &TestRelay, client: &Client, email: &str) {
-    let page = client.get(relay.at("/signup")).send().await.unwrap().text().await.unwrap();
+    let page = client
+        .get(relay.at("/signup"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let csrf = csrf_of(&page);
     let r = client
         .post(relay.at("/signup"))
-        .form(&[("email", email), ("password", "correct horse battery staple"), ("csrf", &csrf), ("next", "/agents")])
+        .form(&[
+            ("email", email),
+            ("password", "correct horse battery staple"),
+            ("csrf", &csrf),
+            ("next", "/agents"),
+        ])
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 303, "sign-up failed: {}", r.text().await.unwrap());
+    assert_eq!(
+        r.status(),
+        303,
+        "sign-up failed: {}",
+        r.text().await.unwrap()
+    );
 }
 
 pub async fn request_device_code(relay: &TestRelay, client: &Client) -> Value {
     let r = client
         .post(relay.at("/oauth/device/code"))
-        .form(&[("client_id", "katachi-agent"), ("device_name", "build-box"), ("device_os", "Debian 12")])
+        .form(&[
+            ("client_id", "katachi-agent"),
+            ("device_name", "build-box"),
+            ("device_os", "Debian 12"),
+        ])
         .send()
         .await
         .unwrap();
@@ -128,12 +163,28 @@ pub async fn request_device_code(relay: &TestRelay, client: &Client) -> Value {
     r.json().await.unwrap()
 }
 
-pub async fn decide(relay: &TestRelay, browser: &Client, user_code: &str, action: &str) -> Response {
-    let page = browser.get(relay.at(&format!("/device?user_code={user_code}"))).send().await.unwrap().text().await.unwrap();
+pub async fn decide(
+    relay: &TestRelay,
+    browser: &Client,
+    user_code: &str,
+    action: &str,
+) -> Response {
+    let page = browser
+        .get(relay.at(&format!("/device?user_code={user_code}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let csrf = csrf_of(&page);
     browser
         .post(relay.at("/device"))
-        .form(&[("user_code", user_code), ("action", action), ("csrf", &csrf)])
+        .form(&[
+            ("user_code", user_code),
+            ("action", action),
+            ("csrf", &csrf),
+        ])
         .send()
         .await
         .unwrap()
@@ -168,7 +219,13 @@ pub async fn registered_agent(relay: &TestRelay, email: &str) -> (Client, Agent)
     sign_up(relay, &browser, email).await;
     let agent_http = relay.client();
     let dc = request_device_code(relay, &agent_http).await;
-    let r = decide(relay, &browser, dc["user_code"].as_str().unwrap(), "approve").await;
+    let r = decide(
+        relay,
+        &browser,
+        dc["user_code"].as_str().unwrap(),
+        "approve",
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let (status, tok) = poll_token(relay, &agent_http, dc["device_code"].as_str().unwrap()).await;
     assert_eq!(status, 200, "{tok}");
@@ -181,7 +238,10 @@ pub async fn registered_agent(relay: &TestRelay, email: &str) -> (Client, Agent)
 }
 
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 pub fn nonce() -> String {
@@ -201,15 +261,33 @@ pub struct Signed<'a> {
 
 impl<'a> Signed<'a> {
     pub fn new(path: &'a str, body: &[u8]) -> Self {
-        Self { path, body: body.to_vec(), timestamp: now(), nonce: nonce(), sent_body: None, secret: None }
+        Self {
+            path,
+            body: body.to_vec(),
+            timestamp: now(),
+            nonce: nonce(),
+            sent_body: None,
+            secret: None,
+        }
     }
 }
 
-pub async fn send_signed(relay: &TestRelay, client: &Client, agent: &Agent, s: &Signed<'_>) -> (u16, Value, Option<String>) {
+pub async fn send_signed(
+    relay: &TestRelay,
+    client: &Client,
+    agent: &Agent,
+    s: &Signed<'_>,
+) -> (u16, Value, Option<String>) {
     let secret = s.secret.clone().unwrap_or_else(|| agent.secret.clone());
     let sig = sign(
         secret.as_bytes(),
-        &SignedParts { method: "POST", path_and_query: s.path, timestamp: s.timestamp, nonce: &s.nonce, body: &s.body },
+        &SignedParts {
+            method: "POST",
+            path_and_query: s.path,
+            timestamp: s.timestamp,
+            nonce: &s.nonce,
+            body: &s.body,
+        },
     );
     let r = client
         .post(relay.at(s.path))
@@ -224,13 +302,29 @@ pub async fn send_signed(relay: &TestRelay, client: &Client, agent: &Agent, s: &
         .await
         .unwrap();
     let status = r.status().as_u16();
-    let date = r.headers().get("date").map(|d| d.to_str().unwrap().to_owned());
+    let date = r
+        .headers()
+        .get("date")
+        .map(|d| d.to_str().unwrap().to_owned());
     let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null), date)
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+        date,
+    )
 }
 
 pub async fn heartbeat(relay: &TestRelay, client: &Client, agent: &Agent) -> (u16, Value) {
-    let (s, v, _) = send_signed(relay, client, agent, &Signed::new("/api/agent/heartbeat", br#"{"version":"0.1.0","workspaces":2}"#)).await;
+    let (s, v, _) = send_signed(
+        relay,
+        client,
+        agent,
+        &Signed::new(
+            "/api/agent/heartbeat",
+            br#"{"version":"0.1.0","workspaces":2}"#,
+        ),
+    )
+    .await;
     (s, v)
 }
 
