@@ -24,7 +24,7 @@ bench: deps
 	scripts/with-session.sh $(CARGO) bench $(CARGO_FLAGS) -p katachi-core
 
 run: deps
-	$(CARGO) build $(CARGO_FLAGS) -p katachi-app -p katachi-cli
+	$(CARGO) build $(CARGO_FLAGS) -p katachi-app -p katachi-cli -p katachi-relay
 	scripts/run-local.sh
 
 # The Windows code paths (fingerprint, keychain) compiled for real: `cargo check` for the

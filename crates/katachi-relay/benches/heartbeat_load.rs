@@ -16,7 +16,10 @@ use katachi_relay::store::NewAgent;
 use katachi_relay::{Relay, RelayConfig};
 use sha2::Digest;
 
-const CONCURRENCY: usize = 64;
+/// Concurrent request streams (env `KATACHI_BENCH_CONCURRENCY`).
+fn concurrency() -> usize {
+    std::env::var("KATACHI_BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(16)
+}
 const MAX_SECONDS: u64 = 30;
 
 struct Report {
@@ -57,7 +60,7 @@ async fn load(
     let deadline = Instant::now() + Duration::from_secs(MAX_SECONDS);
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..CONCURRENCY {
+    for _ in 0..concurrency() {
         let (next, client, make) = (next.clone(), client.clone(), make.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -149,7 +152,7 @@ fn main() {
             }),
         )
         .await;
-        println!("relay heartbeat load, {CONCURRENCY} concurrent streams over HTTP/2 + TLS 1.3 on loopback, SQLite store, 2 cores shared by load and relay");
+        println!("relay heartbeat load, {} concurrent streams over HTTP/2 + TLS 1.3 on loopback, SQLite store, 2 cores shared by load and relay", concurrency());
         baseline.print();
         signed.print();
         println!("signed heartbeat throughput = {:.2} × baseline", (signed.done as f64 / signed.elapsed.as_secs_f64()) / (baseline.done as f64 / baseline.elapsed.as_secs_f64()));

@@ -73,6 +73,7 @@ impl Store {
     /// # Errors
     /// [`super::StoreError::Query`].
     pub async fn create_agent(&self, a: &NewAgent<'_>, now: i64) -> Result<()> {
+        let _w = self.write_guard().await;
         sqlx::query(
             "INSERT INTO agents (id, user_id, name, os, token_hash, signing_secret_enc, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -131,16 +132,17 @@ impl Store {
         version: &str,
         workspaces: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE agents SET last_seen_at = $1, version = $2, workspaces = $3 WHERE id = $4",
-        )
-        .bind(now)
-        .bind(version)
-        .bind(workspaces)
-        .bind(id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let op = super::batch::Op::Touch {
+            agent_id: id.to_owned(),
+            now,
+            version: version.to_owned(),
+            workspaces,
+            reply,
+        };
+        self.batcher.submit(op).await?;
+        rx.await
+            .map_err(|_| super::StoreError::Query(sqlx::Error::PoolClosed))?
     }
 
     /// Revokes an agent of `user_id`; `Ok(false)` when it is not theirs or already revoked.
@@ -148,6 +150,7 @@ impl Store {
     /// # Errors
     /// [`super::StoreError::Query`].
     pub async fn revoke_agent(&self, id: &str, user_id: &str, now: i64) -> Result<bool> {
+        let _w = self.write_guard().await;
         let done = sqlx::query(
             "UPDATE agents SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at = 0",
         )
@@ -164,6 +167,7 @@ impl Store {
     /// # Errors
     /// [`super::StoreError::Query`].
     pub async fn delete_agent(&self, id: &str) -> Result<()> {
+        let _w = self.write_guard().await;
         for sql in [
             "DELETE FROM events WHERE agent_id = $1",
             "DELETE FROM nonces WHERE agent_id = $1",
@@ -179,13 +183,16 @@ impl Store {
     /// # Errors
     /// [`super::StoreError::Query`].
     pub async fn use_nonce(&self, agent_id: &str, nonce: &str, expires_at: i64) -> Result<bool> {
-        let done = sqlx::query("INSERT INTO nonces (agent_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(agent_id)
-            .bind(nonce)
-            .bind(expires_at)
-            .execute(self.pool())
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let op = super::batch::Op::Nonce {
+            agent_id: agent_id.to_owned(),
+            nonce: nonce.to_owned(),
+            expires_at,
+            reply,
+        };
+        self.batcher.submit(op).await?;
+        rx.await
+            .map_err(|_| super::StoreError::Query(sqlx::Error::PoolClosed))?
     }
 
     /// Stores an event once (idempotent by id).
@@ -201,6 +208,7 @@ impl Store {
         payload: &str,
         now: i64,
     ) -> Result<()> {
+        let _w = self.write_guard().await;
         sqlx::query(
             "INSERT INTO events (agent_id, event_id, kind, at, payload, received_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         )

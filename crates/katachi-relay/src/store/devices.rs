@@ -90,6 +90,7 @@ impl Store {
     /// # Errors
     /// [`super::StoreError::Query`].
     pub async fn create_device_code(&self, d: &DeviceCode, now: i64) -> Result<bool> {
+        let _w = self.write_guard().await;
         let done = sqlx::query(
             "INSERT INTO device_codes (device_code_hash, user_code, device_name, device_os, device_ip, created_at, expires_at, poll_interval, last_poll_at, status)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 'pending') ON CONFLICT DO NOTHING",
@@ -144,6 +145,7 @@ impl Store {
     /// # Errors
     /// [`super::StoreError::Query`].
     pub async fn record_poll(&self, hash: &str, now: i64, new_interval: i64) -> Result<()> {
+        let _w = self.write_guard().await;
         sqlx::query("UPDATE device_codes SET last_poll_at = $1, poll_interval = $2 WHERE device_code_hash = $3")
             .bind(now)
             .bind(new_interval)
@@ -164,6 +166,7 @@ impl Store {
         approve: bool,
         now: i64,
     ) -> Result<bool> {
+        let _w = self.write_guard().await;
         let status = if approve {
             DeviceStatus::Approved
         } else {
@@ -186,6 +189,7 @@ impl Store {
     /// # Errors
     /// [`super::StoreError::Query`].
     pub async fn consume_device(&self, hash: &str) -> Result<bool> {
+        let _w = self.write_guard().await;
         let done = sqlx::query("UPDATE device_codes SET status = 'used' WHERE device_code_hash = $1 AND status = 'approved'")
             .bind(hash)
             .execute(self.pool())

@@ -26,6 +26,7 @@ impl Store {
     /// # Errors
     /// [`super::StoreError::Query`].
     pub async fn add_mcp_server(&self, user_id: &str, s: &McpServer, now: i64) -> Result<bool> {
+        let _w = self.write_guard().await;
         let done = sqlx::query(
             "INSERT INTO mcp_servers (id, user_id, name, command, url, env_enc, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
         )
@@ -68,6 +69,7 @@ impl Store {
     /// # Errors
     /// [`super::StoreError::Query`].
     pub async fn delete_mcp_server(&self, user_id: &str, id: &str) -> Result<bool> {
+        let _w = self.write_guard().await;
         let done = sqlx::query("DELETE FROM mcp_servers WHERE id = $1 AND user_id = $2")
             .bind(id)
             .bind(user_id)

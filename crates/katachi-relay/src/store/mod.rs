@@ -11,6 +11,7 @@
 //! - `mcp`: MCP server configurations with sealed secret values.
 
 mod agents;
+mod batch;
 mod devices;
 mod mcp;
 mod users;
@@ -60,6 +61,11 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     /// Connection pool.
     pool: AnyPool,
+    /// SQLite allows one writer at a time; writers queue here instead of in SQLite's sleeping busy
+    /// handler (which costs milliseconds of tail latency). `None` for PostgreSQL.
+    write_lock: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// Group-commit writer for nonces and heartbeat touches (the hot path of agent calls).
+    batcher: batch::Batcher,
 }
 
 impl Store {
@@ -92,7 +98,21 @@ impl Store {
             .await
             .map_err(|source| StoreError::Connect { url: redact(&url), source })?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        let write_lock = is_sqlite.then(|| std::sync::Arc::new(tokio::sync::Mutex::new(())));
+        let batcher = batch::Batcher::spawn(pool.clone(), write_lock.clone());
+        Ok(Self {
+            pool,
+            write_lock,
+            batcher,
+        })
+    }
+
+    /// Held while writing: serialises SQLite writers in-process; a no-op for PostgreSQL.
+    pub(crate) async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.write_lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        }
     }
 
     /// The pool, for modules of this crate.
@@ -105,6 +125,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Query`].
     pub async fn purge_expired(&self, now: i64) -> Result<()> {
+        let _w = self.write_guard().await;
         for sql in [
             "DELETE FROM sessions WHERE expires_at < $1",
             "DELETE FROM nonces WHERE expires_at < $1",

@@ -58,6 +58,7 @@ impl Store {
         password_hash: Option<&str>,
         now: i64,
     ) -> Result<Option<User>> {
+        let _w = self.write_guard().await;
         let id = crate::random_hex(16);
         let done = sqlx::query(
             "INSERT INTO users (id, email, password_hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
@@ -116,6 +117,7 @@ impl Store {
         max_failures: i64,
         lock_until: i64,
     ) -> Result<()> {
+        let _w = self.write_guard().await;
         sqlx::query(
             "UPDATE users SET failed_logins = failed_logins + 1,
                locked_until = CASE WHEN failed_logins + 1 >= $1 THEN $2 ELSE locked_until END
@@ -134,6 +136,7 @@ impl Store {
     /// # Errors
     /// [`super::StoreError::Query`].
     pub async fn reset_failed_logins(&self, user_id: &str) -> Result<()> {
+        let _w = self.write_guard().await;
         sqlx::query("UPDATE users SET failed_logins = 0, locked_until = 0 WHERE id = $1")
             .bind(user_id)
             .execute(self.pool())
@@ -152,6 +155,7 @@ impl Store {
         email: Option<&str>,
         now: i64,
     ) -> Result<User> {
+        let _w = self.write_guard().await;
         let linked =
             sqlx::query("SELECT user_id FROM identities WHERE provider = $1 AND subject = $2")
                 .bind(provider)
@@ -213,6 +217,7 @@ impl Store {
         now: i64,
         expires_at: i64,
     ) -> Result<()> {
+        let _w = self.write_guard().await;
         sqlx::query("INSERT INTO sessions (id_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
             .bind(id_hash)
             .bind(user_id)
@@ -245,6 +250,7 @@ impl Store {
     /// # Errors
     /// [`super::StoreError::Query`].
     pub async fn delete_session(&self, id_hash: &str) -> Result<()> {
+        let _w = self.write_guard().await;
         sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
             .execute(self.pool())
@@ -264,6 +270,7 @@ impl Store {
         return_to: &str,
         expires_at: i64,
     ) -> Result<()> {
+        let _w = self.write_guard().await;
         sqlx::query("INSERT INTO oauth_states (state, provider, pkce_verifier, return_to, expires_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(state)
             .bind(provider)
@@ -284,6 +291,7 @@ impl Store {
         state: &str,
         now: i64,
     ) -> Result<Option<(String, String, String)>> {
+        let _w = self.write_guard().await;
         let row = sqlx::query("SELECT provider, pkce_verifier, return_to, expires_at FROM oauth_states WHERE state = $1")
             .bind(state)
             .fetch_optional(self.pool())
@@ -315,6 +323,7 @@ impl Store {
         window_secs: i64,
         now: i64,
     ) -> Result<RateLimit> {
+        let _w = self.write_guard().await;
         sqlx::query(
             "INSERT INTO rate_limits (bucket, hits, window_start) VALUES ($1, 1, $2)
              ON CONFLICT (bucket) DO UPDATE SET

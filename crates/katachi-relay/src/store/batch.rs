@@ -1,0 +1,152 @@
+//! Group commit for the hot path of signed agent calls: nonce inserts and heartbeat touches from many
+//! concurrent requests are written by one task, many per transaction, instead of one transaction
+//! each. Each caller still waits for its own write to commit before it gets an answer, so a nonce is
+//! never reported fresh before it is durably recorded.
+
+use std::sync::Arc;
+
+use sqlx::AnyPool;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use super::{Result, StoreError};
+
+/// Most operations folded into one transaction.
+const MAX_BATCH: usize = 512;
+/// Queue length before callers wait for room (back-pressure).
+const QUEUE: usize = 4096;
+
+/// A write waiting for the next batch.
+pub(crate) enum Op {
+    /// Record a nonce; replies whether it was new.
+    Nonce {
+        agent_id: String,
+        nonce: String,
+        expires_at: i64,
+        reply: oneshot::Sender<Result<bool>>,
+    },
+    /// Mark an agent seen.
+    Touch {
+        agent_id: String,
+        now: i64,
+        version: String,
+        workspaces: i64,
+        reply: oneshot::Sender<Result<()>>,
+    },
+}
+
+/// Handle to the batch writer task.
+#[derive(Clone, Debug)]
+pub(crate) struct Batcher {
+    /// Where operations are queued.
+    tx: mpsc::Sender<Op>,
+}
+
+impl Batcher {
+    /// Starts the writer task on the current runtime.
+    pub(crate) fn spawn(pool: AnyPool, write_lock: Option<Arc<Mutex<()>>>) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(pool, write_lock, rx));
+        Self { tx }
+    }
+
+    /// Queues `op`; fails only when the writer is gone (relay shutting down).
+    pub(crate) async fn submit(&self, op: Op) -> Result<()> {
+        self.tx
+            .send(op)
+            .await
+            .map_err(|_| StoreError::Query(sqlx::Error::PoolClosed))
+    }
+}
+
+async fn run(pool: AnyPool, write_lock: Option<Arc<Mutex<()>>>, mut rx: mpsc::Receiver<Op>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // SQLite: queue behind other in-process writers instead of hitting SQLITE_BUSY.
+        let guard = match &write_lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let written = write(&pool, &batch).await;
+        drop(guard);
+        match written {
+            Ok(results) => {
+                for (op, inserted) in batch.drain(..).zip(results) {
+                    match op {
+                        Op::Nonce { reply, .. } => {
+                            let _ = reply.send(Ok(inserted));
+                        }
+                        Op::Touch { reply, .. } => {
+                            let _ = reply.send(Ok(()));
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, size = batch.len(), "batched write failed");
+                let text = e.to_string();
+                for op in batch.drain(..) {
+                    let err = || StoreError::Query(sqlx::Error::Protocol(text.clone()));
+                    match op {
+                        Op::Nonce { reply, .. } => {
+                            let _ = reply.send(Err(err()));
+                        }
+                        Op::Touch { reply, .. } => {
+                            let _ = reply.send(Err(err()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for the whole batch; returns, per op, whether a nonce row was inserted.
+async fn write(pool: &AnyPool, batch: &[Op]) -> std::result::Result<Vec<bool>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for (i, op) in batch.iter().enumerate() {
+        match op {
+            Op::Nonce {
+                agent_id,
+                nonce,
+                expires_at,
+                ..
+            } => {
+                let done = sqlx::query("INSERT INTO nonces (agent_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                    .bind(agent_id)
+                    .bind(nonce)
+                    .bind(*expires_at)
+                    .execute(&mut *tx)
+                    .await?;
+                results.push(done.rows_affected() == 1);
+            }
+            Op::Touch {
+                agent_id,
+                now,
+                version,
+                workspaces,
+                ..
+            } => {
+                // Only the last touch of an agent in this batch needs writing.
+                let superseded = batch[i + 1..]
+                    .iter()
+                    .any(|later| matches!(later, Op::Touch { agent_id: a, .. } if a == agent_id));
+                if !superseded {
+                    sqlx::query(
+                        "UPDATE agents SET last_seen_at = $1, version = $2, workspaces = $3
+                         WHERE id = $4 AND (last_seen_at <> $1 OR version <> $2 OR workspaces <> $3)",
+                    )
+                    .bind(*now)
+                    .bind(version)
+                    .bind(*workspaces)
+                    .bind(agent_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                results.push(true);
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(results)
+}
