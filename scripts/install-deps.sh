@@ -12,6 +12,8 @@ apt_packages=(
   xvfb webkit2gtk-driver xdotool imagemagick
   # C toolchain for SQLCipher's vendored OpenSSL
   build-essential perl make
+  # headless browser and its WebDriver for the relay's page tests
+  chromium chromium-driver
   # PostgreSQL server for the relay store tests
   postgresql
   # MinGW: `make cross-check` compiles the Windows code paths

@@ -11,7 +11,9 @@ mkdir -p "$relay_dir"
 
 "$target/debug/katachi-relay" --listen "$listen" --data-dir "$relay_dir" &
 relay_pid=$!
-trap 'kill "$relay_pid" 2>/dev/null || true; wait "$relay_pid" 2>/dev/null || true' EXIT
+stop_relay() { kill "$relay_pid" 2>/dev/null || true; wait "$relay_pid" 2>/dev/null || true; }
+trap stop_relay EXIT
+trap 'exit 130' INT TERM
 for _ in $(seq 1 100); do
   [ -f "$relay_dir/tls/ca.pem" ] && (exec 3<>"/dev/tcp/${listen%:*}/${listen##*:}") 2>/dev/null && break
   kill -0 "$relay_pid" 2>/dev/null || { echo "katachi: the relay did not start" >&2; exit 1; }

@@ -5,8 +5,14 @@
 //! - [`process`]: a spawned binary with captured output, bounded waits, killed on drop.
 //! - [`tray_dbus`]: a process's tray icon and menu as a panel sees them over D-Bus (Linux).
 //! - [`x11_windows`]: a process's top-level X11 windows, found and closed as a window manager would.
+//! - [`relay`]: a relay served inside the test process, and the agent's HTTP calls (device flow, signed calls).
+//! - [`oauth_provider`]: a local OAuth 2.0 provider speaking GitHub's and Google's protocol (PKCE checked).
+//! - [`chromium`]: Debian's headless Chromium over WebDriver (chromedriver), every wait bounded.
 
+pub mod chromium;
+pub mod oauth_provider;
 pub mod process;
+pub mod relay;
 #[cfg(target_os = "linux")]
 pub mod tray_dbus;
 #[cfg(target_os = "linux")]

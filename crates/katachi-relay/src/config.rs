@@ -73,7 +73,7 @@ pub struct Args {
 }
 
 /// A sign-in provider's settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProviderConfig {
     /// OAuth client id.
     pub client_id: String,
@@ -83,6 +83,33 @@ pub struct ProviderConfig {
     pub auth_base: String,
     /// Base URL of the token / user-info endpoints.
     pub api_base: String,
+}
+
+impl std::fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .field("auth_base", &self.auth_base)
+            .field("api_base", &self.api_base)
+            .finish()
+    }
+}
+
+/// Provider endpoints must be https; plain http only to this machine (a local test provider).
+fn check_provider_base(flag: &str, base: &str) -> anyhow::Result<()> {
+    let url = url::Url::parse(base).with_context(|| format!("--{flag} {base:?} is not a URL"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    anyhow::ensure!(
+        url.scheme() == "https" || (url.scheme() == "http" && loopback),
+        "--{flag} must be https (plain http only to localhost)"
+    );
+    Ok(())
 }
 
 /// Everything the relay needs to start.
@@ -143,12 +170,16 @@ impl Args {
         let provider =
             |name: &str, id: Option<String>, secret: Option<String>, auth: String, api: String| {
                 match (id, secret) {
-                    (Some(client_id), Some(client_secret)) => Ok(Some(ProviderConfig {
-                        client_id,
-                        client_secret,
-                        auth_base: auth,
-                        api_base: api,
-                    })),
+                    (Some(client_id), Some(client_secret)) => {
+                        check_provider_base(&format!("{name}-auth-base"), &auth)?;
+                        check_provider_base(&format!("{name}-api-base"), &api)?;
+                        Ok(Some(ProviderConfig {
+                            client_id,
+                            client_secret,
+                            auth_base: auth,
+                            api_base: api,
+                        }))
+                    }
                     (None, None) => Ok(None),
                     _ => anyhow::bail!("--{name}-client-id and --{name}-client-secret go together"),
                 }
@@ -187,5 +218,43 @@ impl Args {
             )?,
             provider_ca: self.provider_ca,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn github_with(auth_base: &str) -> anyhow::Result<RelayConfig> {
+        Args::try_parse_from([
+            "katachi-relay",
+            "--github-client-id",
+            "id",
+            "--github-client-secret",
+            "secret",
+            "--github-auth-base",
+            auth_base,
+        ])?
+        .into_config()
+    }
+
+    #[test]
+    fn provider_endpoints_are_https_or_loopback_http() {
+        assert!(github_with("https://github.com").is_ok());
+        assert!(github_with("http://127.0.0.1:8080").is_ok());
+        assert!(github_with("http://localhost:8080").is_ok());
+        for bad in ["http://github.com", "ftp://127.0.0.1", "not a url"] {
+            assert!(github_with(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn provider_secrets_stay_out_of_debug_output() {
+        let config = github_with("https://github.com").unwrap();
+        let shown = format!("{config:?}");
+        assert!(
+            shown.contains("<redacted>") && !shown.contains("\"secret\""),
+            "{shown}"
+        );
     }
 }

@@ -26,6 +26,7 @@ pub fn page(
                     @if let Some(who) = signed_in {
                         nav {
                             a href="/agents" { "My agents" }
+                            a href="/settings/mcp" { "MCP servers" }
                             span.who { (who) }
                             @if let Some(token) = csrf {
                                 form.inline method="post" action="/logout" {

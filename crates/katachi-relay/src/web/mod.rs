@@ -8,8 +8,11 @@
 //! - `session`: session and CSRF cookies, the [`session::CurrentUser`] extractor, `next=` sanitising.
 //! - `layout`: the page shell and small HTML pieces.
 //! - `account`: sign-up, sign-in (argon2id, rate limits, lockout), sign-out.
+//! - `oauth_login`: sign-in with GitHub or Google (authorization code + PKCE + state).
+//! - `oauth_identity`: reads who signed in at the provider (GitHub user API, Google id_token).
 //! - `device`: the device approval page.
 //! - `agents`: "my agents" (online / last seen, revoke) and its JSON for live refresh.
+//! - `mcp`: each user's MCP server configurations, secret values sealed and never shown again.
 //! - `assets`: the CSS and JS served from the binary.
 
 pub mod account;
@@ -17,6 +20,9 @@ pub mod agents;
 mod assets;
 pub mod device;
 pub mod layout;
+pub mod mcp;
+pub mod oauth_identity;
+pub mod oauth_login;
 pub mod session;
 
 use axum::http::{header, HeaderName, HeaderValue};
@@ -43,7 +49,10 @@ pub fn router(state: AppState) -> Router {
         (header::CONTENT_SECURITY_POLICY, CSP),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not `no-referrer`: under it browsers send `Origin: null` on our own form posts, which the
+        // CSRF Origin check must refuse. `same-origin` still tells other sites nothing (URLs here
+        // can carry a user code).
+        (header::REFERRER_POLICY, "same-origin"),
         (
             HeaderName::from_static("cross-origin-opener-policy"),
             "same-origin",
@@ -54,6 +63,8 @@ pub fn router(state: AppState) -> Router {
         .route("/signup", get(account::signup_page).post(account::signup))
         .route("/login", get(account::login_page).post(account::login))
         .route("/logout", post(account::logout))
+        .route("/auth/{provider}/start", get(oauth_login::start))
+        .route("/auth/{provider}/callback", get(oauth_login::callback))
         .route(
             katachi_proto::device::VERIFY_PATH,
             get(device::show).post(device::decide),
@@ -61,6 +72,8 @@ pub fn router(state: AppState) -> Router {
         .route("/agents", get(agents::list))
         .route("/agents/{id}/revoke", post(agents::revoke))
         .route("/api/me/agents", get(agents::json))
+        .route("/settings/mcp", get(mcp::list).post(mcp::add))
+        .route("/settings/mcp/{id}/delete", post(mcp::delete))
         .route("/static/app.css", get(assets::css))
         .route("/static/agents.js", get(assets::agents_js))
         .route(

@@ -109,9 +109,17 @@ pub async fn start_session(
     Ok(jar.add(cookie))
 }
 
-/// Removes the session cookie.
+/// Removes the session cookie. The removal carries the cookie's attributes: browsers ignore a
+/// `__Host-` cookie without Secure, so a bare removal would leave the cookie in place.
 pub fn end_session(jar: CookieJar) -> CookieJar {
-    jar.remove(Cookie::build((SESSION_COOKIE, "")).path("/").build())
+    jar.remove(
+        Cookie::build((SESSION_COOKIE, ""))
+            .path("/")
+            .secure(true)
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .build(),
+    )
 }
 
 fn time_secs(s: i64) -> time::Duration {
