@@ -33,6 +33,43 @@ pub(crate) enum Command {
     /// Manage the folders the agent may work in.
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+    /// Run the agent without a tray: sign in at the relay if needed, then stay online until
+    /// Ctrl-C or SIGTERM.
+    Start(StartArgs),
+    /// Show whether this agent is registered and how its connection to the relay is doing.
+    Status,
+    /// Remove this agent from its relay, then wipe its local credentials.
+    Unregister(UnregisterArgs),
+}
+
+/// `katachi start` options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StartArgs {
+    /// The relay, `https://host[:port]` (needed for the first sign-in; afterwards the registered
+    /// relay is used).
+    #[arg(long, value_name = "URL")]
+    pub relay: Option<String>,
+    /// Trust only this CA for the relay's certificate (a local relay prints its `tls/ca.pem`).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Print the sign-in page instead of opening a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+    /// The name the relay shows for this machine (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub device_name: Option<String>,
+    /// Seconds between heartbeats.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub heartbeat_secs: u64,
+}
+
+/// `katachi unregister` options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct UnregisterArgs {
+    /// Wipe the local credentials without telling the relay (when it cannot be reached); the relay
+    /// keeps listing the agent until you revoke it there.
+    #[arg(long)]
+    pub local_only: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +100,9 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Doctor => crate::doctor::run(&dirs, &out),
         Command::Workspace(cmd) => crate::workspace::run(&dirs, cmd, &out),
+        Command::Start(args) => crate::start::run(&dirs, args, &out),
+        Command::Status => crate::status::run(&dirs, &out),
+        Command::Unregister(args) => crate::unregister::run(&dirs, &args, &out),
     };
     match result {
         Ok(code) => code,

@@ -5,6 +5,10 @@
 mod cli;
 mod doctor;
 mod output;
+mod sign_in;
+mod start;
+mod status;
+mod unregister;
 mod workspace;
 
 use clap::Parser;

@@ -3,8 +3,14 @@
 use std::process::ExitCode;
 
 use katachi_core::agent_home::HomeError;
+use katachi_core::agent_status::StatusFileError;
+use katachi_core::auth::{AuthError, CredentialsError};
+use katachi_core::relay_http::RelayHttpError;
+use katachi_core::relay_session::SessionError;
 use katachi_core::store::{StoreError, WorkspaceError};
 use katachi_core::vault::KeystoreError;
+use katachi_core::vault::SealError;
+use katachi_core::RelayError;
 use serde::Serialize;
 
 /// Where command results go: text for people, JSON for scripts.
@@ -28,6 +34,23 @@ impl Output {
         } else {
             println!("{}", text());
         }
+    }
+
+    /// Prints one progress event of a long-running command: a compact JSON line, or a text line.
+    pub(crate) fn event<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
+        if self.json {
+            match serde_json::to_string(value) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("katachi: cannot encode output: {e}"),
+            }
+        } else {
+            println!("{}", text());
+        }
+    }
+
+    /// A warning for people, on stderr (also in JSON mode: stdout stays machine-readable).
+    pub(crate) fn warn(&self, message: &str) {
+        eprintln!("katachi: warning: {message}");
     }
 
     /// Reports an error (JSON on stdout with a stable code, or text on stderr) and returns exit code 1.
@@ -66,6 +89,39 @@ pub(crate) fn error_code(err: &anyhow::Error) -> &'static str {
         if let Some(e) = cause.downcast_ref::<StoreError>() {
             return store_code(e);
         }
+        if let Some(e) = cause.downcast_ref::<RelayError>() {
+            return match e {
+                RelayError::Http(e) => relay_http_code(e),
+                other => other.code(),
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<AuthError>() {
+            return match e {
+                AuthError::Http(e) => relay_http_code(e),
+                AuthError::Unreachable { .. } => "relay.unreachable",
+                AuthError::Denied => "auth.denied",
+                AuthError::Expired => "auth.expired",
+                AuthError::Rejected { .. } => "auth.rejected",
+                AuthError::BadResponse { .. } => "auth.bad_response",
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<RelayHttpError>() {
+            return relay_http_code(e);
+        }
+        if let Some(e) = cause.downcast_ref::<CredentialsError>() {
+            return match e {
+                CredentialsError::Seal(e) => seal_code(e),
+                CredentialsError::Malformed { .. } => "credentials.malformed",
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<SessionError>() {
+            return match e {
+                SessionError::Store(e) => store_code(e),
+            };
+        }
+        if cause.downcast_ref::<StatusFileError>().is_some() {
+            return "status.file";
+        }
         if let Some(e) = cause.downcast_ref::<HomeError>() {
             return match e {
                 HomeError::Dirs(_) => "home.dirs",
@@ -88,6 +144,23 @@ fn keystore_code(e: &KeystoreError) -> &'static str {
         KeystoreError::NotPersisted { .. } => "keystore.not_persisted",
         KeystoreError::File { .. } => "keystore.file",
         KeystoreError::Platform { .. } => "keystore.platform",
+    }
+}
+
+fn relay_http_code(e: &RelayHttpError) -> &'static str {
+    match e {
+        RelayHttpError::InvalidUrl { .. } | RelayHttpError::NotHttps { .. } => "relay.invalid_url",
+        RelayHttpError::InvalidCa { .. } => "relay.invalid_ca",
+        RelayHttpError::Build(_) => "relay.tls",
+    }
+}
+
+fn seal_code(e: &SealError) -> &'static str {
+    match e {
+        SealError::WrongMachine { .. } => "credentials.wrong_machine",
+        SealError::Tampered { .. } => "credentials.tampered",
+        SealError::Write(_) => "credentials.write",
+        _ => "credentials.unreadable",
     }
 }
 

@@ -4,9 +4,10 @@ use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
+use katachi_core::activity::enqueue_activity;
 use katachi_core::fingerprint::SystemFingerprint;
 use katachi_core::store::{AddOutcome, Workspace};
-use katachi_core::{AgentHome, KatachiDirs};
+use katachi_core::{AgentHome, KatachiDirs, Store};
 use serde::Serialize;
 
 use crate::cli::WorkspaceCommand;
@@ -35,6 +36,7 @@ pub(crate) fn run(
                 store
                     .audit()
                     .append("cli", "workspace.add", &workspace.path, "ok", 0)?;
+                queue_activity(&store, "workspace.added", &workspace.path);
             }
             out.emit(&outcome, || match &outcome {
                 AddOutcome::Added {
@@ -70,6 +72,7 @@ pub(crate) fn run(
             store
                 .audit()
                 .append("cli", "workspace.remove", &removed.path, "ok", 0)?;
+            queue_activity(&store, "workspace.removed", &removed.path);
             out.emit(&removed, || format!("no longer allowed: {}", removed.path));
         }
         WorkspaceCommand::Ls => {
@@ -104,4 +107,13 @@ pub(crate) fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Queues an activity event for the relay (sent by the running agent, kept until acknowledged).
+/// The workspace change itself is done: failing to queue is a warning, not an error.
+fn queue_activity(store: &Store, kind: &str, path: &str) {
+    let payload = serde_json::json!({ "path": path });
+    if let Err(e) = enqueue_activity(&store.outbox(), kind, &payload) {
+        eprintln!("katachi: warning: cannot queue the {kind} event for the relay: {e}");
+    }
 }

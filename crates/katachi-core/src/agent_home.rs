@@ -167,7 +167,7 @@ impl AgentHome {
     /// The sealed file holding the agent's relay credentials.
     pub fn agent_credentials(&self) -> SealedFile {
         SealedFile::new(
-            self.dirs.credentials_dir().join("agent.sealed"),
+            self.dirs.agent_credentials_path(),
             Purpose::AGENT_CREDENTIALS,
         )
     }

@@ -131,6 +131,16 @@ impl KatachiDirs {
         self.config.join("config.toml")
     }
 
+    /// The sealed file of the agent's relay credentials.
+    pub fn agent_credentials_path(&self) -> PathBuf {
+        self.credentials_dir().join("agent.sealed")
+    }
+
+    /// The running agent's status file (state, last heartbeat, clock offset; no secrets).
+    pub fn agent_status_path(&self) -> PathBuf {
+        self.data.join("agent-status.json")
+    }
+
     /// Creates the data, credentials and config folders (`0700`) when missing.
     ///
     /// # Errors

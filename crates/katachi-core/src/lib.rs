@@ -12,23 +12,42 @@
 //! - [`config`]: the agent's config file (`config.toml`).
 //! - [`doctor`]: checks every layer and says which one failed and how to fix it.
 //! - [`agent_home`]: opens all of the above together for one agent home.
+//! - [`relay_http`]: the HTTPS client for the relay (rustls, TLS 1.3 only, optional CA pinning).
+//! - [`auth`]: signing in at a relay (RFC 8628 device flow) and the sealed agent credentials.
+//! - [`signing`]: signing headers of agent → relay calls and the clock offset from the relay's `Date`.
+//! - [`relay_client`]: the signed calls: heartbeat, activity events, unregister.
+//! - [`activity`]: activity events through the outbox to the relay, with backoff.
+//! - [`agent_status`]: the running agent's status file (state, last heartbeat, clock offset).
+//! - [`relay_session`]: keeps a registered agent online: heartbeats, outbox flushes, status.
 
 #![forbid(unsafe_code)]
 
+pub mod activity;
 pub mod agent_home;
+pub mod agent_status;
 pub mod atomic_file;
+pub mod auth;
 pub mod config;
 pub mod dirs;
 pub mod doctor;
 pub mod fingerprint;
+pub mod relay_client;
+pub mod relay_http;
+pub mod relay_session;
 pub mod secret;
+pub mod signing;
 pub mod store;
 pub mod vault;
 
 pub use agent_home::AgentHome;
+pub use agent_status::{AgentStatus, ConnectionState, StatusFile};
+pub use auth::{AgentCredentials, DeviceFlow};
 pub use config::Config;
 pub use dirs::KatachiDirs;
 pub use fingerprint::Fingerprint;
+pub use relay_client::{RelayClient, RelayError};
+pub use relay_http::RelayUrl;
+pub use relay_session::{RelaySession, SessionEnd, SessionOptions};
 pub use secret::SecretBytes;
 pub use store::Store;
 pub use vault::MachineKey;

@@ -47,7 +47,8 @@ pub struct DeviceCodeResponse {
 pub struct AgentGrant {
     /// The agent's id at the relay.
     pub agent_id: String,
-    /// Hex per-agent HMAC signing secret.
+    /// Per-agent signing secret: 64 hex characters whose ASCII bytes (not the decoded hex) are the
+    /// HMAC-SHA256 key of [`crate::signing::sign`].
     pub signing_secret: String,
 }
 

@@ -18,7 +18,10 @@ use sha2::Digest;
 
 /// Concurrent request streams (env `KATACHI_BENCH_CONCURRENCY`).
 fn concurrency() -> usize {
-    std::env::var("KATACHI_BENCH_CONCURRENCY").ok().and_then(|v| v.parse().ok()).unwrap_or(16)
+    std::env::var("KATACHI_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16)
 }
 const MAX_SECONDS: u64 = 30;
 

@@ -15,6 +15,8 @@ pub struct OutboxEvent {
     pub kind: String,
     /// JSON payload.
     pub payload: String,
+    /// When it was queued (unix seconds): when it happened, for the relay.
+    pub created_at: i64,
     /// Delivery attempts so far.
     pub attempts: i64,
 }
@@ -48,7 +50,7 @@ impl<'c> Outbox<'c> {
     /// [`super::StoreError`] on a database failure.
     pub fn due(&self, limit: u32) -> Result<Vec<OutboxEvent>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT event_id, kind, payload, attempts FROM activity_outbox
+            "SELECT event_id, kind, payload, created_at, attempts FROM activity_outbox
              WHERE next_attempt_at <= ?1 ORDER BY created_at, rowid LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![now_unix(), limit], |r| {
@@ -56,7 +58,8 @@ impl<'c> Outbox<'c> {
                 event_id: r.get(0)?,
                 kind: r.get(1)?,
                 payload: r.get(2)?,
-                attempts: r.get(3)?,
+                created_at: r.get(3)?,
+                attempts: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -83,5 +86,27 @@ impl<'c> Outbox<'c> {
             "DELETE FROM activity_outbox WHERE event_id = ?1",
             params![event_id],
         )? > 0)
+    }
+
+    /// Makes every queued event due now, whatever its backoff: called when the relay answers again
+    /// after an outage, so queued events go out at once instead of waiting out their delay.
+    ///
+    /// # Errors
+    /// [`super::StoreError`] on a database failure.
+    pub fn retry_all_now(&self) -> Result<usize> {
+        Ok(self
+            .conn
+            .execute("UPDATE activity_outbox SET next_attempt_at = 0", [])?)
+    }
+
+    /// Number of events waiting for an acknowledgement.
+    ///
+    /// # Errors
+    /// [`super::StoreError`] on a database failure.
+    pub fn pending_count(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM activity_outbox", [], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 }

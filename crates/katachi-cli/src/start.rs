@@ -1,0 +1,176 @@
+//! `katachi start`: the agent without a tray. Signs in at the relay when not registered, then keeps
+//! the agent online (heartbeats, activity outbox) until Ctrl-C or SIGTERM.
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use katachi_core::agent_status::{AgentStatus, ConnectionState};
+use katachi_core::fingerprint::SystemFingerprint;
+use katachi_core::relay_client::RelayError;
+use katachi_core::signing::SystemClock;
+use katachi_core::{
+    AgentCredentials, AgentHome, KatachiDirs, RelayClient, RelaySession, RelayUrl, SessionEnd,
+    SessionOptions,
+};
+use tokio::sync::watch;
+
+use crate::cli::StartArgs;
+use crate::output::Output;
+use crate::sign_in::{sign_in, SignedIn};
+
+pub(crate) fn run(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let home = AgentHome::open(dirs.clone(), &SystemFingerprint)
+        .context("cannot open the agent's secrets")?;
+    let relay = args.relay.as_deref().map(RelayUrl::parse).transpose()?;
+    let ca_pem = args
+        .ca
+        .as_deref()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the CA file {}", path.display()))
+        })
+        .transpose()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let SignedIn { credentials, saved } =
+            registered_or_sign_in(&home, relay, ca_pem, &args, out).await?;
+        let client = RelayClient::new(credentials, Arc::new(SystemClock))?;
+        let options = SessionOptions {
+            heartbeat_every: Duration::from_secs(args.heartbeat_secs),
+        };
+        let session = RelaySession::new(&home, client, saved, options)?;
+        let shutdown = shutdown_signal().context("cannot listen for SIGINT/SIGTERM")?;
+        let updates = session.subscribe();
+        let (end, ()) = tokio::join!(session.run(shutdown), print_status_changes(updates, out));
+        finish(end?)
+    })
+}
+
+/// The saved credentials for this relay, or new ones from the device flow.
+async fn registered_or_sign_in(
+    home: &AgentHome,
+    relay: Option<RelayUrl>,
+    ca_pem: Option<String>,
+    args: &StartArgs,
+    out: &Output,
+) -> anyhow::Result<SignedIn> {
+    match AgentCredentials::load(home)? {
+        Some(mut credentials) => {
+            if let Some(asked) = &relay {
+                if asked != credentials.relay_url() {
+                    anyhow::bail!(
+                        "this agent is registered with {}, not {asked}; run `katachi unregister` first to move it",
+                        credentials.relay_url()
+                    );
+                }
+            }
+            let mut saved = true;
+            if ca_pem.is_some() && ca_pem.as_deref() != credentials.ca_pem() {
+                // The relay's CA changed and the user passed the new one: pin it from now on.
+                credentials.set_ca_pem(ca_pem);
+                if let Err(e) = credentials.save(home) {
+                    out.warn(&format!("cannot save the new relay CA yet ({e}); retrying"));
+                    saved = false;
+                }
+            }
+            Ok(SignedIn { credentials, saved })
+        }
+        None => {
+            let relay = relay.context(
+                "this agent is not registered yet; pass the relay to sign in at: katachi start --relay https://HOST:PORT",
+            )?;
+            sign_in(
+                home,
+                relay,
+                ca_pem,
+                args.device_name.as_deref(),
+                !args.no_browser,
+                out,
+            )
+            .await
+        }
+    }
+}
+
+/// Prints each change of connection state on its own line (`online`, `reconnecting: …`).
+async fn print_status_changes(mut updates: watch::Receiver<AgentStatus>, out: &Output) {
+    let mut shown: Option<ConnectionState> = None;
+    loop {
+        let status = updates.borrow_and_update().clone();
+        // Reasons change while reconnecting (each error text); print each new state once.
+        if shown != Some(status.state) {
+            print_status(&status, out);
+            shown = Some(status.state);
+        }
+        if updates.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn print_status(status: &AgentStatus, out: &Output) {
+    if status.state == ConnectionState::NeedsSignIn {
+        return; // said by `finish` with what to do
+    }
+    out.event(
+        &serde_json::json!({ "event": "state", "state": status.state, "reason": status.reason }),
+        || match (status.state, &status.reason) {
+            (ConnectionState::Connecting, None) => format!(
+                "connecting to {}",
+                status.relay_url.as_deref().unwrap_or("the relay")
+            ),
+            (state, Some(reason)) => format!("{}: {reason}", state.label()),
+            (state, None) => state.label().to_owned(),
+        },
+    );
+}
+
+/// The exit code and last words for how the session ended.
+fn finish(end: SessionEnd) -> anyhow::Result<ExitCode> {
+    let (cause, wiped) = match end {
+        SessionEnd::Stopped => return Ok(ExitCode::SUCCESS),
+        SessionEnd::Revoked { credentials_wiped } => (RelayError::Revoked, credentials_wiped),
+        SessionEnd::Forgotten { credentials_wiped } => {
+            (RelayError::UnknownAgent, credentials_wiped)
+        }
+    };
+    let what = if wiped {
+        "its local credentials were wiped"
+    } else {
+        "its local credentials could NOT be removed; run `katachi unregister --local-only`"
+    };
+    let headline = match cause {
+        RelayError::Revoked => "this agent was revoked at the relay",
+        _ => "the relay no longer knows this agent",
+    };
+    Err(anyhow::Error::new(cause).context(format!("{headline}; {what}")))
+}
+
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM. The handlers are installed before this
+/// returns, so a signal that arrives before the future is first polled is not missed.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {},
+                _ = terminate.recv() => {},
+            }
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
+}
