@@ -18,9 +18,11 @@ use katachi_proto::signing::{
 };
 use serde::de::DeserializeOwned;
 
+use crate::agent_cache::CachedAgent;
 use crate::device_flow::SIGNING_SECRET_PURPOSE;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::NonceOutcome;
 use crate::{now_unix, sha256_hex};
 
 /// Largest signed request body.
@@ -106,22 +108,33 @@ pub async fn verify_signed_request(
     check_nonce_format(nonce).map_err(sig_error)?;
 
     // The bearer token names the agent; a token for another agent id is "unknown", not a hint.
-    let agent = state.store.agent_by_token_hash(&sha256_hex(token)).await?;
-    let agent = match agent {
-        Some(a) if a.id == agent_id => a,
-        _ => return Err(sig_error(SignatureError::UnknownAgent)),
+    let token_hash = sha256_hex(token);
+    let agent = match state.agent_cache.get(&token_hash) {
+        Some(a) => a,
+        None => {
+            let row = state.store.agent_by_token_hash(&token_hash).await?;
+            let Some(row) = row else {
+                return Err(sig_error(SignatureError::UnknownAgent));
+            };
+            // A revoked agent is refused even with a valid signature.
+            if row.revoked_at != 0 {
+                return Err(sig_error(SignatureError::RevokedAgent));
+            }
+            let secret = state
+                .master
+                .open(SIGNING_SECRET_PURPOSE, &row.signing_secret_enc)
+                .map_err(ApiError::internal)?;
+            let cached = std::sync::Arc::new(CachedAgent { id: row.id, secret });
+            state.agent_cache.insert(token_hash.clone(), cached.clone());
+            cached
+        }
     };
-    // A revoked agent is refused even with a valid signature.
-    if agent.revoked_at != 0 {
-        return Err(sig_error(SignatureError::RevokedAgent));
+    if agent.id != agent_id {
+        return Err(sig_error(SignatureError::UnknownAgent));
     }
     // Outside ±30 s: a delayed replay or a wrong clock (the agent corrects from our Date header).
     let now = now_unix();
     check_timestamp(timestamp, now).map_err(sig_error)?;
-    let secret = state
-        .master
-        .open(SIGNING_SECRET_PURPOSE, &agent.signing_secret_enc)
-        .map_err(ApiError::internal)?;
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let signed = SignedParts {
         method: parts.method.as_str(),
@@ -131,21 +144,31 @@ pub async fn verify_signed_request(
         body: &body,
     };
     // Constant-time HMAC compare: a forged or altered request.
-    verify_signature(&secret, &signed, signature).map_err(sig_error)?;
+    verify_signature(&agent.secret, &signed, signature).map_err(sig_error)?;
     // Reject a reused nonce inside the window: replay. Recorded only after the signature verified,
-    // so unsigned junk cannot fill the table.
-    if !state
+    // so unsigned junk cannot fill the table; recorded only while the agent exists and is not
+    // revoked, so revocation takes effect at once even for cached agents.
+    let expires = now + 2 * MAX_SKEW_SECS + 1;
+    match state
         .store
-        .use_nonce(
-            &agent.id,
-            &nonce.to_ascii_lowercase(),
-            now + 2 * MAX_SKEW_SECS + 1,
-        )
+        .use_nonce(&agent.id, &nonce.to_ascii_lowercase(), expires)
         .await?
     {
-        return Err(sig_error(SignatureError::ReplayedNonce));
+        NonceOutcome::Fresh => {}
+        NonceOutcome::Replayed => return Err(sig_error(SignatureError::ReplayedNonce)),
+        NonceOutcome::AgentRevoked => {
+            state.agent_cache.evict_agent(&agent.id);
+            return Err(sig_error(SignatureError::RevokedAgent));
+        }
+        NonceOutcome::AgentGone => {
+            state.agent_cache.evict_agent(&agent.id);
+            return Err(sig_error(SignatureError::UnknownAgent));
+        }
     }
-    Ok(VerifiedAgent { id: agent.id, body })
+    Ok(VerifiedAgent {
+        id: agent.id.clone(),
+        body,
+    })
 }
 
 impl FromRequest<AppState> for VerifiedAgent {
@@ -230,6 +253,7 @@ pub async fn unregister(
     agent: VerifiedAgent,
 ) -> Result<Response, ApiError> {
     state.store.delete_agent(agent.id()).await?;
+    state.agent_cache.evict_agent(agent.id());
     tracing::info!(agent = %agent.id(), "agent unregistered");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

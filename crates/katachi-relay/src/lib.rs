@@ -11,6 +11,7 @@
 //! - [`crypto`]: the master key and AES-256-GCM for secrets at rest (signing secrets, MCP secrets).
 //! - [`store`]: the database (SQLite or PostgreSQL through sqlx), one file per table family.
 //! - [`device_flow`]: RFC 8628 device authorization and token endpoints.
+//! - [`agent_cache`]: id and signing secret by token hash (revocation is never cached).
 //! - [`agent_api`]: signed agent calls (heartbeat, events, unregister) behind [`agent_api::VerifiedAgent`].
 //! - [`web`]: pages for people: sign-up/in (password, GitHub, Google), device approval, my agents, MCP.
 //! - [`error`]: the JSON error shape and HTML error pages.
@@ -20,6 +21,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod agent_api;
+pub mod agent_cache;
 pub mod config;
 pub mod crypto;
 pub mod device_flow;

@@ -88,6 +88,7 @@ impl Relay {
             public_url,
             dummy_hash,
             http,
+            agent_cache: Default::default(),
         });
         Ok(Self {
             listener,

@@ -25,6 +25,8 @@ pub struct Inner {
     pub dummy_hash: String,
     /// HTTP client for OAuth providers.
     pub http: reqwest::Client,
+    /// Verification material of agents seen recently.
+    pub agent_cache: crate::agent_cache::AgentCache,
 }
 
 impl std::ops::Deref for AppState {

@@ -29,6 +29,19 @@ pub struct AgentRow {
     pub workspaces: i64,
 }
 
+/// What recording a nonce found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceOutcome {
+    /// New: recorded.
+    Fresh,
+    /// Already used inside the window: a replay.
+    Replayed,
+    /// The agent was revoked.
+    AgentRevoked,
+    /// The agent no longer exists.
+    AgentGone,
+}
+
 /// What is needed to register an agent.
 #[derive(Debug)]
 pub struct NewAgent<'a> {
@@ -178,11 +191,16 @@ impl Store {
         Ok(())
     }
 
-    /// Remembers a nonce until `expires_at`; `Ok(false)` when it was already used (a replay).
+    /// Remembers a nonce until `expires_at`, if the agent exists and is not revoked.
     ///
     /// # Errors
     /// [`super::StoreError::Query`].
-    pub async fn use_nonce(&self, agent_id: &str, nonce: &str, expires_at: i64) -> Result<bool> {
+    pub async fn use_nonce(
+        &self,
+        agent_id: &str,
+        nonce: &str,
+        expires_at: i64,
+    ) -> Result<NonceOutcome> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let op = super::batch::Op::Nonce {
             agent_id: agent_id.to_owned(),

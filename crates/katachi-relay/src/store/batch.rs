@@ -8,7 +8,7 @@ use std::sync::Arc;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::{Result, StoreError};
+use super::{NonceOutcome, Result, StoreError};
 
 /// Most operations folded into one transaction.
 const MAX_BATCH: usize = 512;
@@ -22,7 +22,7 @@ pub(crate) enum Op {
         agent_id: String,
         nonce: String,
         expires_at: i64,
-        reply: oneshot::Sender<Result<bool>>,
+        reply: oneshot::Sender<Result<NonceOutcome>>,
     },
     /// Mark an agent seen.
     Touch {
@@ -70,10 +70,10 @@ async fn run(pool: AnyPool, write_lock: Option<Arc<Mutex<()>>>, mut rx: mpsc::Re
         drop(guard);
         match written {
             Ok(results) => {
-                for (op, inserted) in batch.drain(..).zip(results) {
+                for (op, outcome) in batch.drain(..).zip(results) {
                     match op {
                         Op::Nonce { reply, .. } => {
-                            let _ = reply.send(Ok(inserted));
+                            let _ = reply.send(Ok(outcome));
                         }
                         Op::Touch { reply, .. } => {
                             let _ = reply.send(Ok(()));
@@ -100,8 +100,11 @@ async fn run(pool: AnyPool, write_lock: Option<Arc<Mutex<()>>>, mut rx: mpsc::Re
     }
 }
 
-/// One transaction for the whole batch; returns, per op, whether a nonce row was inserted.
-async fn write(pool: &AnyPool, batch: &[Op]) -> std::result::Result<Vec<bool>, sqlx::Error> {
+/// One transaction for the whole batch; returns, per op, the nonce outcome (touches: `Fresh`).
+async fn write(
+    pool: &AnyPool,
+    batch: &[Op],
+) -> std::result::Result<Vec<NonceOutcome>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
     for (i, op) in batch.iter().enumerate() {
@@ -112,13 +115,35 @@ async fn write(pool: &AnyPool, batch: &[Op]) -> std::result::Result<Vec<bool>, s
                 expires_at,
                 ..
             } => {
-                let done = sqlx::query("INSERT INTO nonces (agent_id, nonce, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                    .bind(agent_id)
-                    .bind(nonce)
-                    .bind(*expires_at)
-                    .execute(&mut *tx)
-                    .await?;
-                results.push(done.rows_affected() == 1);
+                // Recorded only while the agent exists and is not revoked: revocation is checked
+                // here, in the database, for every call, even when the agent's keys are cached.
+                let done = sqlx::query(
+                    "INSERT INTO nonces (agent_id, nonce, expires_at)
+                     SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM agents WHERE id = $1 AND revoked_at = 0)
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(agent_id)
+                .bind(nonce)
+                .bind(*expires_at)
+                .execute(&mut *tx)
+                .await?;
+                let outcome = if done.rows_affected() == 1 {
+                    NonceOutcome::Fresh
+                } else {
+                    let row = sqlx::query("SELECT revoked_at FROM agents WHERE id = $1")
+                        .bind(agent_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    match row
+                        .map(|r| sqlx::Row::try_get::<i64, _>(&r, "revoked_at"))
+                        .transpose()?
+                    {
+                        None => NonceOutcome::AgentGone,
+                        Some(0) => NonceOutcome::Replayed,
+                        Some(_) => NonceOutcome::AgentRevoked,
+                    }
+                };
+                results.push(outcome);
             }
             Op::Touch {
                 agent_id,
@@ -143,7 +168,7 @@ async fn write(pool: &AnyPool, batch: &[Op]) -> std::result::Result<Vec<bool>, s
                     .execute(&mut *tx)
                     .await?;
                 }
-                results.push(true);
+                results.push(NonceOutcome::Fresh);
             }
         }
     }

@@ -23,7 +23,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 use sqlx::Executor;
 
-pub use agents::{AgentRow, NewAgent};
+pub use agents::{AgentRow, NewAgent, NonceOutcome};
 pub use devices::{DeviceCode, DeviceStatus};
 pub use mcp::McpServer;
 pub use users::{RateLimit, User};

@@ -166,7 +166,12 @@ pub async fn revoke(
         .revoke_agent(&p.id, &user.user.id, now_unix())
         .await
     {
-        Ok(_) => Redirect::to("/agents").into_response(),
+        Ok(revoked) => {
+            if revoked {
+                state.agent_cache.evict_agent(&p.id);
+            }
+            Redirect::to("/agents").into_response()
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
 }

@@ -1,6 +1,6 @@
 //! The store's guarantees on both backends, including two relay instances sharing one PostgreSQL.
 
-use katachi_relay::store::{NewAgent, RateLimit, Store};
+use katachi_relay::store::{NewAgent, NonceOutcome, RateLimit, Store};
 
 use super::support::fresh_postgres_database;
 
@@ -45,10 +45,18 @@ async fn exercise(store: &Store) {
         signing_secret_enc: "s",
     };
     store.create_agent(&agent, now).await.unwrap();
-    assert!(store.use_nonce("agt_1", "n1", now + 60).await.unwrap());
-    assert!(
-        !store.use_nonce("agt_1", "n1", now + 60).await.unwrap(),
+    assert_eq!(
+        store.use_nonce("agt_1", "n1", now + 60).await.unwrap(),
+        NonceOutcome::Fresh
+    );
+    assert_eq!(
+        store.use_nonce("agt_1", "n1", now + 60).await.unwrap(),
+        NonceOutcome::Replayed,
         "replay detected"
+    );
+    assert_eq!(
+        store.use_nonce("agt_none", "n2", now + 60).await.unwrap(),
+        NonceOutcome::AgentGone
     );
     store
         .record_event("agt_1", "e1", "k", now, "{}", now)
@@ -94,9 +102,15 @@ async fn exercise(store: &Store) {
     );
 
     store.purge_expired(now + 100).await.unwrap();
-    assert!(
+    assert_eq!(
         store.use_nonce("agt_1", "n1", now + 200).await.unwrap(),
+        NonceOutcome::Fresh,
         "expired nonces are purged"
+    );
+    assert!(store.revoke_agent("agt_1", &user.id, now).await.unwrap());
+    assert_eq!(
+        store.use_nonce("agt_1", "n3", now + 60).await.unwrap(),
+        NonceOutcome::AgentRevoked
     );
 }
 
@@ -119,10 +133,34 @@ async fn two_relay_instances_on_one_postgres_share_nonces_and_rate_limits() {
     let tmp = tempfile::tempdir().unwrap();
     let a = Store::connect(Some(&url), tmp.path()).await.unwrap();
     let b = Store::connect(Some(&url), tmp.path()).await.unwrap();
-    assert!(a.use_nonce("agt", "n", i64::MAX).await.unwrap());
-    assert!(
-        !b.use_nonce("agt", "n", i64::MAX).await.unwrap(),
+    let user = a
+        .create_user("two@example.com", None, 1)
+        .await
+        .unwrap()
+        .unwrap();
+    let agent = NewAgent {
+        id: "agt",
+        user_id: &user.id,
+        name: "n",
+        os: "o",
+        token_hash: "t",
+        signing_secret_enc: "s",
+    };
+    a.create_agent(&agent, 1).await.unwrap();
+    assert_eq!(
+        a.use_nonce("agt", "n", i64::MAX).await.unwrap(),
+        NonceOutcome::Fresh
+    );
+    assert_eq!(
+        b.use_nonce("agt", "n", i64::MAX).await.unwrap(),
+        NonceOutcome::Replayed,
         "a replay through the other instance is caught"
+    );
+    // Revoked through one instance: refused through the other at once.
+    assert!(a.revoke_agent("agt", &user.id, 2).await.unwrap());
+    assert_eq!(
+        b.use_nonce("agt", "n2", i64::MAX).await.unwrap(),
+        NonceOutcome::AgentRevoked
     );
     a.hit_rate_limit("login:1.2.3.4", 1, 60, 100).await.unwrap();
     assert!(matches!(
