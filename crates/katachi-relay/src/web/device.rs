@@ -107,6 +107,43 @@ fn who(u: &CurrentUser) -> String {
 }
 
 /// Looks a typed code up, counting wrong ones against the user and the address.
+/// "Too many wrong codes" for a user or address over the limit: `count` records a wrong code,
+/// otherwise the buckets are only looked at.
+async fn wrong_code_limit(
+    state: &AppState,
+    user: &CurrentUser,
+    peer: SocketAddr,
+    now: i64,
+    count: bool,
+) -> Result<Option<(String, StatusCode)>, ApiError> {
+    for bucket in [
+        format!("usercode-user:{}", user.user.id),
+        format!("usercode-ip:{}", peer.ip()),
+    ] {
+        let limit = if count {
+            state
+                .store
+                .hit_rate_limit(&bucket, MAX_WRONG_CODES, WRONG_CODE_WINDOW, now)
+                .await?
+        } else {
+            state
+                .store
+                .peek_rate_limit(&bucket, MAX_WRONG_CODES, WRONG_CODE_WINDOW, now)
+                .await?
+        };
+        if let RateLimit::Limited { retry_after } = limit {
+            return Ok(Some((
+                format!(
+                    "Too many wrong codes; try again in {} minutes.",
+                    minutes(retry_after)
+                ),
+                StatusCode::TOO_MANY_REQUESTS,
+            )));
+        }
+    }
+    Ok(None)
+}
+
 async fn find_pending(
     state: &AppState,
     user: &CurrentUser,
@@ -115,23 +152,8 @@ async fn find_pending(
 ) -> Result<Result<DeviceCode, (String, StatusCode)>, ApiError> {
     let now = now_unix();
     // A user or address already over the wrong-code limit gets no lookup at all.
-    for bucket in [
-        format!("usercode-user:{}", user.user.id),
-        format!("usercode-ip:{}", peer.ip()),
-    ] {
-        if let RateLimit::Limited { retry_after } = state
-            .store
-            .peek_rate_limit(&bucket, MAX_WRONG_CODES, WRONG_CODE_WINDOW, now)
-            .await?
-        {
-            return Ok(Err((
-                format!(
-                    "Too many wrong codes; try again in {} minutes.",
-                    minutes(retry_after)
-                ),
-                StatusCode::TOO_MANY_REQUESTS,
-            )));
-        }
+    if let Some(refusal) = wrong_code_limit(state, user, peer, now, false).await? {
+        return Ok(Err(refusal));
     }
     let found = match normalise_user_code(typed) {
         Some(code) => state.store.device_by_user_code(&code).await?,
@@ -148,23 +170,8 @@ async fn find_pending(
             StatusCode::CONFLICT,
         ))),
         None => {
-            for bucket in [
-                format!("usercode-user:{}", user.user.id),
-                format!("usercode-ip:{}", peer.ip()),
-            ] {
-                if let RateLimit::Limited { retry_after } = state
-                    .store
-                    .hit_rate_limit(&bucket, MAX_WRONG_CODES, WRONG_CODE_WINDOW, now)
-                    .await?
-                {
-                    return Ok(Err((
-                        format!(
-                            "Too many wrong codes; try again in {} minutes.",
-                            minutes(retry_after)
-                        ),
-                        StatusCode::TOO_MANY_REQUESTS,
-                    )));
-                }
+            if let Some(refusal) = wrong_code_limit(state, user, peer, now, true).await? {
+                return Ok(Err(refusal));
             }
             Ok(Err((
                 "No device is waiting for this code. Check it on the device and try again.".into(),
