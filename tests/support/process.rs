@@ -101,27 +101,85 @@ impl SpawnedProcess {
         expected: &str,
         timeout: Duration,
     ) -> Result<(), String> {
+        self.wait_for_stdout(&format!("`{expected}`"), timeout, |line| line == expected)
+            .map(drop)
+    }
+
+    /// Waits until the child prints a stdout line starting with `prefix`, and returns the rest of
+    /// that line, trimmed (`open: https://…` with prefix `open:` gives `https://…`).
+    ///
+    /// # Errors
+    /// As [`Self::wait_for_stdout_line`].
+    pub fn wait_for_stdout_value(
+        &mut self,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        let line = self.wait_for_stdout(
+            &format!("a line starting with `{prefix}`"),
+            timeout,
+            |line| line.starts_with(prefix),
+        )?;
+        Ok(line[prefix.len()..].trim().to_owned())
+    }
+
+    /// Waits up to `timeout` for the child to exit and close its stdout (a command that runs to
+    /// completion); returns its exit status and everything it printed on stdout, lines already
+    /// waited for included.
+    ///
+    /// # Errors
+    /// The child still ran, or kept its stdout open, at the deadline; the message carries its
+    /// output so far.
+    pub fn wait_for_output(&mut self, timeout: Duration) -> Result<(ExitStatus, String), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout_lines.recv_timeout(left.min(POLL_INTERVAL)) {
+                Ok(line) => self.stdout_seen.push(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) if left.is_zero() => {
+                    return Err(self.describe(&format!("still running after {timeout:?}")));
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.wait_for_exit(left) {
+            Some(status) => Ok((status, self.stdout_seen.join("\n"))),
+            None => Err(self.describe(&format!(
+                "closed its stdout but did not exit within {timeout:?}"
+            ))),
+        }
+    }
+
+    /// Waits until a stdout line satisfies `matches` (described as `what` in failures); returns it.
+    fn wait_for_stdout(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut matches: impl FnMut(&str) -> bool,
+    ) -> Result<String, String> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.stdout_lines.recv_timeout(left.min(POLL_INTERVAL)) {
                 Ok(line) => {
-                    let found = line == expected;
-                    self.stdout_seen.push(line);
+                    let found = matches(&line);
+                    self.stdout_seen.push(line.clone());
                     if found {
-                        return Ok(());
+                        return Ok(line);
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     // stdout closed: the process is exiting; give it a moment to be reaped.
                     let status = self.wait_for_exit(Duration::from_secs(2));
                     return Err(self.describe(&format!(
-                        "stdout closed before `{expected}` was printed (exit status: {status:?})"
+                        "stdout closed before {what} was printed (exit status: {status:?})"
                     )));
                 }
                 Err(RecvTimeoutError::Timeout) if left.is_zero() => {
                     return Err(
-                        self.describe(&format!("`{expected}` was not printed within {timeout:?}"))
+                        self.describe(&format!("{what} was not printed within {timeout:?}"))
                     );
                 }
                 Err(RecvTimeoutError::Timeout) => {}
