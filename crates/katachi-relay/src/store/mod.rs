@@ -89,7 +89,7 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if is_sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;").await?;
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000;").await?;
                     }
                     Ok(())
                 })
@@ -100,6 +100,9 @@ impl Store {
         MIGRATOR.run(&pool).await?;
         let write_lock = is_sqlite.then(|| std::sync::Arc::new(tokio::sync::Mutex::new(())));
         let batcher = batch::Batcher::spawn(pool.clone(), write_lock.clone());
+        if is_sqlite {
+            spawn_checkpointer(pool.clone());
+        }
         Ok(Self {
             pool,
             write_lock,
@@ -137,6 +140,28 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Copies the SQLite WAL into the database once a second from a background task (PASSIVE: never
+/// blocks readers or writers), so request-serving writers do not pay for checkpoints and their
+/// fsyncs. The automatic checkpoint stays as a backstop at 10,000 pages.
+fn spawn_checkpointer(pool: AnyPool) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if pool.is_closed() {
+                break;
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::debug!(error = %e, "background checkpoint failed");
+            }
+        }
+    });
 }
 
 /// The URL with any password replaced, for messages and logs.
