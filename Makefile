@@ -18,7 +18,7 @@ lint: deps
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 
 test: lint build cross-check
-	scripts/with-session.sh scripts/with-postgres.sh $(CARGO) test $(CARGO_FLAGS) --workspace
+	scripts/with-session.sh scripts/with-postgres.sh $(CARGO) test $(CARGO_FLAGS) --workspace --lib --bins --tests
 
 bench: deps
 	scripts/with-session.sh $(CARGO) bench $(CARGO_FLAGS) -p katachi-core
