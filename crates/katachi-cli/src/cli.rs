@@ -40,6 +40,29 @@ pub(crate) enum Command {
     Status,
     /// Remove this agent from its relay, then wipe its local credentials.
     Unregister(UnregisterArgs),
+    /// Show the audit and egress ledger: recent calls, and per workspace the bytes that left this
+    /// machine. `katachi audit verify` checks that no record was edited or deleted.
+    Audit(AuditArgs),
+}
+
+/// `katachi audit` options.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct AuditArgs {
+    /// Check the chain instead of printing the ledger.
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
+    /// How many recent records to print.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: u32,
+}
+
+/// `katachi audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Check the tamper-evident chain: exit 0 when intact, 1 naming the first broken record and
+    /// what is wrong with it.
+    Verify,
 }
 
 /// `katachi start` options.
@@ -103,6 +126,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Start(args) => crate::start::run(&dirs, args, &out),
         Command::Status => crate::status::run(&dirs, &out),
         Command::Unregister(args) => crate::unregister::run(&dirs, &args, &out),
+        Command::Audit(args) => crate::audit::run(&dirs, &args, &out),
     };
     match result {
         Ok(code) => code,

@@ -7,7 +7,7 @@ use katachi_core::agent_status::StatusFileError;
 use katachi_core::auth::{AuthError, CredentialsError};
 use katachi_core::relay_http::RelayHttpError;
 use katachi_core::relay_session::SessionError;
-use katachi_core::store::{StoreError, WorkspaceError};
+use katachi_core::store::{AuditError, StoreError, WorkspaceError};
 use katachi_core::vault::KeystoreError;
 use katachi_core::vault::SealError;
 use katachi_core::RelayError;
@@ -57,9 +57,12 @@ impl Output {
     pub(crate) fn fail(&self, err: &anyhow::Error) -> ExitCode {
         let message = format!("{err:#}");
         if self.json {
-            let body =
-                serde_json::json!({ "error": { "code": error_code(err), "message": message } });
-            println!("{body}");
+            let mut error = serde_json::json!({ "code": error_code(err), "message": message });
+            // a broken audit chain also names the first broken record
+            if let Some(seq) = broken_audit_seq(err) {
+                error["seq"] = seq.into();
+            }
+            println!("{}", serde_json::json!({ "error": error }));
         } else {
             eprintln!("katachi: {message}");
         }
@@ -88,6 +91,12 @@ pub(crate) fn error_code(err: &anyhow::Error) -> &'static str {
         }
         if let Some(e) = cause.downcast_ref::<StoreError>() {
             return store_code(e);
+        }
+        if let Some(e) = cause.downcast_ref::<AuditError>() {
+            return match e {
+                AuditError::Store(e) => store_code(e),
+                other => other.code(),
+            };
         }
         if let Some(e) = cause.downcast_ref::<RelayError>() {
             return match e {
@@ -133,6 +142,13 @@ pub(crate) fn error_code(err: &anyhow::Error) -> &'static str {
         }
     }
     "error"
+}
+
+/// The first broken sequence number when `err` is a broken audit chain.
+pub(crate) fn broken_audit_seq(err: &anyhow::Error) -> Option<i64> {
+    err.chain()
+        .find_map(|cause| cause.downcast_ref::<AuditError>())
+        .and_then(AuditError::seq)
 }
 
 fn keystore_code(e: &KeystoreError) -> &'static str {

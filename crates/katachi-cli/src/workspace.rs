@@ -6,7 +6,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::Context;
 use katachi_core::activity::enqueue_activity;
 use katachi_core::fingerprint::SystemFingerprint;
-use katachi_core::store::{AddOutcome, Workspace};
+use katachi_core::store::{Actor, AddOutcome, AuditEntry, AuditKey, Workspace};
 use katachi_core::{AgentHome, KatachiDirs, Store};
 use serde::Serialize;
 
@@ -29,13 +29,20 @@ pub(crate) fn run(
     let home = AgentHome::open(dirs.clone(), &SystemFingerprint)
         .context("cannot open the agent's secrets")?;
     let store = home.store()?;
+    let audit_key = AuditKey::derive(home.machine_key());
     match cmd {
         WorkspaceCommand::Add { path } => {
             let outcome = store.workspaces().add(&path, &home.protected_dirs())?;
-            if let AddOutcome::Added { workspace, .. } = &outcome {
-                store
-                    .audit()
-                    .append("cli", "workspace.add", &workspace.path, "ok", 0)?;
+            if let AddOutcome::Added {
+                workspace,
+                absorbed,
+            } = &outcome
+            {
+                // the folders it replaces are no longer separate workspaces
+                let entry = AuditEntry::new(Actor::Cli, "workspace.add")
+                    .in_workspace(workspace)
+                    .with_paths(absorbed.iter().map(|w| w.path.clone()));
+                store.audit(&audit_key).append(&entry)?;
                 queue_activity(&store, "workspace.added", &workspace.path);
             }
             out.emit(&outcome, || match &outcome {
@@ -70,8 +77,8 @@ pub(crate) fn run(
         WorkspaceCommand::Rm { path } => {
             let removed = store.workspaces().remove(&path)?;
             store
-                .audit()
-                .append("cli", "workspace.remove", &removed.path, "ok", 0)?;
+                .audit(&audit_key)
+                .append(&AuditEntry::new(Actor::Cli, "workspace.remove").in_workspace(&removed))?;
             queue_activity(&store, "workspace.removed", &removed.path);
             out.emit(&removed, || format!("no longer allowed: {}", removed.path));
         }

@@ -1,3 +1,4 @@
+mod audit;
 mod doctor;
 mod keychain_unavailable;
 mod relay_agent;

@@ -57,6 +57,28 @@ const MIGRATIONS: &[M<'static>] = &[
             bytes_out  INTEGER NOT NULL DEFAULT 0
          );",
     ),
+    // v2: the audit log becomes a tamper-evident chain and an egress ledger (tunnel issue).
+    // Each record: who (user, browser session), which workspace and paths, and the chain columns
+    // (key id, predecessor's MAC, own MAC; NULL on v1 records until the first append seals them).
+    // No foreign key to allowed_workspaces: ON DELETE would rewrite sealed records.
+    // `audit_head` holds the sealed end of the chain (last seq and MAC, and a MAC over both).
+    M::up(
+        "ALTER TABLE audit_log ADD COLUMN user_id TEXT;
+         ALTER TABLE audit_log ADD COLUMN browser_session TEXT;
+         ALTER TABLE audit_log ADD COLUMN workspace_id INTEGER;
+         ALTER TABLE audit_log ADD COLUMN workspace_path TEXT;
+         ALTER TABLE audit_log ADD COLUMN paths TEXT NOT NULL DEFAULT '[]';
+         ALTER TABLE audit_log ADD COLUMN key_id BLOB;
+         ALTER TABLE audit_log ADD COLUMN prev_mac BLOB;
+         ALTER TABLE audit_log ADD COLUMN mac BLOB;
+         CREATE INDEX audit_log_egress ON audit_log(workspace_id, workspace_path, bytes_out);
+         CREATE TABLE audit_head (
+            id    INTEGER PRIMARY KEY CHECK (id = 1),
+            seq   INTEGER NOT NULL,
+            mac   BLOB NOT NULL,
+            seal  BLOB NOT NULL
+         );",
+    ),
 ];
 
 /// The newest schema version this build knows.
@@ -85,5 +107,43 @@ mod tests {
     #[test]
     fn migrations_are_valid() {
         assert!(Migrations::from_slice(MIGRATIONS).validate().is_ok());
+    }
+
+    #[test]
+    fn v1_audit_records_survive_v2_and_are_sealed_by_the_first_append() {
+        use crate::store::{Actor, AuditEntry, AuditKey, Store};
+        use crate::vault::{DerivedKey, MachineKey, Purpose};
+
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("v1.db");
+        let store_key = DerivedKey::from_bytes([1; 32], Purpose::STORE);
+        {
+            // a store as a v1 katachi left it
+            let mut conn = Connection::open(&path).unwrap();
+            super::super::apply_key(&conn, &store_key).unwrap();
+            Migrations::from_slice(&MIGRATIONS[..1])
+                .to_latest(&mut conn)
+                .unwrap();
+            conn.execute_batch(
+                "INSERT INTO audit_log (at, actor, action, detail, result, bytes_out)
+                 VALUES (1, 'cli', 'workspace.add', '/a', 'ok', 0);",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path, &store_key).unwrap();
+        assert_eq!(store.schema_version().unwrap(), latest_version());
+        let fp = crate::Fingerprint::from_components([("machine_id", vec![1])]).unwrap();
+        let key = AuditKey::derive(&MachineKey::derive(
+            &crate::SecretBytes::new(vec![1; 32]),
+            &fp,
+        ));
+        let log = store.audit(&key);
+        assert_eq!(log.verify().unwrap().unsealed, 1);
+        let old = &log.recent(1).unwrap()[0];
+        assert_eq!((old.detail.as_str(), old.paths.len()), ("/a", 0));
+        log.append(&AuditEntry::new(Actor::Cli, "workspace.remove"))
+            .unwrap();
+        let report = log.verify().unwrap();
+        assert_eq!((report.records, report.unsealed), (2, 0));
     }
 }

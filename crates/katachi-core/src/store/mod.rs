@@ -10,6 +10,8 @@
 //!   [`StoreError::CannotDecrypt`] and the file is left byte-for-byte as it was.
 //! - A database written by a newer katachi is refused ([`StoreError::NewerSchema`]), never downgraded.
 //! - New database files are created `0600`.
+//! - The audit log is a tamper-evident chain keyed apart from the store (see [`AuditLog`]): holding
+//!   the store key is not enough to edit, delete or reorder records unnoticed.
 //!
 //! # Layout
 //! - `migrations`: the schema, one migration per version.
@@ -17,7 +19,7 @@
 //! - `chat`: chat sessions and their messages ([`Chat`]).
 //! - `memory`: per-workspace key/value memory ([`WorkspaceMemory`]).
 //! - `outbox`: activity events waiting for the relay's acknowledgement ([`Outbox`]).
-//! - `audit`: the audit log ([`AuditLog`]).
+//! - `audit`: the audit and egress ledger, a tamper-evident chain ([`AuditLog`], keyed by [`AuditKey`]).
 //!
 //! [`Purpose::STORE`]: crate::vault::Purpose::STORE
 
@@ -36,7 +38,9 @@ use zeroize::Zeroizing;
 
 use crate::vault::DerivedKey;
 
-pub use audit::{AuditLog, AuditRecord};
+pub use audit::{
+    Actor, AuditEntry, AuditError, AuditKey, AuditLog, AuditRecord, VerifyReport, WorkspaceEgress,
+};
 pub use chat::{Chat, ChatMessage, ChatSession, Role};
 pub use memory::WorkspaceMemory;
 pub use outbox::{Outbox, OutboxEvent};
@@ -187,9 +191,9 @@ impl Store {
         Outbox::new(&self.conn)
     }
 
-    /// The audit log.
-    pub fn audit(&self) -> AuditLog<'_> {
-        AuditLog::new(&self.conn)
+    /// The audit log, bound to the chain's key: appending and verifying need it.
+    pub fn audit<'a>(&'a self, key: &'a AuditKey) -> AuditLog<'a> {
+        AuditLog::new(&self.conn, key)
     }
 }
 

@@ -259,8 +259,14 @@ fn chat_memory_outbox_and_audit_round_trip() {
     assert!(s.outbox().due(10).unwrap().is_empty());
     assert!(s.outbox().acknowledge("e1").unwrap());
 
-    s.audit()
-        .append("cli", "workspace.add", "/x", "ok", 0)
+    let fp = crate::fingerprint::Fingerprint::from_components([("machine_id", vec![1])]).unwrap();
+    let machine_key = crate::vault::MachineKey::derive(&crate::SecretBytes::new(vec![1; 32]), &fp);
+    let audit_key = AuditKey::derive(&machine_key);
+    s.audit(&audit_key)
+        .append(&AuditEntry::new(Actor::Cli, "workspace.add").with_paths(["/x"]))
         .unwrap();
-    assert_eq!(s.audit().recent(5).unwrap()[0].action, "workspace.add");
+    assert_eq!(
+        s.audit(&audit_key).recent(5).unwrap()[0].action,
+        "workspace.add"
+    );
 }
