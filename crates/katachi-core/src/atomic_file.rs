@@ -3,6 +3,10 @@
 //!
 //! A crash or `kill -9` at any point leaves either the old file or the new one, never a torn mix.
 //! A failed write leaves the old file as it was.
+//!
+//! State files are private (`0600`, [`write_private_atomically`]); files in a workspace keep the mode
+//! the user gave them ([`StagedReplacement`], which also lets the caller check once more that the
+//! file did not change before the new version takes its place).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,6 +45,115 @@ pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> Result<(), AtomicW
     tmp.persist(path).map_err(|e| wrap(e.error))?;
     sync_dir(dir).map_err(wrap)?;
     Ok(())
+}
+
+/// A new version of a file, written and fsynced beside it but not yet in its place.
+///
+/// [`StagedReplacement::commit`] renames it over the target; dropping it instead removes the temp
+/// file and leaves the target untouched. Between the two the caller can re-check the target (the
+/// agent API compares it with the version the client saw, so a concurrent edit is never overwritten).
+pub struct StagedReplacement {
+    /// The written and fsynced temp file in the target's folder.
+    tmp: tempfile::NamedTempFile,
+    /// The file it will replace.
+    path: PathBuf,
+    /// The folder holding both, fsynced after the rename.
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for StagedReplacement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedReplacement")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StagedReplacement {
+    /// Writes `bytes` to a temp file beside `path` with permission bits `mode` (Unix; ignored
+    /// elsewhere), and fsyncs it. The mode is set exactly (not filtered by the umask).
+    ///
+    /// # Errors
+    /// [`AtomicWriteError`] when the temp file cannot be created or written; nothing is left behind.
+    pub fn stage(path: &Path, bytes: &[u8], mode: u32) -> Result<Self, AtomicWriteError> {
+        let wrap = |source| AtomicWriteError {
+            path: path.to_path_buf(),
+            source,
+        };
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".katachi-tmp-")
+            .tempfile_in(&dir)
+            .map_err(wrap)?;
+        set_mode(tmp.as_file(), mode).map_err(wrap)?;
+        tmp.write_all(bytes).map_err(wrap)?;
+        tmp.as_file().sync_all().map_err(wrap)?;
+        Ok(Self {
+            tmp,
+            path: path.to_path_buf(),
+            dir,
+        })
+    }
+
+    /// Renames the staged file over the target and makes the rename durable.
+    ///
+    /// # Errors
+    /// [`AtomicWriteError`]; when the rename fails the target is untouched and the temp file removed.
+    pub fn commit(self) -> Result<(), AtomicWriteError> {
+        let wrap = |source| AtomicWriteError {
+            path: self.path.clone(),
+            source,
+        };
+        self.tmp.persist(&self.path).map_err(|e| wrap(e.error))?;
+        sync_dir(&self.dir).map_err(wrap)?;
+        Ok(())
+    }
+
+    /// Moves the staged file to the target only if nothing is there yet (`renameat2(NOREPLACE)` or
+    /// link + unlink), so creating a file never replaces one that appeared meanwhile.
+    ///
+    /// # Errors
+    /// [`AtomicWriteError`] with kind `AlreadyExists` when the target appeared; the temp file is
+    /// then removed and the target untouched.
+    pub fn commit_new(self) -> Result<(), AtomicWriteError> {
+        let wrap = |source| AtomicWriteError {
+            path: self.path.clone(),
+            source,
+        };
+        self.tmp
+            .persist_noclobber(&self.path)
+            .map_err(|e| wrap(e.error))?;
+        sync_dir(&self.dir).map_err(wrap)?;
+        Ok(())
+    }
+}
+
+/// Replaces `path` with `bytes` atomically, giving the new file permission bits `mode` (Unix).
+///
+/// # Errors
+/// [`AtomicWriteError`] when any step fails; the old file is then untouched and the temp file removed.
+pub fn write_atomically_with_mode(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<(), AtomicWriteError> {
+    StagedReplacement::stage(path, bytes, mode)?.commit()
+}
+
+fn set_mode(file: &std::fs::File, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, mode);
+        Ok(())
+    }
 }
 
 /// Makes a rename in `dir` durable.
@@ -82,6 +195,43 @@ mod tests {
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn staged_replacement_sets_the_given_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("script.sh");
+        write_atomically_with_mode(&p, b"#!/bin/sh\n", 0o755).unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+    }
+
+    #[test]
+    fn dropped_staged_replacement_leaves_the_target_and_no_temp_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("file");
+        std::fs::write(&p, b"old").unwrap();
+        let staged = StagedReplacement::stage(&p, b"new", 0o644).unwrap();
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 2);
+        drop(staged);
+        assert_eq!(std::fs::read(&p).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn commit_new_never_replaces_an_existing_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("file");
+        let staged = StagedReplacement::stage(&p, b"new", 0o644).unwrap();
+        std::fs::write(&p, b"appeared meanwhile").unwrap();
+        let err = staged.commit_new().unwrap_err();
+        assert_eq!(err.source.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&p).unwrap(), b"appeared meanwhile");
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -19,12 +19,14 @@
 //! - [`activity`]: activity events through the outbox to the relay, with backoff.
 //! - [`agent_status`]: the running agent's status file (state, last heartbeat, clock offset).
 //! - [`relay_session`]: keeps a registered agent online: heartbeats, outbox flushes, status.
+//! - [`api`]: the agent's structured API as one axum `Router` (workspaces, tree, read, write, search, git).
 
 #![forbid(unsafe_code)]
 
 pub mod activity;
 pub mod agent_home;
 pub mod agent_status;
+pub mod api;
 pub mod atomic_file;
 pub mod auth;
 pub mod config;

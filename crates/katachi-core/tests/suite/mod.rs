@@ -1,4 +1,12 @@
 mod another_machine;
+mod api_git;
+mod api_path_escape;
+mod api_read;
+mod api_search;
+mod api_status;
+pub mod api_support;
+mod api_tree;
+mod api_write;
 mod crash_and_concurrency;
 mod keychain;
 mod sealed_files;

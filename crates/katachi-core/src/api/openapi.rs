@@ -1,0 +1,110 @@
+//! The OpenAPI 3.1 description of the agent API, generated from the handlers and types with
+//! `utoipa`, and checked in as `docs/openapi.json`.
+//!
+//! A unit test compares the checked-in file with the generated one and fails when it is stale;
+//! regenerate it with `KATACHI_UPDATE_OPENAPI=1 cargo test -p katachi-core --lib openapi`.
+
+use utoipa::OpenApi;
+
+use super::{error, git, read, search, stat, status, tree, workspaces, write};
+
+/// The API's OpenAPI document (derived; see [`openapi_json`]).
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "katachi agent API",
+        version = "1",
+        description = "The structured API of a katachi agent, reached by the browser only through the relay and the agent's tunnel. Every path is relative to an allowed workspace and checked before use; errors are `{\"error\":{\"code\",\"message\"}}` with stable dotted codes (see the ErrorCode schema).",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        status::get_status,
+        workspaces::list_workspaces,
+        tree::list_tree,
+        read::read_file,
+        stat::stat_path,
+        write::write_file,
+        search::search,
+        git::git_status,
+        git::git_diff,
+    ),
+    components(schemas(
+        error::ErrorBody,
+        error::ErrorDetail,
+        error::ErrorCode,
+        git::DiffMode,
+    )),
+    tags(
+        (name = "agent", description = "The agent itself"),
+        (name = "workspaces", description = "The allowed workspace folders"),
+        (name = "files", description = "Listing, reading and writing files in a workspace"),
+        (name = "search", description = "Text search in a workspace"),
+        (name = "git", description = "Repository status and diffs"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document as pretty JSON with a trailing newline (the form of `docs/openapi.json`).
+///
+/// # Errors
+/// A serialisation failure (not expected: the document is plain data).
+pub fn openapi_json() -> Result<String, serde_json::Error> {
+    let mut text = serde_json::to_string_pretty(&ApiDoc::openapi())?;
+    text.push('\n');
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs/openapi.json` in the repository.
+    fn checked_in_path() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json")
+    }
+
+    #[test]
+    fn checked_in_openapi_json_is_current() {
+        let generated = openapi_json().unwrap();
+        let path = checked_in_path();
+        if std::env::var_os("KATACHI_UPDATE_OPENAPI").is_some_and(|v| v == "1") {
+            std::fs::write(&path, &generated).unwrap();
+            return;
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "docs/openapi.json is stale: regenerate it with \
+             `KATACHI_UPDATE_OPENAPI=1 cargo test -p katachi-core --lib openapi` and commit it"
+        );
+    }
+
+    #[test]
+    fn every_route_of_the_router_is_described() {
+        let doc = ApiDoc::openapi();
+        let described: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
+        for route in [
+            "/v1/status",
+            "/v1/workspaces",
+            "/v1/workspaces/{id}/tree",
+            "/v1/workspaces/{id}/file",
+            "/v1/workspaces/{id}/stat",
+            "/v1/workspaces/{id}/search",
+            "/v1/workspaces/{id}/git/status",
+            "/v1/workspaces/{id}/git/diff",
+        ] {
+            assert!(
+                described.contains(&route),
+                "{route} is not in the OpenAPI document"
+            );
+        }
+    }
+
+    #[test]
+    fn error_codes_are_listed_in_the_document() {
+        let json = openapi_json().unwrap();
+        for code in ["path.outside_workspace", "file.conflict", "file.too_large"] {
+            assert!(json.contains(code), "{code} missing");
+        }
+    }
+}

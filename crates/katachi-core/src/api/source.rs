@@ -1,0 +1,96 @@
+//! Where the API learns which workspace folders are allowed: asked on every call, so a folder removed
+//! with `katachi workspace rm` is refused from the next call on.
+//!
+//! The agent uses its [`AgentHome`] (one store connection per call); tests and other crates can use
+//! [`FixedWorkspaces`] over temp folders.
+
+use std::path::Path;
+
+use crate::store::{Workspace, WorkspaceError};
+use crate::AgentHome;
+
+/// The allowed workspaces, as the API sees them.
+///
+/// Called from a blocking thread; implementations may do I/O.
+pub trait WorkspaceSource: Send + Sync + 'static {
+    /// The allowed workspaces now, with canonical UTF-8 paths.
+    ///
+    /// # Errors
+    /// [`WorkspaceError`] when the list cannot be read (the API answers `store.unavailable`).
+    fn allowed_workspaces(&self) -> Result<Vec<Workspace>, WorkspaceError>;
+}
+
+impl WorkspaceSource for AgentHome {
+    fn allowed_workspaces(&self) -> Result<Vec<Workspace>, WorkspaceError> {
+        // One connection per call: the store's connection is not shared between threads.
+        self.store()?.workspaces().list()
+    }
+}
+
+/// A fixed list of workspaces, for tests and for embedding the API without a store.
+#[derive(Debug, Clone, Default)]
+pub struct FixedWorkspaces {
+    /// The folders, with ids 1, 2, … in the order given.
+    workspaces: Vec<Workspace>,
+}
+
+impl FixedWorkspaces {
+    /// Allows `folders` (canonicalised here; ids are their 1-based positions).
+    ///
+    /// # Errors
+    /// [`WorkspaceError::NotFound`] or [`WorkspaceError::NotUtf8`] for a folder that cannot be allowed.
+    pub fn new<P: AsRef<Path>>(
+        folders: impl IntoIterator<Item = P>,
+    ) -> Result<Self, WorkspaceError> {
+        let mut workspaces = Vec::new();
+        for (i, folder) in folders.into_iter().enumerate() {
+            let folder = folder.as_ref();
+            let canonical = std::fs::canonicalize(folder)
+                .map_err(|_| WorkspaceError::NotFound(folder.to_path_buf()))?;
+            let path = canonical
+                .to_str()
+                .ok_or_else(|| WorkspaceError::NotUtf8(canonical.clone()))?
+                .to_owned();
+            workspaces.push(Workspace {
+                id: i64::try_from(i).unwrap_or(i64::MAX).saturating_add(1),
+                path,
+                added_at: 0,
+            });
+        }
+        Ok(Self { workspaces })
+    }
+}
+
+impl WorkspaceSource for FixedWorkspaces {
+    fn allowed_workspaces(&self) -> Result<Vec<Workspace>, WorkspaceError> {
+        Ok(self.workspaces.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_workspaces_are_canonical_and_numbered_from_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("a")).unwrap();
+        let src = FixedWorkspaces::new([tmp.path().join("a").join("..").join("a")]).unwrap();
+        let list = src.allowed_workspaces().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].id, 1);
+        assert_eq!(
+            Path::new(&list[0].path),
+            std::fs::canonicalize(tmp.path().join("a")).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_missing_folder_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            FixedWorkspaces::new([tmp.path().join("missing")]),
+            Err(WorkspaceError::NotFound(_))
+        ));
+    }
+}
