@@ -162,15 +162,8 @@ fn katachi_json(home: &Path, args: &[&str]) -> Value {
 }
 
 async fn sign_up(browser: &Browser, relay_url: &str, email: &str) {
-    browser.goto(&format!("{relay_url}/signup")).await.unwrap();
-    browser.fill("input[name=email]", email).await.unwrap();
     browser
-        .fill("input[name=password]", PASSWORD)
-        .await
-        .unwrap();
-    browser.click("form button[type=submit]").await.unwrap();
-    browser
-        .wait_for_text("main h1", "My agents", PAGE)
+        .sign_up(relay_url, email, PASSWORD, PAGE)
         .await
         .unwrap();
 }

@@ -44,15 +44,8 @@ fn screenshot_path(name: &str) -> PathBuf {
 }
 
 async fn sign_up(browser: &Browser, relay: &InProcessRelay, email: &str) {
-    browser.goto(&relay.at("/signup")).await.unwrap();
-    browser.fill("input[name=email]", email).await.unwrap();
     browser
-        .fill("input[name=password]", PASSWORD)
-        .await
-        .unwrap();
-    browser.click("form button[type=submit]").await.unwrap();
-    browser
-        .wait_for_text("main h1", "My agents", PAGE)
+        .sign_up(relay.url(), email, PASSWORD, PAGE)
         .await
         .unwrap();
 }

@@ -281,6 +281,23 @@ impl Browser {
         std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))
     }
 
+    /// Signs a new user up on the relay at `relay_url` through its sign-up form and waits for
+    /// "My agents".
+    pub async fn sign_up(
+        &self,
+        relay_url: &str,
+        email: &str,
+        password: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        self.goto(&format!("{relay_url}/signup")).await?;
+        self.fill("input[name=email]", email).await?;
+        self.fill("input[name=password]", password).await?;
+        self.click("form button[type=submit]").await?;
+        self.wait_for_text("main h1", "My agents", timeout).await?;
+        Ok(())
+    }
+
     /// Ends the session (chromedriver quits Chromium) and stops chromedriver.
     ///
     /// # Errors
