@@ -39,6 +39,7 @@ pub mod relay_session;
 pub mod secret;
 pub mod signing;
 pub mod store;
+pub mod tunnel;
 pub mod vault;
 
 pub use agent_home::AgentHome;

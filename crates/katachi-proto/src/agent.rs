@@ -8,6 +8,11 @@ pub const HEARTBEAT_PATH: &str = "/api/agent/heartbeat";
 pub const EVENTS_PATH: &str = "/api/agent/events";
 /// Unregister path.
 pub const UNREGISTER_PATH: &str = "/api/agent/unregister";
+/// Tunnel path: a signed `GET` with `Upgrade: katachi-tunnel/1`; on `101` the relay speaks HTTP/2
+/// (as the client) over the upgraded connection and the agent serves its API.
+pub const TUNNEL_PATH: &str = "/api/agent/tunnel";
+/// The `Upgrade` token of the tunnel.
+pub const TUNNEL_PROTOCOL: &str = "katachi-tunnel/1";
 /// Most events accepted in one call.
 pub const MAX_EVENTS_PER_BATCH: usize = 100;
 

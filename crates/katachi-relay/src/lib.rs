@@ -13,6 +13,8 @@
 //! - [`device_flow`]: RFC 8628 device authorization and token endpoints.
 //! - [`agent_cache`]: id and signing secret by token hash (revocation is never cached).
 //! - [`agent_api`]: signed agent calls (heartbeat, events, unregister) behind [`agent_api::VerifiedAgent`].
+//! - [`tunnel`]: agent tunnels (signed HTTP/1.1 upgrade, then HTTP/2 to the agent) and the browser
+//!   route forwarded through them.
 //! - [`web`]: pages for people: sign-up/in (password, GitHub, Google), device approval, my agents, MCP.
 //! - [`error`]: the JSON error shape and HTML error pages.
 
@@ -30,6 +32,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod tls;
+pub mod tunnel;
 pub mod web;
 
 pub use config::RelayConfig;

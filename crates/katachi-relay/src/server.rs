@@ -89,6 +89,7 @@ impl Relay {
             dummy_hash,
             http,
             agent_cache: Default::default(),
+            tunnels: Default::default(),
         });
         Ok(Self {
             listener,

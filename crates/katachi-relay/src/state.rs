@@ -27,6 +27,8 @@ pub struct Inner {
     pub http: reqwest::Client,
     /// Verification material of agents seen recently.
     pub agent_cache: crate::agent_cache::AgentCache,
+    /// Open agent tunnels.
+    pub tunnels: crate::tunnel::TunnelRegistry,
 }
 
 impl std::ops::Deref for AppState {

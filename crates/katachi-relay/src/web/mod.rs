@@ -26,7 +26,7 @@ pub mod oauth_login;
 pub mod session;
 
 use axum::http::{header, HeaderName, HeaderValue};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -58,6 +58,11 @@ pub fn router(state: AppState) -> Router {
             "same-origin",
         ),
     ];
+    // Forwarded to agents with the body streamed: the agent API enforces its own (larger) caps, so
+    // this route sits outside the relay's body limit.
+    let tunnelled = Router::new()
+        .route("/agents/{id}/api/{*rest}", any(crate::tunnel::forward))
+        .with_state(state.clone());
     let mut app = Router::new()
         .route("/", get(agents::home))
         .route("/signup", get(account::signup_page).post(account::signup))
@@ -92,13 +97,15 @@ pub fn router(state: AppState) -> Router {
             katachi_proto::agent::EVENTS_PATH,
             post(crate::agent_api::events),
         )
+        .route(katachi_proto::agent::TUNNEL_PATH, get(crate::tunnel::open))
         .route(
             katachi_proto::agent::UNREGISTER_PATH,
             post(crate::agent_api::unregister),
         )
         .fallback(layout::not_found)
         .with_state(state)
-        .layer(RequestBodyLimitLayer::new(MAX_BODY));
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .merge(tunnelled);
     for (name, value) in headers {
         app = app.layer(SetResponseHeaderLayer::if_not_present(
             name,

@@ -3,4 +3,5 @@ mod signed_calls;
 mod store_backends;
 pub mod support;
 mod tls;
+mod tunnel;
 mod web_forms;

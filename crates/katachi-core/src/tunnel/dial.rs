@@ -1,0 +1,303 @@
+//! Dialing the relay (TCP, TLS 1.3, signed HTTP/1.1 upgrade) and serving the API over HTTP/2 on
+//! the upgraded stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::header::{AUTHORIZATION, CONNECTION, DATE, HOST, UPGRADE, USER_AGENT};
+use axum::http::{HeaderValue, Method, Request, StatusCode};
+use axum::Router;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use katachi_proto::agent::{TUNNEL_PATH, TUNNEL_PROTOCOL};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use zeroize::Zeroizing;
+
+use crate::auth::AgentCredentials;
+use crate::relay_http::error_chain;
+use crate::signing::RequestSigner;
+use crate::RelayUrl;
+
+/// How long TCP + TLS + the upgrade answer may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(15);
+/// HTTP/2 PING interval on the tunnel, so a dead relay is noticed.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// How long a PING may go unanswered before the tunnel is closed.
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest refusal body read (to learn its error code).
+const MAX_REFUSAL_BODY: usize = 16 * 1024;
+
+/// Why a tunnel could not be opened, or why it ended.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    /// The relay URL has no usable host.
+    #[error("relay URL {0} has no usable host for the tunnel")]
+    BadRelayUrl(String),
+    /// The pinned CA holds no usable certificate.
+    #[error("the relay CA is not usable for the tunnel: {0}")]
+    InvalidCa(String),
+    /// The TLS configuration could not be built.
+    #[error("cannot set up TLS for the tunnel: {0}")]
+    Tls(String),
+    /// TCP, TLS or HTTP failed before the tunnel was up.
+    #[error("cannot reach the relay at {url} for the tunnel: {reason}")]
+    Unreachable {
+        /// The relay.
+        url: String,
+        /// Why (one line, with causes).
+        reason: String,
+    },
+    /// The relay did not answer within the dial timeout.
+    #[error("the relay at {0} did not open the tunnel in time")]
+    Timeout(String),
+    /// The relay answered the upgrade with something other than `101`.
+    #[error("the relay refused the tunnel: HTTP {status} ({code})")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The relay's error code (`signature.bad_signature`, `agent.revoked`…), or `unknown`.
+        code: String,
+    },
+    /// The stored access token cannot be put in a header (damaged credentials).
+    #[error("the stored access token cannot be sent (damaged credentials); sign in again")]
+    UnusableToken,
+    /// The tunnel was up and ended with an error.
+    #[error("the tunnel ended: {0}")]
+    Ended(String),
+}
+
+impl TunnelError {
+    /// True when retrying later may succeed (network, timeouts, relay restarts); false when the
+    /// relay refused the agent itself (revoked, unknown, bad credentials) or the set-up is wrong.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TunnelError::Unreachable { .. } | TunnelError::Timeout(_) | TunnelError::Ended(_) => {
+                true
+            }
+            TunnelError::Refused { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
+/// Everything needed to open tunnels to one relay as one agent.
+pub struct TunnelDialer {
+    /// The relay.
+    relay: RelayUrl,
+    /// `host:port` for TCP and the `Host` header.
+    authority: String,
+    /// The TLS server name.
+    server_name: ServerName<'static>,
+    /// TLS 1.3 only, pinned roots, ALPN `http/1.1`.
+    tls: TlsConnector,
+    /// `Bearer <token>`, marked sensitive.
+    bearer: HeaderValue,
+    /// Signs the upgrade request.
+    signer: RequestSigner,
+}
+
+impl std::fmt::Debug for TunnelDialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelDialer")
+            .field("relay", &self.relay)
+            .field("authority", &self.authority)
+            .field("signer", &self.signer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TunnelDialer {
+    /// A dialer for `credentials`, signing with `signer` (which should share the clock offset the
+    /// agent's other relay calls learnt).
+    ///
+    /// # Errors
+    /// [`TunnelError::BadRelayUrl`], [`TunnelError::InvalidCa`], [`TunnelError::Tls`],
+    /// [`TunnelError::UnusableToken`].
+    pub fn new(credentials: &AgentCredentials, signer: RequestSigner) -> Result<Self, TunnelError> {
+        let relay = credentials.relay_url().clone();
+        let url = url::Url::parse(relay.as_str())
+            .map_err(|_| TunnelError::BadRelayUrl(relay.to_string()))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| TunnelError::BadRelayUrl(relay.to_string()))?
+            .to_owned();
+        let port = url.port_or_known_default().unwrap_or(443);
+        let bare_host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let server_name = ServerName::try_from(bare_host)
+            .map_err(|_| TunnelError::BadRelayUrl(relay.to_string()))?;
+        let tls = TlsConnector::from(Arc::new(tls_config(credentials.ca_pem())?));
+        let mut value = Zeroizing::new(b"Bearer ".to_vec());
+        value.extend_from_slice(credentials.access_token().expose());
+        let mut bearer = HeaderValue::from_bytes(&value).map_err(|_| TunnelError::UnusableToken)?;
+        bearer.set_sensitive(true);
+        Ok(Self {
+            relay,
+            authority: format!("{host}:{port}"),
+            server_name,
+            tls,
+            bearer,
+            signer,
+        })
+    }
+
+    /// Opens one tunnel and serves `router` over it until the connection ends.
+    ///
+    /// # Errors
+    /// Any [`TunnelError`]; [`TunnelError::is_transient`] tells whether to retry.
+    pub async fn dial_and_serve(&self, router: Router) -> Result<(), TunnelError> {
+        let upgraded = tokio::time::timeout(DIAL_TIMEOUT, self.open())
+            .await
+            .map_err(|_| TunnelError::Timeout(self.relay.to_string()))??;
+        tracing::info!(relay = %self.relay, "tunnel open");
+        let service = TowerToHyperService::new(router);
+        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
+        let result = builder
+            .serve_connection(upgraded, service)
+            .await
+            .map_err(|e| TunnelError::Ended(error_chain(&e)));
+        tracing::info!(relay = %self.relay, "tunnel closed");
+        result
+    }
+
+    /// TCP, TLS, and the signed upgrade; the upgraded stream on `101`.
+    async fn open(&self) -> Result<hyper::upgrade::Upgraded, TunnelError> {
+        let unreachable = |reason: String| TunnelError::Unreachable {
+            url: self.relay.to_string(),
+            reason,
+        };
+        let tcp = TcpStream::connect(&self.authority)
+            .await
+            .map_err(|e| unreachable(error_chain(&e)))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = self
+            .tls
+            .connect(self.server_name.clone(), tcp)
+            .await
+            .map_err(|e| unreachable(error_chain(&e)))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| unreachable(error_chain(&e)))?;
+        // Drives the HTTP/1.1 exchange; it finishes (handing the stream over) once upgraded.
+        let driver = tokio::spawn(conn.with_upgrades());
+
+        let signed = self.signer.sign(Method::GET.as_str(), TUNNEL_PATH, b"");
+        let mut request = Request::builder()
+            .method(Method::GET)
+            .uri(TUNNEL_PATH)
+            .header(HOST, &self.authority)
+            .header(CONNECTION, "upgrade")
+            .header(UPGRADE, TUNNEL_PROTOCOL)
+            .header(
+                USER_AGENT,
+                concat!("katachi-agent/", env!("CARGO_PKG_VERSION")),
+            )
+            .header(AUTHORIZATION, self.bearer.clone());
+        for (name, value) in signed.pairs() {
+            request = request.header(name, value);
+        }
+        let request = request
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| unreachable(e.to_string()))?;
+        let response = sender.send_request(request).await.map_err(|e| {
+            driver.abort();
+            unreachable(error_chain(&e))
+        })?;
+        if let Some(date) = response.headers().get(DATE).and_then(|v| v.to_str().ok()) {
+            self.signer.observe_date(date);
+        }
+        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            let status = response.status().as_u16();
+            let body = Limited::new(response.into_body(), MAX_REFUSAL_BODY)
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            driver.abort();
+            return Err(TunnelError::Refused {
+                status,
+                code: error_code(&body),
+            });
+        }
+        hyper::upgrade::on(response)
+            .await
+            .map_err(|e| unreachable(error_chain(&e)))
+    }
+}
+
+/// The `error.code` of a relay error body, or `unknown`.
+fn error_code(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// TLS 1.3 only, ALPN `http/1.1` (the upgrade is an HTTP/1.1 mechanism), and the pinned CA as the
+/// only root — or the system roots when there is none.
+fn tls_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, TunnelError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_pem {
+        Some(pem) => {
+            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                let cert = cert.map_err(|e| TunnelError::InvalidCa(e.to_string()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| TunnelError::InvalidCa(e.to_string()))?;
+            }
+            if roots.is_empty() {
+                return Err(TunnelError::InvalidCa(
+                    "no certificate in the file".to_owned(),
+                ));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for cert in found.certs {
+                // One odd system certificate does not stop the others from being used.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TunnelError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_without_certificates_is_refused() {
+        assert!(matches!(
+            tls_config(Some("not a certificate")),
+            Err(TunnelError::InvalidCa(_))
+        ));
+    }
+
+    #[test]
+    fn refusal_codes_are_read_from_the_error_body() {
+        assert_eq!(
+            error_code(br#"{"error":{"code":"agent.revoked","message":"x"}}"#),
+            "agent.revoked"
+        );
+        assert_eq!(error_code(b"<html>"), "unknown");
+    }
+}
