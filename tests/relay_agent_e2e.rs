@@ -180,6 +180,20 @@ async fn a_user_approves_the_code_katachi_start_printed_and_sees_the_agent_onlin
 
         let (mut relay, relay_url, ca) = blocking(|| start_relay(relay_data.path()));
 
+        // A workspace with some code, allowed before the agent starts.
+        let workspace = agent_dir.path().join("project");
+        std::fs::create_dir(&workspace).unwrap();
+        std::fs::write(
+            workspace.join("main.rs"),
+            "fn main() { println!(\"through the tunnel\"); }\n",
+        )
+        .unwrap();
+        let added = katachi_json(
+            &home,
+            &["--json", "workspace", "add", workspace.to_str().unwrap()],
+        );
+        assert_eq!(added["outcome"], "added", "{added}");
+
         // The agent signs in: it prints the page to open and the code, then polls the relay.
         let mut agent = SpawnedProcess::spawn(katachi(
             &home,
@@ -267,6 +281,30 @@ async fn a_user_approves_the_code_katachi_start_printed_and_sees_the_agent_onlin
         );
         browser
             .screenshot_to(&screenshot_path("katachi-start-agents.png"))
+            .await
+            .unwrap();
+
+        // The browser reaches the agent's structured API only through the relay and the tunnel
+        // the agent dialled: the workspace list comes from the agent's own encrypted store.
+        let canonical = std::fs::canonicalize(&workspace).unwrap();
+        let api = format!("{relay_url}/agents/{agent_id}/api/v1/workspaces");
+        let mut listed = String::new();
+        for _ in 0..60 {
+            browser.goto(&api).await.unwrap();
+            listed = browser.source().await.unwrap();
+            if listed.contains(canonical.to_str().unwrap()) {
+                break;
+            }
+            // The tunnel registers just after the agent goes online; give it a moment.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(
+            listed.contains(canonical.to_str().unwrap()),
+            "the agent's workspaces through the relay: {listed}"
+        );
+        browser.goto(&format!("{relay_url}/agents")).await.unwrap();
+        browser
+            .wait_for_text(&row_status, "online", PAGE)
             .await
             .unwrap();
         // Proves the page is not reloaded from here on: a reload would drop this.

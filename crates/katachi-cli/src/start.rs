@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use katachi_core::agent_status::{AgentStatus, ConnectionState};
+use katachi_core::api::ApiState;
 use katachi_core::fingerprint::SystemFingerprint;
 use katachi_core::relay_client::RelayError;
-use katachi_core::signing::SystemClock;
+use katachi_core::signing::{RequestSigner, SystemClock};
+use katachi_core::tunnel::TunnelDialer;
 use katachi_core::{
     AgentCredentials, AgentHome, KatachiDirs, RelayClient, RelaySession, RelayUrl, SessionEnd,
     SessionOptions,
@@ -22,8 +24,11 @@ use crate::output::Output;
 use crate::sign_in::{sign_in, SignedIn};
 
 pub(crate) fn run(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    let home = AgentHome::open(dirs.clone(), &SystemFingerprint)
-        .context("cannot open the agent's secrets")?;
+    // Shared by the relay session and the API served over the tunnel.
+    let home = Arc::new(
+        AgentHome::open(dirs.clone(), &SystemFingerprint)
+            .context("cannot open the agent's secrets")?,
+    );
     let relay = args.relay.as_deref().map(RelayUrl::parse).transpose()?;
     let ca_pem = args
         .ca
@@ -40,6 +45,7 @@ pub(crate) fn run(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::
     runtime.block_on(async {
         let SignedIn { credentials, saved } =
             registered_or_sign_in(&home, relay, ca_pem, &args, out).await?;
+        let dialer = tunnel_dialer(&credentials)?;
         let client = RelayClient::new(credentials, Arc::new(SystemClock))?;
         let options = SessionOptions {
             heartbeat_every: Duration::from_secs(args.heartbeat_secs),
@@ -47,9 +53,32 @@ pub(crate) fn run(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::
         let session = RelaySession::new(&home, client, saved, options)?;
         let shutdown = shutdown_signal().context("cannot listen for SIGINT/SIGTERM")?;
         let updates = session.subscribe();
-        let (end, ()) = tokio::join!(session.run(shutdown), print_status_changes(updates, out));
+        // The structured API is served only over the tunnel this agent dials; it never listens.
+        let router = katachi_core::api::router(ApiState::new(home.clone()));
+        let tunnel = async {
+            let err = dialer.serve_with_reconnect(router).await;
+            out.warn(&format!("tunnel closed and will not be redialled: {err}"));
+            std::future::pending::<std::convert::Infallible>().await
+        };
+        let online =
+            async { tokio::join!(session.run(shutdown), print_status_changes(updates, out)) };
+        let (end, ()) = tokio::select! {
+            ended = online => ended,
+            never = tunnel => match never {},
+        };
         finish(end?)
     })
+}
+
+/// A dialer for the tunnel, signing with its own copy of the agent's secret.
+fn tunnel_dialer(credentials: &AgentCredentials) -> anyhow::Result<TunnelDialer> {
+    let signer = RequestSigner::new(
+        credentials.agent_id(),
+        credentials.signing_secret().duplicate(),
+        Arc::new(SystemClock),
+        0,
+    );
+    TunnelDialer::new(credentials, signer).context("cannot set up the tunnel to the relay")
 }
 
 /// The saved credentials for this relay, or new ones from the device flow.
