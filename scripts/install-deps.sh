@@ -9,7 +9,7 @@ apt_packages=(
   # OS keychain (Secret Service) and a D-Bus session for it
   gnome-keyring dbus-x11 libsecret-1-dev libdbus-1-dev
   # headless display, window automation and screenshots for the window tests
-  xvfb webkit2gtk-driver xdotool imagemagick
+  xvfb xauth webkit2gtk-driver xdotool imagemagick
   # C toolchain for SQLCipher's vendored OpenSSL
   build-essential perl make
   # headless browser and its WebDriver for the relay's page tests
@@ -33,7 +33,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     sudo="sudo"
   fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 else
   echo "install-deps: system packages present"
 fi
