@@ -24,14 +24,11 @@ async fn full_flow(backend: Backend) {
     );
 
     // The approval page shows the device's name, OS and address.
-    let page = browser
-        .get(relay.at(&format!("/device?user_code={user_code}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(
+        &browser,
+        relay.at(&format!("/device?user_code={user_code}")),
+    )
+    .await;
     assert!(
         page.contains("build-box") && page.contains("Debian 12") && page.contains("127.0.0.1"),
         "{page}"
@@ -197,14 +194,7 @@ async fn user_codes_are_case_and_dash_insensitive_on_entry() {
         .unwrap()
         .replace('-', " ")
         .to_lowercase();
-    let page = browser
-        .get(relay.at("/device"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&browser, relay.at("/device")).await;
     let csrf = csrf_of(&page);
     let confirm = browser
         .post(relay.at("/device"))
@@ -225,14 +215,7 @@ async fn guessing_user_codes_is_limited() {
     let relay = TestRelay::start().await;
     let browser = relay.client();
     sign_up(&relay, &browser, "guess@example.com").await;
-    let page = browser
-        .get(relay.at("/device"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&browser, relay.at("/device")).await;
     let csrf = csrf_of(&page);
     let mut statuses = Vec::new();
     for _ in 0..12 {

@@ -117,14 +117,7 @@ async fn revoked_agent_is_refused_even_with_a_valid_signature() {
     let (browser, agent) = registered_agent(&relay, "rev@example.com").await;
     let http = relay.client();
     assert_eq!(heartbeat(&relay, &http, &agent).await.0, 200);
-    let page = browser
-        .get(relay.at("/agents"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&browser, relay.at("/agents")).await;
     assert!(page.contains("build-box"));
     let r = browser
         .post(relay.at(&format!("/agents/{}/revoke", agent.id)))

@@ -118,16 +118,14 @@ pub fn csrf_of(html: &str) -> String {
     html[start..start + 64].to_owned()
 }
 
+/// The body of `GET url` as text (pages, for their CSRF field and content).
+pub async fn page_text(client: &Client, url: impl reqwest::IntoUrl) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// Signs up a new user with `client` (keeps the session cookie).
 pub async fn sign_up(relay: &TestRelay, client: &Client, email: &str) {
-    let page = client
-        .get(relay.at("/signup"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(client, relay.at("/signup")).await;
     let csrf = csrf_of(&page);
     let r = client
         .post(relay.at("/signup"))
@@ -169,14 +167,7 @@ pub async fn decide(
     user_code: &str,
     action: &str,
 ) -> Response {
-    let page = browser
-        .get(relay.at(&format!("/device?user_code={user_code}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(browser, relay.at(&format!("/device?user_code={user_code}"))).await;
     let csrf = csrf_of(&page);
     browser
         .post(relay.at("/device"))

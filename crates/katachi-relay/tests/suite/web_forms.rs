@@ -34,14 +34,7 @@ async fn every_page_carries_the_security_headers_and_host_cookies() {
             && cookie.contains("SameSite"),
         "{cookie}"
     );
-    let page = client
-        .get(relay.at("/signup"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&client, relay.at("/signup")).await;
     let r = client
         .post(relay.at("/signup"))
         .form(&[
@@ -80,14 +73,7 @@ async fn form_posts_without_csrf_or_from_another_origin_are_refused() {
         .unwrap();
     assert_eq!(no_token.status(), 403);
     assert!(no_token.text().await.unwrap().contains("CSRF"));
-    let page = client
-        .get(relay.at("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&client, relay.at("/login")).await;
     let wrong = client
         .post(relay.at("/login"))
         .form(&[
@@ -152,14 +138,7 @@ async fn open_redirects_are_neutralised() {
             "{evil}: next not sanitised"
         );
     }
-    let page = client
-        .get(relay.at("/signup"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&client, relay.at("/signup")).await;
     let r = client
         .post(relay.at("/signup"))
         .form(&[
@@ -180,14 +159,7 @@ async fn wrong_passwords_lock_the_account_and_unknown_users_get_the_same_answer(
     let owner = relay.client();
     sign_up(&relay, &owner, "lock@example.com").await;
     let attacker = relay.client();
-    let page = attacker
-        .get(relay.at("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&attacker, relay.at("/login")).await;
     let csrf = csrf_of(&page);
     let try_login = |email: &'static str, password: &'static str| {
         let (c, url, csrf) = (attacker.clone(), relay.at("/login"), csrf.clone());
@@ -231,14 +203,7 @@ async fn users_cannot_see_or_revoke_each_others_agents() {
         .await
         .unwrap();
     assert_eq!(bobs, serde_json::json!([]));
-    let page = bob
-        .get(relay.at("/agents"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&bob, relay.at("/agents")).await;
     bob.post(relay.at(&format!("/agents/{}/revoke", alice_agent.id)))
         .form(&[("csrf", csrf_of(&page))])
         .send()
@@ -256,14 +221,7 @@ async fn sign_out_ends_the_session() {
     let relay = TestRelay::start().await;
     let c = relay.client();
     sign_up(&relay, &c, "out@example.com").await;
-    let page = c
-        .get(relay.at("/agents"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&c, relay.at("/agents")).await;
     assert!(page.contains("My agents"));
     let r = c
         .post(relay.at("/logout"))
