@@ -13,6 +13,17 @@ pub const UNREGISTER_PATH: &str = "/api/agent/unregister";
 pub const TUNNEL_PATH: &str = "/api/agent/tunnel";
 /// The `Upgrade` token of the tunnel.
 pub const TUNNEL_PROTOCOL: &str = "katachi-tunnel/1";
+/// Set by the relay on every request it forwards through a tunnel (any copy sent by a browser is
+/// dropped first): the id of the signed-in user who made the call. The agent writes it to its audit
+/// log.
+pub const FORWARDED_USER_ID_HEADER: &str = "x-katachi-user-id";
+/// Set by the relay with [`FORWARDED_USER_ID_HEADER`]: a readable name of that user (their e-mail,
+/// percent-encoded), absent when the account has none.
+pub const FORWARDED_USER_HEADER: &str = "x-katachi-user";
+/// Set by the relay with [`FORWARDED_USER_ID_HEADER`]: a tag naming the browser session (16 hex
+/// digits derived one-way from the relay's session record, so it cannot be turned back into the
+/// session cookie). Calls of one browser session share it.
+pub const FORWARDED_SESSION_HEADER: &str = "x-katachi-session";
 /// Most events accepted in one call.
 pub const MAX_EVENTS_PER_BATCH: usize = 100;
 

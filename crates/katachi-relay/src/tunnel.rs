@@ -30,7 +30,9 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use katachi_proto::agent::TUNNEL_PROTOCOL;
+use katachi_proto::agent::{
+    FORWARDED_SESSION_HEADER, FORWARDED_USER_HEADER, FORWARDED_USER_ID_HEADER, TUNNEL_PROTOCOL,
+};
 
 use crate::agent_api::verify_signed_request;
 use crate::error::ApiError;
@@ -184,6 +186,28 @@ pub async fn open(State(state): State<AppState>, mut req: Request) -> Result<Res
         .map_err(ApiError::internal)
 }
 
+/// The headers naming the caller to the agent: user id, readable name, and a one-way tag of the
+/// browser session (see `katachi_proto::agent::FORWARDED_SESSION_HEADER`).
+fn caller_headers(user: &CurrentUser) -> Vec<(&'static str, HeaderValue)> {
+    let mut headers = Vec::with_capacity(3);
+    if let Ok(id) = HeaderValue::from_str(&user.user.id) {
+        headers.push((FORWARDED_USER_ID_HEADER, id));
+    }
+    if let Some(email) = &user.user.email {
+        let encoded = percent_encoding::utf8_percent_encode(email, percent_encoding::CONTROLS)
+            .to_string()
+            .replace(' ', "%20");
+        if let Ok(name) = HeaderValue::from_str(&encoded) {
+            headers.push((FORWARDED_USER_HEADER, name));
+        }
+    }
+    let tag = crate::sha256_hex(&format!("katachi-audit-session\n{}", user.session_hash));
+    if let Ok(tag) = HeaderValue::from_str(&tag[..16]) {
+        headers.push((FORWARDED_SESSION_HEADER, tag));
+    }
+    headers
+}
+
 /// `ANY /agents/{id}/api/{*rest}`: the signed-in user's request, forwarded to their agent.
 ///
 /// # Errors
@@ -253,6 +277,11 @@ pub async fn forward(
         for value in parts.headers.get_all(&name) {
             outgoing = outgoing.header(&name, value);
         }
+    }
+    // Who is calling, for the agent's audit log. Only the relay sets these: the allowlist above
+    // never copies a browser's own `x-katachi-*` headers.
+    for (name, value) in caller_headers(&user) {
+        outgoing = outgoing.header(name, value);
     }
     let outgoing = outgoing.body(body).map_err(|e| {
         ApiError::new(

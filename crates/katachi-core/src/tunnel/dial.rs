@@ -157,16 +157,7 @@ impl TunnelDialer {
             .await
             .map_err(|_| TunnelError::Timeout(self.relay.to_string()))??;
         tracing::info!(relay = %self.relay, "tunnel open");
-        let service = TowerToHyperService::new(router);
-        let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        builder
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
-            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
-        let result = builder
-            .serve_connection(upgraded, service)
-            .await
-            .map_err(|e| TunnelError::Ended(error_chain(&e)));
+        let result = serve_router_over_stream(upgraded, router).await;
         tracing::info!(relay = %self.relay, "tunnel closed");
         result
     }
@@ -234,6 +225,28 @@ impl TunnelDialer {
             .await
             .map_err(|e| unreachable(error_chain(&e)))
     }
+}
+
+/// Serves `router` as the HTTP/2 server on `stream`, the agent's half of an open tunnel, until the
+/// relay closes it or it fails. Everything the relay sends arrives here first, so this is also the
+/// entry point of the tunnel fuzz target (`fuzz/fuzz_targets/tunnel_stream.rs`).
+///
+/// # Errors
+/// [`TunnelError::Ended`] when the stream breaks or carries a protocol error.
+pub async fn serve_router_over_stream<S>(stream: S, router: Router) -> Result<(), TunnelError>
+where
+    S: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(router);
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
+    builder
+        .serve_connection(stream, service)
+        .await
+        .map_err(|e| TunnelError::Ended(error_chain(&e)))
 }
 
 /// The `error.code` of a relay error body, or `unknown`.

@@ -25,5 +25,5 @@
 mod dial;
 mod reconnect;
 
-pub use dial::{TunnelDialer, TunnelError};
+pub use dial::{serve_router_over_stream, TunnelDialer, TunnelError};
 pub use reconnect::backoff;
