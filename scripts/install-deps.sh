@@ -20,6 +20,12 @@ apt_packages=(
   gcc-mingw-w64-x86-64
 )
 
+# Node.js and npm bundle the relay's web UI at build time (crates/katachi-relay/build.rs); Debian's
+# nodejs 18 and npm 9 suffice. A Node.js installed another way (it brings its own npm) is kept.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  apt_packages+=(nodejs npm)
+fi
+
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

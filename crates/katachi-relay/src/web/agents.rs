@@ -110,7 +110,10 @@ pub async fn list(State(state): State<AppState>, jar: CookieJar, user: CurrentUs
                     tbody {
                         @for a in &agents {
                             tr data-agent-id=(a.id) {
-                                td.name { (a.name) }
+                                td.name {
+                                    @if a.status == "revoked" { (a.name) }
+                                    @else { a.open href=(format!("/agents/{}", a.id)) title="Open the workbench: files, git status and diff" { (a.name) } }
+                                }
                                 td { (a.os) }
                                 td { span class=(format!("status {}", a.status.replace(' ', "-"))) data-field="status" { (a.status) } }
                                 td data-field="last_seen" { (a.last_seen) }

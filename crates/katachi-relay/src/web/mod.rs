@@ -13,7 +13,8 @@
 //! - `device`: the device approval page.
 //! - `agents`: "my agents" (online / last seen, revoke) and its JSON for live refresh.
 //! - `mcp`: each user's MCP server configurations, secret values sealed and never shown again.
-//! - `assets`: the CSS and JS served from the binary.
+//! - `workbench`: one agent's workbench (workspaces, file tree, viewer, git status and diff).
+//! - `assets`: the CSS and JS served from the binary (the workbench bundle built by `build.rs`).
 
 pub mod account;
 pub mod agents;
@@ -24,6 +25,7 @@ pub mod mcp;
 pub mod oauth_identity;
 pub mod oauth_login;
 pub mod session;
+pub mod workbench;
 
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::routing::{any, get, post};
@@ -75,12 +77,15 @@ pub fn router(state: AppState) -> Router {
             get(device::show).post(device::decide),
         )
         .route("/agents", get(agents::list))
+        .route("/agents/{id}", get(workbench::show))
         .route("/agents/{id}/revoke", post(agents::revoke))
         .route("/api/me/agents", get(agents::json))
         .route("/settings/mcp", get(mcp::list).post(mcp::add))
         .route("/settings/mcp/{id}/delete", post(mcp::delete))
         .route("/static/app.css", get(assets::css))
         .route("/static/agents.js", get(assets::agents_js))
+        .route("/static/workbench.js", get(assets::workbench_js))
+        .route("/static/workbench.css", get(assets::workbench_css))
         .route(
             katachi_proto::device::DEVICE_CODE_PATH,
             post(crate::device_flow::device_code),

@@ -5,3 +5,4 @@ pub mod support;
 mod tls;
 mod tunnel;
 mod web_forms;
+mod workbench_page;

@@ -1,0 +1,110 @@
+//! The agent workbench page, `GET /agents/{id}`: one agent's workspaces, a file tree, a file viewer
+//! (CodeMirror 6), and git status and diff.
+//!
+//! The page is a shell; `static/workbench.js` (bundled from `webui/` by `build.rs`) fills it by
+//! calling the agent's API through `ANY /agents/{id}/api/...` (`crate::tunnel::forward`), so the
+//! browser never reaches the agent and every ownership check stays on that route too.
+//!
+//! # Security
+//! - Another user's agent, a revoked one and an unknown id all answer the same 404 page, so ids of
+//!   other users' agents are not confirmed.
+//! - The page carries no script or style of its own: the strict CSP (`script-src 'self'`,
+//!   `style-src 'self'`) applies unchanged; CodeMirror runs in a shadow root, where its styles are
+//!   constructable stylesheets rather than `<style>` elements.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::CookieJar;
+use maud::html;
+use serde::Deserialize;
+
+use super::layout::{not_found, page};
+use super::session::{csrf_token, CurrentUser};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Path of the workbench page.
+#[derive(Debug, Deserialize)]
+pub struct WorkbenchPath {
+    /// Agent id.
+    id: String,
+}
+
+/// `GET /agents/{id}`: the workbench of one of the user's agents; 404 for any other id.
+pub async fn show(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    user: CurrentUser,
+    Path(p): Path<WorkbenchPath>,
+) -> Response {
+    let agents = match state.store.agents_of(&user.user.id).await {
+        Ok(a) => a,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let Some(agent) = agents
+        .into_iter()
+        .find(|a| a.id == p.id && a.revoked_at == 0)
+    else {
+        return not_found().await;
+    };
+    let online = state.tunnels.is_online(&agent.id);
+    let (jar, csrf) = csrf_token(jar);
+    let who = user
+        .user
+        .email
+        .clone()
+        .unwrap_or_else(|| "signed in".into());
+    let body = html! {
+        link rel="stylesheet" href="/static/workbench.css";
+        section.workbench #workbench data-agent-id=(agent.id) {
+            div.wb-head {
+                h1 #agent-name { (agent.name) }
+                span.muted { (agent.os) }
+                span #agent-state class=(if online { "status online" } else { "status" }) {
+                    @if online { "online" } @else { "connecting…" }
+                }
+                a.back href="/agents" { "All agents" }
+            }
+            div #banner hidden {}
+            div.wb-grid {
+                aside.wb-side {
+                    label for="workspace-picker" { "Workspace" }
+                    select #workspace-picker disabled {}
+                    p.muted #workspace-path {}
+                    h2 { "Files" }
+                    div #file-tree { p.muted.wb-message { "Loading…" } }
+                    h2 {
+                        "Changes"
+                        button.link #git-refresh type="button" { "Refresh" }
+                        button.link #diff-all type="button" { "All changes" }
+                    }
+                    p.muted #git-summary {}
+                    ul #git-status {}
+                }
+                section.wb-main {
+                    div.wb-tabs role="tablist" {
+                        button #tab-file type="button" role="tab" aria-selected="true" { "File" }
+                        button #tab-diff type="button" role="tab" aria-selected="false" { "Diff" }
+                    }
+                    div #file-panel role="tabpanel" {
+                        div.wb-file-head {
+                            span #file-title {}
+                            span #file-meta {}
+                            span.wb-file-status #file-status role="status" {}
+                            button.secondary #file-edit type="button" hidden { "Edit" }
+                            button #file-save type="button" hidden { "Save" }
+                        }
+                        div #file-view { p.muted.wb-message { "Choose a file in the tree." } }
+                    }
+                    div #diff-panel role="tabpanel" hidden {
+                        div.wb-file-head { span #diff-title {} }
+                        div #diff-view {}
+                    }
+                }
+            }
+        }
+        script src="/static/workbench.js" {}
+    };
+    let title = format!("{} · workbench", agent.name);
+    (jar, page(&title, Some(&who), Some(&csrf), body)).into_response()
+}
