@@ -1,5 +1,6 @@
 //! `katachi start`: the agent without a tray. Signs in at the relay when not registered, then keeps
-//! the agent online (heartbeats, activity outbox) until Ctrl-C or SIGTERM.
+//! the agent online (heartbeats, activity outbox) and its API served over the tunnel until Ctrl-C
+//! or SIGTERM. Every change of the tunnel's status goes into the status file (`katachi status`).
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -7,12 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use katachi_core::agent_status::{AgentStatus, ConnectionState};
+use katachi_core::agent_status::{AgentStatus, ConnectionState, StatusFile};
 use katachi_core::api::ApiState;
 use katachi_core::fingerprint::SystemFingerprint;
 use katachi_core::relay_client::RelayError;
 use katachi_core::signing::{RequestSigner, SystemClock};
-use katachi_core::tunnel::TunnelDialer;
+use katachi_core::tunnel::{
+    status_channel, ReconnectOptions, SystemNetworkChanges, TunnelDialer, TunnelStatus,
+};
 use katachi_core::{
     AgentCredentials, AgentHome, KatachiDirs, RelayClient, RelaySession, RelayUrl, SessionEnd,
     SessionOptions,
@@ -55,8 +58,17 @@ pub(crate) fn run(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::
         let updates = session.subscribe();
         // The structured API is served only over the tunnel this agent dials; it never listens.
         let router = katachi_core::api::router(ApiState::new(home.clone()));
+        let (tunnel_status, tunnel_updates) = status_channel();
+        let status_file = StatusFile::new(dirs.agent_status_path());
         let tunnel = async {
-            let err = dialer.serve_with_reconnect(router).await;
+            let options = ReconnectOptions {
+                status: tunnel_status,
+                network: Box::new(SystemNetworkChanges::new()),
+            };
+            let (err, ()) = tokio::join!(
+                dialer.serve_with_reconnect(router, options),
+                record_tunnel_status(tunnel_updates, &status_file, out),
+            );
             out.warn(&format!("tunnel closed and will not be redialled: {err}"));
             std::future::pending::<std::convert::Infallible>().await
         };
@@ -125,6 +137,40 @@ async fn registered_or_sign_in(
             .await
         }
     }
+}
+
+/// Writes every tunnel status into the status file and prints each new state once (`tunnel:
+/// connected since …`, `tunnel: reconnecting in 1 s: …`); ends when the loop stops.
+async fn record_tunnel_status(
+    mut updates: watch::Receiver<TunnelStatus>,
+    file: &StatusFile,
+    out: &Output,
+) {
+    let mut shown: Option<&'static str> = None;
+    loop {
+        let status = updates.borrow_and_update().clone();
+        if let Err(e) = file.write_tunnel(&status) {
+            tracing::warn!(error = %e, "cannot record the tunnel status");
+        }
+        if shown != Some(status.state_word()) {
+            out.event(
+                &serde_json::json!({ "event": "tunnel", "tunnel": &status }),
+                || format!("tunnel: {}", status.describe(unix_now())),
+            );
+            shown = Some(status.state_word());
+        }
+        if updates.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Wall-clock unix seconds.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// Prints each change of connection state on its own line (`online`, `reconnecting: …`).

@@ -7,6 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::Context;
 use katachi_core::agent_status::{AgentStatus, ConnectionState, StatusFile};
 use katachi_core::fingerprint::SystemFingerprint;
+use katachi_core::tunnel::TunnelStatus;
 use katachi_core::{AgentCredentials, AgentHome, KatachiDirs};
 use serde::Serialize;
 
@@ -33,6 +34,9 @@ struct StatusView {
     clock_offset_secs: i64,
     /// Activity events waiting for the relay.
     pending_events: u64,
+    /// The running agent's tunnel (`{"state":"reconnecting","at":…,"in_secs":…,"reason":…}`…);
+    /// absent when no agent runs.
+    tunnel: Option<TunnelStatus>,
 }
 
 pub(crate) fn run(dirs: &KatachiDirs, out: &Output) -> anyhow::Result<ExitCode> {
@@ -72,6 +76,7 @@ fn combine(credentials: Option<&AgentCredentials>, recorded: Option<AgentStatus>
         last_heartbeat_at: None,
         clock_offset_secs: 0,
         pending_events: 0,
+        tunnel: None,
     };
     let Some(status) = recorded else {
         return view;
@@ -86,6 +91,7 @@ fn combine(credentials: Option<&AgentCredentials>, recorded: Option<AgentStatus>
         view.running = true;
         view.state = status.state;
         view.reason = status.reason;
+        view.tunnel = status.tunnel;
         if view.relay_url.is_none() {
             view.relay_url = status.relay_url;
         }
@@ -106,6 +112,13 @@ fn render(v: &StatusView) -> String {
         None => v.state.label().to_owned(),
     };
     lines.push(format!("state:           {state}"));
+    if let Some(tunnel) = &v.tunnel {
+        let now = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        lines.push(format!("tunnel:          {}", tunnel.describe(now)));
+    }
     if let Some(at) = v.last_heartbeat_at {
         let when = UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0));
         let age = std::time::SystemTime::now()
@@ -122,4 +135,39 @@ fn render(v: &StatusView) -> String {
         lines.push(format!("pending events:  {}", v.pending_events));
     }
     lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_agent_shows_its_tunnel_in_text_and_json() {
+        let mut recorded = AgentStatus::new(ConnectionState::Online);
+        recorded.tunnel = Some(TunnelStatus::Reconnecting {
+            at: i64::MAX / 2,
+            in_secs: 4,
+            reason: "relay unreachable (connection refused)".to_owned(),
+        });
+        let view = combine(None, Some(recorded));
+        assert!(view.running);
+        let text = render(&view);
+        assert!(
+            text.contains("tunnel:          reconnecting in ")
+                && text.contains(" s: relay unreachable (connection refused)"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["tunnel"]["state"], "reconnecting");
+        assert_eq!(json["tunnel"]["in_secs"], 4);
+    }
+
+    #[test]
+    fn a_stopped_agent_shows_no_tunnel() {
+        let mut recorded = AgentStatus::new(ConnectionState::Stopped);
+        recorded.tunnel = Some(TunnelStatus::Connected { since: 0 });
+        let view = combine(None, Some(recorded));
+        assert!(view.tunnel.is_none());
+        assert!(!render(&view).contains("tunnel:"));
+    }
 }

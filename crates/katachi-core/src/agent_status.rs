@@ -1,5 +1,12 @@
 //! The running agent's status, as a small JSON file other processes read (`katachi status`, the
-//! tray): connection state, relay, agent id, last heartbeat, clock offset.
+//! tray): connection state, relay, agent id, last heartbeat, clock offset, and the tunnel's
+//! [`TunnelStatus`].
+//!
+//! Two writers of one process share the file: the relay session writes whole snapshots
+//! ([`StatusFile::write`]), the tunnel loop only its section ([`StatusFile::write_tunnel`]). A
+//! snapshot without a tunnel section keeps the one already in the file when that file was written
+//! by this same process, so neither writer erases the other's news; one written by an earlier
+//! process is not carried over.
 //!
 //! # Guarantees
 //! - Written atomically ([`crate::atomic_file`]): a reader sees the previous or the new status,
@@ -9,10 +16,15 @@
 //!   ([`AgentStatus::writer_is_running`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use crate::atomic_file::{write_private_atomically, AtomicWriteError};
+use crate::tunnel::TunnelStatus;
+
+/// Serialises read-modify-write of status files within this process (the two writers).
+static WRITE_LOCK: Mutex<()> = Mutex::new(());
 
 /// Where the agent stands with its relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +79,9 @@ pub struct AgentStatus {
     pub pid: u32,
     /// When this snapshot was written (unix seconds, local clock).
     pub updated_at: i64,
+    /// The tunnel to the relay, when the agent serves one (absent in files of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<TunnelStatus>,
 }
 
 impl AgentStatus {
@@ -82,6 +97,7 @@ impl AgentStatus {
             pending_events: 0,
             pid: std::process::id(),
             updated_at: crate::store::now_unix(),
+            tunnel: None,
         }
     }
 
@@ -140,6 +156,40 @@ impl StatusFile {
     /// # Errors
     /// [`StatusFileError::Write`]; the previous status is intact.
     pub fn write(&self, status: &AgentStatus) -> Result<(), StatusFileError> {
+        let _guard = WRITE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let mut status = status.clone();
+        if status.tunnel.is_none() {
+            // Keep the tunnel section this process wrote (see the module doc).
+            status.tunnel = self
+                .read()
+                .ok()
+                .flatten()
+                .filter(|old| old.pid == status.pid)
+                .and_then(|old| old.tunnel);
+        }
+        self.replace(&status)
+    }
+
+    /// Records the tunnel's status, keeping the rest of what this process wrote (a fresh
+    /// `connecting` status when the file is missing or another process's).
+    ///
+    /// # Errors
+    /// [`StatusFileError::Write`]; the previous status is intact.
+    pub fn write_tunnel(&self, tunnel: &TunnelStatus) -> Result<(), StatusFileError> {
+        let _guard = WRITE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let mut status = self
+            .read()
+            .ok()
+            .flatten()
+            .filter(|old| old.pid == std::process::id())
+            .unwrap_or_else(|| AgentStatus::new(ConnectionState::Connecting));
+        status.tunnel = Some(tunnel.clone());
+        status.updated_at = crate::store::now_unix();
+        self.replace(&status)
+    }
+
+    /// Writes `status` as it is.
+    fn replace(&self, status: &AgentStatus) -> Result<(), StatusFileError> {
         // Plain strings and integers: encoding cannot fail.
         let json = serde_json::to_vec_pretty(status).unwrap_or_default();
         write_private_atomically(&self.path, &json)?;
@@ -212,6 +262,49 @@ mod tests {
         file.remove().unwrap();
         file.remove().unwrap();
         assert_eq!(file.read().unwrap(), None);
+    }
+
+    #[test]
+    fn the_tunnel_section_survives_session_snapshots_of_the_same_process_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = StatusFile::new(tmp.path().join("agent-status.json"));
+        let mut session = AgentStatus::new(ConnectionState::Online);
+        session.agent_id = Some("agt_1".into());
+        file.write(&session).unwrap();
+        let up = TunnelStatus::Connected {
+            since: 1_700_000_000,
+        };
+        file.write_tunnel(&up).unwrap();
+        let read = file.read().unwrap().unwrap();
+        assert_eq!(read.tunnel.as_ref(), Some(&up));
+        assert_eq!(
+            read.agent_id.as_deref(),
+            Some("agt_1"),
+            "session fields kept"
+        );
+
+        // The session writes a new snapshot (no tunnel section): the tunnel's news stays.
+        session.state = ConnectionState::Reconnecting;
+        file.write(&session).unwrap();
+        let read = file.read().unwrap().unwrap();
+        assert_eq!(read.state, ConnectionState::Reconnecting);
+        assert_eq!(read.tunnel, Some(up));
+
+        // A new process starting does not inherit the old tunnel status.
+        let mut next_process = AgentStatus::new(ConnectionState::Connecting);
+        next_process.pid = std::process::id().wrapping_add(1);
+        file.write(&next_process).unwrap();
+        assert_eq!(file.read().unwrap().unwrap().tunnel, None);
+    }
+
+    #[test]
+    fn a_status_file_without_a_tunnel_section_still_reads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("agent-status.json");
+        let mut old = serde_json::to_value(AgentStatus::new(ConnectionState::Online)).unwrap();
+        old.as_object_mut().unwrap().remove("tunnel");
+        std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
+        assert_eq!(StatusFile::new(&path).read().unwrap().unwrap().tunnel, None);
     }
 
     #[test]

@@ -70,6 +70,12 @@ pub struct Args {
     /// Extra PEM CA trusted for calls to OAuth providers (tests with a local provider).
     #[arg(long)]
     pub provider_ca: Option<PathBuf>,
+    /// Browser requests one agent's tunnel may carry at once; more get `429 agent.busy`.
+    #[arg(long, default_value_t = 64)]
+    pub tunnel_max_in_flight: usize,
+    /// Seconds an agent has to start answering a forwarded request (`504 agent.timeout` after).
+    #[arg(long, default_value_t = 30)]
+    pub tunnel_response_timeout: u64,
 }
 
 /// A sign-in provider's settings.
@@ -139,6 +145,10 @@ pub struct RelayConfig {
     pub google: Option<ProviderConfig>,
     /// Extra CA for provider calls.
     pub provider_ca: Option<PathBuf>,
+    /// Forwarded requests in flight per agent tunnel (default 64, the agent's HTTP/2 stream limit).
+    pub tunnel_max_in_flight: usize,
+    /// Time an agent has to send the response headers of a forwarded request.
+    pub tunnel_response_timeout: std::time::Duration,
 }
 
 impl RelayConfig {
@@ -157,6 +167,8 @@ impl RelayConfig {
             github: None,
             google: None,
             provider_ca: None,
+            tunnel_max_in_flight: 64,
+            tunnel_response_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -217,6 +229,10 @@ impl Args {
                 self.google_api_base,
             )?,
             provider_ca: self.provider_ca,
+            tunnel_max_in_flight: self.tunnel_max_in_flight.clamp(1, 10_000),
+            tunnel_response_timeout: std::time::Duration::from_secs(
+                self.tunnel_response_timeout.clamp(1, 3600),
+            ),
         })
     }
 }

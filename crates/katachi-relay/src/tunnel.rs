@@ -10,6 +10,23 @@
 //! `ANY /agents/{id}/api/{*rest}` (signed-in browser) is forwarded to `/{rest}?query` on the
 //! agent, bodies streamed both ways.
 //!
+//! # Limits and liveness
+//! - At most `tunnel_max_in_flight` forwarded requests per tunnel (default 64, the agent's HTTP/2
+//!   stream limit) from headers to the end of the response body; one more is answered
+//!   `429 agent.busy` with `Retry-After` at once, so one busy agent cannot pile up relay memory.
+//! - An agent that has not sent response headers within `tunnel_response_timeout` (default 30 s)
+//!   gets the request cancelled (HTTP/2 `RST_STREAM`) and the browser a `504 agent.timeout`.
+//!   Streaming bodies are not cut after that: their back-pressure is the flow control of both hops.
+//! - HTTP/2 PINGs every 20 s (also while idle) drop a tunnel whose agent vanished within 30 s; an
+//!   open tunnel counts as "online" on the agents page ([`TunnelRegistry::mark_online`]).
+//! - [`TunnelRegistry::close`] ends an agent's tunnel at once (revocation); its redial is then
+//!   refused `agent.revoked` by the signed-request checks.
+//!
+//! # Layout
+//! - this file: the upgrade route and the browser route;
+//! - `tunnel_registry.rs`: [`TunnelRegistry`] (open tunnels, in-flight permits, close, online);
+//! - `tunnel_severable.rs`: the stream wrapper that lets the registry cut a tunnel at once.
+//!
 //! # Security
 //! - Only a request that passes every signed-call check (token, HMAC, window, nonce, revocation)
 //!   opens a tunnel, and only for the agent it proves to be.
@@ -18,9 +35,6 @@
 //! - Only a fixed list of request headers is forwarded: never the session cookie.
 //! - Anything but `GET`/`HEAD` needs an `Origin` equal to the relay's own (no cross-site writes).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -28,12 +42,21 @@ use axum::extract::{Path, Request, State};
 use axum::http::header::{self, HeaderName};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hyper::client::conn::http2::SendRequest;
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use katachi_proto::agent::{
     FORWARDED_SESSION_HEADER, FORWARDED_USER_HEADER, FORWARDED_USER_ID_HEADER, TUNNEL_PROTOCOL,
 };
+use tokio::sync::oneshot;
 
+#[path = "tunnel_registry.rs"]
+mod registry;
+#[path = "tunnel_severable.rs"]
+mod severable;
+
+use self::registry::Route;
+pub use self::registry::TunnelRegistry;
+use self::severable::Severable;
 use crate::agent_api::verify_signed_request;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -58,67 +81,8 @@ const FORWARDED_REQUEST_HEADERS: [HeaderName; 9] = [
     header::IF_UNMODIFIED_SINCE,
 ];
 
-/// One open tunnel.
-struct Entry {
-    /// Distinguishes this connection from a later one of the same agent.
-    generation: u64,
-    /// Sends requests to the agent.
-    sender: SendRequest<Body>,
-}
-
-/// The open tunnels, by agent id (in memory: a relay restart makes agents reconnect).
-#[derive(Default)]
-pub struct TunnelRegistry {
-    /// agent id → its current tunnel.
-    tunnels: Mutex<HashMap<String, Entry>>,
-    /// Source of generations.
-    next_generation: AtomicU64,
-}
-
-impl TunnelRegistry {
-    /// Registers `sender` as the agent's tunnel, replacing an older one; its generation.
-    fn insert(&self, agent_id: &str, sender: SendRequest<Body>) -> u64 {
-        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut map) = self.tunnels.lock() {
-            map.insert(agent_id.to_owned(), Entry { generation, sender });
-        }
-        generation
-    }
-
-    /// Removes the agent's tunnel if it is still the one of `generation` (a newer one stays).
-    fn remove(&self, agent_id: &str, generation: u64) {
-        if let Ok(mut map) = self.tunnels.lock() {
-            if map
-                .get(agent_id)
-                .is_some_and(|e| e.generation == generation)
-            {
-                map.remove(agent_id);
-            }
-        }
-    }
-
-    /// A handle on the agent's open tunnel, if any.
-    fn sender(&self, agent_id: &str) -> Option<SendRequest<Body>> {
-        let map = self.tunnels.lock().ok()?;
-        map.get(agent_id)
-            .filter(|e| !e.sender.is_closed())
-            .map(|e| e.sender.clone())
-    }
-
-    /// True when the agent has an open tunnel.
-    pub fn is_online(&self, agent_id: &str) -> bool {
-        self.sender(agent_id).is_some()
-    }
-}
-
-impl std::fmt::Debug for TunnelRegistry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let open = self.tunnels.lock().map(|m| m.len()).unwrap_or(0);
-        f.debug_struct("TunnelRegistry")
-            .field("open", &open)
-            .finish_non_exhaustive()
-    }
-}
+/// Seconds a browser is told to wait after `429 agent.busy`.
+const BUSY_RETRY_AFTER_SECS: u32 = 1;
 
 /// `GET /api/agent/tunnel`: checks the signed upgrade request, answers `101`, and runs the HTTP/2
 /// client side of the tunnel in a task.
@@ -157,6 +121,8 @@ pub async fn open(State(state): State<AppState>, mut req: Request) -> Result<Res
                 return;
             }
         };
+        let (close, cut) = oneshot::channel();
+        let upgraded = Severable::new(upgraded, cut);
         let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -170,8 +136,14 @@ pub async fn open(State(state): State<AppState>, mut req: Request) -> Result<Res
                 return;
             }
         };
-        let generation = task_state.tunnels.insert(&agent_id, sender);
+        let generation = task_state.tunnels.insert(
+            &agent_id,
+            sender,
+            task_state.config.tunnel_max_in_flight,
+            close,
+        );
         tracing::info!(agent = %agent_id, "tunnel open");
+        // Ends when the agent goes, the PINGs go unanswered, or the registry cuts the stream.
         if let Err(e) = conn.await {
             tracing::debug!(agent = %agent_id, error = %e, "tunnel ended with an error");
         }
@@ -213,7 +185,9 @@ fn caller_headers(user: &CurrentUser) -> Vec<(&'static str, HeaderValue)> {
 /// # Errors
 /// `401 session.required`, `403 request.cross_origin` (a write without our `Origin`),
 /// `404 agent.not_found` (unknown, revoked, or another user's agent),
-/// `503 agent.offline` (no tunnel), `502 agent.unreachable` (the tunnel broke mid-request).
+/// `503 agent.offline` (no tunnel), `429 agent.busy` (too many requests in flight on the tunnel,
+/// with `Retry-After`), `504 agent.timeout` (no response headers in time), `502 agent.unreachable`
+/// (the tunnel broke mid-request).
 pub async fn forward(
     State(state): State<AppState>,
     user: Option<CurrentUser>,
@@ -264,12 +238,20 @@ pub async fn forward(
         Some(q) => format!("{rest}?{q}"),
         None => rest.to_owned(),
     };
-    let Some(mut sender) = state.tunnels.sender(&agent_id) else {
+    let Some(Route {
+        mut sender,
+        in_flight,
+    }) = state.tunnels.route(&agent_id)
+    else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "agent.offline",
             "the agent is not connected; start it and try again",
         ));
+    };
+    // Held until the response body ends (or the request fails): one slot per request in flight.
+    let Ok(permit) = in_flight.try_acquire_owned() else {
+        return Ok(busy());
     };
     let (parts, body) = req.into_parts();
     let mut outgoing = Request::builder().method(parts.method).uri(target);
@@ -298,8 +280,20 @@ pub async fn forward(
             "the connection to the agent broke; try again",
         )
     };
-    sender.ready().await.map_err(unreachable)?;
-    let response = sender.send_request(outgoing).await.map_err(unreachable)?;
+    let exchange = async {
+        sender.ready().await.map_err(unreachable)?;
+        sender.send_request(outgoing).await.map_err(unreachable)
+    };
+    // Dropping the exchange on timeout resets the stream, so the agent stops working on it.
+    let response = tokio::time::timeout(state.config.tunnel_response_timeout, exchange)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "agent.timeout",
+                "the agent did not answer in time; try again",
+            )
+        })??;
     let (mut parts, incoming) = response.into_parts();
     // Hop-by-hop and connection-level headers do not cross the relay.
     parts.headers.remove(header::CONNECTION);
@@ -307,5 +301,25 @@ pub async fn forward(
         .headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
-    Ok(Response::from_parts(parts, Body::new(incoming)).into_response())
+    // The closure owns the permit, so the slot frees when the body is finished or dropped.
+    let body = incoming.map_frame(move |frame| {
+        let _slot = &permit;
+        frame
+    });
+    Ok(Response::from_parts(parts, Body::new(body)).into_response())
+}
+
+/// `429 agent.busy` with `Retry-After`.
+fn busy() -> Response {
+    let mut response = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "agent.busy",
+        "the agent is handling too many requests; try again in a moment",
+    )
+    .into_response();
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(BUSY_RETRY_AFTER_SECS),
+    );
+    response
 }

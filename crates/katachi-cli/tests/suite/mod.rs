@@ -5,4 +5,5 @@ mod relay_agent;
 mod relay_client;
 pub mod relay_support;
 pub mod support;
+mod tunnel_status;
 mod workspace;

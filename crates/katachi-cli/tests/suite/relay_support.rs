@@ -140,6 +140,11 @@ impl LocalRelay {
             .unwrap());
     }
 
+    /// Cuts the agent's open tunnel, as revocation does (the agent redials).
+    pub fn close_tunnel(&self, agent_id: &str) -> bool {
+        self.state.tunnels.close(agent_id)
+    }
+
     pub fn agents_of(&self, user_id: &str) -> Vec<AgentRow> {
         self.block_on(self.state.store.agents_of(user_id)).unwrap()
     }

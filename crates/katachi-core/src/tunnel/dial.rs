@@ -31,6 +31,19 @@ const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest refusal body read (to learn its error code).
 const MAX_REFUSAL_BODY: usize = 16 * 1024;
+/// Requests the relay may have in flight on one tunnel at once (HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`
+/// of the agent's server). The relay's own per-tunnel limit defaults to the same number, so it
+/// answers `429 agent.busy` itself before the agent would make it queue.
+pub const MAX_CONCURRENT_STREAMS: u32 = 64;
+/// Relay error codes that mean "these credentials are no longer good": sign in again.
+const SIGN_IN_CODES: [&str; 3] = ["agent.revoked", "agent.unknown", "signature.bad_signature"];
+/// Relay error codes that a later attempt can clear (the clock offset is learnt from the refusal's
+/// `Date`; a nonce is fresh on every attempt).
+const RETRYABLE_CODES: [&str; 3] = [
+    "signature.stale_timestamp",
+    "signature.future_timestamp",
+    "signature.replayed_nonce",
+];
 
 /// Why a tunnel could not be opened, or why it ended.
 #[derive(Debug, thiserror::Error)]
@@ -72,14 +85,27 @@ pub enum TunnelError {
 }
 
 impl TunnelError {
-    /// True when retrying later may succeed (network, timeouts, relay restarts); false when the
-    /// relay refused the agent itself (revoked, unknown, bad credentials) or the set-up is wrong.
+    /// True when retrying later may succeed (network, timeouts, relay restarts, a clock the
+    /// relay's `Date` corrects); false when the relay refused the agent itself (revoked, unknown,
+    /// bad credentials) or the set-up is wrong.
     pub fn is_transient(&self) -> bool {
         match self {
             TunnelError::Unreachable { .. } | TunnelError::Timeout(_) | TunnelError::Ended(_) => {
                 true
             }
-            TunnelError::Refused { status, .. } => *status >= 500 || *status == 429,
+            TunnelError::Refused { status, code } => {
+                *status >= 500 || *status == 429 || RETRYABLE_CODES.contains(&code.as_str())
+            }
+            _ => false,
+        }
+    }
+
+    /// True when the stored credentials are no good any more (revoked, unknown to the relay, a
+    /// signing secret it rejects, a damaged token): the agent must sign in again.
+    pub fn needs_sign_in(&self) -> bool {
+        match self {
+            TunnelError::Refused { code, .. } => SIGN_IN_CODES.contains(&code.as_str()),
+            TunnelError::UnusableToken => true,
             _ => false,
         }
     }
@@ -153,9 +179,23 @@ impl TunnelDialer {
     /// # Errors
     /// Any [`TunnelError`]; [`TunnelError::is_transient`] tells whether to retry.
     pub async fn dial_and_serve(&self, router: Router) -> Result<(), TunnelError> {
-        let upgraded = tokio::time::timeout(DIAL_TIMEOUT, self.open())
+        let upgraded = self.dial().await?;
+        self.serve(upgraded, router).await
+    }
+
+    /// Opens one tunnel (TCP, TLS, signed upgrade) within the dial timeout.
+    pub(crate) async fn dial(&self) -> Result<hyper::upgrade::Upgraded, TunnelError> {
+        tokio::time::timeout(DIAL_TIMEOUT, self.open())
             .await
-            .map_err(|_| TunnelError::Timeout(self.relay.to_string()))??;
+            .map_err(|_| TunnelError::Timeout(self.relay.to_string()))?
+    }
+
+    /// Serves `router` over an open tunnel until it ends.
+    pub(crate) async fn serve(
+        &self,
+        upgraded: hyper::upgrade::Upgraded,
+        router: Router,
+    ) -> Result<(), TunnelError> {
         tracing::info!(relay = %self.relay, "tunnel open");
         let result = serve_router_over_stream(upgraded, router).await;
         tracing::info!(relay = %self.relay, "tunnel closed");
@@ -242,7 +282,8 @@ where
     builder
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
-        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
     builder
         .serve_connection(stream, service)
         .await
@@ -312,5 +353,24 @@ mod tests {
             "agent.revoked"
         );
         assert_eq!(error_code(b"<html>"), "unknown");
+    }
+
+    #[test]
+    fn revoked_and_unknown_agents_need_sign_in_and_clock_refusals_are_retried() {
+        let refused = |status: u16, code: &str| TunnelError::Refused {
+            status,
+            code: code.to_owned(),
+        };
+        for code in SIGN_IN_CODES {
+            let e = refused(401, code);
+            assert!(e.needs_sign_in() && !e.is_transient(), "{code}");
+        }
+        for code in RETRYABLE_CODES {
+            let e = refused(401, code);
+            assert!(e.is_transient() && !e.needs_sign_in(), "{code}");
+        }
+        assert!(refused(503, "unknown").is_transient());
+        let upgrade = refused(426, "tunnel.upgrade_required");
+        assert!(!upgrade.is_transient() && !upgrade.needs_sign_in());
     }
 }

@@ -78,7 +78,7 @@ async fn views(state: &AppState, user_id: &str) -> Result<Vec<AgentView>, ApiErr
         .agents_of(user_id)
         .await?
         .iter()
-        .map(|a| view(a, now, offline))
+        .map(|a| state.tunnels.mark_online(view(a, now, offline)))
         .collect())
 }
 
@@ -172,6 +172,7 @@ pub async fn revoke(
         Ok(revoked) => {
             if revoked {
                 state.agent_cache.evict_agent(&p.id);
+                state.tunnels.close(&p.id);
             }
             Redirect::to("/agents").into_response()
         }

@@ -4,5 +4,8 @@ mod store_backends;
 pub mod support;
 mod tls;
 mod tunnel;
+mod tunnel_limits;
+mod tunnel_restart;
+mod tunnel_revoke;
 mod web_forms;
 mod workbench_page;

@@ -72,6 +72,18 @@ impl TestRelay {
         }
     }
 
+    /// A handle on a relay that runs elsewhere (a child process the test manages): the client and
+    /// helpers work; stopping and dropping leave it alone.
+    pub fn external(url: String, ca: PathBuf) -> Self {
+        Self {
+            url,
+            ca,
+            shutdown: None,
+            handle: None,
+            _tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+
     /// A browser-like client: trusts only the relay's CA, TLS 1.3, keeps cookies, no redirects.
     pub fn client(&self) -> Client {
         let ca = reqwest::Certificate::from_pem(&std::fs::read(&self.ca).unwrap()).unwrap();

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::support::{code, registered_agent, sign_up, Agent, TestRelay};
 
-fn dialer(relay: &TestRelay, agent: &Agent) -> TunnelDialer {
+pub(super) fn dialer(relay: &TestRelay, agent: &Agent) -> TunnelDialer {
     let credentials = AgentCredentials::new(
         RelayUrl::parse(&relay.url).unwrap(),
         agent.id.clone(),
@@ -30,13 +30,13 @@ fn dialer(relay: &TestRelay, agent: &Agent) -> TunnelDialer {
     TunnelDialer::new(&credentials, signer).unwrap()
 }
 
-async fn get(client: &Client, url: &str) -> (u16, String) {
+pub(super) async fn get(client: &Client, url: &str) -> (u16, String) {
     let r = client.get(url).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
 /// Polls `url` until it answers something other than 503 (the tunnel registers just after `101`).
-async fn get_when_online(client: &Client, url: &str) -> (u16, String) {
+pub(super) async fn get_when_online(client: &Client, url: &str) -> (u16, String) {
     for _ in 0..100 {
         let (status, body) = get(client, url).await;
         if status != 503 {
@@ -175,4 +175,59 @@ async fn a_tunnel_with_a_wrong_secret_is_refused() {
         "{err:?}"
     );
     assert!(!err.is_transient());
+}
+
+/// The agent's side of the tunnel with TLS 1.2 only: refused before any HTTP (and so before any
+/// signed upgrade) is exchanged; the same agent over TLS 1.3 gets its tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls12_tunnel_upgrade_is_refused_at_the_handshake() {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName};
+
+    let relay = TestRelay::start().await;
+    let (browser, agent) = registered_agent(&relay, "hal@example.com").await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&relay.ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls12 = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // As the agent's dialer asks: HTTP/1.1 for the upgrade.
+    tls12.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let port = url::Url::parse(&relay.url).unwrap().port().unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let err = tokio_rustls::TlsConnector::from(Arc::new(tls12))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect_err("a TLS 1.2 handshake must not succeed");
+    let text = err.to_string().to_lowercase();
+    assert!(
+        text.contains("protocol") || text.contains("alert") || text.contains("version"),
+        "{err}"
+    );
+
+    // Same agent, the real (TLS 1.3) dialer: the tunnel opens.
+    let workspace = tempfile::tempdir().unwrap();
+    std::fs::write(workspace.path().join("a.txt"), b"tls 1.3 only").unwrap();
+    let api = router(ApiState::new(Arc::new(
+        FixedWorkspaces::new([workspace.path()]).unwrap(),
+    )));
+    let dialer = dialer(&relay, &agent);
+    let tunnel = tokio::spawn(async move { dialer.dial_and_serve(api).await });
+    let url = relay.at(&format!(
+        "/agents/{}/api/v1/workspaces/1/file?path=a.txt",
+        agent.id
+    ));
+    assert_eq!(
+        get_when_online(&browser, &url).await,
+        (200, "tls 1.3 only".to_owned())
+    );
+    tunnel.abort();
 }
