@@ -43,6 +43,10 @@ pub(crate) enum Command {
     /// Show the audit and egress ledger: recent calls, and per workspace the bytes that left this
     /// machine. `katachi audit verify` checks that no record was edited or deleted.
     Audit(AuditArgs),
+    /// The OS sandbox commands run in: `status` (layers), `test` (self-test of escapes), `run`
+    /// (one command under the agent's policy and code path; exits with its status).
+    #[command(subcommand)]
+    Sandbox(crate::sandbox::SandboxCommand),
 }
 
 /// `katachi audit` options.
@@ -127,6 +131,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Status => crate::status::run(&dirs, &out),
         Command::Unregister(args) => crate::unregister::run(&dirs, &args, &out),
         Command::Audit(args) => crate::audit::run(&dirs, &args, &out),
+        Command::Sandbox(cmd) => crate::sandbox::run(&dirs, cmd, &out),
     };
     match result {
         Ok(code) => code,

@@ -6,6 +6,7 @@ mod audit;
 mod cli;
 mod doctor;
 mod output;
+mod sandbox;
 mod sign_in;
 mod start;
 mod status;

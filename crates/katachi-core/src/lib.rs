@@ -20,8 +20,10 @@
 //! - [`agent_status`]: the running agent's status file (state, last heartbeat, clock offset).
 //! - [`relay_session`]: keeps a registered agent online: heartbeats, outbox flushes, status.
 //! - [`api`]: the agent's structured API as one axum `Router` (workspaces, tree, read, write, search, git).
+//! - [`sandbox`]: the OS sandbox every command runs in (policy, Linux backend, self-test).
 
-#![forbid(unsafe_code)]
+// `unsafe` is denied everywhere (workspace lint) and allowed only in the Linux sandbox backend
+#![deny(unsafe_code)]
 
 pub mod activity;
 pub mod agent_home;
@@ -36,6 +38,7 @@ pub mod fingerprint;
 pub mod relay_client;
 pub mod relay_http;
 pub mod relay_session;
+pub mod sandbox;
 pub mod secret;
 pub mod signing;
 pub mod store;

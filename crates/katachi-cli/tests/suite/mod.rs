@@ -4,6 +4,7 @@ mod keychain_unavailable;
 mod relay_agent;
 mod relay_client;
 pub mod relay_support;
+mod sandbox;
 pub mod support;
 mod tunnel_status;
 mod workspace;

@@ -1,0 +1,192 @@
+//! `katachi sandbox status|test|run`: show the sandbox layers, run the self-test, or run one command
+//! under exactly the policy and code path the agent uses.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use katachi_core::sandbox::{
+    self_test, Limits, OutputStream, RunRequest, Sandbox, SandboxError, SandboxPolicy, Strictness,
+};
+use katachi_core::KatachiDirs;
+
+use crate::output::Output;
+
+/// `katachi sandbox` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum SandboxCommand {
+    /// List the isolation layers this machine provides.
+    Status,
+    /// Try a set of escapes on this machine and report each as blocked or not (exit 1 if any got out).
+    Test,
+    /// Run one command in the sandbox and exit with its status.
+    Run(Box<RunArgs>),
+}
+
+/// `katachi sandbox run` options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// The workspace folder (read-write); may be repeated.
+    #[arg(long = "workspace", value_name = "DIR", required = true)]
+    pub workspaces: Vec<PathBuf>,
+    /// Allow this command (a plain name resolved through the trusted PATH); may be repeated.
+    /// The command to run must be one of them.
+    #[arg(long = "allow-cmd", value_name = "NAME")]
+    pub allow_cmd: Vec<String>,
+    /// Allow network access to this host; may be repeated.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_host: Vec<String>,
+    /// Let the command read `.env*` files of the workspaces.
+    #[arg(long)]
+    pub allow_env_files: bool,
+    /// The working folder (default: the first workspace).
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Wall-time limit in seconds.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+    /// Output limit in bytes (stdout + stderr).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_output: Option<u64>,
+    /// Address-space limit per process in MiB.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_memory_mib: Option<u64>,
+    /// Process-count limit.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_processes: Option<u64>,
+    /// CPU-time limit per process in seconds.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_cpu: Option<u64>,
+    /// Run even when a layer is missing on this machine (a weaker sandbox; say so to the user).
+    #[arg(long)]
+    pub allow_weaker: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+pub(crate) fn run(
+    dirs: &KatachiDirs,
+    cmd: SandboxCommand,
+    out: &Output,
+) -> anyhow::Result<ExitCode> {
+    let sandbox = Sandbox::probe();
+    match cmd {
+        SandboxCommand::Status => {
+            let status = sandbox.status();
+            out.emit(&status, || {
+                let mut lines = vec![format!("sandbox backend: {}", status.backend)];
+                for l in &status.layers {
+                    let mark = if l.active { "on " } else { "off" };
+                    lines.push(format!("  [{mark}] {}: {}", l.name, l.detail));
+                }
+                lines.join("\n")
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        SandboxCommand::Test => {
+            let report = runtime()?.block_on(self_test(&sandbox))?;
+            out.emit(&report, || {
+                let mut lines = Vec::new();
+                if !report.controls_ok {
+                    lines.push("controls FAILED: allowed actions do not work here".to_owned());
+                }
+                for r in &report.results {
+                    let mark = if r.blocked { "blocked" } else { "ESCAPED" };
+                    lines.push(format!("  {mark:8} {} ({})", r.attempt, r.detail));
+                }
+                lines.join("\n")
+            });
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        SandboxCommand::Run(args) => run_one(dirs, &sandbox, *args),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run_one(dirs: &KatachiDirs, sandbox: &Sandbox, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let defaults = Limits::default();
+    let limits = Limits {
+        wall_time: args.timeout.map_or(defaults.wall_time, Duration::from_secs),
+        cpu_time: args.max_cpu.map_or(defaults.cpu_time, Duration::from_secs),
+        memory_bytes: args
+            .max_memory_mib
+            .map_or(defaults.memory_bytes, |m| m << 20),
+        processes: args.max_processes.unwrap_or(defaults.processes),
+        output_bytes: args.max_output.unwrap_or(defaults.output_bytes),
+        file_bytes: defaults.file_bytes,
+    };
+    let mut builder = SandboxPolicy::builder()
+        .limits(limits)
+        // the agent's own state is never visible, even inside a workspace
+        .hide(dirs.data())
+        .hide(dirs.config());
+    for w in &args.workspaces {
+        builder = builder.workspace(w, args.allow_env_files);
+    }
+    for c in &args.allow_cmd {
+        builder = builder.allow_command(c.clone());
+    }
+    for h in &args.allow_host {
+        builder = builder.allow_host(h.clone());
+    }
+    if args.allow_weaker {
+        builder = builder.strictness(Strictness::AllowWeaker);
+    }
+    let policy = builder.build()?;
+    let mut words = args.command.into_iter();
+    let program = words.next().unwrap_or_default();
+    let request = RunRequest {
+        command: program.to_string_lossy().into_owned(),
+        args: words.collect(),
+        cwd: args
+            .cwd
+            .or_else(|| policy.workspaces().first().map(|w| w.root.clone()))
+            .unwrap_or_default(),
+    };
+    runtime()?.block_on(async {
+        let mut child = match sandbox.spawn(&policy, &request) {
+            Ok(c) => c,
+            Err(SandboxError::Denied(denied)) => {
+                print_denial(&denied);
+                return Ok(ExitCode::from(126));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (mut stdout, mut stderr) = (std::io::stdout(), std::io::stderr());
+        while let Some(ev) = child.next_output().await {
+            // a closed terminal or pipe only loses output; the run still finishes and reports
+            let _ = match ev.stream {
+                OutputStream::Stdout => stdout.write_all(&ev.data).and_then(|()| stdout.flush()),
+                OutputStream::Stderr => stderr.write_all(&ev.data).and_then(|()| stderr.flush()),
+            };
+        }
+        let outcome = child.wait().await;
+        if let Some(denied) = &outcome.denied {
+            print_denial(denied);
+        }
+        let code = outcome.exit.shell_code().clamp(0, 255);
+        Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    })
+}
+
+/// Prints the structured reason on stderr (stdout is the command's): for people, then as JSON.
+fn print_denial(denied: &katachi_core::sandbox::SandboxDenied) {
+    eprintln!("katachi: {denied}");
+    if let Ok(json) = serde_json::to_string(denied) {
+        eprintln!("katachi: denial {json}");
+    }
+}

@@ -1,0 +1,282 @@
+//! A running sandboxed command: its output as a stream, its outcome as a future, and cancellation.
+//!
+//! A supervisor task owns the process: it streams stdout/stderr in chunks, counts bytes against the
+//! output limit, enforces the wall time, and kills the whole process tree (never just the direct
+//! child) on timeout, cancel or overflow, and again after the command exits so no orphan survives.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::denied::SandboxDenied;
+use super::policy::Limits;
+
+/// Which stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One chunk of output, in the order read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEvent {
+    /// Where it came from.
+    pub stream: OutputStream,
+    /// The bytes (at most 64 KiB per chunk).
+    pub data: Vec<u8>,
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind", content = "value")]
+pub enum ExitKind {
+    /// It exited with this code (`128 + N` when signal `N` ended it inside the PID namespace).
+    Code(i32),
+    /// Signal `N` ended it.
+    Signal(i32),
+}
+
+impl ExitKind {
+    /// A shell-style exit code: the code, or `128 + signal`.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            Self::Code(c) => c,
+            Self::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// The end of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunOutcome {
+    /// How the command ended.
+    pub exit: ExitKind,
+    /// Set when a limit ended the run (wall time, output, CPU time) or it was cancelled.
+    pub denied: Option<SandboxDenied>,
+    /// Bytes of output streamed (both streams).
+    pub output_bytes: u64,
+    /// Wall time of the run.
+    pub duration: Duration,
+}
+
+/// Kills every process a run started.
+pub(crate) trait ProcessTree: Send + 'static {
+    /// Sends SIGKILL to the whole tree while the command still runs (idempotent).
+    fn kill_all(&mut self);
+    /// After the command was reaped: kills whatever it left behind.
+    fn kill_remaining(&mut self);
+    /// Frees what the run held (cgroup, scratch folder) after the tree is dead.
+    fn release(&mut self);
+}
+
+/// Stops a running command (and its whole process tree) from anywhere.
+#[derive(Debug, Clone)]
+pub struct CancelHandle(watch::Sender<bool>);
+
+impl CancelHandle {
+    /// Kills the run; its outcome reports `cancelled`.
+    pub fn cancel(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// A started sandboxed command.
+#[derive(Debug)]
+pub struct SandboxChild {
+    events: mpsc::Receiver<RunEvent>,
+    done: oneshot::Receiver<RunOutcome>,
+    cancel: CancelHandle,
+}
+
+impl SandboxChild {
+    /// The next chunk of output, or `None` once both streams are closed.
+    pub async fn next_output(&mut self) -> Option<RunEvent> {
+        self.events.recv().await
+    }
+
+    /// A handle that cancels the run.
+    pub fn cancel_handle(&self) -> CancelHandle {
+        self.cancel.clone()
+    }
+
+    /// Waits for the end, discarding output not yet read.
+    pub async fn wait(mut self) -> RunOutcome {
+        while self.events.recv().await.is_some() {}
+        self.done.await.unwrap_or(RunOutcome {
+            exit: ExitKind::Signal(libc_sigkill()),
+            denied: None,
+            output_bytes: 0,
+            duration: Duration::ZERO,
+        })
+    }
+
+    /// Waits for the end, collecting stdout and stderr (already capped by the output limit).
+    pub async fn collect(mut self) -> (RunOutcome, Vec<u8>, Vec<u8>) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        while let Some(ev) = self.events.recv().await {
+            match ev.stream {
+                OutputStream::Stdout => out.extend_from_slice(&ev.data),
+                OutputStream::Stderr => err.extend_from_slice(&ev.data),
+            }
+        }
+        (self.wait().await, out, err)
+    }
+}
+
+const fn libc_sigkill() -> i32 {
+    9
+}
+
+/// Starts the supervisor task of a spawned child.
+pub(crate) fn supervise(
+    mut child: tokio::process::Child,
+    mut tree: Box<dyn ProcessTree>,
+    limits: Limits,
+) -> SandboxChild {
+    let (tx, events) = mpsc::channel(16);
+    let (done_tx, done) = oneshot::channel();
+    let (cancel_tx, mut cancel_rx) = watch::channel(false);
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let (over_tx, mut over_rx) = mpsc::channel::<()>(1);
+        let budget = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(limits.output_bytes));
+        let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut readers = Vec::new();
+        for (pipe, stream) in [
+            (stdout.map(Pipe::Out), OutputStream::Stdout),
+            (stderr.map(Pipe::Err), OutputStream::Stderr),
+        ] {
+            if let Some(pipe) = pipe {
+                let (tx, over_tx, budget, total) =
+                    (tx.clone(), over_tx.clone(), budget.clone(), total.clone());
+                readers.push(tokio::spawn(pump(pipe, stream, tx, over_tx, budget, total)));
+            }
+        }
+        drop(tx);
+        drop(over_tx);
+        let deadline = tokio::time::sleep(limits.wall_time);
+        tokio::pin!(deadline);
+        let mut denied = None;
+        let status = loop {
+            tokio::select! {
+                status = child.wait() => break status.ok(),
+                () = &mut deadline, if denied.is_none() => {
+                    denied = Some(SandboxDenied::limit("wall time", "raise the wall-time limit"));
+                    tree.kill_all();
+                }
+                Some(()) = over_rx.recv(), if denied.is_none() => {
+                    denied = Some(SandboxDenied::limit("output", "raise the output limit, or write large output to a file"));
+                    tree.kill_all();
+                }
+                Ok(()) = cancel_rx.changed(), if denied.is_none() => {
+                    denied = Some(SandboxDenied::limit("cancelled", "the run was cancelled by its caller"));
+                    tree.kill_all();
+                }
+            }
+        };
+        // the command is gone: nothing it left behind may outlive it (orphans, daemons)
+        tree.kill_remaining();
+        for r in readers {
+            let _ = r.await;
+        }
+        tree.release();
+        let exit = exit_kind(status);
+        if denied.is_none() && is_cpu_limit(exit) {
+            denied = Some(SandboxDenied::limit("cpu time", "raise the CPU-time limit"));
+        }
+        let _ = done_tx.send(RunOutcome {
+            exit,
+            denied,
+            output_bytes: total.load(std::sync::atomic::Ordering::Relaxed),
+            duration: started.elapsed(),
+        });
+    });
+    SandboxChild {
+        events,
+        done,
+        cancel: CancelHandle(cancel_tx),
+    }
+}
+
+enum Pipe {
+    Out(tokio::process::ChildStdout),
+    Err(tokio::process::ChildStderr),
+}
+
+/// Reads one pipe into events until EOF, stopping at the shared output budget.
+async fn pump(
+    mut pipe: Pipe,
+    stream: OutputStream,
+    tx: mpsc::Sender<RunEvent>,
+    over: mpsc::Sender<()>,
+    budget: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    total: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    use std::sync::atomic::Ordering;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match &mut pipe {
+            Pipe::Out(p) => p.read(&mut buf).await,
+            Pipe::Err(p) => p.read(&mut buf).await,
+        };
+        let n = match n {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n as u64,
+        };
+        // take what is left of the budget; whatever does not fit is dropped and the tree is killed
+        let granted = budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                Some(left.saturating_sub(n))
+            })
+            .map_or(0, |left| left.min(n));
+        total.fetch_add(granted, Ordering::Relaxed);
+        let keep = usize::try_from(granted).unwrap_or(0);
+        if keep > 0 {
+            let data = buf.get(..keep).unwrap_or_default().to_vec();
+            if tx.send(RunEvent { stream, data }).await.is_err() {
+                return;
+            }
+        }
+        if granted < n {
+            let _ = over.try_send(());
+            return;
+        }
+    }
+}
+
+fn exit_kind(status: Option<std::process::ExitStatus>) -> ExitKind {
+    match status {
+        Some(s) => match (s.code(), exit_signal(&s)) {
+            (Some(c), _) => ExitKind::Code(c),
+            (None, Some(sig)) => ExitKind::Signal(sig),
+            (None, None) => ExitKind::Code(-1),
+        },
+        None => ExitKind::Code(-1),
+    }
+}
+
+/// The signal that ended the process (Unix); Windows has none.
+#[cfg(unix)]
+fn exit_signal(status: &std::process::ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal()
+}
+
+/// The signal that ended the process (Unix); Windows has none.
+#[cfg(not(unix))]
+fn exit_signal(_status: &std::process::ExitStatus) -> Option<i32> {
+    None
+}
+
+/// SIGXCPU (24 on Linux) or its `128 + N` form from the PID-namespace init.
+fn is_cpu_limit(exit: ExitKind) -> bool {
+    const SIGXCPU: i32 = 24;
+    matches!(exit, ExitKind::Signal(SIGXCPU) | ExitKind::Code(152))
+}
