@@ -7,6 +7,7 @@ mod cli;
 mod doctor;
 mod output;
 mod sandbox;
+mod sandbox_policy;
 mod sign_in;
 mod start;
 mod status;

@@ -1,17 +1,19 @@
-//! `katachi sandbox status|test|run`: show the sandbox layers, run the self-test, or run one command
-//! under exactly the policy and code path the agent uses.
+//! `katachi sandbox status|test|run|policy`: show the sandbox layers, run the self-test, run one
+//! command under exactly the policy and code path the agent uses, or show and change a workspace's
+//! stored overrides.
 
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
+use katachi_core::fingerprint::SystemFingerprint;
 use katachi_core::sandbox::{
-    self_test, Limits, OutputStream, RunRequest, Sandbox, SandboxError, SandboxPolicy, Strictness,
+    self_test, LimitOverrides, OutputStream, RunRequest, Sandbox, SandboxError, SandboxPolicy,
+    Strictness, WorkspaceOverrides,
 };
-use katachi_core::KatachiDirs;
+use katachi_core::{AgentHome, KatachiDirs, Store};
 
 use crate::output::Output;
 
@@ -24,27 +26,55 @@ pub(crate) enum SandboxCommand {
     Test,
     /// Run one command in the sandbox and exit with its status.
     Run(Box<RunArgs>),
+    /// Show, add to, or reset the sandbox overrides stored for an allowed workspace.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
 }
 
-/// `katachi sandbox run` options.
+/// `katachi sandbox policy` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Show the overrides stored for a workspace and the policy they give.
+    Show {
+        /// The allowed workspace (or a folder inside it).
+        #[arg(long, value_name = "DIR")]
+        workspace: PathBuf,
+    },
+    /// Add commands and hosts to a workspace's overrides, allow its `.env*` files, set limits.
+    Set(Box<PolicySetArgs>),
+    /// Remove every override of a workspace (back to the default policy).
+    Reset {
+        /// The allowed workspace (or a folder inside it).
+        #[arg(long, value_name = "DIR")]
+        workspace: PathBuf,
+    },
+}
+
+/// `katachi sandbox policy set` options.
 #[derive(Debug, clap::Args)]
-pub(crate) struct RunArgs {
-    /// The workspace folder (read-write); may be repeated.
-    #[arg(long = "workspace", value_name = "DIR", required = true)]
-    pub workspaces: Vec<PathBuf>,
-    /// Allow this command (a plain name resolved through the trusted PATH); may be repeated.
-    /// The command to run must be one of them.
+pub(crate) struct PolicySetArgs {
+    /// The allowed workspace (or a folder inside it).
+    #[arg(long, value_name = "DIR")]
+    pub workspace: PathBuf,
+    /// Allow this command in the workspace; may be repeated.
     #[arg(long = "allow-cmd", value_name = "NAME")]
     pub allow_cmd: Vec<String>,
-    /// Allow network access to this host; may be repeated.
+    /// Allow this host (`host[:port]`, `*.suffix`, an IP literal); may be repeated.
     #[arg(long = "allow-host", value_name = "HOST")]
     pub allow_host: Vec<String>,
-    /// Let the command read `.env*` files of the workspaces.
-    #[arg(long)]
+    /// Let commands read the workspace's `.env*` files.
+    #[arg(long, conflicts_with = "deny_env_files")]
     pub allow_env_files: bool,
-    /// The working folder (default: the first workspace).
-    #[arg(long, value_name = "DIR")]
-    pub cwd: Option<PathBuf>,
+    /// Hide the workspace's `.env*` files again (the default).
+    #[arg(long)]
+    pub deny_env_files: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Limit flags shared by `run` and `policy set`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(crate) struct LimitArgs {
     /// Wall-time limit in seconds.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: Option<u64>,
@@ -60,6 +90,49 @@ pub(crate) struct RunArgs {
     /// CPU-time limit per process in seconds.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_cpu: Option<u64>,
+}
+
+impl PolicySetArgs {
+    /// The limits this call sets.
+    pub(crate) fn limits_overrides(&self) -> LimitOverrides {
+        self.limits.overrides()
+    }
+}
+
+impl LimitArgs {
+    fn overrides(&self) -> LimitOverrides {
+        LimitOverrides {
+            wall_time_secs: self.timeout,
+            cpu_time_secs: self.max_cpu,
+            memory_mib: self.max_memory_mib,
+            processes: self.max_processes,
+            output_bytes: self.max_output,
+        }
+    }
+}
+
+/// `katachi sandbox run` options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// The workspace folder (read-write); may be repeated.
+    #[arg(long = "workspace", value_name = "DIR", required = true)]
+    pub workspaces: Vec<PathBuf>,
+    /// Allow this command (a plain name resolved through the trusted PATH); may be repeated.
+    /// The command to run must be one of them.
+    #[arg(long = "allow-cmd", value_name = "NAME")]
+    pub allow_cmd: Vec<String>,
+    /// Allow network access to this host through the egress proxy (`host[:port]`, `*.suffix`, an
+    /// IP literal); may be repeated.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_host: Vec<String>,
+    /// Let the command read `.env*` files of the workspaces.
+    #[arg(long)]
+    pub allow_env_files: bool,
+    /// The working folder (default: the first workspace).
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Run even when a layer is missing on this machine (a weaker sandbox; say so to the user).
     #[arg(long)]
     pub allow_weaker: bool,
@@ -107,6 +180,7 @@ pub(crate) fn run(
             })
         }
         SandboxCommand::Run(args) => run_one(dirs, &sandbox, *args),
+        SandboxCommand::Policy(cmd) => crate::sandbox_policy::run(dirs, cmd, out),
     }
 }
 
@@ -118,25 +192,26 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run_one(dirs: &KatachiDirs, sandbox: &Sandbox, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let defaults = Limits::default();
-    let limits = Limits {
-        wall_time: args.timeout.map_or(defaults.wall_time, Duration::from_secs),
-        cpu_time: args.max_cpu.map_or(defaults.cpu_time, Duration::from_secs),
-        memory_bytes: args
-            .max_memory_mib
-            .map_or(defaults.memory_bytes, |m| m << 20),
-        processes: args.max_processes.unwrap_or(defaults.processes),
-        output_bytes: args.max_output.unwrap_or(defaults.output_bytes),
-        file_bytes: defaults.file_bytes,
-    };
+    // the agent's own state is never visible, even inside a workspace
     let mut builder = SandboxPolicy::builder()
-        .limits(limits)
-        // the agent's own state is never visible, even inside a workspace
         .hide(dirs.data())
         .hide(dirs.config());
+    // each allowed workspace brings its stored overrides (no store yet: there are none)
+    let store = open_existing_store(dirs)?;
     for w in &args.workspaces {
-        builder = builder.workspace(w, args.allow_env_files);
+        let overrides = match &store {
+            Some(store) => WorkspaceOverrides::for_path(store, w)?.map(|(_, o)| o),
+            None => None,
+        };
+        let mut overrides = overrides.unwrap_or_default();
+        if args.allow_env_files {
+            overrides.allow_env_files = true;
+        }
+        builder = overrides.apply_to(builder, w);
     }
+    // the flags come last: they win over the stored limits
+    let flags = args.limits.overrides();
+    builder = builder.map_limits(|l| flags.apply(l));
     for c in &args.allow_cmd {
         builder = builder.allow_command(c.clone());
     }
@@ -175,6 +250,14 @@ fn run_one(dirs: &KatachiDirs, sandbox: &Sandbox, args: RunArgs) -> anyhow::Resu
             };
         }
         let outcome = child.wait().await;
+        for attempt in &outcome.egress {
+            eprintln!("katachi: egress {attempt}");
+            if let Some(denied) = &attempt.denied {
+                if let Ok(json) = serde_json::to_string(denied) {
+                    eprintln!("katachi: denial {json}");
+                }
+            }
+        }
         if let Some(denied) = &outcome.denied {
             print_denial(denied);
         }
@@ -189,4 +272,14 @@ fn print_denial(denied: &katachi_core::sandbox::SandboxDenied) {
     if let Ok(json) = serde_json::to_string(denied) {
         eprintln!("katachi: denial {json}");
     }
+}
+
+/// The agent's store when it exists (a fresh home has none, so no overrides and no keychain use).
+pub(crate) fn open_existing_store(dirs: &KatachiDirs) -> anyhow::Result<Option<Store>> {
+    if !dirs.store_path().exists() {
+        return Ok(None);
+    }
+    let home = AgentHome::open(dirs.clone(), &SystemFingerprint)
+        .context("cannot open the agent's secrets to read the workspace overrides")?;
+    Ok(Some(home.store()?))
 }

@@ -637,7 +637,14 @@ fn status_lists_the_active_layers_and_the_self_test_passes() {
         .filter(|l| l["active"] == true)
         .map(|l| l["name"].as_str().unwrap())
         .collect();
-    for layer in ["landlock abi 7", "seccomp", "netns", "pidns", "mountns"] {
+    for layer in [
+        "landlock abi 7",
+        "seccomp",
+        "netns",
+        "pidns",
+        "mountns",
+        "proxy",
+    ] {
         assert!(active.contains(&layer), "{layer} missing: {active:?}");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_katachi"))

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::denied::SandboxDenied;
 use super::policy::Limits;
+use super::proxy::{EgressAttempt, EgressProxy};
 
 /// Which stream a chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -62,6 +63,9 @@ pub struct RunOutcome {
     pub output_bytes: u64,
     /// Wall time of the run.
     pub duration: Duration,
+    /// Each connection attempt through the egress proxy, allowed or denied, in order (empty when
+    /// the policy allows no host).
+    pub egress: Vec<EgressAttempt>,
 }
 
 /// Kills every process a run started.
@@ -112,6 +116,7 @@ impl SandboxChild {
             denied: None,
             output_bytes: 0,
             duration: Duration::ZERO,
+            egress: Vec::new(),
         })
     }
 
@@ -133,10 +138,21 @@ const fn libc_sigkill() -> i32 {
 }
 
 /// Starts the supervisor task of a spawned child.
+#[cfg_attr(target_os = "linux", allow(dead_code))]
 pub(crate) fn supervise(
+    child: tokio::process::Child,
+    tree: Box<dyn ProcessTree>,
+    limits: Limits,
+) -> SandboxChild {
+    supervise_with_egress(child, tree, limits, None)
+}
+
+/// Starts the supervisor task of a spawned child whose egress proxy (if any) stops with the run.
+pub(crate) fn supervise_with_egress(
     mut child: tokio::process::Child,
     mut tree: Box<dyn ProcessTree>,
     limits: Limits,
+    proxy: Option<EgressProxy>,
 ) -> SandboxChild {
     let (tx, events) = mpsc::channel(16);
     let (done_tx, done) = oneshot::channel();
@@ -187,6 +203,7 @@ pub(crate) fn supervise(
             let _ = r.await;
         }
         tree.release();
+        let egress = proxy.map(EgressProxy::finish).unwrap_or_default();
         let exit = exit_kind(status);
         if denied.is_none() && is_cpu_limit(exit) {
             denied = Some(SandboxDenied::limit("cpu time", "raise the CPU-time limit"));
@@ -196,6 +213,7 @@ pub(crate) fn supervise(
             denied,
             output_bytes: total.load(std::sync::atomic::Ordering::Relaxed),
             duration: started.elapsed(),
+            egress,
         });
     });
     SandboxChild {

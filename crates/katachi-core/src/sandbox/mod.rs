@@ -9,7 +9,9 @@
 //!   executed (Landlock `EXECUTE`); the workspaces are mounted `noexec` so the loader cannot map a
 //!   planted binary either.
 //! - Network: a fresh network namespace, TCP bind/connect denied (Landlock), no UDP/raw/packet/
-//!   netlink/UNIX sockets (seccomp).
+//!   netlink/UNIX sockets (seccomp). When the policy allows hosts, the agent's egress proxy is
+//!   the one way out: a listening socket inside the namespace, served by the agent, which lets
+//!   through the allowed hosts and logs each attempt (see `proxy`).
 //! - Processes: own user, PID and mount namespaces; zero capabilities; `no_new_privs`; no ptrace,
 //!   mount, keyctl, bpf, namespace or personality tricks (seccomp); rlimits and a pids cgroup;
 //!   the whole tree is killed on timeout, cancel or output overflow.
@@ -24,7 +26,13 @@
 
 mod child;
 mod denied;
+// the egress proxy is wired by the Linux backend only so far
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+mod hosts;
+mod overrides;
 pub mod policy;
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+mod proxy;
 mod self_test;
 
 #[cfg(target_os = "linux")]
@@ -33,7 +41,10 @@ mod linux;
 
 pub use child::{CancelHandle, ExitKind, OutputStream, RunEvent, RunOutcome, SandboxChild};
 pub use denied::{DenialKind, SandboxDenied};
+pub use hosts::HostPattern;
+pub use overrides::{LimitOverrides, OverrideError, WorkspaceOverrides};
 pub use policy::{Limits, PolicyError, SandboxPolicy, Strictness};
+pub use proxy::EgressAttempt;
 pub use self_test::{self_test, EscapeResult, SelfTestReport};
 
 use std::ffi::OsString;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::denied::{DenialKind, SandboxDenied};
+use super::hosts::HostPattern;
 
 /// The folders searched for allowed commands, in order. Fixed: the caller's `PATH` is not trusted.
 pub const TRUSTED_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
@@ -69,7 +70,7 @@ pub enum PolicyError {
         path: PathBuf,
     },
     /// A host name is empty or has characters a host cannot have.
-    #[error("{0:?} is not a host name (use e.g. `crates.io` or `*.npmjs.org`)")]
+    #[error("{0:?} is not an allowed-host pattern (use e.g. `crates.io`, `*.npmjs.org`, `example.org:8443` or `10.0.0.5`)")]
     BadHost(String),
     /// An environment variable is one that carries credentials or a way out of the sandbox.
     #[error("environment variable {0} is never passed into the sandbox")]
@@ -145,6 +146,7 @@ pub struct SandboxPolicy {
     pub(crate) workspaces: Vec<WorkspaceAccess>,
     pub(crate) commands: BTreeMap<String, AllowedCommand>,
     pub(crate) allowed_hosts: Vec<String>,
+    pub(crate) host_patterns: Vec<HostPattern>,
     pub(crate) hidden: Vec<PathBuf>,
     pub(crate) limits: Limits,
     pub(crate) env: Vec<(String, OsString)>,
@@ -167,9 +169,14 @@ impl SandboxPolicy {
         self.commands.values()
     }
 
-    /// The allowed hosts (empty: no network at all).
+    /// The allowed hosts in canonical form (empty: no network at all).
     pub fn allowed_hosts(&self) -> &[String] {
         &self.allowed_hosts
+    }
+
+    /// The allowed hosts as parsed patterns (what the egress proxy matches against).
+    pub fn host_patterns(&self) -> &[HostPattern] {
+        &self.host_patterns
     }
 
     /// The limits of each run.
@@ -241,7 +248,8 @@ impl PolicyBuilder {
         self
     }
 
-    /// Allows network access to a host (`example.org`, or `*.example.org` for its subdomains).
+    /// Allows network access to a host through the egress proxy: `example.org`, `*.example.org`
+    /// (its subdomains), with `:port` for a port other than 443/80, or an IP literal.
     pub fn allow_host(mut self, host: impl Into<String>) -> Self {
         self.hosts.push(host.into());
         self
@@ -256,6 +264,12 @@ impl PolicyBuilder {
     /// Sets the limits.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Changes the limits set so far (a workspace's overrides, then a caller's flags).
+    pub fn map_limits(mut self, change: impl FnOnce(Limits) -> Limits) -> Self {
+        self.limits = change(self.limits);
         self
     }
 
@@ -292,11 +306,14 @@ impl PolicyBuilder {
             let cmd = resolve_command(&name, &workspaces, &hidden)?;
             commands.insert(name, cmd);
         }
-        let allowed_hosts = self
-            .hosts
-            .into_iter()
-            .map(check_host)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut host_patterns: Vec<HostPattern> = Vec::new();
+        for h in &self.hosts {
+            let p = HostPattern::parse(h)?;
+            if !host_patterns.contains(&p) {
+                host_patterns.push(p);
+            }
+        }
+        let allowed_hosts = host_patterns.iter().map(ToString::to_string).collect();
         check_limits(&self.limits)?;
         let names: Vec<String> = if self.env_names_set {
             self.env_names
@@ -316,6 +333,7 @@ impl PolicyBuilder {
             workspaces,
             commands,
             allowed_hosts,
+            host_patterns,
             hidden,
             limits: self.limits,
             env,
@@ -410,21 +428,6 @@ fn read_interpreter(path: &Path) -> Option<PathBuf> {
     let resolved = std::fs::canonicalize(interp).ok()?;
     let is_env = resolved.file_name().is_some_and(|n| n == "env");
     (!is_env).then_some(resolved)
-}
-
-fn check_host(host: String) -> Result<String, PolicyError> {
-    let h = host.trim().to_ascii_lowercase();
-    let bare = h.strip_prefix("*.").unwrap_or(&h);
-    let ok = !bare.is_empty()
-        && bare.len() <= 253
-        && bare
-            .split('.')
-            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
-    if ok {
-        Ok(h)
-    } else {
-        Err(PolicyError::BadHost(host))
-    }
 }
 
 fn check_limits(l: &Limits) -> Result<(), PolicyError> {

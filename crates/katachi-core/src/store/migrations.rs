@@ -79,6 +79,16 @@ const MIGRATIONS: &[M<'static>] = &[
             seal  BLOB NOT NULL
          );",
     ),
+    // v3: per-workspace sandbox overrides (sandbox issue): one JSON document per allowed
+    // workspace (allowed commands and hosts, `.env` access, limits), parsed and checked by
+    // `sandbox::overrides`; removed with the workspace.
+    M::up(
+        "CREATE TABLE sandbox_overrides (
+            workspace_id  INTEGER PRIMARY KEY REFERENCES allowed_workspaces(id) ON DELETE CASCADE,
+            policy        TEXT NOT NULL,
+            updated_at    INTEGER NOT NULL
+         );",
+    ),
 ];
 
 /// The newest schema version this build knows.

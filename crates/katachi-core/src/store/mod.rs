@@ -18,6 +18,7 @@
 //! - `workspaces`: the allowed workspace folders ([`AllowedWorkspaces`]).
 //! - `chat`: chat sessions and their messages ([`Chat`]).
 //! - `memory`: per-workspace key/value memory ([`WorkspaceMemory`]).
+//! - `sandbox_overrides`: per-workspace sandbox overrides ([`SandboxOverrides`]).
 //! - `outbox`: activity events waiting for the relay's acknowledgement ([`Outbox`]).
 //! - `audit`: the audit and egress ledger, a tamper-evident chain ([`AuditLog`], keyed by [`AuditKey`]).
 //!
@@ -28,6 +29,7 @@ mod chat;
 mod memory;
 mod migrations;
 mod outbox;
+mod sandbox_overrides;
 mod workspaces;
 
 use std::path::{Path, PathBuf};
@@ -44,6 +46,7 @@ pub use audit::{
 pub use chat::{Chat, ChatMessage, ChatSession, Role};
 pub use memory::WorkspaceMemory;
 pub use outbox::{Outbox, OutboxEvent};
+pub use sandbox_overrides::SandboxOverrides;
 pub use workspaces::{AddOutcome, AllowedWorkspaces, Workspace, WorkspaceError};
 
 /// How long a writer waits for another connection's write lock before giving up.
@@ -184,6 +187,11 @@ impl Store {
     /// Per-workspace memory.
     pub fn memory(&self) -> WorkspaceMemory<'_> {
         WorkspaceMemory::new(&self.conn)
+    }
+
+    /// Per-workspace sandbox overrides (raw JSON; `sandbox::WorkspaceOverrides` reads them).
+    pub fn sandbox_overrides(&self) -> SandboxOverrides<'_> {
+        SandboxOverrides::new(&self.conn)
     }
 
     /// Activity events waiting for the relay.

@@ -5,6 +5,7 @@
 //! (see [`spawn`](self::spawn)), so nothing there allocates or takes a lock another thread may hold.
 
 mod cgroup;
+mod egress;
 mod landlock;
 mod limits;
 mod mounts;
@@ -101,8 +102,12 @@ impl KernelCaps {
             },
             LayerStatus {
                 name: "proxy".to_owned(),
-                active: false,
-                detail: "egress proxy not built yet: allowed hosts are refused".to_owned(),
+                active: true,
+                detail: if self.namespaces.is_ok() {
+                    "egress proxy (HTTP CONNECT) for allowed hosts, listening inside the run's network namespace; every attempt logged".to_owned()
+                } else {
+                    "egress proxy (HTTP CONNECT) for allowed hosts on the host's loopback; Landlock alone limits connect to it".to_owned()
+                },
             },
         ]
     }

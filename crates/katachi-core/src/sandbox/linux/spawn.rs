@@ -11,7 +11,8 @@
 //!
 //! # Order in the child (each step needs the previous one)
 //! 1. join the run's pids cgroup (before `unshare`: the cgroup files belong to the outer namespace);
-//! 2. `unshare` user+net+mount+PID namespaces, write the id maps;
+//! 2. `unshare` user+net+mount+PID namespaces, write the id maps; when hosts are allowed, bring
+//!    `lo` up and hand a listener on the proxy port to the agent (see `egress`);
 //! 3. mounts (noexec workspaces, read-only `.git` parts, hidden `.env*`), then `chdir` into the new
 //!    mounts (a cwd taken before would still see the old ones);
 //! 4. `fork` twice: a tiny waiter outside mirrors the exit code; inside, PID 1 reaps orphans and
@@ -28,14 +29,16 @@ use landlock::RulesetCreated;
 use seccompiler::BpfProgram;
 
 use super::cgroup::RunCgroup;
+use super::egress::{ChildHandover, ProxyHandover};
 use super::landlock::build_ruleset;
 use super::limits::Rlimits;
 use super::mounts::MountPlan;
 use super::netns::{enter_namespaces_in_child, IdMaps};
 use super::seccomp::compile_filters;
 use super::{KernelCaps, LANDLOCK_ABI_WANTED};
-use crate::sandbox::child::{supervise, ProcessTree};
+use crate::sandbox::child::{supervise_with_egress, ProcessTree};
 use crate::sandbox::policy::{AllowedCommand, SandboxPolicy, Strictness, TRUSTED_PATH};
+use crate::sandbox::proxy::{EgressProxy, SystemResolver, PROXY_PORT};
 use crate::sandbox::{SandboxChild, SandboxError};
 
 /// Starts `command` under `policy` with every layer this machine has (refusing when one is
@@ -82,14 +85,6 @@ pub(crate) fn spawn(
         "pids cgroup",
         "running as root, whom RLIMIT_NPROC does not limit".to_owned(),
     )?;
-    if !policy.allowed_hosts().is_empty() {
-        // TODO(issue 5): the loopback egress proxy; until then no host can be allowed
-        return Err(SandboxError::LayerUnavailable {
-            layer: "proxy".to_owned(),
-            reason: "the egress proxy is not built yet, so no host can be allowed".to_owned(),
-        });
-    }
-
     let setup_err = |step: &'static str| move |source| SandboxError::Setup { step, source };
     let scratch = tempfile::Builder::new()
         .prefix("katachi-run-")
@@ -103,7 +98,30 @@ pub(crate) fn spawn(
     let mut writable: Vec<PathBuf> = policy.workspaces().iter().map(|w| w.root.clone()).collect();
     writable.push(work.clone());
     let use_ns = caps.namespaces.is_ok();
-    let ruleset = build_ruleset(policy, command, &writable, None, strict).map_err(|e| {
+    let egress = if policy.host_patterns().is_empty() {
+        None
+    } else if use_ns {
+        // the listener is made inside the run's network namespace and handed over
+        Some(EgressWay::Handover(
+            ProxyHandover::new(PROXY_PORT).map_err(setup_err("egress proxy socketpair"))?,
+        ))
+    } else {
+        // weaker sandbox without namespaces: a port on the host's loopback, Landlock limits connect
+        Some(EgressWay::HostLoopback(
+            std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                .map_err(setup_err("egress proxy listener"))?,
+        ))
+    };
+    let proxy_port = match &egress {
+        None => None,
+        Some(EgressWay::Handover(_)) => Some(PROXY_PORT),
+        Some(EgressWay::HostLoopback(l)) => Some(
+            l.local_addr()
+                .map_err(setup_err("egress proxy listener"))?
+                .port(),
+        ),
+    };
+    let ruleset = build_ruleset(policy, command, &writable, proxy_port, strict).map_err(|e| {
         SandboxError::LayerUnavailable {
             layer: "landlock".to_owned(),
             reason: e.to_string(),
@@ -139,6 +157,10 @@ pub(crate) fn spawn(
     let mut setup = ChildSetup {
         cgroup_fd: cgroup.as_ref().map(RunCgroup::procs_fd),
         namespaces: use_ns.then(IdMaps::for_current_user),
+        proxy: match &egress {
+            Some(EgressWay::Handover(h)) => Some(h.child_part()),
+            _ => None,
+        },
         mounts,
         cwd: cwd_c,
         rlimits: Rlimits::from_limits(&policy.limits()),
@@ -158,6 +180,13 @@ pub(crate) fn spawn(
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .process_group(0);
+    if let Some(port) = proxy_port {
+        // the way in to the proxy; the kernel, not these variables, keeps everything else out
+        let url = format!("http://127.0.0.1:{port}");
+        for name in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
+            cmd.env(name, &url);
+        }
+    }
     // SAFETY: the closure only runs `ChildSetup::run_in_child`, which makes raw, async-signal-safe
     // syscalls on data prepared above; it allocates nothing and takes no lock.
     unsafe {
@@ -168,20 +197,62 @@ pub(crate) fn spawn(
         source,
     })?;
     let pgid = child.id().and_then(|p| libc::pid_t::try_from(p).ok());
-    let tree = LinuxTree {
+    let mut tree = LinuxTree {
         pgid,
         cgroup,
         scratch: Some(scratch),
         placeholders,
         ns: use_ns,
     };
-    Ok(supervise(child, Box::new(tree), policy.limits()))
+    let proxy = match egress {
+        None => None,
+        Some(way) => match start_proxy(way, policy) {
+            Ok(p) => Some(p),
+            Err(source) => {
+                // fail closed: no command runs with hosts allowed but no proxy serving them
+                tree.kill_all();
+                tree.release();
+                return Err(SandboxError::Setup {
+                    step: "egress proxy",
+                    source,
+                });
+            }
+        },
+    };
+    Ok(supervise_with_egress(
+        child,
+        Box::new(tree),
+        policy.limits(),
+        proxy,
+    ))
+}
+
+/// Where the proxy's listening socket comes from.
+enum EgressWay {
+    /// Made by the child inside its network namespace, handed over after spawn.
+    Handover(ProxyHandover),
+    /// A port on the host's loopback (no namespaces: a weaker sandbox).
+    HostLoopback(std::net::TcpListener),
+}
+
+/// Takes the listening socket and serves it with the policy's allowed hosts.
+fn start_proxy(way: EgressWay, policy: &SandboxPolicy) -> std::io::Result<EgressProxy> {
+    let listener = match way {
+        EgressWay::Handover(h) => h.receive_listener()?,
+        EgressWay::HostLoopback(l) => l,
+    };
+    EgressProxy::start(
+        listener,
+        policy.host_patterns().to_vec(),
+        std::sync::Arc::new(SystemResolver),
+    )
 }
 
 /// Everything the child needs, prepared before fork.
 struct ChildSetup {
     cgroup_fd: Option<libc::c_int>,
     namespaces: Option<IdMaps>,
+    proxy: Option<ChildHandover>,
     mounts: Option<MountPlan>,
     cwd: CString,
     rlimits: Rlimits,
@@ -200,6 +271,10 @@ impl ChildSetup {
         }
         if let Some(maps) = &self.namespaces {
             enter_namespaces_in_child(maps)?;
+        }
+        if let Some(proxy) = &self.proxy {
+            // inside the new network namespace, before anything of the command runs
+            proxy.send_listener_in_child()?;
         }
         if let Some(mounts) = &self.mounts {
             mounts.apply_in_child()?;

@@ -1,0 +1,187 @@
+//! `katachi sandbox policy show|set|reset --workspace DIR`: the sandbox overrides stored for one
+//! allowed workspace (commands, hosts, `.env*` access, limits). Changes are written to the audit log.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use katachi_core::fingerprint::SystemFingerprint;
+use katachi_core::sandbox::{OverrideError, SandboxPolicy, WorkspaceOverrides};
+use katachi_core::store::{Actor, AuditEntry, AuditKey, Workspace};
+use katachi_core::{AgentHome, KatachiDirs, Store};
+use serde::Serialize;
+
+use crate::output::Output;
+use crate::sandbox::PolicyCommand;
+
+/// What `show` prints: the stored overrides and the policy a run in the workspace gets.
+#[derive(Serialize)]
+struct Shown<'a> {
+    workspace: &'a str,
+    overrides: &'a WorkspaceOverrides,
+    effective: Effective,
+}
+
+#[derive(Serialize)]
+struct Effective {
+    commands: Vec<(String, String)>,
+    hosts: Vec<String>,
+    allow_env_files: bool,
+    wall_time_secs: u64,
+    cpu_time_secs: u64,
+    memory_mib: u64,
+    processes: u64,
+    output_bytes: u64,
+}
+
+pub(crate) fn run(
+    dirs: &KatachiDirs,
+    cmd: PolicyCommand,
+    out: &Output,
+) -> anyhow::Result<ExitCode> {
+    let home = AgentHome::open(dirs.clone(), &SystemFingerprint)
+        .context("cannot open the agent's secrets")?;
+    let store = home.store()?;
+    match cmd {
+        PolicyCommand::Show { workspace } => {
+            let (ws, overrides) = lookup(&store, &workspace)?;
+            let policy =
+                SandboxPolicy::for_workspace(&store, Path::new(&ws.path), &home.protected_dirs())?
+                    .build()?;
+            let limits = policy.limits();
+            let shown = Shown {
+                workspace: &ws.path,
+                overrides: &overrides,
+                effective: Effective {
+                    commands: policy
+                        .commands()
+                        .map(|c| (c.name.clone(), c.path.display().to_string()))
+                        .collect(),
+                    hosts: policy.allowed_hosts().to_vec(),
+                    allow_env_files: policy.workspaces().iter().any(|w| w.allow_env_files),
+                    wall_time_secs: limits.wall_time.as_secs(),
+                    cpu_time_secs: limits.cpu_time.as_secs(),
+                    memory_mib: limits.memory_bytes >> 20,
+                    processes: limits.processes,
+                    output_bytes: limits.output_bytes,
+                },
+            };
+            out.emit(&shown, || render(&shown));
+        }
+        PolicyCommand::Set(args) => {
+            let (ws, mut overrides) = lookup(&store, &args.workspace)?;
+            let newer = WorkspaceOverrides {
+                allow_commands: args.allow_cmd.clone(),
+                allow_hosts: args.allow_host.clone(),
+                allow_env_files: false,
+                limits: args.limits_overrides(),
+            };
+            let env_files = match (args.allow_env_files, args.deny_env_files) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            overrides.merge(&newer, env_files);
+            overrides.save(&store, &ws)?;
+            audit(&home, &store, &ws, "sandbox.policy.set", &overrides)?;
+            out.emit(&overrides, || {
+                format!("sandbox overrides of {} saved", ws.path)
+            });
+        }
+        PolicyCommand::Reset { workspace } => {
+            let ws = workspace_of(&store, &workspace)?;
+            let removed = store.sandbox_overrides().reset(ws.id)?;
+            audit(
+                &home,
+                &store,
+                &ws,
+                "sandbox.policy.reset",
+                &WorkspaceOverrides::default(),
+            )?;
+            out.emit(
+                &serde_json::json!({ "workspace": ws.path, "removed": removed }),
+                || {
+                    if removed {
+                        format!(
+                            "sandbox overrides of {} removed: the default policy applies",
+                            ws.path
+                        )
+                    } else {
+                        format!("{} had no sandbox overrides", ws.path)
+                    }
+                },
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn workspace_of(store: &Store, dir: &Path) -> anyhow::Result<Workspace> {
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    store
+        .workspaces()
+        .containing(&canonical)?
+        .ok_or_else(|| OverrideError::NotAWorkspace(dir.to_path_buf()).into())
+}
+
+/// The workspace and its overrides; a stored value that no longer reads can still be reset.
+fn lookup(store: &Store, dir: &Path) -> anyhow::Result<(Workspace, WorkspaceOverrides)> {
+    let ws = workspace_of(store, dir)?;
+    let overrides = WorkspaceOverrides::load(store, &ws)?;
+    Ok((ws, overrides))
+}
+
+fn audit(
+    home: &AgentHome,
+    store: &Store,
+    ws: &Workspace,
+    action: &str,
+    overrides: &WorkspaceOverrides,
+) -> anyhow::Result<()> {
+    let key = AuditKey::derive(home.machine_key());
+    let detail = serde_json::to_string(overrides).unwrap_or_default();
+    store.audit(&key).append(
+        &AuditEntry::new(Actor::Cli, action)
+            .in_workspace(ws)
+            .with_detail(detail),
+    )?;
+    Ok(())
+}
+
+fn render(s: &Shown<'_>) -> String {
+    let e = &s.effective;
+    let list = |v: Vec<String>| {
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.join(", ")
+        }
+    };
+    let mut lines = vec![format!("workspace {}", s.workspace)];
+    if s.overrides.is_empty() {
+        lines.push("  no overrides: the default policy applies".to_owned());
+    }
+    lines.push(format!(
+        "  commands: {}",
+        list(
+            e.commands
+                .iter()
+                .map(|(n, p)| format!("{n} ({p})"))
+                .collect()
+        )
+    ));
+    lines.push(format!("  hosts: {}", list(e.hosts.clone())));
+    lines.push(format!(
+        "  .env files: {}",
+        if e.allow_env_files {
+            "readable"
+        } else {
+            "hidden"
+        }
+    ));
+    lines.push(format!(
+        "  limits: wall {} s, cpu {} s, memory {} MiB, {} processes, output {} bytes",
+        e.wall_time_secs, e.cpu_time_secs, e.memory_mib, e.processes, e.output_bytes
+    ));
+    lines.join("\n")
+}
