@@ -7,7 +7,9 @@
 //! a binary file described rather than shown, changes a file on disk and finds it in git status with
 //! its diff (added and removed lines coloured), edits and saves a file (and sees a conflict when the
 //! file changed on disk meanwhile), sees a clear message with a working Retry while the agent is
-//! offline; another user gets 404 for the page.
+//! offline; another user gets 404 for the page. In the Run panel, a user runs an allowed command and
+//! sees its output, watches a running command's output arrive live and stops it (its process is
+//! gone), and sees the structured reason when a command is not allowed.
 //!
 //! Needs `/usr/bin/chromium`, `/usr/bin/chromedriver` and `git`; without them the test fails rather
 //! than passes silently. Screenshots go to `$CARGO_TARGET_TMPDIR/screenshots`, or to
@@ -460,6 +462,185 @@ async fn a_user_browses_an_agents_workspace_sees_highlighted_code_and_the_diff_o
             .unwrap();
         browser.wait_for_text("main h1", "Not found", PAGE).await.unwrap();
         assert!(!browser.source().await.unwrap().contains("wb-box"));
+
+        tunnel.abort();
+        browser.close().await.unwrap();
+        relay.stop().await.unwrap();
+    })
+    .await
+    .expect("the test ran over its time budget");
+}
+
+/// Pids of processes whose command line contains `marker` (the agent's sandboxed runs are in
+/// their own PID namespace, still visible from here).
+fn pids_with(marker: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(marker) && pid != std::process::id() {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Waits until the text of `css` contains `needle`; that text.
+async fn wait_for_text_containing(browser: &Browser, css: &str, needle: &str) -> String {
+    let script =
+        format!("const n = document.querySelector({css:?}); return n ? n.textContent : null;");
+    let value = wait_for_script(
+        browser,
+        &script,
+        |v| v.as_str().is_some_and(|t| t.contains(needle)),
+        &format!("{css} containing {needle:?}"),
+    )
+    .await;
+    value.as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_runs_an_allowed_command_sees_its_output_live_stops_it_and_sees_a_denial() {
+    let _one = ONE_BROWSER.acquire().await.unwrap();
+    tokio::time::timeout(TEST_BUDGET, async {
+        let relay = InProcessRelay::start(|_| {}).await.unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let workspace = tmp.path().join("run-project");
+        make_workspace(&workspace);
+        let marker = format!("katachi-wb-live-{}", std::process::id());
+        let log = workspace.join(format!("{marker}.log"));
+        std::fs::write(&log, "build started\n").unwrap();
+
+        let browser = Browser::launch().await.unwrap();
+        sign_up(&browser, &relay, "wb-run@example.com").await;
+        let agent_http = relay.client().unwrap();
+        let dc = request_device_code(&relay, &agent_http, "run-box", "Debian 12")
+            .await
+            .unwrap();
+        browser
+            .goto(dc["verification_uri_complete"].as_str().unwrap())
+            .await
+            .unwrap();
+        browser.click("#approve").await.unwrap();
+        browser
+            .wait_for_text("#result", "Device connected", PAGE)
+            .await
+            .unwrap();
+        let agent = poll_for_credentials(
+            &relay,
+            &agent_http,
+            dc["device_code"].as_str().unwrap(),
+            Duration::from_millis(1100),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+        let tunnel = dial_agent(&relay, &agent, &workspace);
+        wait_online(&relay, &agent.agent_id, true).await;
+        browser
+            .goto(&relay.at(&format!("/agents/{}", agent.agent_id)))
+            .await
+            .unwrap();
+        browser
+            .wait_for_text("#agent-state", "online", PAGE)
+            .await
+            .unwrap();
+
+        // The Run tab lists the workspace's allowed commands and the sandbox it runs them in.
+        browser.click("#tab-run").await.unwrap();
+        browser
+            .wait_for("#run-command option[value=\"cat\"]", PAGE)
+            .await
+            .unwrap();
+        let sandbox = browser.text("#run-sandbox").await.unwrap();
+        assert!(sandbox.contains("sandbox"), "{sandbox}");
+
+        // An allowed command: its output and exit code.
+        browser
+            .click("#run-command option[value=\"cat\"]")
+            .await
+            .unwrap();
+        browser
+            .fill("#run-args", "README.md src/lib.rs")
+            .await
+            .unwrap();
+        browser.click("#run-start").await.unwrap();
+        wait_for_text_containing(&browser, "#run-status", "exit code 0").await;
+        let output = browser.text("#run-output").await.unwrap();
+        assert!(
+            output.contains("A workspace for the workbench test.")
+                && output.contains("pub fn answer()"),
+            "{output}"
+        );
+        browser
+            .screenshot_to(&screenshot_path("relay-workbench-run.png"))
+            .await
+            .unwrap();
+
+        // Output arrives live through relay and tunnel while the command still runs; Stop kills it.
+        browser
+            .click("#run-command option[value=\"tail\"]")
+            .await
+            .unwrap();
+        browser
+            .fill("#run-args", &format!("-f {marker}.log"))
+            .await
+            .unwrap();
+        browser.click("#run-start").await.unwrap();
+        wait_for_text_containing(&browser, "#run-output", "build started").await;
+        assert!(!pids_with(&marker).is_empty(), "tail is not running");
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"step 2 done\n"))
+            .unwrap();
+        wait_for_text_containing(&browser, "#run-output", "step 2 done").await;
+        assert!(
+            browser
+                .execute("return document.querySelector('#run-stop').offsetParent !== null;")
+                .await
+                .unwrap()
+                .as_bool()
+                .unwrap(),
+            "Stop is shown while the command runs"
+        );
+        browser.click("#run-stop").await.unwrap();
+        wait_for_text_containing(&browser, "#run-status", "Stopped").await;
+        let deadline = Instant::now() + PAGE;
+        while !pids_with(&marker).is_empty() {
+            assert!(Instant::now() < deadline, "tail survived Stop");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // A command that is not allowed (as a stale list or a crafted page would send): refused
+        // before anything runs, with the structured reason shown readably.
+        browser
+            .execute(
+                "const s = document.querySelector('#run-command'); \
+                 s.append(new Option('rm', 'rm')); s.value = 'rm'; return true;",
+            )
+            .await
+            .unwrap();
+        browser.fill("#run-args", "-rf src").await.unwrap();
+        browser.click("#run-start").await.unwrap();
+        let denial =
+            wait_for_text_containing(&browser, "#run-denial", "Denied by the sandbox").await;
+        assert!(
+            denial.contains("running rm is not allowed") && denial.contains("To allow it:"),
+            "{denial}"
+        );
+        let kind = browser
+            .execute("return document.querySelector('#run-denial').dataset.kind;")
+            .await
+            .unwrap();
+        assert_eq!(kind, "exec");
+        assert!(workspace.join("src/lib.rs").exists(), "nothing ran");
+        browser
+            .screenshot_to(&screenshot_path("relay-workbench-run-denied.png"))
+            .await
+            .unwrap();
 
         tunnel.abort();
         browser.close().await.unwrap();

@@ -14,16 +14,17 @@
 //! - `PUT  /workspaces/{id}/file?path&expected` — atomic write guarded by the content hash (`write`).
 //! - `GET  /workspaces/{id}/search?query&regex&…` — bounded text search (`search`).
 //! - `GET  /workspaces/{id}/git/status`, `/git/diff` — via libgit2, which runs no hooks or filters (`git`).
+//! - `POST /workspaces/{id}/run`, `GET …/run/commands` — an allowlisted command in the sandbox, output streamed (`run`).
 //!
 //! # Layout
 //! - `error`: [`ApiError`], [`ErrorCode`] and the JSON error body.
 //! - `source`: [`WorkspaceSource`] (where the allowed list comes from) and [`FixedWorkspaces`].
 //! - `paths`: the path rules, and resolution of a client's path inside a workspace.
 //! - `checked_open`: opening a resolved path, re-checked against what was resolved (TOCTOU).
-//! - `status`, `workspaces`, `tree`, `read`, `stat`, `write`, `search`, `git`: one handler group each.
+//! - `status`, `workspaces`, `tree`, `read`, `stat`, `write`, `search`, `git`, `run`: one handler group each.
 //! - `openapi`: the OpenAPI document and the test that keeps `docs/openapi.json` current.
 //!
-//! Audit logging of tunnelled calls, commands and AI chat are added on this router by their issues.
+//! Audit logging of tunnelled calls and AI chat are added on this router by their issues.
 
 mod checked_open;
 mod error;
@@ -31,6 +32,7 @@ mod git;
 pub mod openapi;
 mod paths;
 mod read;
+mod run;
 mod search;
 mod source;
 mod stat;
@@ -52,6 +54,9 @@ pub use error::{ApiError, ApiResult, ErrorBody, ErrorCode, ErrorDetail};
 pub use git::{DiffFile, GitChange, GitDiff, GitStatus, GitStatusEntry};
 pub use paths::{RelPath, MAX_COMPONENT_BYTES, MAX_PATH_BYTES};
 pub use read::READ_CHUNK_BYTES;
+pub use run::{
+    RunBody, RunCommandList, RunExit, RunFinalEvent, RunOutputEvent, SandboxLayer, SandboxReport,
+};
 pub use search::{SearchMatch, SearchResults};
 pub use source::{FixedWorkspaces, WorkspaceSource};
 pub use stat::{FileKind, FileStat};
@@ -217,7 +222,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/workspaces/{id}/stat", get(stat::stat_path))
         .route("/workspaces/{id}/search", get(search::search))
         .route("/workspaces/{id}/git/status", get(git::git_status))
-        .route("/workspaces/{id}/git/diff", get(git::git_diff));
+        .route("/workspaces/{id}/git/diff", get(git::git_diff))
+        .merge(run::routes());
     Router::new()
         .nest("/v1", v1)
         .fallback(route_not_found)

@@ -6,7 +6,7 @@
 
 use utoipa::OpenApi;
 
-use super::{error, git, read, search, stat, status, tree, workspaces, write};
+use super::{error, git, read, run, search, stat, status, tree, workspaces, write};
 
 /// The API's OpenAPI document (derived; see [`openapi_json`]).
 #[derive(OpenApi)]
@@ -27,12 +27,15 @@ use super::{error, git, read, search, stat, status, tree, workspaces, write};
         search::search,
         git::git_status,
         git::git_diff,
+        run::run_command,
+        run::list_commands,
     ),
     components(schemas(
         error::ErrorBody,
         error::ErrorDetail,
         error::ErrorCode,
         git::DiffMode,
+        run::RunOutputEvent,
     )),
     tags(
         (name = "agent", description = "The agent itself"),
@@ -40,6 +43,7 @@ use super::{error, git, read, search, stat, status, tree, workspaces, write};
         (name = "files", description = "Listing, reading and writing files in a workspace"),
         (name = "search", description = "Text search in a workspace"),
         (name = "git", description = "Repository status and diffs"),
+        (name = "run", description = "Allowlisted commands run in the sandbox, output streamed as NDJSON"),
     )
 )]
 pub struct ApiDoc;
@@ -92,6 +96,8 @@ mod tests {
             "/v1/workspaces/{id}/search",
             "/v1/workspaces/{id}/git/status",
             "/v1/workspaces/{id}/git/diff",
+            "/v1/workspaces/{id}/run",
+            "/v1/workspaces/{id}/run/commands",
         ] {
             assert!(
                 described.contains(&route),

@@ -6,6 +6,8 @@
 
 use std::path::Path;
 
+use crate::sandbox::policy::PolicyBuilder;
+use crate::sandbox::{OverrideError, SandboxPolicy};
 use crate::store::{Workspace, WorkspaceError};
 use crate::AgentHome;
 
@@ -18,12 +20,27 @@ pub trait WorkspaceSource: Send + Sync + 'static {
     /// # Errors
     /// [`WorkspaceError`] when the list cannot be read (the API answers `store.unavailable`).
     fn allowed_workspaces(&self) -> Result<Vec<Workspace>, WorkspaceError>;
+
+    /// The sandbox policy of a run in the allowed workspace at `root` (canonical): the workspace
+    /// read-write with its stored overrides, the agent's own folders hidden. The `run` route adds
+    /// its default commands and the caller's time limit. Without a store: the bare workspace.
+    ///
+    /// # Errors
+    /// [`OverrideError`] when the stored overrides are unreadable or invalid, or the store fails.
+    fn sandbox_policy(&self, root: &Path) -> Result<PolicyBuilder, OverrideError> {
+        Ok(SandboxPolicy::builder().workspace(root, false))
+    }
 }
 
 impl WorkspaceSource for AgentHome {
     fn allowed_workspaces(&self) -> Result<Vec<Workspace>, WorkspaceError> {
         // One connection per call: the store's connection is not shared between threads.
         self.store()?.workspaces().list()
+    }
+
+    fn sandbox_policy(&self, root: &Path) -> Result<PolicyBuilder, OverrideError> {
+        // the agent's own state is never visible, even when a workspace holds it
+        SandboxPolicy::for_workspace(&self.store()?, root, &self.protected_dirs())
     }
 }
 

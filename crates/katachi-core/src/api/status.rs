@@ -1,4 +1,5 @@
-//! `GET /v1/status`: what the browser shows about the agent before it opens a workspace.
+//! `GET /v1/status`: what the browser shows about the agent before it opens a workspace, including
+//! the sandbox its commands run in.
 
 use axum::extract::State;
 use axum::Json;
@@ -16,6 +17,8 @@ pub struct ApiStatus {
     pub api_version: u32,
     /// How many workspace folders are allowed.
     pub workspaces: usize,
+    /// The sandbox commands run in: platform, layers, and whether it is enforced.
+    pub sandbox: super::SandboxReport,
 }
 
 /// The agent's status.
@@ -29,10 +32,17 @@ pub struct ApiStatus {
     )
 )]
 pub(crate) async fn get_status(State(state): State<ApiState>) -> ApiResult<Json<ApiStatus>> {
-    let workspaces = state.blocking(|s| Ok(s.allowed()?.len())).await?;
+    // the first probe of the kernel's sandbox layers forks: off the async threads
+    let (workspaces, sandbox) = state
+        .blocking(|s| {
+            let sandbox = super::run::sandbox_report(&crate::sandbox::Sandbox::probe());
+            Ok((s.allowed()?.len(), sandbox))
+        })
+        .await?;
     Ok(Json(ApiStatus {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         api_version: 1,
         workspaces,
+        sandbox,
     }))
 }

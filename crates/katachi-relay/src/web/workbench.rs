@@ -1,5 +1,6 @@
 //! The agent workbench page, `GET /agents/{id}`: one agent's workspaces, a file tree, a file viewer
-//! (CodeMirror 6), and git status and diff.
+//! (CodeMirror 6), git status and diff, and a Run panel (allowlisted commands in the agent's sandbox,
+//! output streamed live).
 //!
 //! The page is a shell; `static/workbench.js` (bundled from `webui/` by `build.rs`) fills it by
 //! calling the agent's API through `ANY /agents/{id}/api/...` (`crate::tunnel::forward`), so the
@@ -85,6 +86,7 @@ pub async fn show(
                     div.wb-tabs role="tablist" {
                         button #tab-file type="button" role="tab" aria-selected="true" { "File" }
                         button #tab-diff type="button" role="tab" aria-selected="false" { "Diff" }
+                        button #tab-run type="button" role="tab" aria-selected="false" { "Run" }
                     }
                     div #file-panel role="tabpanel" {
                         div.wb-file-head {
@@ -99,6 +101,20 @@ pub async fn show(
                     div #diff-panel role="tabpanel" hidden {
                         div.wb-file-head { span #diff-title {} }
                         div #diff-view {}
+                    }
+                    div #run-panel role="tabpanel" hidden {
+                        form.wb-run-form #run-form {
+                            label for="run-command" { "Command" }
+                            select #run-command {}
+                            input #run-args type="text" placeholder="arguments (no shell: * and $ are literal)" autocomplete="off" spellcheck="false";
+                            input #run-cwd type="text" placeholder="folder (workspace root)" autocomplete="off" spellcheck="false";
+                            button #run-start type="submit" disabled { "Run" }
+                            button.secondary #run-stop type="button" hidden { "Stop" }
+                        }
+                        p.muted #run-sandbox {}
+                        p.wb-run-status #run-status role="status" {}
+                        p.wb-message.error #run-denial role="alert" hidden {}
+                        pre.wb-run-output #run-output {}
                     }
                 }
             }

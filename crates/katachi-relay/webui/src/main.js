@@ -1,4 +1,4 @@
-// The agent workbench: workspace picker, file tree, CodeMirror file viewer, git status and diff, all
+// The agent workbench: workspace picker, file tree, CodeMirror file viewer, git status and diff, Run, all
 // through the relay's `/agents/{id}/api/...` route (the browser never reaches the agent itself).
 // The page (crates/katachi-relay/src/web/workbench.rs) provides the elements looked up here.
 
@@ -8,6 +8,7 @@ import { el, fill, message } from "./dom.js";
 import { FileTree } from "./tree.js";
 import { GitPanel, renderDiff } from "./git.js";
 import { Viewer } from "./viewer.js";
+import { RunPanel } from "./run.js";
 
 function byId(id) {
   const node = document.getElementById(id);
@@ -33,17 +34,19 @@ function start(root) {
     diffPanel: byId("diff-panel"),
     diffTitle: byId("diff-title"),
     diffView: byId("diff-view"),
+    tabRun: byId("tab-run"),
+    runPanel: byId("run-panel"),
   };
   let workspace = null;
   /** Counts diff requests, so only the latest one is shown. */
   let diffRequests = 0;
 
   function showTab(which) {
-    const file = which === "file";
-    ui.filePanel.hidden = !file;
-    ui.diffPanel.hidden = file;
-    ui.tabFile.setAttribute("aria-selected", String(file));
-    ui.tabDiff.setAttribute("aria-selected", String(!file));
+    const tabs = [["file", ui.tabFile, ui.filePanel], ["diff", ui.tabDiff, ui.diffPanel], ["run", ui.tabRun, ui.runPanel]];
+    for (const [name, tab, panel] of tabs) {
+      panel.hidden = name !== which;
+      tab.setAttribute("aria-selected", String(name === which));
+    }
   }
 
   /** The agent cannot be reached: say so once, at the top, with a way to try again. */
@@ -78,6 +81,19 @@ function start(root) {
     viewer.open(workspace, entry).catch(reportIfGone);
   });
   const git = new GitPanel(ui.gitList, ui.gitSummary, api, (path) => { showDiff(path); });
+  const run = new RunPanel({
+    form: byId("run-form"),
+    command: byId("run-command"),
+    args: byId("run-args"),
+    cwd: byId("run-cwd"),
+    start: byId("run-start"),
+    stop: byId("run-stop"),
+    sandbox: byId("run-sandbox"),
+    status: byId("run-status"),
+    denial: byId("run-denial"),
+    output: byId("run-output"),
+  }, api);
+  run.onError = reportIfGone;
   viewer.onError = reportIfGone;
   tree.onError = reportIfGone;
   git.onError = reportIfGone;
@@ -109,6 +125,7 @@ function start(root) {
     showTab("file");
     tree.load(info.id).catch(reportIfGone);
     git.load(info.id).catch(reportIfGone);
+    run.load(info.id).catch(reportIfGone);
   }
 
   async function loadWorkspaces() {
@@ -149,6 +166,7 @@ function start(root) {
 
   ui.tabFile.addEventListener("click", () => showTab("file"));
   ui.tabDiff.addEventListener("click", () => showTab("diff"));
+  ui.tabRun.addEventListener("click", () => showTab("run"));
   ui.gitRefresh.addEventListener("click", () => { if (workspace !== null) { git.load(workspace).catch(reportIfGone); } });
   ui.diffAll.addEventListener("click", () => { if (workspace !== null) { showDiff(""); } });
   loadWorkspaces();
