@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
 
-.PHONY: run test deps build lint bench cross-check
+.PHONY: run test deps build lint bench bench-tunnel cross-check bench-sandbox fuzz-smoke
 
 deps:
 	@scripts/install-deps.sh
@@ -19,9 +19,22 @@ lint: deps
 
 test: lint build cross-check
 	scripts/with-session.sh scripts/with-postgres.sh $(CARGO) test $(CARGO_FLAGS) --workspace --lib --bins --tests
+	scripts/fuzz-smoke.sh
 
 bench: deps
 	scripts/with-session.sh $(CARGO) bench $(CARGO_FLAGS) -p katachi-core
+
+# The tunnel's figures (issue 4, docs/PERFORMANCE.md): relay + tunnel vs direct loopback (latency at
+# 1k req/s, 256 MiB streaming) and relay memory per idle agent (1,000 tunnels; needs ~1,300 fds). ~2 min.
+bench-tunnel: deps
+	n=$$(ulimit -Sn); if [ "$$n" != unlimited ] && [ "$$n" -lt 4096 ]; then ulimit -Sn 4096 || true; fi; \
+	$(CARGO) bench $(CARGO_FLAGS) -p katachi-relay --bench tunnel
+
+# The sandbox's figures (issue 5, docs/PERFORMANCE.md): sandboxed spawn of /bin/true vs a bare spawn
+# (and bwrap when installed), cat of a 1 GiB file inside vs outside the sandbox. Writes 1 GiB of real
+# data under target/tmp once and deletes it. ~4 min.
+bench-sandbox: deps
+	$(CARGO) bench $(CARGO_FLAGS) -p katachi-core --bench sandbox
 
 run: deps
 	$(CARGO) build $(CARGO_FLAGS) -p katachi-app -p katachi-cli -p katachi-relay
@@ -34,3 +47,8 @@ cross-check: deps
 	@if rustup target list --installed | grep -q x86_64-pc-windows-gnu || rustup target add x86_64-pc-windows-gnu; then \
 	  $(CARGO) check $(CARGO_FLAGS) -p katachi-core -p katachi-cli --target x86_64-pc-windows-gnu; \
 	else echo "cross-check: SKIPPED: the x86_64-pc-windows-gnu target cannot be installed on this machine"; fi
+
+# Every fuzz target (fuzz/, cargo-fuzz, own workspace) built and run briefly from its seeds; fails on
+# a crash. FUZZ_SECONDS per target (default 20). Stable toolchain: see the script.
+fuzz-smoke: deps
+	scripts/fuzz-smoke.sh

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
+use katachi_core::api::CallDetail;
 use katachi_core::fingerprint::SystemFingerprint;
 use katachi_core::store::{AuditError, AuditKey, AuditLog, AuditRecord, WorkspaceEgress};
 use katachi_core::{AgentHome, KatachiDirs};
@@ -169,12 +170,18 @@ fn workspace_label(e: &WorkspaceEgress) -> String {
     }
 }
 
-/// `#12  2025-01-01T10:00:00Z  browser user-1 (session s-9)  file.read  /ws: a.rs  ok  4.0 KiB`
+/// `#12  2025-01-01T10:00:00Z  browser alice@example.com (user u-1, session s-9)  file.read  /ws: a.rs [GET 206, range bytes=0-99]  ok  4.0 KiB`
 fn record_line(r: &AuditRecord) -> String {
     let when = UNIX_EPOCH + Duration::from_secs(u64::try_from(r.at).unwrap_or(0));
-    let who = match (&r.user, &r.session) {
-        (Some(user), Some(session)) => format!("{} {user} (session {session})", r.actor),
-        (Some(user), None) => format!("{} {user}", r.actor),
+    // calls through the tunnel keep method, status and the caller's name as JSON in `detail`
+    let call = CallDetail::parse(&r.detail);
+    let name = call.as_ref().and_then(|c| c.user_name.as_deref());
+    let who = match (name, &r.user, &r.session) {
+        (Some(name), Some(user), Some(session)) => {
+            format!("{} {name} (user {user}, session {session})", r.actor)
+        }
+        (None, Some(user), Some(session)) => format!("{} {user} (session {session})", r.actor),
+        (_, Some(user), None) => format!("{} {user}", r.actor),
         _ => r.actor.clone(),
     };
     let mut place = r.workspace_path.clone().unwrap_or_default();
@@ -195,19 +202,58 @@ fn record_line(r: &AuditRecord) -> String {
             format!("{place}: {shown}")
         };
     }
-    let detail = if r.detail.is_empty() {
-        String::new()
-    } else {
-        format!(" [{}]", r.detail)
+    let detail = match &call {
+        Some(call) => format!(" [{}]", call_summary(call)),
+        None if r.detail.is_empty() => String::new(),
+        None => format!(" [{}]", r.detail),
     };
-    format!(
+    // names and paths come from outside: no control character reaches the terminal
+    printable(&format!(
         "  #{}  {}  {who}  {}  {place}{detail}  {}  {}",
         r.seq,
         humantime::format_rfc3339_seconds(when),
         r.action,
         r.result,
         format_bytes(r.bytes_out)
-    )
+    ))
+}
+
+/// `GET 206, range bytes=0-99, in 4.0 KiB` for a call through the tunnel.
+fn call_summary(call: &CallDetail) -> String {
+    let mut parts = vec![match call.status {
+        Some(status) => format!("{} {status}", call.method),
+        None => format!("{} (no response)", call.method),
+    }];
+    if let Some(id) = call.workspace_asked {
+        parts.push(format!("workspace #{id}"));
+    }
+    if let Some(range) = &call.range {
+        parts.push(format!("range {range}"));
+    }
+    if let Some(query) = &call.query {
+        parts.push(format!("query {query:?}"));
+    }
+    if call.bytes_in > 0 {
+        parts.push(format!(
+            "in {}",
+            format_bytes(i64::try_from(call.bytes_in).unwrap_or(i64::MAX))
+        ));
+    }
+    parts.join(", ")
+}
+
+/// `text` with control characters shown escaped (`\n`, `\u{1b}`), so a file name or user name
+/// from the log cannot move the cursor or rewrite the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// `512 B`, `4.0 KiB`, `1.2 MiB`, …
@@ -229,7 +275,7 @@ fn format_bytes(n: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::format_bytes;
+    use super::*;
 
     #[test]
     fn bytes_are_shown_in_binary_units() {
@@ -237,5 +283,50 @@ mod tests {
         assert_eq!(format_bytes(1023), "1023 B");
         assert_eq!(format_bytes(4096), "4.0 KiB");
         assert_eq!(format_bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
+    }
+
+    fn tunnel_record(paths: Vec<String>, detail: &CallDetail) -> AuditRecord {
+        AuditRecord {
+            seq: 4,
+            at: 0,
+            actor: "browser".into(),
+            user: Some("u-1".into()),
+            session: Some("s-9".into()),
+            action: "file.read".into(),
+            workspace_id: Some(1),
+            workspace_path: Some("/ws".into()),
+            paths,
+            detail: serde_json::to_string(detail).unwrap(),
+            result: "ok".into(),
+            bytes_out: 100,
+        }
+    }
+
+    #[test]
+    fn a_tunnel_call_shows_who_what_where_and_its_http_exchange() {
+        let detail = CallDetail {
+            method: "GET".into(),
+            status: Some(206),
+            user_name: Some("alice@example.com".into()),
+            range: Some("bytes=0-99".into()),
+            ..CallDetail::default()
+        };
+        let line = record_line(&tunnel_record(vec!["src/a.rs".into()], &detail));
+        assert!(
+            line.contains("browser alice@example.com (user u-1, session s-9)  file.read  /ws: src/a.rs [GET 206, range bytes=0-99]  ok  100 B"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn control_characters_from_the_log_never_reach_the_terminal() {
+        let detail = CallDetail {
+            method: "GET".into(),
+            user_name: Some("eve\u{1b}[2J".into()),
+            ..CallDetail::default()
+        };
+        let line = record_line(&tunnel_record(vec!["a\nb".into()], &detail));
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(line.contains("a\\nb"), "{line}");
     }
 }

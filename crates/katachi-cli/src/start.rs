@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use katachi_core::agent_status::{AgentStatus, ConnectionState, StatusFile};
-use katachi_core::api::ApiState;
+use katachi_core::api::{ApiState, AuditLayer};
 use katachi_core::fingerprint::SystemFingerprint;
 use katachi_core::relay_client::RelayError;
 use katachi_core::signing::{RequestSigner, SystemClock};
@@ -57,7 +57,8 @@ pub(crate) fn run(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::
         let shutdown = shutdown_signal().context("cannot listen for SIGINT/SIGTERM")?;
         let updates = session.subscribe();
         // The structured API is served only over the tunnel this agent dials; it never listens.
-        let router = katachi_core::api::router(ApiState::new(home.clone()));
+        let router = katachi_core::api::router(ApiState::new(home.clone()))
+            .layer(AuditLayer::start(home.clone()));
         let (tunnel_status, tunnel_updates) = status_channel();
         let status_file = StatusFile::new(dirs.agent_status_path());
         let tunnel = async {

@@ -96,6 +96,10 @@ pub enum ErrorCode {
     /// The OS refused an operation (permissions, disk full).
     #[serde(rename = "io.failed")]
     IoFailed,
+    /// The audit log cannot be written (its sealed end was tampered with, or the store fails), so
+    /// calls through the tunnel are refused rather than left unrecorded; run `katachi audit verify`.
+    #[serde(rename = "audit.unavailable")]
+    AuditUnavailable,
 }
 
 impl ErrorCode {
@@ -130,6 +134,7 @@ impl ErrorCode {
             ErrorCode::GitFailed => "git.failed",
             ErrorCode::StoreUnavailable => "store.unavailable",
             ErrorCode::IoFailed => "io.failed",
+            ErrorCode::AuditUnavailable => "audit.unavailable",
         }
     }
 
@@ -150,7 +155,9 @@ impl ErrorCode {
             ErrorCode::FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RequestMethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
-            ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::StoreUnavailable | ErrorCode::AuditUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorCode::GitFailed | ErrorCode::IoFailed => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::PathAbsolute
             | ErrorCode::PathParentDir
@@ -252,6 +259,8 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, axum::Json(body)).into_response();
+        // the audit layer records the code without parsing the body
+        response.extensions_mut().insert(self.code);
         if let Some(size) = file_size {
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                 response.headers_mut().insert(header::CONTENT_RANGE, v);
@@ -314,6 +323,7 @@ mod tests {
             GitFailed,
             StoreUnavailable,
             IoFailed,
+            AuditUnavailable,
         ] {
             assert_eq!(
                 serde_json::to_value(code).unwrap(),
@@ -336,5 +346,14 @@ mod tests {
         let r = ApiError::range_not_satisfiable(10).into_response();
         assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
         assert_eq!(r.headers()[header::CONTENT_RANGE], "bytes */10");
+    }
+
+    #[test]
+    fn an_error_response_carries_its_code_for_middleware() {
+        let r = ApiError::new(ErrorCode::PathNotFound, "m").into_response();
+        assert_eq!(
+            r.extensions().get::<ErrorCode>(),
+            Some(&ErrorCode::PathNotFound)
+        );
     }
 }

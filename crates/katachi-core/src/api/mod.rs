@@ -17,6 +17,7 @@
 //! - `POST /workspaces/{id}/run`, `GET …/run/commands` — an allowlisted command in the sandbox, output streamed (`run`).
 //!
 //! # Layout
+//! - `audit_layer`: [`AuditLayer`], recording every call through the tunnel in the audit chain.
 //! - `error`: [`ApiError`], [`ErrorCode`] and the JSON error body.
 //! - `source`: [`WorkspaceSource`] (where the allowed list comes from) and [`FixedWorkspaces`].
 //! - `paths`: the path rules, and resolution of a client's path inside a workspace.
@@ -24,8 +25,9 @@
 //! - `status`, `workspaces`, `tree`, `read`, `stat`, `write`, `search`, `git`, `run`: one handler group each.
 //! - `openapi`: the OpenAPI document and the test that keeps `docs/openapi.json` current.
 //!
-//! Audit logging of tunnelled calls and AI chat are added on this router by their issues.
+//! AI chat is added on this router by its issue.
 
+mod audit_layer;
 mod checked_open;
 mod error;
 mod git;
@@ -50,6 +52,7 @@ use axum::routing::get;
 use axum::Router;
 use serde::de::DeserializeOwned;
 
+pub use audit_layer::{AuditHealth, AuditLayer, AuditOptions, AuditService, CallDetail};
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorCode, ErrorDetail};
 pub use git::{DiffFile, GitChange, GitDiff, GitStatus, GitStatusEntry};
 pub use paths::{RelPath, MAX_COMPONENT_BYTES, MAX_PATH_BYTES};

@@ -14,7 +14,7 @@ use super::{error, git, read, run, search, stat, status, tree, workspaces, write
     info(
         title = "katachi agent API",
         version = "1",
-        description = "The structured API of a katachi agent, reached by the browser only through the relay and the agent's tunnel. Every path is relative to an allowed workspace and checked before use; errors are `{\"error\":{\"code\",\"message\"}}` with stable dotted codes (see the ErrorCode schema).",
+        description = "The structured API of a katachi agent, reached by the browser only through the relay and the agent's tunnel. Every path is relative to an allowed workspace and checked before use; errors are `{\"error\":{\"code\",\"message\"}}` with stable dotted codes (see the ErrorCode schema). Every call through the tunnel is written to the agent's audit log first; while that log cannot be written, any call is refused with 503 `audit.unavailable`.",
         license(name = "Apache-2.0")
     ),
     paths(

@@ -196,6 +196,26 @@ impl<'c> AuditLog<'c> {
         append::append_chained(self.conn, self.key, entry)
     }
 
+    /// Appends `entries` in order, in one transaction: all of them or none; returns the last
+    /// sequence number (`None` for no entries). One transaction per batch is what lets a busy
+    /// agent record every call without a disk sync per call.
+    ///
+    /// # Errors
+    /// As [`Self::append`]; on any error nothing of the batch is appended.
+    pub fn append_all(&self, entries: &[AuditEntry]) -> Result<Option<i64>, AuditError> {
+        append::append_all_chained(self.conn, self.key, entries)
+    }
+
+    /// Whether the next append would go through: the sealed head verifies under this key (or the
+    /// chain has not started). Reads only; cheap (does not walk the chain, see [`Self::verify`]).
+    ///
+    /// # Errors
+    /// [`AuditError::HeadTampered`] / [`AuditError::HeadMissing`] when appends are refused,
+    /// [`AuditError::Store`] on a database failure.
+    pub fn check_appendable(&self) -> Result<(), AuditError> {
+        append::check_appendable(self.conn, self.key)
+    }
+
     /// Walks the whole chain in seq order and checks every MAC, every link and the head.
     ///
     /// # Errors

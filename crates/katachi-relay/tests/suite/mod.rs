@@ -4,6 +4,7 @@ mod store_backends;
 pub mod support;
 mod tls;
 mod tunnel;
+mod tunnel_audit;
 mod tunnel_limits;
 mod tunnel_restart;
 mod tunnel_revoke;

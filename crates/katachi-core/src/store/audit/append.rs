@@ -49,25 +49,73 @@ pub(super) fn append_chained(
     key: &AuditKey,
     entry: &AuditEntry,
 ) -> Result<i64, AuditError> {
+    append_all_chained(conn, key, std::slice::from_ref(entry)).map(|last| last.unwrap_or(0))
+}
+
+/// Appends `entries` in order after the head, in one transaction (all or none); returns the last
+/// seq, or `None` when `entries` is empty (nothing is touched then).
+pub(super) fn append_all_chained(
+    conn: &Connection,
+    key: &AuditKey,
+    entries: &[AuditEntry],
+) -> Result<Option<i64>, AuditError> {
+    if entries.is_empty() {
+        return Ok(None);
+    }
     // IMMEDIATE: take the write lock before reading the head, so no other writer can append
     // between our read and our write (two records chained to one predecessor).
     let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    let (prev_seq, prev_mac) = match read_head(&tx)? {
+    let (mut seq, mut prev_mac) = linkable_head(&tx, key)?;
+    for entry in entries {
+        seq += 1;
+        prev_mac = insert_record(&tx, key, entry, seq, &prev_mac)?.to_vec();
+    }
+    write_head(&tx, key, seq, &prev_mac)?;
+    tx.commit()?;
+    Ok(Some(seq))
+}
+
+/// Whether a record could be appended now: the head verifies (or the chain has not started and no
+/// sealed record lost its head). Reads only.
+pub(super) fn check_appendable(conn: &Connection, key: &AuditKey) -> Result<(), AuditError> {
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Deferred)?;
+    match read_head(&tx)? {
+        Some(head) if head.is_sealed_by(key) => Ok(()),
+        Some(head) => Err(AuditError::HeadTampered { seq: head.seq }),
+        None => match last_sealed_seq(&tx)? {
+            Some(seq) => Err(AuditError::HeadMissing { seq }),
+            None => Ok(()),
+        },
+    }
+}
+
+/// The seq and MAC the next record links to, sealing v1 records when the chain has not started.
+fn linkable_head(tx: &Transaction<'_>, key: &AuditKey) -> Result<(i64, Vec<u8>), AuditError> {
+    match read_head(tx)? {
         // link to the head, not to the last row: a deleted tail stays a visible gap
-        Some(head) if head.is_sealed_by(key) => (head.seq, head.mac),
+        Some(head) if head.is_sealed_by(key) => Ok((head.seq, head.mac)),
         // an edited head may be hiding a truncation; appending would bury it
-        Some(head) => return Err(AuditError::HeadTampered { seq: head.seq }),
+        Some(head) => Err(AuditError::HeadTampered { seq: head.seq }),
         None => {
-            let (seq, mac) = seal_unsealed_records(&tx, key)?;
-            (seq, mac.to_vec())
+            let (seq, mac) = seal_unsealed_records(tx, key)?;
+            Ok((seq, mac.to_vec()))
         }
-    };
-    let seq = prev_seq + 1;
+    }
+}
+
+/// Inserts `entry` as record `seq` linked to `prev_mac`; returns its MAC.
+fn insert_record(
+    tx: &Transaction<'_>,
+    key: &AuditKey,
+    entry: &AuditEntry,
+    seq: i64,
+    prev_mac: &[u8],
+) -> Result<[u8; MAC_LEN], AuditError> {
     let at = now_unix();
     let paths = entry.paths_json();
     let key_id = key.key_id();
     let fields = entry.sealed_fields(at, &paths, &key_id);
-    let mac = key.record_mac(&fields, seq, &prev_mac);
+    let mac = key.record_mac(&fields, seq, prev_mac);
     let inserted = tx.execute(
         "INSERT INTO audit_log (seq, at, actor, user_id, browser_session, action, workspace_id, \
          workspace_path, paths, detail, result, bytes_out, key_id, prev_mac, mac) \
@@ -86,21 +134,27 @@ pub(super) fn append_chained(
             fields.result,
             fields.bytes_out,
             &key_id[..],
-            &prev_mac[..],
+            prev_mac,
             &mac[..],
         ],
     );
     match inserted {
-        Ok(_) => {}
+        Ok(_) => Ok(mac),
         // a row already sits past the head: someone added it outside katachi
         Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
-            return Err(AuditError::Inserted { seq });
+            Err(AuditError::Inserted { seq })
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e.into()),
     }
-    write_head(&tx, key, seq, &mac)?;
-    tx.commit()?;
-    Ok(seq)
+}
+
+/// The last record that carries a MAC, if any.
+fn last_sealed_seq(tx: &Transaction<'_>) -> rusqlite::Result<Option<i64>> {
+    tx.query_row(
+        "SELECT max(seq) FROM audit_log WHERE mac IS NOT NULL",
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// Replaces the head with (`seq`, `mac`) and its seal.
@@ -125,12 +179,7 @@ fn seal_unsealed_records(
     tx: &Transaction<'_>,
     key: &AuditKey,
 ) -> Result<(i64, [u8; MAC_LEN]), AuditError> {
-    let last_sealed: Option<i64> = tx.query_row(
-        "SELECT max(seq) FROM audit_log WHERE mac IS NOT NULL",
-        [],
-        |r| r.get(0),
-    )?;
-    if let Some(seq) = last_sealed {
+    if let Some(seq) = last_sealed_seq(tx)? {
         return Err(AuditError::HeadMissing { seq });
     }
     let unsealed = {

@@ -522,3 +522,59 @@ fn the_audit_key_never_prints() {
     assert!(shown.contains("redacted"), "{shown}");
     assert_ne!(audit_key(1).key_id(), audit_key(2).key_id());
 }
+
+#[test]
+fn a_batch_is_appended_in_one_transaction_and_chains_like_single_appends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = audit_key(1);
+    let s = store_with(tmp.path(), "a.db", &key, 2);
+    let batch: Vec<AuditEntry> = (0..5)
+        .map(|i| AuditEntry::new(browser(), "file.read").with_bytes_out(i))
+        .collect();
+    assert_eq!(s.audit(&key).append_all(&batch).unwrap(), Some(7));
+    assert_eq!(
+        s.audit(&key).append_all(&[]).unwrap(),
+        None,
+        "nothing to do"
+    );
+    assert_eq!(s.audit(&key).append(&batch[0]).unwrap(), 8);
+    assert_eq!(s.audit(&key).verify().unwrap().records, 8);
+}
+
+#[test]
+fn a_refused_batch_appends_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = audit_key(1);
+    let s = store_with(tmp.path(), "a.db", &key, 2);
+    sql(&s, "UPDATE audit_head SET seal = zeroblob(32);");
+    let batch = [
+        AuditEntry::new(browser(), "a"),
+        AuditEntry::new(browser(), "b"),
+    ];
+    assert!(matches!(
+        s.audit(&key).append_all(&batch),
+        Err(AuditError::HeadTampered { seq: 2 })
+    ));
+    assert_eq!(s.audit(&key).recent(10).unwrap().len(), 2);
+}
+
+#[test]
+fn check_appendable_tells_whether_an_append_would_go_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = audit_key(1);
+    let fresh = open(&tmp.path().join("fresh.db"));
+    assert!(fresh.audit(&key).check_appendable().is_ok(), "empty log");
+    let s = store_with(tmp.path(), "a.db", &key, 2);
+    assert!(s.audit(&key).check_appendable().is_ok());
+    sql(&s, "UPDATE audit_head SET seal = zeroblob(32);");
+    assert!(matches!(
+        s.audit(&key).check_appendable(),
+        Err(AuditError::HeadTampered { seq: 2 })
+    ));
+    let gone = store_with(tmp.path(), "b.db", &key, 2);
+    sql(&gone, "DELETE FROM audit_head;");
+    assert!(matches!(
+        gone.audit(&key).check_appendable(),
+        Err(AuditError::HeadMissing { seq: 2 })
+    ));
+}
