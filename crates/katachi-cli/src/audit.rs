@@ -233,6 +233,9 @@ fn call_summary(call: &CallDetail) -> String {
     if let Some(query) = &call.query {
         parts.push(format!("query {query:?}"));
     }
+    if let Some(command) = &call.command {
+        parts.push(format!("command {command}"));
+    }
     if call.bytes_in > 0 {
         parts.push(format!(
             "in {}",

@@ -53,6 +53,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, watch};
 use tower::{Layer, Service};
 
+pub(crate) use call::AuditNote;
 pub use call::CallDetail;
 pub use writer::{AuditHealth, AuditOptions};
 

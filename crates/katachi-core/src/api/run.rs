@@ -33,13 +33,14 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use utoipa::ToSchema;
 
+use super::audit_layer::AuditNote;
 use super::error::{ApiError, ErrorCode};
 use super::paths::{RelPath, WorkspaceRoot};
 use super::{ApiState, WorkspaceId};
@@ -219,8 +220,27 @@ pub(crate) async fn run_command(
     Extension(slots): Extension<RunSlots>,
     WorkspaceId(id): WorkspaceId,
     body: Body,
+) -> Response {
+    let request = match read_body(body).await {
+        Ok(request) => request,
+        Err(e) => return e.into_response(),
+    };
+    // the audit record names the command line, whether it ran or was refused
+    let note = AuditNote::command_line(&request.command, &request.args);
+    let mut response = run_parsed(state, slots, id, request)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    response.extensions_mut().insert(note);
+    response
+}
+
+/// [`run_command`] once its body is parsed.
+async fn run_parsed(
+    state: ApiState,
+    slots: RunSlots,
+    id: i64,
+    request: RunBody,
 ) -> Result<Response, RunError> {
-    let request = read_body(body).await?;
     let timeout = check_request(&request)?;
     // reject beyond the cap before any work; the slot is held until the process tree is dead
     let permit: OwnedSemaphorePermit = slots.0.try_acquire_owned().map_err(|_| RunError::Busy)?;

@@ -427,3 +427,31 @@ async fn many_concurrent_calls_keep_one_intact_chain() {
     let total: i64 = records.iter().map(|r| r.bytes_out).sum();
     assert_eq!(total, sent as i64);
 }
+
+#[tokio::test]
+async fn a_run_is_recorded_with_its_command_line_whether_it_ran_or_was_refused() {
+    let f = Fixture::new();
+    let run = |body: &str| {
+        Request::post("/v1/workspaces/1/run")
+            .header(FORWARDED_USER_ID_HEADER, "u-alice")
+            .header(FORWARDED_SESSION_HEADER, "00112233aabbccdd")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let (status, _) = f
+        .call(run(
+            r#"{"command":"rm","args":["-rf","my files"],"cwd":""}"#,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let records = f.records(1).await;
+    let refused = &records[0];
+    assert_eq!(refused.action, "command.run");
+    assert_eq!(refused.result, "http.403");
+    assert_eq!(
+        detail(refused).command.as_deref(),
+        Some("rm -rf 'my files'")
+    );
+}

@@ -20,7 +20,7 @@ use axum::response::Response;
 use hyper::body::{Frame, SizeHint};
 use tokio::sync::mpsc::OwnedPermit;
 
-use super::call::CallInfo;
+use super::call::{AuditNote, CallInfo};
 use super::writer::FinishedCall;
 use crate::api::ErrorCode;
 
@@ -64,9 +64,14 @@ impl PendingCall {
     }
 
     /// `response` with its body wrapped: the call is recorded when that body is over.
-    pub(crate) fn attach(self, response: Response) -> Response {
+    pub(crate) fn attach(mut self, response: Response) -> Response {
         let status = response.status();
         let error = response.extensions().get::<ErrorCode>().copied();
+        if let (Some(call), Some(note)) =
+            (self.call.as_mut(), response.extensions().get::<AuditNote>())
+        {
+            call.detail.command = Some(note.command.clone());
+        }
         response.map(|inner| {
             Body::new(CountedResponse {
                 inner,

@@ -54,6 +54,46 @@ pub struct CallDetail {
     /// The pattern of a search.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<String>,
+    /// The command line of a run (`cargo test --lib`), as the handler noted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+}
+
+/// What a handler adds to its call's audit record, as a response extension: today the command
+/// line of a run (the layer does not parse request bodies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AuditNote {
+    /// The command and its arguments, shell-quoted where needed, printable and capped.
+    pub(crate) command: String,
+}
+
+impl AuditNote {
+    /// A note naming `command` run with `args`.
+    pub(crate) fn command_line(command: &str, args: &[String]) -> Self {
+        let mut line = String::new();
+        for word in std::iter::once(command).chain(args.iter().map(String::as_str)) {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            let plain = !word.is_empty()
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+            if plain {
+                line.push_str(word);
+            } else {
+                line.push('\'');
+                line.push_str(&word.replace('\'', "'\\''"));
+                line.push('\'');
+            }
+            if line.len() > MAX_ARG_CHARS * 4 {
+                break;
+            }
+        }
+        Self {
+            command: printable(&line, MAX_ARG_CHARS * 4),
+        }
+    }
 }
 
 impl CallDetail {
@@ -155,6 +195,8 @@ pub(crate) fn operation_name(method: &Method, route: Option<&str>) -> String {
         ("GET", "search") => Some("search.text"),
         ("GET", "git/status") => Some("git.status"),
         ("GET", "git/diff") => Some("git.diff"),
+        ("POST", "run") => Some("command.run"),
+        ("GET", "run/commands") => Some("command.list"),
         _ => None,
     };
     if let Some(name) = known {
@@ -244,7 +286,29 @@ mod tests {
         );
         assert_eq!(name(Method::GET, "/v1/workspaces"), "workspace.list");
         assert_eq!(name(Method::GET, "/v1/status"), "status.get");
+        assert_eq!(name(Method::POST, "/v1/workspaces/{id}/run"), "command.run");
+        assert_eq!(
+            name(Method::GET, "/v1/workspaces/{id}/run/commands"),
+            "command.list"
+        );
         assert_eq!(operation_name(&Method::GET, None), "request.unknown");
+    }
+
+    #[test]
+    fn a_command_line_note_quotes_what_a_shell_would_split_and_escapes_controls() {
+        let note = AuditNote::command_line(
+            "grep",
+            &[
+                "-rn".into(),
+                "two words".into(),
+                "it's".into(),
+                "a\x1b[2Jb".into(),
+            ],
+        );
+        assert_eq!(
+            note.command,
+            "grep -rn 'two words' 'it'\\''s' 'a\u{fffd}[2Jb'"
+        );
     }
 
     #[test]
