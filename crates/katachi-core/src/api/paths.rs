@@ -110,9 +110,16 @@ impl RelPath {
                 p => parts.push(p),
             }
         }
-        Ok(Self {
-            text: parts.join("/"),
-        })
+        let normalised = parts.join("/");
+        // what dropping `.` components left must pass the same check (`./\x` would be `\x`), so
+        // parsing the normalised text again gives it back
+        if is_absolute(&normalised) {
+            return Err(ApiError::new(
+                ErrorCode::PathAbsolute,
+                format!("{text:?} is absolute once `.` is dropped; send a plain relative path"),
+            ));
+        }
+        Ok(Self { text: normalised })
     }
 
     /// The normalised path; `""` for the workspace root.
@@ -422,6 +429,18 @@ mod tests {
         assert_eq!(RelPath::parse(b"a//b/./c/").unwrap().as_str(), "a/b/c");
         assert!(RelPath::parse(b"").unwrap().is_root());
         assert!(RelPath::parse(b"./").unwrap().is_root());
+    }
+
+    #[test]
+    fn a_path_absolute_once_dots_are_dropped_is_refused_so_normalising_is_idempotent() {
+        // found by the `rel_path` fuzz target: `./\` normalised to `\`, which parse refuses
+        assert_eq!(code(b"./\\"), ErrorCode::PathAbsolute);
+        assert_eq!(code(b".//\\etc"), ErrorCode::PathAbsolute);
+        for raw in [&b"a//b/./c/"[..], b"src/x.rs", b"a\\b", b"./"] {
+            let once = RelPath::parse(raw).unwrap();
+            let twice = RelPath::parse(once.as_str().as_bytes()).unwrap();
+            assert_eq!(once.as_str(), twice.as_str());
+        }
     }
 
     #[test]
