@@ -1,0 +1,106 @@
+//! The agent side and the two client paths: the agent's API router over a temporary workspace,
+//! tunnels dialled to the relay, the direct loopback server (the baseline), and the HTTP clients.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::service::TowerToHyperService;
+use katachi_core::api::{router, ApiState, FixedWorkspaces};
+use katachi_core::signing::{RequestSigner, SystemClock};
+use katachi_core::tunnel::TunnelDialer;
+use katachi_core::{AgentCredentials, RelayUrl, SecretBytes};
+use katachi_relay::web::session::SESSION_COOKIE;
+
+use crate::relay_process::SeededAgent;
+
+/// A temporary workspace folder and the agent's API router over it (workspace id 1).
+pub fn workspace() -> (tempfile::TempDir, Router) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("small.txt"), b"hello from the bench\n").unwrap();
+    let api = router(ApiState::new(Arc::new(
+        FixedWorkspaces::new([dir.path()]).unwrap(),
+    )));
+    (dir, api)
+}
+
+/// A dialer for `agent` to the relay at `url`, pinning `ca_pem`, as `katachi start` builds it.
+pub fn dialer(url: &str, ca_pem: &str, agent: &SeededAgent) -> TunnelDialer {
+    let credentials = AgentCredentials::new(
+        RelayUrl::parse(url).unwrap(),
+        agent.id.clone(),
+        SecretBytes::new(agent.token.as_bytes().to_vec()),
+        SecretBytes::new(agent.secret.as_bytes().to_vec()),
+        Some(ca_pem.to_owned()),
+    );
+    let signer = RequestSigner::new(
+        agent.id.clone(),
+        SecretBytes::new(agent.secret.as_bytes().to_vec()),
+        Arc::new(SystemClock),
+        0,
+    );
+    TunnelDialer::new(&credentials, signer).unwrap()
+}
+
+/// The baseline: `api` served over plain HTTP (HTTP/1.1, or h2c on prior knowledge) on a
+/// loopback port of this process, with hyper as the relay uses it. Returns the address.
+pub async fn serve_direct(api: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let service = TowerToHyperService::new(api.clone());
+            tokio::spawn(async move {
+                let _ = ConnBuilder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A client of the direct server: plain HTTP/1.1 with keep-alive (the connection pool reuses
+/// connections; several open when requests overlap).
+pub fn direct_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// The `Cookie` header of a signed-in browser with this session.
+pub fn session_cookie(session: &str) -> String {
+    format!("{SESSION_COOKIE}={session}")
+}
+
+/// The browser's path: TLS 1.3 to the relay with only its CA trusted, HTTP/2 by ALPN, and the
+/// user's session cookie on every request when `session` is given.
+pub fn browser_client(ca_pem: &str, session: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(session) = session {
+        headers.insert(
+            reqwest::header::COOKIE,
+            session_cookie(session).parse().unwrap(),
+        );
+    }
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .min_tls_version(reqwest::tls::Version::TLS_1_3)
+        .default_headers(headers)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}

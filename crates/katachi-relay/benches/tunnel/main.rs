@@ -1,0 +1,216 @@
+//! The tunnel's figures (issue 4), each against a baseline measured in the same run:
+//!
+//! 1. **Round trip** of `GET /v1/status` through relay + tunnel vs the same router served directly
+//!    over loopback HTTP, open loop at a fixed rate (default 1,000 req/s, 10 s each, alternating in
+//!    two halves). Targets: + ≤ 0.5 ms p50, + ≤ 2 ms p99.
+//! 2. **Streaming** a 256 MiB file (`GET /v1/workspaces/1/file`) both ways: MiB/s, median of 3
+//!    alternating downloads. Target: tunnel ≥ 0.5 × direct.
+//! 3. **Relay memory per idle connected agent**: 1,000 real tunnels (TLS 1.3, signed upgrade,
+//!    HTTP/2) dialled from this process; relay RSS/PSS from `/proc`. Target: ≤ 100 KiB.
+//!
+//! The relay is the real `katachi-relay` binary (built with this bench, same profile) in its own
+//! process, over a SQLite data dir seeded through its store API (users, sessions, agents). The
+//! agents (`katachi_core::tunnel::TunnelDialer`), the direct server and the clients (reqwest, TLS 1.3
+//! + HTTP/2 to the relay as a browser would) run in this process on a 2-thread runtime.
+//!
+//! Run: `make bench-tunnel`, or `cargo bench -p katachi-relay --bench tunnel`. Environment:
+//! `KATACHI_BENCH_PARTS` (`latency,stream,memory`), `KATACHI_BENCH_RATE` (1000),
+//! `KATACHI_BENCH_SECONDS` (10), `KATACHI_BENCH_FILE_MIB` (256), `KATACHI_BENCH_AGENTS` (1000),
+//! `KATACHI_BENCH_IDLE_SECONDS` (25).
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod agent;
+mod load;
+mod memory;
+mod relay_process;
+
+use std::time::Duration;
+
+use load::{download, median, open_loop, write_big_file, Latencies};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The soft limit on open files of this process (the relay child inherits it).
+fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+fn machine() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_kib = read("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    format!(
+        "{cpus} CPUs, {:.0} GiB, kernel {}, load average {}",
+        mem_kib as f64 / 1024.0 / 1024.0,
+        read("/proc/sys/kernel/osrelease").trim(),
+        read("/proc/loadavg")
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
+fn main() {
+    let parts: String = env_or("KATACHI_BENCH_PARTS", "latency,stream,memory".to_owned());
+    let agents: usize = env_or("KATACHI_BENCH_AGENTS", 1000);
+    if parts.contains("memory") {
+        let needed = agents as u64 + 256;
+        match open_file_limit() {
+            Some(limit) if limit < needed => {
+                eprintln!(
+                    "the open-file limit is {limit}; {agents} agents need about {needed} (run `ulimit -n 4096` first, or set KATACHI_BENCH_AGENTS lower)"
+                );
+                std::process::exit(2);
+            }
+            _ => {}
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("machine: {}", machine());
+    rt.block_on(async {
+        if parts.contains("latency") || parts.contains("stream") {
+            paths(parts.contains("latency"), parts.contains("stream")).await;
+        }
+        if parts.contains("memory") {
+            let idle = Duration::from_secs(env_or("KATACHI_BENCH_IDLE_SECONDS", 25));
+            println!("\n== relay memory per connected agent (relay binary in its own process) ==");
+            let report = memory::run(agents, idle).await;
+            report.print();
+            let per = report.marginal_idle_kib();
+            println!(
+                "target ≤ 100 KiB per idle agent: {}",
+                if per <= 100.0 { "met" } else { "NOT met" }
+            );
+        }
+    });
+    println!("machine at the end: {}", machine());
+}
+
+/// Latency and streaming, direct vs relay + tunnel, on one relay process with one agent.
+async fn paths(latency: bool, stream: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let seeded = relay_process::seed(&tmp.path().join("relay"), 1).await;
+    let relay = relay_process::RelayProcess::start(&seeded).await;
+    let (workspace, api) = agent::workspace();
+    let direct_addr = agent::serve_direct(api.clone()).await;
+    let user = seeded.users[0].clone();
+    let dialer = agent::dialer(&relay.url, &seeded.ca_pem, &user.agent);
+    let mut tunnel = tokio::spawn(async move { dialer.dial_and_serve(api).await });
+    tokio::select! {
+        () = relay.wait_for_tunnels(1, Duration::from_secs(30)) => {}
+        ended = &mut tunnel => panic!("the tunnel ended before it opened: {ended:?}"),
+    }
+
+    let browser = agent::browser_client(&seeded.ca_pem, Some(&user.session));
+    let direct = agent::direct_client();
+    let via_tunnel = |path: &str| format!("{}/agents/{}/api{path}", relay.url, user.agent.id);
+    let via_direct = |path: &str| format!("http://{direct_addr}{path}");
+
+    // Both paths answer the same thing (and the relay speaks HTTP/2 to the client).
+    let status = "/v1/status";
+    let a = browser.get(via_tunnel(status)).send().await.unwrap();
+    let version = a.version();
+    let a = a.text().await.unwrap();
+    let b = direct.get(via_direct(status)).send().await.unwrap();
+    let b = b.text().await.unwrap();
+    assert_eq!(a, b, "the tunnel and the direct call disagree");
+    println!("client → relay: {version:?} over TLS 1.3; relay → agent: HTTP/2 over the tunnel; direct: HTTP/1.1 over loopback TCP");
+
+    if latency {
+        let rate: u32 = env_or("KATACHI_BENCH_RATE", 1000);
+        let seconds: f64 = env_or("KATACHI_BENCH_SECONDS", 10.0);
+        println!("\n== round trip of GET /v1/status, open loop at {rate} req/s, {seconds} s each (two alternating halves) ==");
+        let (t_url, d_url) = (via_tunnel(status), via_direct(status));
+        let warm = Duration::from_secs(1);
+        let _ = open_loop(&direct, &d_url, rate, warm).await;
+        let _ = open_loop(&browser, &t_url, rate, warm).await;
+        let half = Duration::from_secs_f64(seconds / 2.0);
+        let (mut d, mut t) = (Vec::new(), Vec::new());
+        for _ in 0..2 {
+            d.push(open_loop(&direct, &d_url, rate, half).await);
+            t.push(open_loop(&browser, &t_url, rate, half).await);
+        }
+        let (d, t) = (Latencies::merge(d), Latencies::merge(t));
+        println!("{}", d.line("direct loopback HTTP"));
+        println!("{}", t.line("relay + tunnel"));
+        for (name, l) in [("direct", &d), ("tunnel", &t)] {
+            if let Some(e) = &l.first_error {
+                println!("{name}: {} errors, first: {e}", l.errors);
+            }
+        }
+        let p50 = t.quantile_ms(0.5) - d.quantile_ms(0.5);
+        let p99 = t.quantile_ms(0.99) - d.quantile_ms(0.99);
+        println!(
+            "tunnel − direct: p50 +{p50:.3} ms (target ≤ 0.5: {}), p99 +{p99:.3} ms (target ≤ 2: {})",
+            if p50 <= 0.5 { "met" } else { "NOT met" },
+            if p99 <= 2.0 { "met" } else { "NOT met" },
+        );
+    }
+
+    if stream {
+        let mib: usize = env_or("KATACHI_BENCH_FILE_MIB", 256);
+        println!("\n== streaming a {mib} MiB file (GET /v1/workspaces/1/file), median of 3 alternating downloads ==");
+        write_big_file(&workspace.path().join("big.bin"), mib);
+        let size = (mib as u64) << 20;
+        let file = "/v1/workspaces/1/file?path=big.bin";
+        let (t_url, d_url) = (via_tunnel(file), via_direct(file));
+        // Warm: the page cache, both connections.
+        let _ = download(&direct, &d_url, size).await;
+        let _ = download(&browser, &t_url, size).await;
+        let (mut d, mut t) = (Vec::new(), Vec::new());
+        // CPU seconds spent by (relay, this process) per path, to tell CPU-bound from stalled.
+        let (mut d_cpu, mut t_cpu) = ((0.0, 0.0), (0.0, 0.0));
+        let cpu = || (relay.cpu_seconds(), relay_process::cpu_seconds("self"));
+        for _ in 0..3 {
+            let c0 = cpu();
+            d.push(download(&direct, &d_url, size).await);
+            let c1 = cpu();
+            t.push(download(&browser, &t_url, size).await);
+            let c2 = cpu();
+            d_cpu = (d_cpu.0 + c1.0 - c0.0, d_cpu.1 + c1.1 - c0.1);
+            t_cpu = (t_cpu.0 + c2.0 - c1.0, t_cpu.1 + c2.1 - c1.1);
+        }
+        let show = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!("direct loopback HTTP   {} MiB/s", show(&d));
+        println!("relay + tunnel         {} MiB/s", show(&t));
+        let gib = 3.0 * size as f64 / f64::from(1u32 << 30);
+        println!(
+            "CPU seconds per GiB: direct {:.2} (agent + client); tunnel {:.2} = relay {:.2} + agent and client {:.2}",
+            (d_cpu.0 + d_cpu.1) / gib,
+            (t_cpu.0 + t_cpu.1) / gib,
+            t_cpu.0 / gib,
+            t_cpu.1 / gib
+        );
+        let (dm, tm) = (median(&mut d), median(&mut t));
+        println!(
+            "median: direct {dm:.0} MiB/s, tunnel {tm:.0} MiB/s = {:.2} × direct (target ≥ 0.5: {})",
+            tm / dm,
+            if tm / dm >= 0.5 { "met" } else { "NOT met" }
+        );
+    }
+
+    tunnel.abort();
+    relay.stop().await;
+}

@@ -1,0 +1,249 @@
+//! The relay under test as its own process (the real `katachi-relay` binary), its data seeded
+//! beforehand through the relay's own store API, and its memory read from `/proc`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use katachi_relay::device_flow::SIGNING_SECRET_PURPOSE;
+use katachi_relay::store::NewAgent;
+use katachi_relay::{Relay, RelayConfig};
+use sha2::Digest;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// An agent's credentials as the token endpoint would have issued them.
+#[derive(Clone)]
+pub struct SeededAgent {
+    pub id: String,
+    pub token: String,
+    pub secret: String,
+}
+
+/// A user with one agent; `session` is a live browser session id (the cookie value).
+#[derive(Clone)]
+pub struct SeededUser {
+    pub session: String,
+    pub agent: SeededAgent,
+}
+
+/// What seeding produced: the data dir, the CA agents pin, and the users.
+pub struct Seeded {
+    pub data_dir: PathBuf,
+    pub ca_pem: String,
+    pub users: Vec<SeededUser>,
+}
+
+fn hex_sha256(s: &str) -> String {
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+fn random_hex(n: usize) -> String {
+    let bytes: Vec<u8> = (0..n).map(|_| rand::random::<u8>()).collect();
+    hex::encode(bytes)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Creates `users` users, each with a browser session and one registered agent, in a fresh relay
+/// data dir (SQLite), using the relay's store and master key exactly as the device flow does.
+pub async fn seed(data_dir: &Path, users: usize) -> Seeded {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay = Relay::with_listener(listener, RelayConfig::local(data_dir.to_path_buf()))
+        .await
+        .unwrap();
+    let ca_pem = std::fs::read_to_string(relay.ca_file().unwrap()).unwrap();
+    let state = relay.state().clone();
+    let now = now();
+    let mut out = Vec::with_capacity(users);
+    for i in 0..users {
+        let user = state
+            .store
+            .create_user(&format!("bench{i}@example.com"), None, now)
+            .await
+            .unwrap()
+            .unwrap();
+        let session = random_hex(32);
+        state
+            .store
+            .create_session(&hex_sha256(&session), &user.id, now, now + 24 * 3600)
+            .await
+            .unwrap();
+        let agent = SeededAgent {
+            id: format!("agt_{}", random_hex(12)),
+            token: random_hex(32),
+            secret: random_hex(32),
+        };
+        let sealed = state
+            .master
+            .seal(SIGNING_SECRET_PURPOSE, agent.secret.as_bytes());
+        let row = NewAgent {
+            id: &agent.id,
+            user_id: &user.id,
+            name: "bench",
+            os: "linux",
+            token_hash: &hex_sha256(&agent.token),
+            signing_secret_enc: &sealed,
+        };
+        state.store.create_agent(&row, now).await.unwrap();
+        out.push(SeededUser { session, agent });
+    }
+    drop(state);
+    drop(relay);
+    Seeded {
+        data_dir: data_dir.to_path_buf(),
+        ca_pem,
+        users: out,
+    }
+}
+
+/// Memory of a process, in KiB, from `/proc/PID/status` and `/proc/PID/smaps_rollup`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub pss_kib: u64,
+    pub private_dirty_kib: u64,
+}
+
+fn field_kib(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU time (user + system, all threads) of process `pid` (`self` for this one), in seconds.
+/// `/proc/PID/stat` counts in clock ticks, 100 per second on Linux.
+pub fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15, i.e. indexes 11 and 12 after the command name.
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// The relay binary, started on a free loopback port over a seeded data dir.
+pub struct RelayProcess {
+    child: Child,
+    pid: u32,
+    pub url: String,
+    /// Count of "tunnel open" lines the relay logged (every tunnel registered).
+    opened: Arc<AtomicUsize>,
+}
+
+impl RelayProcess {
+    /// Starts `katachi-relay --listen 127.0.0.1:PORT --data-dir DIR` and waits for its banner.
+    pub async fn start(seeded: &Seeded) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_katachi-relay"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(&seeded.data_dir)
+            .env("KATACHI_LOG", "warn,katachi_relay=info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        // Its log goes to stdout, after the banner; stderr only carries failures.
+        let stderr = child.stderr.take().unwrap();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("relay: {line}");
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = stdout.next_line().await.unwrap() {
+                if let Some(url) = line.strip_prefix("katachi-relay: listening on ") {
+                    return url.trim().to_owned();
+                }
+            }
+            panic!("the relay exited before listening");
+        })
+        .await
+        .expect("the relay did not start within 30 s");
+        let opened = Arc::new(AtomicUsize::new(0));
+        let count = opened.clone();
+        // Keep reading so the relay never blocks on a full pipe; count registered tunnels.
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = stdout.next_line().await {
+                if line.contains("tunnel open") {
+                    count.fetch_add(1, Ordering::Relaxed);
+                } else if !line.contains("tunnel closed") && !line.contains("local CA for agents") {
+                    println!("relay: {line}");
+                }
+            }
+        });
+        Self {
+            child,
+            pid,
+            url,
+            opened,
+        }
+    }
+
+    /// How many tunnels the relay has registered so far.
+    pub fn tunnels_opened(&self) -> usize {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the relay has registered `n` tunnels; panics after `limit`.
+    pub async fn wait_for_tunnels(&self, n: usize, limit: Duration) {
+        let start = Instant::now();
+        while self.tunnels_opened() < n {
+            assert!(
+                start.elapsed() < limit,
+                "only {} of {n} tunnels opened within {limit:?}",
+                self.tunnels_opened()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The relay's CPU time so far, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(&self.pid.to_string())
+    }
+
+    /// The relay's memory now.
+    pub fn memory(&self) -> Memory {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
+        let rollup =
+            std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.pid)).unwrap_or_default();
+        Memory {
+            rss_kib: field_kib(&status, "VmRSS:"),
+            pss_kib: field_kib(&rollup, "Pss:"),
+            private_dirty_kib: field_kib(&rollup, "Private_Dirty:"),
+        }
+    }
+
+    /// Stops the relay (SIGKILL: nothing of it is needed afterwards).
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
