@@ -152,6 +152,10 @@ pub(crate) fn run(
             let status = sandbox.status();
             out.emit(&status, || {
                 let mut lines = vec![format!("sandbox backend: {}", status.backend)];
+                // said plainly where commands are not confined (Windows)
+                if let Some(message) = &status.message {
+                    lines.push(format!("WARNING: {message}"));
+                }
                 for l in &status.layers {
                     let mark = if l.active { "on " } else { "off" };
                     lines.push(format!("  [{mark}] {}: {}", l.name, l.detail));

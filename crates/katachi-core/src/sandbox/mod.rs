@@ -19,6 +19,11 @@
 //! The sandbox fails closed: when a layer the policy needs is missing on this machine, [`Sandbox::spawn`]
 //! refuses unless the policy says [`Strictness::AllowWeaker`]. [`Sandbox::status`] lists the layers.
 //!
+//! # Other systems
+//! macOS: a Seatbelt profile generated from the same policy, run with `sandbox-exec` (see
+//! `macos.rs`; it cannot run on the Linux machine this is developed on). Windows: commands run
+//! **unsandboxed** — [`Sandbox::status`] says so (`enforced: false`), and so does every surface.
+//!
 //! # Not covered
 //! Denials inside the kernel (a `cat` of a hidden file) reach the command as `EACCES`; the
 //! structured [`SandboxDenied`] is returned for what the agent decides itself: commands not on the
@@ -38,6 +43,11 @@ mod self_test;
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 mod linux;
+// the profile generator is platform-independent: its tests run on Linux too
+#[cfg(any(target_os = "macos", test))]
+mod macos;
+#[cfg(windows)]
+mod windows;
 
 pub use child::{CancelHandle, ExitKind, OutputStream, RunEvent, RunOutcome, SandboxChild};
 pub use denied::{DenialKind, SandboxDenied};
@@ -117,8 +127,14 @@ pub struct LayerStatus {
 /// What the sandbox can do on this machine.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SandboxStatus {
-    /// The backend (`linux`, or `none` where commands are refused).
+    /// The backend (`linux`, `macos`, `windows`, or `none` where commands are refused).
     pub backend: &'static str,
+    /// Whether commands run confined by an OS sandbox at all (`false` on Windows, where they run
+    /// unsandboxed, and where the backend is missing).
+    pub enforced: bool,
+    /// What every surface must show when `enforced` is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// Each layer.
     pub layers: Vec<LayerStatus>,
 }
@@ -145,13 +161,40 @@ impl Sandbox {
         {
             SandboxStatus {
                 backend: "linux",
+                enforced: true,
+                message: None,
                 layers: self.caps.layers(),
             }
         }
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(target_os = "macos")]
+        {
+            let layers = macos::layers();
+            let enforced = layers.first().is_some_and(|l| l.active);
+            SandboxStatus {
+                backend: "macos",
+                enforced,
+                message: (!enforced)
+                    .then(|| "sandbox-exec is missing: commands are refused".to_owned()),
+                layers,
+            }
+        }
+        #[cfg(windows)]
+        {
+            SandboxStatus {
+                backend: "windows",
+                enforced: false,
+                message: Some(windows::UNSANDBOXED_MESSAGE.to_owned()),
+                layers: windows::layers(),
+            }
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
         {
             SandboxStatus {
                 backend: "none",
+                enforced: false,
+                message: Some(
+                    "no sandbox on this operating system: commands are refused".to_owned(),
+                ),
                 layers: Vec::new(),
             }
         }
@@ -180,7 +223,15 @@ impl Sandbox {
         {
             linux::spawn(&self.caps, policy, &command, &request.args, &cwd)
         }
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(target_os = "macos")]
+        {
+            macos::spawn(policy, &command, &request.args, &cwd)
+        }
+        #[cfg(windows)]
+        {
+            windows::spawn(policy, &command, &request.args, &cwd)
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
         {
             let _ = (command, cwd);
             Err(SandboxError::Unsupported)

@@ -1,0 +1,341 @@
+//! Figures of the sandbox (issue 5, "Figures"), every comparison measured in the same run:
+//! - spawn + wait of `/bin/true`: bare `std::process::Command` vs the sandbox (target: + ≤ 2 ms),
+//!   with `tokio::process` (the sandbox's own spawn path, no layers) and `bwrap` (when installed)
+//!   as reference points;
+//! - throughput of `cat` of a 1 GiB file, its output read to the end, inside vs outside the
+//!   sandbox (target ≥ 0.95×), plus the product's streaming path (async pipe, channel) without
+//!   the sandbox, which splits the cost between the kernel layers and the streaming. The file holds real data (not sparse), written once into a temp
+//!   workspace and deleted at the end.
+//!
+//! Linux only (the other backends cannot run here). `make bench-sandbox`.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::io::{Read, Write};
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use criterion::{black_box, Criterion, Throughput};
+    use katachi_core::sandbox::{Limits, RunRequest, Sandbox, SandboxPolicy};
+
+    const BIG_FILE_BYTES: u64 = 1 << 30;
+
+    fn policy(ws: &Path, command: &str) -> SandboxPolicy {
+        let limits = Limits {
+            output_bytes: 2 << 30,
+            ..Limits::default()
+        };
+        SandboxPolicy::builder()
+            .workspace(ws, false)
+            .allow_command(command)
+            .limits(limits)
+            .build()
+            .unwrap()
+    }
+
+    /// A workspace outside `/tmp` itself (which the policy refuses), under the target folder so a
+    /// 1 GiB file does not land on a small tmpfs.
+    /// `KATACHI_BENCH_DIR` overrides the base (e.g. to run the bench as another user).
+    fn workspace() -> tempfile::TempDir {
+        let base = std::env::var_os("KATACHI_BENCH_DIR").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tmp"),
+            PathBuf::from,
+        );
+        std::fs::create_dir_all(&base).unwrap();
+        tempfile::Builder::new()
+            .prefix("bench-sandbox-")
+            .tempdir_in(base)
+            .unwrap()
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    pub fn spawn(c: &mut Criterion) {
+        let ws = workspace();
+        let sandbox = Sandbox::probe();
+        let policy = policy(ws.path(), "true");
+        let request = RunRequest {
+            command: "true".to_owned(),
+            args: Vec::new(),
+            cwd: ws.path().to_owned(),
+        };
+        let rt = runtime();
+        let mut g = c.benchmark_group("spawn_true");
+        g.measurement_time(Duration::from_secs(8));
+        g.bench_function("bare_std", |b| {
+            b.iter(|| {
+                let s = Command::new("/bin/true").status().unwrap();
+                assert!(s.success());
+            })
+        });
+        g.bench_function("bare_tokio_piped", |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let out = tokio::process::Command::new("/bin/true")
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .output()
+                        .await
+                        .unwrap();
+                    assert!(out.status.success());
+                })
+            })
+        });
+        g.bench_function("sandboxed", |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let outcome = sandbox.spawn(&policy, &request).unwrap().wait().await;
+                    assert_eq!(outcome.exit.shell_code(), 0, "{outcome:?}");
+                })
+            })
+        });
+        if Path::new("/usr/bin/bwrap").exists() {
+            let ws_path = ws.path().to_owned();
+            g.bench_function("bwrap", |b| {
+                b.iter(|| {
+                    let s = bwrap(&ws_path).arg("/bin/true").status().unwrap();
+                    assert!(s.success());
+                })
+            });
+        }
+        g.finish();
+
+        // Same run, interleaved (the machine is shared: load moves between criterion's groups):
+        // median of each, alternating one bare, one sandboxed, one bwrap spawn.
+        let has_bwrap = Path::new("/usr/bin/bwrap").exists();
+        let (mut bare, mut boxed, mut bw) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS_SPAWN {
+            bare.push(timed(|| {
+                assert!(Command::new("/bin/true").status().unwrap().success())
+            }));
+            boxed.push(timed(|| {
+                rt.block_on(async {
+                    let outcome = sandbox.spawn(&policy, &request).unwrap().wait().await;
+                    assert_eq!(outcome.exit.shell_code(), 0);
+                })
+            }));
+            if has_bwrap {
+                bw.push(timed(|| {
+                    assert!(bwrap(ws.path())
+                        .arg("/bin/true")
+                        .status()
+                        .unwrap()
+                        .success())
+                }));
+            }
+        }
+        let (bare, boxed) = (median(&mut bare), median(&mut boxed));
+        println!(
+            "spawn_true interleaved ({ROUNDS_SPAWN} rounds, medians): bare {bare:?}, sandboxed {boxed:?} \
+             (+{:?}){}",
+            boxed.saturating_sub(bare),
+            if has_bwrap {
+                let bw = median(&mut bw);
+                format!(", bwrap {bw:?} (+{:?})", bw.saturating_sub(bare))
+            } else {
+                String::new()
+            }
+        );
+    }
+
+    const ROUNDS_SPAWN: usize = 300;
+    const ROUNDS_CAT: usize = 5;
+
+    fn timed(f: impl FnOnce()) -> Duration {
+        let start = std::time::Instant::now();
+        f();
+        start.elapsed()
+    }
+
+    fn median(v: &mut [Duration]) -> Duration {
+        v.sort();
+        v[v.len() / 2]
+    }
+
+    /// A bubblewrap run with comparable isolation: user, PID, network, mount, IPC, UTS namespaces,
+    /// system folders read-only, the workspace read-write, a fresh /proc, /dev and /tmp.
+    fn bwrap(ws: &Path) -> Command {
+        let mut cmd = Command::new("/usr/bin/bwrap");
+        cmd.args(["--unshare-all", "--die-with-parent", "--new-session"])
+            .args(["--ro-bind", "/usr", "/usr"])
+            .args(["--symlink", "usr/bin", "/bin"])
+            .args(["--symlink", "usr/lib", "/lib"])
+            .args(["--symlink", "usr/lib64", "/lib64"])
+            .args(["--ro-bind", "/etc", "/etc"])
+            .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"])
+            .arg("--bind")
+            .arg(ws)
+            .arg(ws)
+            .arg("--chdir")
+            .arg(ws)
+            .env_clear();
+        cmd
+    }
+
+    /// Writes `BIG_FILE_BYTES` of incompressible-looking data (real blocks, not a sparse file).
+    fn write_big_file(path: &Path) {
+        let mut f =
+            std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+        let mut block = vec![0u8; 1 << 20];
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for chunk in block.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        for i in 0..(BIG_FILE_BYTES >> 20) {
+            block[0..8].copy_from_slice(&i.to_le_bytes());
+            f.write_all(&block).unwrap();
+        }
+        f.flush().unwrap();
+        f.get_ref().sync_all().unwrap();
+    }
+
+    /// `cat FILE` in a plain process, its pipe read in 64 KiB blocks by this thread.
+    fn cat_outside(file: &Path) {
+        let mut child = Command::new("/bin/cat")
+            .arg(file)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = out.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+        assert!(child.wait().unwrap().success());
+        assert_eq!(black_box(total), BIG_FILE_BYTES);
+    }
+
+    /// `cat FILE` in the sandbox, its output streamed by `SandboxChild` and counted.
+    async fn cat_inside(sandbox: &Sandbox, policy: &SandboxPolicy, request: &RunRequest) {
+        let mut child = sandbox.spawn(policy, request).unwrap();
+        let mut total = 0u64;
+        while let Some(ev) = child.next_output().await {
+            total += ev.data.len() as u64;
+        }
+        let outcome = child.wait().await;
+        assert_eq!(outcome.exit.shell_code(), 0, "{outcome:?}");
+        assert_eq!(black_box(total), BIG_FILE_BYTES);
+    }
+
+    /// `cat FILE` through a tokio pipe, 64 KiB reads, a channel of 16 chunks, as the sandbox streams.
+    async fn stream_cat(file: &Path, pipe_bytes: Option<libc::c_int>) {
+        use std::os::fd::AsRawFd;
+        use tokio::io::AsyncReadExt;
+        let mut child = tokio::process::Command::new("/bin/cat")
+            .arg(file)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        if let Some(bytes) = pipe_bytes {
+            // SAFETY: fcntl on a pipe descriptor this process owns, integer argument.
+            #[allow(unsafe_code)]
+            let r = unsafe { libc::fcntl(out.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) };
+            assert!(r >= bytes, "F_SETPIPE_SZ failed");
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+        let pump = tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = out.read(&mut buf).await.unwrap();
+                if n == 0 || tx.send(buf[..n].to_vec()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut total = 0u64;
+        while let Some(chunk) = rx.recv().await {
+            total += chunk.len() as u64;
+        }
+        pump.await.unwrap();
+        assert!(child.wait().await.unwrap().success());
+        assert_eq!(black_box(total), BIG_FILE_BYTES);
+    }
+
+    pub fn cat_throughput(c: &mut Criterion) {
+        let ws = workspace();
+        let file = ws.path().join("big.bin");
+        write_big_file(&file);
+        let sandbox = Sandbox::probe();
+        let policy = policy(ws.path(), "cat");
+        let request = RunRequest {
+            command: "cat".to_owned(),
+            args: vec![file.clone().into_os_string()],
+            cwd: ws.path().to_owned(),
+        };
+        let rt = runtime();
+        let mut g = c.benchmark_group("cat_1gib");
+        g.sample_size(10)
+            .measurement_time(Duration::from_secs(20))
+            .throughput(Throughput::Bytes(BIG_FILE_BYTES));
+        g.bench_function("outside", |b| b.iter(|| cat_outside(&file)));
+        // the product's streaming path without the sandbox: async pipe reads of 64 KiB, each
+        // chunk copied into a channel of 16 and counted by the consumer (as `SandboxChild` does);
+        // once with the default 64 KiB pipe, once with a 1 MiB pipe (F_SETPIPE_SZ)
+        for (name, pipe_bytes) in [
+            ("outside_streamed", None),
+            ("outside_streamed_1mib_pipe", Some(1 << 20)),
+        ] {
+            g.bench_function(name, |b| {
+                b.iter(|| rt.block_on(stream_cat(&file, pipe_bytes)))
+            });
+        }
+        g.bench_function("inside", |b| {
+            b.iter(|| rt.block_on(cat_inside(&sandbox, &policy, &request)))
+        });
+        g.finish();
+
+        // Same run, interleaved rounds: outside, streamed, inside
+        let (mut outside, mut streamed, mut inside) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS_CAT {
+            outside.push(timed(|| cat_outside(&file)));
+            streamed.push(timed(|| rt.block_on(stream_cat(&file, None))));
+            inside.push(timed(|| {
+                rt.block_on(cat_inside(&sandbox, &policy, &request))
+            }));
+        }
+        let (o, s, i) = (
+            median(&mut outside),
+            median(&mut streamed),
+            median(&mut inside),
+        );
+        let gibps = |d: Duration| BIG_FILE_BYTES as f64 / d.as_secs_f64() / f64::from(1u32 << 30);
+        println!(
+            "cat_1gib interleaved ({ROUNDS_CAT} rounds, medians): outside {o:?} ({:.2} GiB/s), \
+             outside streamed {s:?} ({:.2} GiB/s), inside {i:?} ({:.2} GiB/s); \
+             inside/outside = {:.2}x, inside/outside streamed = {:.2}x",
+            gibps(o),
+            gibps(s),
+            gibps(i),
+            o.as_secs_f64() / i.as_secs_f64(),
+            s.as_secs_f64() / i.as_secs_f64(),
+        );
+        // free the disk at once (the TempDir would too, at the end of the process)
+        std::fs::remove_file(&file).unwrap();
+    }
+}
+
+#[cfg(target_os = "linux")]
+criterion::criterion_group!(benches, linux::spawn, linux::cat_throughput);
+
+#[cfg(not(target_os = "linux"))]
+fn benches() {}
+
+criterion::criterion_main!(benches);
