@@ -54,9 +54,10 @@ pub(crate) fn sandbox_report(sandbox: &Sandbox) -> SandboxReport {
         .map(|l| l.name.as_str())
         .collect();
     let has_backend = status.backend != "none";
-    let enforced = has_backend && missing.is_empty();
-    let message = if cfg!(windows) {
-        "commands run unsandboxed on Windows".to_owned()
+    let enforced = status.enforced && has_backend && missing.is_empty();
+    let message = if let Some(message) = status.message.filter(|_| !status.enforced) {
+        // the backend's own words (Windows: commands run unsandboxed), shown as they are
+        message
     } else if !has_backend {
         format!(
             "no sandbox on {} yet: commands are refused",
