@@ -66,6 +66,12 @@ use crate::web::session::CurrentUser;
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
 /// How long a PING may go unanswered before the tunnel is dropped.
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest HTTP/2 DATA frame the relay accepts from an agent (`SETTINGS_MAX_FRAME_SIZE`; the
+/// default is 16 KiB). A download then crosses the relay in the agent's read chunks (256 KiB), not
+/// in 16 KiB frames: 16× fewer frames to parse and wake-ups of the browser's connection task
+/// (docs/PERFORMANCE.md, "Tunnel"). Memory: an agent can already make the relay hold its flow-control
+/// windows (2 MiB per stream, 5 MiB per tunnel); one frame in the read buffer is within that.
+const TUNNEL_MAX_FRAME_SIZE: u32 = 256 * 1024;
 
 /// Request headers passed from the browser to the agent API; everything else (cookies above all)
 /// stays at the relay.
@@ -128,7 +134,8 @@ pub async fn open(State(state): State<AppState>, mut req: Request) -> Result<Res
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(KEEP_ALIVE_INTERVAL))
             .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
-            .keep_alive_while_idle(true);
+            .keep_alive_while_idle(true)
+            .max_frame_size(TUNNEL_MAX_FRAME_SIZE);
         let (sender, conn) = match builder.handshake(upgraded).await {
             Ok(pair) => pair,
             Err(e) => {

@@ -18,8 +18,10 @@ use super::error::{ApiError, ApiResult, ErrorCode};
 use super::paths::QueryPath;
 use super::{ApiState, WorkspaceId};
 
-/// Largest chunk of a streamed read (the memory one streamed read holds at a time).
-pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Largest chunk of a streamed read (the memory one streamed read holds at a time). Each chunk is
+/// one blocking-pool read, and through the tunnel one HTTP/2 DATA frame: 256 KiB moves a large file
+/// with 15–35 % less CPU per byte than 64 KiB (docs/PERFORMANCE.md, "Tunnel").
+pub const READ_CHUNK_BYTES: usize = 256 * 1024;
 
 /// Response header with the SHA-256 (hex) of a whole file.
 pub(crate) const SHA256_HEADER: &str = "x-katachi-sha256";

@@ -93,7 +93,15 @@ pub fn browser_client(ca_pem: &str, session: Option<&str>) -> reqwest::Client {
             session_cookie(session).parse().unwrap(),
         );
     }
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    // What-if only: browsers (Chrome) accept 16 KiB DATA frames, reqwest's default too.
+    if let Some(size) = std::env::var("KATACHI_BENCH_BROWSER_FRAME")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        builder = builder.http2_max_frame_size(Some(size));
+    }
+    builder
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())

@@ -16,7 +16,8 @@
 //! Run: `make bench-tunnel`, or `cargo bench -p katachi-relay --bench tunnel`. Environment:
 //! `KATACHI_BENCH_PARTS` (`latency,stream,memory`), `KATACHI_BENCH_RATE` (1000),
 //! `KATACHI_BENCH_SECONDS` (10), `KATACHI_BENCH_FILE_MIB` (256), `KATACHI_BENCH_AGENTS` (1000),
-//! `KATACHI_BENCH_IDLE_SECONDS` (25).
+//! `KATACHI_BENCH_IDLE_SECONDS` (25), `KATACHI_BENCH_BROWSER_FRAME` (unset: the client accepts 16 KiB
+//! HTTP/2 DATA frames as Chrome does; a larger value is a what-if for the relay → browser hop).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod agent;
