@@ -209,6 +209,32 @@ async fn sign_up(browser: &Browser, relay: &InProcessRelay, email: &str) {
         .unwrap();
 }
 
+/// The signed-in user approves a new device named `name` in the browser; its credentials.
+async fn approve_device(browser: &Browser, relay: &InProcessRelay, name: &str) -> AgentCredentials {
+    let agent_http = relay.client().unwrap();
+    let dc = request_device_code(relay, &agent_http, name, "Debian 12")
+        .await
+        .unwrap();
+    browser
+        .goto(dc["verification_uri_complete"].as_str().unwrap())
+        .await
+        .unwrap();
+    browser.click("#approve").await.unwrap();
+    browser
+        .wait_for_text("#result", "Device connected", PAGE)
+        .await
+        .unwrap();
+    poll_for_credentials(
+        relay,
+        &agent_http,
+        dc["device_code"].as_str().unwrap(),
+        Duration::from_millis(1100),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_browses_an_agents_workspace_sees_highlighted_code_and_the_diff_of_a_change() {
     let _one = ONE_BROWSER.acquire().await.unwrap();
@@ -221,28 +247,7 @@ async fn a_user_browses_an_agents_workspace_sees_highlighted_code_and_the_diff_o
         // The user approves the agent's device code in the browser.
         let browser = Browser::launch().await.unwrap();
         sign_up(&browser, &relay, "wb-owner@example.com").await;
-        let agent_http = relay.client().unwrap();
-        let dc = request_device_code(&relay, &agent_http, "wb-box", "Debian 12")
-            .await
-            .unwrap();
-        browser
-            .goto(dc["verification_uri_complete"].as_str().unwrap())
-            .await
-            .unwrap();
-        browser.click("#approve").await.unwrap();
-        browser
-            .wait_for_text("#result", "Device connected", PAGE)
-            .await
-            .unwrap();
-        let agent = poll_for_credentials(
-            &relay,
-            &agent_http,
-            dc["device_code"].as_str().unwrap(),
-            Duration::from_millis(1100),
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
+        let agent = approve_device(&browser, &relay, "wb-box").await;
         let mut tunnel = dial_agent(&relay, &agent, &workspace);
         wait_online(&relay, &agent.agent_id, true).await;
 
@@ -515,28 +520,7 @@ async fn a_user_runs_an_allowed_command_sees_its_output_live_stops_it_and_sees_a
 
         let browser = Browser::launch().await.unwrap();
         sign_up(&browser, &relay, "wb-run@example.com").await;
-        let agent_http = relay.client().unwrap();
-        let dc = request_device_code(&relay, &agent_http, "run-box", "Debian 12")
-            .await
-            .unwrap();
-        browser
-            .goto(dc["verification_uri_complete"].as_str().unwrap())
-            .await
-            .unwrap();
-        browser.click("#approve").await.unwrap();
-        browser
-            .wait_for_text("#result", "Device connected", PAGE)
-            .await
-            .unwrap();
-        let agent = poll_for_credentials(
-            &relay,
-            &agent_http,
-            dc["device_code"].as_str().unwrap(),
-            Duration::from_millis(1100),
-            Duration::from_secs(30),
-        )
-        .await
-        .unwrap();
+        let agent = approve_device(&browser, &relay, "run-box").await;
         let tunnel = dial_agent(&relay, &agent, &workspace);
         wait_online(&relay, &agent.agent_id, true).await;
         browser

@@ -9,31 +9,13 @@ use std::time::Duration;
 
 use katachi_core::api::{router, ApiState, AuditHealth, AuditLayer, CallDetail};
 use katachi_core::fingerprint::FixedFingerprint;
-use katachi_core::signing::{RequestSigner, SystemClock};
 use katachi_core::store::AuditKey;
-use katachi_core::tunnel::TunnelDialer;
 use katachi_core::vault::MemoryKeystore;
-use katachi_core::{AgentCredentials, AgentHome, Fingerprint, KatachiDirs, RelayUrl, SecretBytes};
+use katachi_core::{AgentHome, Fingerprint, KatachiDirs};
 use reqwest::Client;
 
-use super::support::{registered_agent, Agent, TestRelay};
-
-fn dialer(relay: &TestRelay, agent: &Agent) -> TunnelDialer {
-    let credentials = AgentCredentials::new(
-        RelayUrl::parse(&relay.url).unwrap(),
-        agent.id.clone(),
-        SecretBytes::new(agent.token.as_bytes().to_vec()),
-        SecretBytes::new(agent.secret.as_bytes().to_vec()),
-        Some(std::fs::read_to_string(&relay.ca).unwrap()),
-    );
-    let signer = RequestSigner::new(
-        agent.id.clone(),
-        SecretBytes::new(agent.secret.as_bytes().to_vec()),
-        Arc::new(SystemClock),
-        0,
-    );
-    TunnelDialer::new(&credentials, signer).unwrap()
-}
+use super::support::{registered_agent, TestRelay};
+use super::tunnel::dialer;
 
 /// An agent home in `dir` (in-memory keystore, fixed fingerprint) allowing `workspace`.
 fn agent_home(dir: &std::path::Path, workspace: &std::path::Path) -> Arc<AgentHome> {
