@@ -1,6 +1,15 @@
 //! A pids cgroup per run, where this user may create one: caps the process count (a fork bomb stops
 //! at the limit even for root, whom `RLIMIT_NPROC` does not bind) and lists every process of the run
 //! for the final kill, wherever it moved in the process tree.
+//!
+//! # Joining without an RCU grace period
+//! Writing to `cgroup.procs` moves a whole thread group, which takes the kernel's global
+//! `cgroup_threadgroup_rwsem` for writing and waits for an RCU grace period (3–12 ms here, the
+//! largest part of a sandboxed spawn). The child joins right after `fork`, while it is still a
+//! single thread, so on cgroup v1 it writes `0` to `tasks` instead: moving only the calling thread
+//! skips that lock (the kernel documents it as safe for `current`), and a single-threaded process
+//! moved by its only thread is the whole process. cgroup v2 has no such file outside threaded
+//! subtrees, so there the child still writes `cgroup.procs`.
 
 use std::fs::File;
 use std::io::Write;
@@ -45,11 +54,12 @@ pub(crate) fn find_pids_cgroup() -> Result<PathBuf, String> {
     Err("no pids cgroup this user may create children in".to_owned())
 }
 
-/// The cgroup of one run. The child joins it by writing `0` to `cgroup.procs` before `exec`.
+/// The cgroup of one run. The child joins it by writing `0` to its join file before `exec`.
 #[derive(Debug)]
 pub(crate) struct RunCgroup {
     dir: PathBuf,
-    procs: File,
+    /// `tasks` (v1: moves the calling thread, no grace period) or `cgroup.procs` (v2).
+    join: File,
 }
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -62,12 +72,17 @@ impl RunCgroup {
         std::fs::create_dir(&dir)?;
         let setup = || -> std::io::Result<File> {
             std::fs::write(dir.join("pids.max"), max_pids.to_string())?;
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(dir.join("cgroup.procs"))
+            // v1 lists threads in `tasks`; v2 has no such file
+            let v1_tasks = dir.join("tasks");
+            let join = if v1_tasks.exists() {
+                v1_tasks
+            } else {
+                dir.join("cgroup.procs")
+            };
+            std::fs::OpenOptions::new().write(true).open(join)
         };
         match setup() {
-            Ok(procs) => Ok(Self { dir, procs }),
+            Ok(join) => Ok(Self { dir, join }),
             Err(e) => {
                 let _ = std::fs::remove_dir(&dir);
                 Err(e)
@@ -75,9 +90,10 @@ impl RunCgroup {
         }
     }
 
-    /// The `cgroup.procs` descriptor the child writes `0` to (close-on-exec).
-    pub(crate) fn procs_fd(&self) -> RawFd {
-        self.procs.as_raw_fd()
+    /// The descriptor the child writes `0` to while it is single-threaded, right after `fork`
+    /// (close-on-exec).
+    pub(crate) fn join_fd(&self) -> RawFd {
+        self.join.as_raw_fd()
     }
 
     /// SIGKILLs every process in the cgroup until it is empty (bounded: processes may still be

@@ -10,7 +10,8 @@
 //! `exec` on each run.
 //!
 //! # Order in the child (each step needs the previous one)
-//! 1. join the run's pids cgroup (before `unshare`: the cgroup files belong to the outer namespace);
+//! 1. join the run's pids cgroup (before `unshare`: the cgroup files belong to the outer namespace;
+//!    by the calling thread only, which skips an RCU grace period: see `cgroup`);
 //! 2. `unshare` user+net+mount+PID namespaces, write the id maps; when hosts are allowed, bring
 //!    `lo` up and hand a listener on the proxy port to the agent (see `egress`);
 //! 3. mounts (noexec workspaces, read-only `.git` parts, hidden `.env*`), then `chdir` into the new
@@ -155,7 +156,7 @@ pub(crate) fn spawn(
     })?;
 
     let mut setup = ChildSetup {
-        cgroup_fd: cgroup.as_ref().map(RunCgroup::procs_fd),
+        cgroup_fd: cgroup.as_ref().map(RunCgroup::join_fd),
         namespaces: use_ns.then(IdMaps::for_current_user),
         proxy: match &egress {
             Some(EgressWay::Handover(h)) => Some(h.child_part()),
@@ -196,6 +197,7 @@ pub(crate) fn spawn(
         program: command.path.clone(),
         source,
     })?;
+    enlarge_output_pipes(&child);
     let pgid = child.id().and_then(|p| libc::pid_t::try_from(p).ok());
     let mut tree = LinuxTree {
         pgid,
@@ -225,6 +227,30 @@ pub(crate) fn spawn(
         policy.limits(),
         proxy,
     ))
+}
+
+/// Pipe size asked for the command's stdout and stderr.
+const OUTPUT_PIPE_BYTES: libc::c_int = 1 << 20;
+
+/// Grows the run's stdout/stderr pipes from the default 64 KiB to 1 MiB, so the command writes
+/// on while the supervisor is between reads (1.3× the throughput of large output, see
+/// docs/PERFORMANCE.md). Best effort: past `/proc/sys/fs/pipe-max-size`, or once this user's
+/// pipes hold `pipe-user-pages-soft`, the kernel refuses and the pipe keeps its size.
+fn enlarge_output_pipes(child: &tokio::process::Child) {
+    use std::os::fd::AsRawFd;
+    let fds = [
+        child.stdout.as_ref().map(AsRawFd::as_raw_fd),
+        child.stderr.as_ref().map(AsRawFd::as_raw_fd),
+    ];
+    for fd in fds.into_iter().flatten() {
+        // SAFETY: fcntl with integer arguments on a pipe this process owns (held by `child`).
+        if unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, OUTPUT_PIPE_BYTES) } < 0 {
+            tracing::debug!(
+                error = %std::io::Error::last_os_error(),
+                "sandbox: output pipe keeps its default size"
+            );
+        }
+    }
 }
 
 /// Where the proxy's listening socket comes from.
@@ -264,7 +290,8 @@ impl ChildSetup {
     /// The child's side, in order (see the module docs). Async-signal-safe.
     fn run_in_child(&mut self) -> std::io::Result<()> {
         if let Some(fd) = self.cgroup_fd {
-            // SAFETY: `fd` is the open cgroup.procs file; "0" moves the writer itself.
+            // SAFETY: `fd` is the open `tasks`/`cgroup.procs` file; "0" moves the writer itself
+            // (this process has a single thread: only the agent's forking thread was copied).
             if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
                 return Err(std::io::Error::last_os_error());
             }
