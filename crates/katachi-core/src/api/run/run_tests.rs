@@ -467,3 +467,32 @@ async fn a_workspaces_stored_overrides_and_hidden_folders_shape_its_runs() {
         .unwrap()
         .contains("katachi sandbox policy reset"));
 }
+
+#[test]
+fn a_run_whose_runtime_shuts_down_is_killed_not_left_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let marker = format!("katachi-run-shutdown-{}", std::process::id());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let body = runtime.block_on(async {
+        let res = start_follow(&app(tmp.path()), tmp.path(), &marker).await;
+        let mut body = res.into_body();
+        body.frame().await.unwrap().unwrap();
+        body
+    });
+    assert!(!pids_with(&marker).is_empty(), "tail is not running");
+    // the agent stops: its runtime drops every task, the run's supervisor among them
+    drop(runtime);
+    drop(body);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pids_with(&marker).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the run outlived the runtime that supervised it"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

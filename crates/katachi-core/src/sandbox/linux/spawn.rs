@@ -480,3 +480,15 @@ impl ProcessTree for LinuxTree {
         drop(self.scratch.take());
     }
 }
+
+impl Drop for LinuxTree {
+    /// A tree dropped without [`ProcessTree::release`] lost its supervisor (its task was dropped,
+    /// e.g. with its runtime): nothing could stop the run any more, so it is killed now and its
+    /// cgroup and scratch folder removed, rather than left running and leaking.
+    fn drop(&mut self) {
+        if self.cgroup.is_some() || self.scratch.is_some() {
+            self.kill_all();
+            self.release();
+        }
+    }
+}
