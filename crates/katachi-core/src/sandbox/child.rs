@@ -313,3 +313,27 @@ fn is_cpu_limit(exit: ExitKind) -> bool {
     const SIGXCPU: i32 = 24;
     matches!(exit, ExitKind::Signal(SIGXCPU) | ExitKind::Code(152))
 }
+
+/// A command for `program` as every Unix backend starts one: only the policy's environment plus
+/// `PATH` (the trusted one) and `HOME`/`TMPDIR` (the run's scratch folder `work`), no stdin, both
+/// outputs piped, killed when dropped, in its own process group.
+#[cfg(unix)]
+pub(crate) fn unix_confined_command(
+    program: &std::path::Path,
+    policy: &super::SandboxPolicy,
+    work: &std::path::Path,
+) -> tokio::process::Command {
+    use std::process::Stdio;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.env_clear()
+        .envs(policy.env.iter().map(|(k, v)| (k, v)))
+        .env("PATH", super::policy::TRUSTED_PATH)
+        .env("HOME", work)
+        .env("TMPDIR", work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .process_group(0);
+    cmd
+}

@@ -24,7 +24,6 @@
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use landlock::RulesetCreated;
 use seccompiler::BpfProgram;
@@ -37,8 +36,8 @@ use super::mounts::MountPlan;
 use super::netns::{enter_namespaces_in_child, IdMaps};
 use super::seccomp::compile_filters;
 use super::{KernelCaps, LANDLOCK_ABI_WANTED};
-use crate::sandbox::child::{supervise_with_egress, ProcessTree};
-use crate::sandbox::policy::{AllowedCommand, SandboxPolicy, Strictness, TRUSTED_PATH};
+use crate::sandbox::child::{supervise_with_egress, unix_confined_command, ProcessTree};
+use crate::sandbox::policy::{AllowedCommand, SandboxPolicy, Strictness};
 use crate::sandbox::proxy::{EgressProxy, SystemResolver, PROXY_PORT};
 use crate::sandbox::{SandboxChild, SandboxError};
 
@@ -169,18 +168,8 @@ pub(crate) fn spawn(
         filters,
     };
 
-    let mut cmd = tokio::process::Command::new(&command.path);
-    cmd.args(args)
-        .env_clear()
-        .envs(policy.env.iter().map(|(k, v)| (k, v)))
-        .env("PATH", TRUSTED_PATH)
-        .env("HOME", &work)
-        .env("TMPDIR", &work)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0);
+    let mut cmd = unix_confined_command(&command.path, policy, &work);
+    cmd.args(args);
     if let Some(port) = proxy_port {
         // the way in to the proxy; the kernel, not these variables, keeps everything else out
         let url = format!("http://127.0.0.1:{port}");

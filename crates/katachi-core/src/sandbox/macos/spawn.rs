@@ -6,12 +6,11 @@
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::Stdio;
 
 use super::{seatbelt_profile, ProfileError, ProfileInput, SANDBOX_EXEC};
-use crate::sandbox::child::{supervise, ProcessTree};
+use crate::sandbox::child::{supervise, unix_confined_command, ProcessTree};
 use crate::sandbox::denied::{DenialKind, SandboxDenied};
-use crate::sandbox::policy::{AllowedCommand, Limits, SandboxPolicy, TRUSTED_PATH};
+use crate::sandbox::policy::{AllowedCommand, Limits, SandboxPolicy};
 use crate::sandbox::{LayerStatus, SandboxChild, SandboxError};
 
 /// The layers of the macOS backend.
@@ -102,23 +101,13 @@ pub(crate) fn spawn_with_launcher(
         },
     )?;
 
-    let mut cmd = tokio::process::Command::new(launcher);
+    let mut cmd = unix_confined_command(launcher, policy, &work);
     cmd.arg("-p")
         .arg(&profile)
         .arg("--")
         .arg(&command.path)
         .args(args)
-        .current_dir(cwd)
-        .env_clear()
-        .envs(policy.env.iter().map(|(k, v)| (k, v)))
-        .env("PATH", TRUSTED_PATH)
-        .env("HOME", &work)
-        .env("TMPDIR", &work)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .process_group(0);
+        .current_dir(cwd);
     apply_rlimits_before_exec(&mut cmd, &policy.limits());
     let child = cmd.spawn().map_err(|source| SandboxError::Spawn {
         program: command.path.clone(),
