@@ -197,7 +197,14 @@ impl SandboxPolicy {
         self.commands.get(name).ok_or_else(|| SandboxDenied {
             kind: DenialKind::Exec,
             target: name.to_owned(),
-            how_to_allow: format!("allow the command: --allow-cmd {name}"),
+            how_to_allow: match self.workspaces.first() {
+                // the lasting way, for the browser as for the CLI; `--allow-cmd` alone is one run's
+                Some(ws) => format!(
+                    "on the agent's machine run `katachi sandbox policy set --workspace {} --allow-cmd {name}` (or pass --allow-cmd {name} to one `katachi sandbox run`)",
+                    ws.root.display()
+                ),
+                None => format!("allow the command: --allow-cmd {name}"),
+            },
         })
     }
 
