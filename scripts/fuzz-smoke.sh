@@ -24,7 +24,7 @@ if ! cargo fuzz --version 2>/dev/null | grep -q "$cargo_fuzz_version"; then
 fi
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work" || true' EXIT
 # the targets make their temp workspace and store under TMPDIR: removed with $work
 export RUSTC_BOOTSTRAP=1 TMPDIR="$work"
 
