@@ -53,16 +53,6 @@ const DEVICE_NAME: &str = "e2e-build-box";
 /// One Chromium at a time: the machine has two cores, and the timings stay honest.
 static ONE_BROWSER: Semaphore = Semaphore::const_new(1);
 
-fn screenshot_path(name: &str) -> PathBuf {
-    let update = std::env::var_os("KATACHI_UPDATE_SCREENSHOTS").is_some_and(|v| v == "1");
-    let dir = if update {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
-    } else {
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
-    };
-    dir.join(name)
-}
-
 /// A binary of this workspace, or a failure saying how to build it.
 fn built(name: &str) -> PathBuf {
     let binary = workspace_binary(name);
@@ -238,7 +228,7 @@ async fn a_user_approves_the_code_katachi_start_printed_and_sees_the_agent_onlin
         assert_eq!(browser.text("#device-ip").await.unwrap(), "127.0.0.1");
         assert!(!browser.text("#device-os").await.unwrap().trim().is_empty());
         browser
-            .screenshot_to(&screenshot_path("katachi-start-approval.png"))
+            .screenshot_to(&katachi_e2e::screenshot_path!("katachi-start-approval.png"))
             .await
             .unwrap();
         browser.click("#approve").await.unwrap();
@@ -280,7 +270,7 @@ async fn a_user_approves_the_code_katachi_start_printed_and_sees_the_agent_onlin
             DEVICE_NAME
         );
         browser
-            .screenshot_to(&screenshot_path("katachi-start-agents.png"))
+            .screenshot_to(&katachi_e2e::screenshot_path!("katachi-start-agents.png"))
             .await
             .unwrap();
 

@@ -12,7 +12,6 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use katachi_e2e::chromium::Browser;
@@ -32,16 +31,6 @@ const PASSWORD: &str = "correct horse battery staple";
 
 /// One Chromium at a time: the machine has two cores, and the timings stay honest.
 static ONE_BROWSER: Semaphore = Semaphore::const_new(1);
-
-fn screenshot_path(name: &str) -> PathBuf {
-    let update = std::env::var_os("KATACHI_UPDATE_SCREENSHOTS").is_some_and(|v| v == "1");
-    let dir = if update {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
-    } else {
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
-    };
-    dir.join(name)
-}
 
 async fn sign_up(browser: &Browser, relay: &InProcessRelay, email: &str) {
     browser
@@ -82,7 +71,7 @@ async fn a_user_approves_a_device_sees_it_online_live_and_revokes_it() {
         assert_eq!(browser.text("#device-ip").await.unwrap(), "127.0.0.1");
         assert_eq!(browser.text("strong.code").await.unwrap(), user_code);
         browser
-            .screenshot_to(&screenshot_path("relay-device-approval.png"))
+            .screenshot_to(&katachi_e2e::screenshot_path!("relay-device-approval.png"))
             .await
             .unwrap();
         browser.click("#approve").await.unwrap();
@@ -139,7 +128,7 @@ async fn a_user_approves_a_device_sees_it_online_live_and_revokes_it() {
             "build-box"
         );
         browser
-            .screenshot_to(&screenshot_path("relay-agents.png"))
+            .screenshot_to(&katachi_e2e::screenshot_path!("relay-agents.png"))
             .await
             .unwrap();
 
@@ -300,7 +289,7 @@ async fn an_mcp_secret_value_never_reaches_the_browser() {
             "values are masked, even harmless ones: {env}"
         );
         browser
-            .screenshot_to(&screenshot_path("relay-mcp.png"))
+            .screenshot_to(&katachi_e2e::screenshot_path!("relay-mcp.png"))
             .await
             .unwrap();
 

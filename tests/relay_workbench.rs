@@ -17,7 +17,7 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,16 +43,6 @@ const MAIN_RS: &str = "fn main() {\n    let greeting = \"hello from the workbenc
 
 /// One Chromium at a time: the machine has two cores, and the timings stay honest.
 static ONE_BROWSER: Semaphore = Semaphore::const_new(1);
-
-fn screenshot_path(name: &str) -> PathBuf {
-    let update = std::env::var_os("KATACHI_UPDATE_SCREENSHOTS").is_some_and(|v| v == "1");
-    let dir = if update {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
-    } else {
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
-    };
-    dir.join(name)
-}
 
 fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
@@ -297,7 +287,7 @@ async fn a_user_browses_an_agents_workspace_sees_highlighted_code_and_the_diff_o
         let meta = browser.text("#file-meta").await.unwrap();
         assert!(meta.contains("Rust") && meta.contains("bytes"), "{meta}");
         browser
-            .screenshot_to(&screenshot_path("relay-workbench-file.png"))
+            .screenshot_to(&katachi_e2e::screenshot_path!("relay-workbench-file.png"))
             .await
             .unwrap();
 
@@ -382,7 +372,7 @@ async fn a_user_browses_an_agents_workspace_sees_highlighted_code_and_the_diff_o
         assert_eq!(colours[1], "rgb(253, 236, 234)", "removed lines are red: {colours}");
         assert_ne!(colours[2], colours[0], "{colours}");
         browser
-            .screenshot_to(&screenshot_path("relay-workbench-diff.png"))
+            .screenshot_to(&katachi_e2e::screenshot_path!("relay-workbench-diff.png"))
             .await
             .unwrap();
 
@@ -444,7 +434,7 @@ async fn a_user_browses_an_agents_workspace_sees_highlighted_code_and_the_diff_o
             "{banner}"
         );
         browser
-            .screenshot_to(&screenshot_path("relay-workbench-offline.png"))
+            .screenshot_to(&katachi_e2e::screenshot_path!("relay-workbench-offline.png"))
             .await
             .unwrap();
         tunnel = dial_agent(&relay, &agent, &workspace);
@@ -559,7 +549,7 @@ async fn a_user_runs_an_allowed_command_sees_its_output_live_stops_it_and_sees_a
             "{output}"
         );
         browser
-            .screenshot_to(&screenshot_path("relay-workbench-run.png"))
+            .screenshot_to(&katachi_e2e::screenshot_path!("relay-workbench-run.png"))
             .await
             .unwrap();
 
@@ -622,7 +612,9 @@ async fn a_user_runs_an_allowed_command_sees_its_output_live_stops_it_and_sees_a
         assert_eq!(kind, "exec");
         assert!(workspace.join("src/lib.rs").exists(), "nothing ran");
         browser
-            .screenshot_to(&screenshot_path("relay-workbench-run-denied.png"))
+            .screenshot_to(&katachi_e2e::screenshot_path!(
+                "relay-workbench-run-denied.png"
+            ))
             .await
             .unwrap();
 

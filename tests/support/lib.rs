@@ -8,6 +8,7 @@
 //! - [`relay`]: a relay served inside the test process, and the agent's HTTP calls (device flow, signed calls).
 //! - [`oauth_provider`]: a local OAuth 2.0 provider speaking GitHub's and Google's protocol (PKCE checked).
 //! - [`chromium`]: Debian's headless Chromium over WebDriver (chromedriver), every wait bounded.
+//! - [`screenshot_path!`]: where a test's screenshot goes (`docs/screenshots` when updating them).
 
 pub mod chromium;
 pub mod oauth_provider;
@@ -27,4 +28,25 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("..").join("target"));
     target.join("debug").join(name)
+}
+
+/// Where a test saves the screenshot `name`: `docs/screenshots` when `KATACHI_UPDATE_SCREENSHOTS=1`,
+/// else `screenshots/` under the test target's own temporary folder. A macro because that folder
+/// (`CARGO_TARGET_TMPDIR`) is known only when compiling a test target, not this library.
+#[macro_export]
+macro_rules! screenshot_path {
+    ($name:expr) => {
+        $crate::screenshot_in(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")), $name)
+    };
+}
+
+/// [`screenshot_path!`] with the test target's temporary folder given.
+pub fn screenshot_in(target_tmpdir: &std::path::Path, name: &str) -> PathBuf {
+    let update = std::env::var_os("KATACHI_UPDATE_SCREENSHOTS").is_some_and(|v| v == "1");
+    let dir = if update {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
+    } else {
+        target_tmpdir.join("screenshots")
+    };
+    dir.join(name)
 }
