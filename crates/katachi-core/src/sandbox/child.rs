@@ -147,6 +147,34 @@ const fn libc_sigkill() -> i32 {
     9
 }
 
+/// One output pipe of a started command.
+pub(crate) type OutputPipe = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// A started command as the supervisor sees it: two output pipes and its exit.
+pub(crate) struct StartedProcess {
+    /// The command's stdout.
+    pub(crate) stdout: Option<OutputPipe>,
+    /// The command's stderr.
+    pub(crate) stderr: Option<OutputPipe>,
+    /// Resolves when the process ends (`None`: its status could not be read).
+    pub(crate) exit: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Option<std::process::ExitStatus>> + Send>,
+    >,
+}
+
+impl From<tokio::process::Child> for StartedProcess {
+    fn from(mut child: tokio::process::Child) -> Self {
+        let stdout = child.stdout.take().map(|p| Box::new(p) as OutputPipe);
+        let stderr = child.stderr.take().map(|p| Box::new(p) as OutputPipe);
+        Self {
+            stdout,
+            stderr,
+            // the child moves into the future: dropping it (kill_on_drop) still kills the process
+            exit: Box::pin(async move { child.wait().await.ok() }),
+        }
+    }
+}
+
 /// Starts the supervisor task of a spawned child.
 #[cfg_attr(target_os = "linux", allow(dead_code))]
 pub(crate) fn supervise(
@@ -154,12 +182,12 @@ pub(crate) fn supervise(
     tree: Box<dyn ProcessTree>,
     limits: Limits,
 ) -> SandboxChild {
-    supervise_with_egress(child, tree, limits, None)
+    supervise_with_egress(child.into(), tree, limits, None)
 }
 
 /// Starts the supervisor task of a spawned child whose egress proxy (if any) stops with the run.
 pub(crate) fn supervise_with_egress(
-    mut child: tokio::process::Child,
+    child: StartedProcess,
     mut tree: Box<dyn ProcessTree>,
     limits: Limits,
     proxy: Option<EgressProxy>,
@@ -167,8 +195,11 @@ pub(crate) fn supervise_with_egress(
     let (tx, events) = mpsc::channel(EVENTS_IN_FLIGHT);
     let (done_tx, done) = oneshot::channel();
     let (cancel_tx, mut cancel_rx) = watch::channel(false);
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
+    let StartedProcess {
+        stdout,
+        stderr,
+        mut exit,
+    } = child;
     tokio::spawn(async move {
         let started = Instant::now();
         let (over_tx, mut over_rx) = mpsc::channel::<()>(1);
@@ -176,8 +207,8 @@ pub(crate) fn supervise_with_egress(
         let total = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut readers = Vec::new();
         for (pipe, stream) in [
-            (stdout.map(Pipe::Out), OutputStream::Stdout),
-            (stderr.map(Pipe::Err), OutputStream::Stderr),
+            (stdout, OutputStream::Stdout),
+            (stderr, OutputStream::Stderr),
         ] {
             if let Some(pipe) = pipe {
                 let (tx, over_tx, budget, total) =
@@ -192,7 +223,7 @@ pub(crate) fn supervise_with_egress(
         let mut denied = None;
         let status = loop {
             tokio::select! {
-                status = child.wait() => break status.ok(),
+                status = &mut exit => break status,
                 () = &mut deadline, if denied.is_none() => {
                     denied = Some(SandboxDenied::limit("wall time", "raise the wall-time limit"));
                     tree.kill_all();
@@ -212,7 +243,6 @@ pub(crate) fn supervise_with_egress(
         for r in readers {
             let _ = r.await;
         }
-        tree.release();
         let egress = proxy.map(EgressProxy::finish).unwrap_or_default();
         let exit = exit_kind(status);
         if denied.is_none() && is_cpu_limit(exit) {
@@ -225,6 +255,8 @@ pub(crate) fn supervise_with_egress(
             duration: started.elapsed(),
             egress,
         });
+        // the tree is dead: freeing its cgroup and scratch folder need not delay the outcome
+        tree.release();
     });
     SandboxChild {
         events,
@@ -233,14 +265,9 @@ pub(crate) fn supervise_with_egress(
     }
 }
 
-enum Pipe {
-    Out(tokio::process::ChildStdout),
-    Err(tokio::process::ChildStderr),
-}
-
 /// Reads one pipe into events until EOF, stopping at the shared output budget.
 async fn pump(
-    mut pipe: Pipe,
+    mut pipe: OutputPipe,
     stream: OutputStream,
     tx: mpsc::Sender<RunEvent>,
     over: mpsc::Sender<()>,
@@ -251,11 +278,7 @@ async fn pump(
     loop {
         // a fresh buffer per chunk, handed over as is: no copy of large output
         let mut buf = Vec::with_capacity(MAX_CHUNK_BYTES);
-        let n = match &mut pipe {
-            Pipe::Out(p) => p.read_buf(&mut buf).await,
-            Pipe::Err(p) => p.read_buf(&mut buf).await,
-        };
-        let n = match n {
+        let n = match pipe.read_buf(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n as u64,
         };
@@ -314,10 +337,29 @@ fn is_cpu_limit(exit: ExitKind) -> bool {
     matches!(exit, ExitKind::Signal(SIGXCPU) | ExitKind::Code(152))
 }
 
-/// A command for `program` as every Unix backend starts one: only the policy's environment plus
-/// `PATH` (the trusted one) and `HOME`/`TMPDIR` (the run's scratch folder `work`), no stdin, both
-/// outputs piped, killed when dropped, in its own process group.
+/// The environment of a command on every Unix backend: only the policy's environment plus `PATH`
+/// (the trusted one) and `HOME`/`TMPDIR` (the run's scratch folder `work`).
 #[cfg(unix)]
+pub(crate) fn confined_env(
+    policy: &super::SandboxPolicy,
+    work: &std::path::Path,
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let fixed = ["PATH", "HOME", "TMPDIR"];
+    let mut env: Vec<_> = policy
+        .env
+        .iter()
+        .filter(|(k, _)| !fixed.contains(&k.as_str()))
+        .map(|(k, v)| (k.into(), v.clone()))
+        .collect();
+    env.push(("PATH".into(), super::policy::TRUSTED_PATH.into()));
+    env.push(("HOME".into(), work.as_os_str().to_owned()));
+    env.push(("TMPDIR".into(), work.as_os_str().to_owned()));
+    env
+}
+
+/// A command for `program` as a Unix backend without its own launcher starts one: the
+/// [`confined_env`], no stdin, both outputs piped, killed when dropped, in its own process group.
+#[cfg(any(target_os = "macos", all(test, target_os = "linux")))]
 pub(crate) fn unix_confined_command(
     program: &std::path::Path,
     policy: &super::SandboxPolicy,
@@ -326,10 +368,7 @@ pub(crate) fn unix_confined_command(
     use std::process::Stdio;
     let mut cmd = tokio::process::Command::new(program);
     cmd.env_clear()
-        .envs(policy.env.iter().map(|(k, v)| (k, v)))
-        .env("PATH", super::policy::TRUSTED_PATH)
-        .env("HOME", work)
-        .env("TMPDIR", work)
+        .envs(confined_env(policy, work))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -7,6 +7,7 @@
 mod cgroup;
 mod egress;
 mod landlock;
+mod launch;
 mod limits;
 mod mounts;
 mod netns;

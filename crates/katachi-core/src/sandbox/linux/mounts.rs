@@ -60,12 +60,57 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MountError + '_ {
     }
 }
 
+/// The empty, unreadable nodes bind-mounted over hidden files and folders: a file and a folder of
+/// mode 000 in a folder of their own (outside the run's writable scratch folder), made only when a
+/// run hides something, removed when dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Placeholders {
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Placeholders {
+    /// The hidden file and folder, made on first use.
+    fn paths(&mut self) -> Result<(PathBuf, PathBuf), MountError> {
+        let dir = match &self.dir {
+            Some(d) => d.path().to_owned(),
+            None => {
+                let d = tempfile::Builder::new()
+                    .prefix("katachi-hidden-")
+                    .tempdir()
+                    .map_err(io(Path::new("katachi-hidden-*")))?;
+                let path = d.path().to_owned();
+                let (file, folder) = (path.join("hidden-file"), path.join("hidden-dir"));
+                self.dir = Some(d);
+                std::fs::write(&file, b"").map_err(io(&file))?;
+                std::fs::create_dir(&folder).map_err(io(&folder))?;
+                set_mode(&file, 0)?;
+                set_mode(&folder, 0)?;
+                path
+            }
+        };
+        Ok((dir.join("hidden-file"), dir.join("hidden-dir")))
+    }
+}
+
+impl Drop for Placeholders {
+    fn drop(&mut self) {
+        if let Some(d) = self.dir.take() {
+            // mode 000 nodes: give them back to the owner so the folder can be removed
+            for p in ["hidden-file", "hidden-dir"] {
+                let _ = set_mode(&d.path().join(p), 0o700);
+            }
+            drop(d);
+        }
+    }
+}
+
 impl MountPlan {
-    /// Plans the mounts for `policy`; placeholders are created in `scratch` (the run's folder).
+    /// Plans the mounts for `policy`; `scratch` is the run's writable folder; placeholders are
+    /// made in `placeholders` when something must be hidden.
     pub(crate) fn for_policy(
         policy: &SandboxPolicy,
         scratch: &Path,
-        placeholders: &Path,
+        placeholders: &mut Placeholders,
     ) -> Result<Self, MountError> {
         let mut plan = Self::default();
         plan.ops.push(MountOp {
@@ -73,13 +118,6 @@ impl MountPlan {
             target: cstr(Path::new("/"))?,
             flags: libc::MS_REC | libc::MS_PRIVATE,
         });
-        let hidden_file = placeholders.join("hidden-file");
-        let hidden_dir = placeholders.join("hidden-dir");
-        std::fs::write(&hidden_file, b"").map_err(io(&hidden_file))?;
-        std::fs::create_dir_all(&hidden_dir).map_err(io(&hidden_dir))?;
-        set_mode(&hidden_file, 0)?;
-        set_mode(&hidden_dir, 0)?;
-
         plan.bind(scratch, scratch, false)?;
         for ws in policy.workspaces() {
             let root = &ws.root;
@@ -102,13 +140,16 @@ impl MountPlan {
             }
             if !ws.allow_env_files {
                 for env in find_env_files(root) {
+                    let (hidden_file, _) = placeholders.paths()?;
                     plan.bind(&hidden_file, &env, true)?;
                 }
             }
             for hidden in policy.hidden.iter().filter(|h| h.starts_with(root)) {
                 if hidden.is_dir() {
+                    let (_, hidden_dir) = placeholders.paths()?;
                     plan.bind(&hidden_dir, hidden, true)?;
                 } else if hidden.exists() {
+                    let (hidden_file, _) = placeholders.paths()?;
                     plan.bind(&hidden_file, hidden, true)?;
                 }
             }

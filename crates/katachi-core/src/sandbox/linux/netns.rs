@@ -57,12 +57,9 @@ pub(crate) fn probe_namespaces() -> Result<(), String> {
     }
 }
 
-/// In the child: enters fresh namespaces and writes the id maps. Async-signal-safe.
-pub(crate) fn enter_namespaces_in_child(maps: &IdMaps) -> std::io::Result<()> {
-    // SAFETY: unshare takes flags only.
-    if unsafe { libc::unshare(NS_FLAGS) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+/// In the run's first process, cloned into fresh namespaces: writes its id maps.
+/// Async-signal-safe.
+pub(crate) fn write_id_maps_in_child(maps: &IdMaps) -> std::io::Result<()> {
     write_proc_file(c"/proc/self/setgroups", b"deny")?;
     write_proc_file(c"/proc/self/uid_map", &maps.uid_map)?;
     write_proc_file(c"/proc/self/gid_map", &maps.gid_map)?;

@@ -84,8 +84,21 @@ fn cond(arg: u8, op: Op, value: u64) -> Result<SeccompCondition, SeccompError> {
     Ok(SeccompCondition::new(arg, Len::Dword, op, value)?)
 }
 
+/// The filters, compiled once per process (they do not depend on the policy).
+///
+/// # Errors
+/// What compiling said (the same error on every call).
+pub(crate) fn filters() -> Result<&'static [BpfProgram; 2], String> {
+    static FILTERS: std::sync::OnceLock<Result<[BpfProgram; 2], String>> =
+        std::sync::OnceLock::new();
+    FILTERS
+        .get_or_init(|| compile_filters().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
 /// The `EPERM` filter and the `ENOSYS` filter, in install order.
-pub(crate) fn compile_filters() -> Result<[BpfProgram; 2], SeccompError> {
+fn compile_filters() -> Result<[BpfProgram; 2], SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for &nr in DENIED {
         rules.insert(nr, Vec::new());

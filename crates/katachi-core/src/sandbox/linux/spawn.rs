@@ -1,42 +1,42 @@
 //! Starting one command under every layer, and killing its whole tree.
 //!
-//! # Why `pre_exec` and not a re-exec helper
+//! # Why no re-exec helper
 //! All the work that allocates or may fail in interesting ways (Landlock ruleset, BPF programs,
-//! mount list, id maps, cgroup) happens here in the agent, before `fork`. The child then runs a
-//! fixed sequence of raw syscalls on that data (`unshare`, `write`, `mount`, `fork`, `setrlimit`,
-//! `prctl`, `capset`, `landlock_restrict_self`, `seccomp`), all async-signal-safe, so it is sound
-//! in the child of a multi-threaded (Tokio) process. This keeps the sandbox a library call usable
-//! from the tray app, the CLI and tests alike, with no hidden mode in every binary, and no second
-//! `exec` on each run.
+//! mount list, id maps, cgroup, `execve` arrays) happens here in the agent first. The run's
+//! processes are then made by [`launch`](super::launch), which runs a fixed sequence of raw
+//! syscalls on that data in clones sharing the agent's memory (no page table copied, whatever the
+//! agent's size). This keeps the sandbox a library call usable from the tray app, the CLI and tests
+//! alike, with no hidden mode in every binary, and no second `exec` on each run.
 //!
-//! # Order in the child (each step needs the previous one)
-//! 1. join the run's pids cgroup (before `unshare`: the cgroup files belong to the outer namespace;
-//!    by the calling thread only, which skips an RCU grace period: see `cgroup`);
-//! 2. `unshare` user+net+mount+PID namespaces, write the id maps; when hosts are allowed, bring
-//!    `lo` up and hand a listener on the proxy port to the agent (see `egress`);
-//! 3. mounts (noexec workspaces, read-only `.git` parts, hidden `.env*`), then `chdir` into the new
+//! # Order in the run's processes (each step needs the previous one)
+//! 1. the init is cloned into fresh user, network, mount and PID namespaces; it joins the run's pids
+//!    cgroup (by its only thread, which skips an RCU grace period: see `cgroup`) and writes its id
+//!    maps; when hosts are allowed it brings `lo` up and hands a listener on the proxy port to the
+//!    agent (see `egress`);
+//! 2. mounts (noexec workspaces, read-only `.git` parts, hidden `.env*`), then `chdir` into the new
 //!    mounts (a cwd taken before would still see the old ones);
-//! 4. `fork` twice: a tiny waiter outside mirrors the exit code; inside, PID 1 reaps orphans and
-//!    mirrors the command's exit code; when it ends the kernel kills every process left inside;
-//! 5. rlimits, drop every capability, Landlock (`no_new_privs` included), seccomp last;
-//! 6. `exec` (done by std).
+//! 3. the command is cloned as PID 2 (not PID 1: the kernel drops default-action signals to an
+//!    init, e.g. SIGXCPU of the CPU limit, SIGPIPE); the init reaps orphans and mirrors the
+//!    command's exit code; when it ends the kernel kills every process left inside;
+//! 4. in the command: stdio, rlimits, drop every capability, `no_new_privs` + Landlock, seccomp
+//!    last, default signal state, `exec`.
 
 use std::ffi::{CString, OsString};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
-use landlock::RulesetCreated;
-use seccompiler::BpfProgram;
-
 use super::cgroup::RunCgroup;
-use super::egress::{ChildHandover, ProxyHandover};
+use super::egress::ProxyHandover;
 use super::landlock::build_ruleset;
+use super::launch::{launch, ExecImage, Launch, Step};
 use super::limits::Rlimits;
-use super::mounts::MountPlan;
-use super::netns::{enter_namespaces_in_child, IdMaps};
-use super::seccomp::compile_filters;
+use super::mounts::{MountPlan, Placeholders};
+use super::netns::IdMaps;
+use super::seccomp;
 use super::{KernelCaps, LANDLOCK_ABI_WANTED};
-use crate::sandbox::child::{supervise_with_egress, unix_confined_command, ProcessTree};
+use crate::sandbox::child::{confined_env, supervise_with_egress, ProcessTree, StartedProcess};
 use crate::sandbox::policy::{AllowedCommand, SandboxPolicy, Strictness};
 use crate::sandbox::proxy::{EgressProxy, SystemResolver, PROXY_PORT};
 use crate::sandbox::{SandboxChild, SandboxError};
@@ -86,14 +86,13 @@ pub(crate) fn spawn(
         "running as root, whom RLIMIT_NPROC does not limit".to_owned(),
     )?;
     let setup_err = |step: &'static str| move |source| SandboxError::Setup { step, source };
+    // the run's HOME and TMPDIR, its only writable folder outside the workspaces
     let scratch = tempfile::Builder::new()
         .prefix("katachi-run-")
         .tempdir()
         .map_err(setup_err("scratch folder"))?;
-    let work = scratch.path().join("work");
-    let placeholders = scratch.path().join("hidden");
-    std::fs::create_dir(&work).map_err(setup_err("scratch folder"))?;
-    std::fs::create_dir(&placeholders).map_err(setup_err("scratch folder"))?;
+    let work = scratch.path().to_owned();
+    let mut placeholders = Placeholders::default();
 
     let mut writable: Vec<PathBuf> = policy.workspaces().iter().map(|w| w.root.clone()).collect();
     writable.push(work.clone());
@@ -127,13 +126,13 @@ pub(crate) fn spawn(
             reason: e.to_string(),
         }
     })?;
-    let filters = compile_filters().map_err(|e| SandboxError::LayerUnavailable {
+    let filters = seccomp::filters().map_err(|reason| SandboxError::LayerUnavailable {
         layer: "seccomp".to_owned(),
-        reason: e.to_string(),
+        reason,
     })?;
     let mounts = if use_ns {
         Some(
-            MountPlan::for_policy(policy, &work, &placeholders).map_err(|e| {
+            MountPlan::for_policy(policy, &work, &mut placeholders).map_err(|e| {
                 SandboxError::Setup {
                     step: "mount plan",
                     source: std::io::Error::other(e.to_string()),
@@ -154,7 +153,20 @@ pub(crate) fn spawn(
         source: std::io::ErrorKind::InvalidInput.into(),
     })?;
 
-    let mut setup = ChildSetup {
+    let mut env = confined_env(policy, &work);
+    if let Some(port) = proxy_port {
+        // the way in to the proxy; the kernel, not these variables, keeps everything else out
+        let url = OsString::from(format!("http://127.0.0.1:{port}"));
+        for name in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
+            env.push((name.into(), url.clone()));
+        }
+    }
+    let spawn_err = |source| SandboxError::Spawn {
+        program: command.path.clone(),
+        source,
+    };
+    let image = ExecImage::new(&command.path, args, &env).map_err(spawn_err)?;
+    let plan = Launch {
         cgroup_fd: cgroup.as_ref().map(RunCgroup::join_fd),
         namespaces: use_ns.then(IdMaps::for_current_user),
         proxy: match &egress {
@@ -164,35 +176,32 @@ pub(crate) fn spawn(
         mounts,
         cwd: cwd_c,
         rlimits: Rlimits::from_limits(&policy.limits()),
-        ruleset: Some(ruleset),
+        ruleset: Option::<OwnedFd>::from(ruleset),
         filters,
+        image,
     };
-
-    let mut cmd = unix_confined_command(&command.path, policy, &work);
-    cmd.args(args);
-    if let Some(port) = proxy_port {
-        // the way in to the proxy; the kernel, not these variables, keeps everything else out
-        let url = format!("http://127.0.0.1:{port}");
-        for name in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
-            cmd.env(name, &url);
+    let launched = match launch(plan, OUTPUT_PIPE_BYTES) {
+        Ok(l) => l,
+        Err(e) => {
+            // nothing of the run is left: release what was prepared for it
+            if let Some(cg) = cgroup {
+                cg.remove();
+            }
+            return Err(match e.step {
+                Step::Exec => spawn_err(e.source),
+                step => SandboxError::Setup {
+                    step: step.name(),
+                    source: e.source,
+                },
+            });
         }
-    }
-    // SAFETY: the closure only runs `ChildSetup::run_in_child`, which makes raw, async-signal-safe
-    // syscalls on data prepared above; it allocates nothing and takes no lock.
-    unsafe {
-        cmd.pre_exec(move || setup.run_in_child());
-    }
-    let child = cmd.spawn().map_err(|source| SandboxError::Spawn {
-        program: command.path.clone(),
-        source,
-    })?;
-    enlarge_output_pipes(&child);
-    let pgid = child.id().and_then(|p| libc::pid_t::try_from(p).ok());
+    };
+    let pgid = Some(launched.pid);
     let mut tree = LinuxTree {
         pgid,
         cgroup,
         scratch: Some(scratch),
-        placeholders,
+        placeholders: Some(placeholders),
         ns: use_ns,
     };
     let proxy = match egress {
@@ -210,37 +219,43 @@ pub(crate) fn spawn(
             }
         },
     };
+    let process = match started_process(launched) {
+        Ok(p) => p,
+        Err(source) => {
+            tree.kill_all();
+            tree.release();
+            return Err(SandboxError::Setup {
+                step: "output pipes",
+                source,
+            });
+        }
+    };
     Ok(supervise_with_egress(
-        child,
+        process,
         Box::new(tree),
         policy.limits(),
         proxy,
     ))
 }
 
-/// Pipe size asked for the command's stdout and stderr.
-const OUTPUT_PIPE_BYTES: libc::c_int = 1 << 20;
-
-/// Grows the run's stdout/stderr pipes from the default 64 KiB to 1 MiB, so the command writes
-/// on while the supervisor is between reads (1.3× the throughput of large output, see
-/// docs/PERFORMANCE.md). Best effort: past `/proc/sys/fs/pipe-max-size`, or once this user's
-/// pipes hold `pipe-user-pages-soft`, the kernel refuses and the pipe keeps its size.
-fn enlarge_output_pipes(child: &tokio::process::Child) {
-    use std::os::fd::AsRawFd;
-    let fds = [
-        child.stdout.as_ref().map(AsRawFd::as_raw_fd),
-        child.stderr.as_ref().map(AsRawFd::as_raw_fd),
-    ];
-    for fd in fds.into_iter().flatten() {
-        // SAFETY: fcntl with integer arguments on a pipe this process owns (held by `child`).
-        if unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, OUTPUT_PIPE_BYTES) } < 0 {
-            tracing::debug!(
-                error = %std::io::Error::last_os_error(),
-                "sandbox: output pipe keeps its default size"
-            );
-        }
-    }
+/// The run's output pipes on this runtime, and its exit status as a future.
+fn started_process(launched: super::launch::Launched) -> std::io::Result<StartedProcess> {
+    use tokio::net::unix::pipe::Receiver;
+    let stdout = Receiver::from_owned_fd(launched.stdout)?;
+    let stderr = Receiver::from_owned_fd(launched.stderr)?;
+    let exit = launched.exit;
+    Ok(StartedProcess {
+        stdout: Some(Box::new(stdout)),
+        stderr: Some(Box::new(stderr)),
+        exit: Box::pin(async move { exit.await.ok().map(std::process::ExitStatus::from_raw) }),
+    })
 }
+
+/// Pipe size asked for the command's stdout and stderr: from the default 64 KiB to 1 MiB, so the
+/// command writes on while the supervisor is between reads (1.3× the throughput of large output,
+/// see docs/PERFORMANCE.md). Best effort: past `/proc/sys/fs/pipe-max-size`, or once this user's
+/// pipes hold `pipe-user-pages-soft`, the kernel refuses and the pipe keeps its size.
+const OUTPUT_PIPE_BYTES: libc::c_int = 1 << 20;
 
 /// Where the proxy's listening socket comes from.
 enum EgressWay {
@@ -263,112 +278,8 @@ fn start_proxy(way: EgressWay, policy: &SandboxPolicy) -> std::io::Result<Egress
     )
 }
 
-/// Everything the child needs, prepared before fork.
-struct ChildSetup {
-    cgroup_fd: Option<libc::c_int>,
-    namespaces: Option<IdMaps>,
-    proxy: Option<ChildHandover>,
-    mounts: Option<MountPlan>,
-    cwd: CString,
-    rlimits: Rlimits,
-    ruleset: Option<RulesetCreated>,
-    filters: [BpfProgram; 2],
-}
-
-impl ChildSetup {
-    /// The child's side, in order (see the module docs). Async-signal-safe.
-    fn run_in_child(&mut self) -> std::io::Result<()> {
-        if let Some(fd) = self.cgroup_fd {
-            // SAFETY: `fd` is the open `tasks`/`cgroup.procs` file; "0" moves the writer itself
-            // (this process has a single thread: only the agent's forking thread was copied).
-            if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
-        if let Some(maps) = &self.namespaces {
-            enter_namespaces_in_child(maps)?;
-        }
-        if let Some(proxy) = &self.proxy {
-            // inside the new network namespace, before anything of the command runs
-            proxy.send_listener_in_child()?;
-        }
-        if let Some(mounts) = &self.mounts {
-            mounts.apply_in_child()?;
-        }
-        // SAFETY: `cwd` is NUL-terminated and owned by self.
-        if unsafe { libc::chdir(self.cwd.as_ptr()) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if self.namespaces.is_some() {
-            become_pid_namespace_init()?;
-        }
-        self.rlimits.apply_in_child()?;
-        drop_all_capabilities()?;
-        let ruleset = self
-            .ruleset
-            .take()
-            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-        ruleset
-            .restrict_self()
-            .map_err(|_| std::io::Error::from_raw_os_error(libc::EPERM))?;
-        for filter in &self.filters {
-            seccompiler::apply_filter(filter)
-                .map_err(|_| std::io::Error::from_raw_os_error(libc::EPERM))?;
-        }
-        Ok(())
-    }
-}
-
-/// Makes the calling child the command's grandparent: a waiter outside the new PID namespace,
-/// then an init (PID 1) inside it that reaps orphans, then the command as PID 2. The command is not
-/// PID 1 because the kernel drops default-action signals to an init (SIGXCPU of the CPU limit,
-/// SIGPIPE, SIGTERM). Returns only in the command's process. Async-signal-safe.
-fn become_pid_namespace_init() -> std::io::Result<()> {
-    fork_and_mirror_exit(false)?;
-    fork_and_mirror_exit(true)
-}
-
-/// Forks; the parent waits for the child and exits with its status (never returns), the child
-/// returns. `reap_all`: the parent is a namespace init and also reaps re-parented orphans.
-fn fork_and_mirror_exit(reap_all: bool) -> std::io::Result<()> {
-    // SAFETY: fork in a single-threaded child (we are already past the agent's fork).
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // the child dies when its waiter dies (the waiter is killed with the process group)
-        // SAFETY: prctl with integer arguments only.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
-        return Ok(());
-    }
-    // the waiter keeps no descriptor: not the output pipes, not std's exec-error pipe
-    // SAFETY: close_range with integer arguments; the waiter uses no descriptor afterwards.
-    unsafe { libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) };
-    let wanted = if reap_all { -1 } else { pid };
-    let mut status = 0;
-    loop {
-        // SAFETY: `status` is a valid out pointer.
-        let r = unsafe { libc::waitpid(wanted, &mut status, 0) };
-        if r == pid {
-            break;
-        }
-        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            // SAFETY: _exit never returns and is async-signal-safe.
-            unsafe { libc::_exit(127) };
-        }
-    }
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    };
-    // SAFETY: _exit never returns and is async-signal-safe.
-    unsafe { libc::_exit(code) }
-}
-
 /// Empties the bounding, ambient, effective, permitted and inheritable capability sets.
-fn drop_all_capabilities() -> std::io::Result<()> {
+pub(super) fn drop_all_capabilities() -> std::io::Result<()> {
     for cap in 0..64 {
         // SAFETY: prctl with integer arguments; EINVAL past the last capability is expected.
         unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
@@ -424,7 +335,7 @@ struct LinuxTree {
     pgid: Option<libc::pid_t>,
     cgroup: Option<RunCgroup>,
     scratch: Option<tempfile::TempDir>,
-    placeholders: PathBuf,
+    placeholders: Option<Placeholders>,
     ns: bool,
 }
 
@@ -458,14 +369,7 @@ impl ProcessTree for LinuxTree {
         if let Some(cg) = self.cgroup.take() {
             cg.remove();
         }
-        // the placeholders are mode 000: give them back to the owner so the folder can be removed
-        for p in ["hidden-file", "hidden-dir"] {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(
-                self.placeholders.join(p),
-                std::fs::Permissions::from_mode(0o700),
-            );
-        }
+        drop(self.placeholders.take());
         drop(self.scratch.take());
     }
 }
