@@ -26,7 +26,7 @@ mod error;
 mod events;
 mod report;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,7 +44,7 @@ use super::audit_layer::AuditNote;
 use super::error::{ApiError, ErrorCode};
 use super::paths::{RelPath, WorkspaceRoot};
 use super::{ApiState, WorkspaceId};
-use crate::sandbox::policy::TRUSTED_PATH;
+use crate::sandbox::policy::is_trusted_command;
 use crate::sandbox::{Limits, RunRequest, Sandbox, SandboxPolicy};
 
 pub use error::RunErrorBody;
@@ -148,11 +148,10 @@ fn policy_for(
     Ok(builder.build()?)
 }
 
-/// Whether `name` exists in a folder of the trusted `PATH` (missing defaults are skipped).
+/// Whether `name` is a program in the trusted folders (missing defaults are skipped); on Windows
+/// `cat`, `grep`… come from Git for Windows when it is installed.
 fn is_on_trusted_path(name: &str) -> bool {
-    TRUSTED_PATH
-        .split(':')
-        .any(|dir| Path::new(dir).join(name).is_file())
+    is_trusted_command(name)
 }
 
 /// Lists the commands a workspace allows.

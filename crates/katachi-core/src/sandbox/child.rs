@@ -332,9 +332,17 @@ fn exit_signal(_status: &std::process::ExitStatus) -> Option<i32> {
 }
 
 /// SIGXCPU (24 on Linux) or its `128 + N` form from the PID-namespace init.
+#[cfg(not(windows))]
 fn is_cpu_limit(exit: ExitKind) -> bool {
     const SIGXCPU: i32 = 24;
     matches!(exit, ExitKind::Signal(SIGXCPU) | ExitKind::Code(152))
+}
+
+/// The exit code a Job Object gives a process past its CPU-time limit (`ERROR_NOT_ENOUGH_QUOTA`).
+#[cfg(windows)]
+fn is_cpu_limit(exit: ExitKind) -> bool {
+    const ERROR_NOT_ENOUGH_QUOTA: i32 = 1816;
+    matches!(exit, ExitKind::Code(ERROR_NOT_ENOUGH_QUOTA))
 }
 
 /// The environment of a command on every Unix backend: only the policy's environment plus `PATH`

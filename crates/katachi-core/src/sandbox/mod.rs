@@ -22,7 +22,9 @@
 //! # Other systems
 //! macOS: a Seatbelt profile generated from the same policy, run with `sandbox-exec` (see
 //! `macos.rs`; it cannot run on the Linux machine this is developed on). Windows: commands run
-//! **unsandboxed** — [`Sandbox::status`] says so (`enforced: false`), and so does every surface.
+//! **unsandboxed** (no file, network or exec isolation) — [`Sandbox::status`] says so
+//! (`enforced: false`), and so does every surface; each run's process tree is held in a Job Object
+//! with limits and killed as a whole (see `windows.rs`).
 //!
 //! # Not covered
 //! Denials inside the kernel (a `cat` of a hidden file) reach the command as `EACCES`; the
@@ -30,6 +32,7 @@
 //! allowlist, folders outside the workspaces, hosts, and limits.
 
 mod child;
+mod command_path;
 mod denied;
 // the egress proxy is wired by the Linux backend only so far
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
@@ -46,7 +49,9 @@ mod linux;
 // the profile generator is platform-independent: its tests run on Linux too
 #[cfg(any(target_os = "macos", test))]
 mod macos;
-#[cfg(windows)]
+// the Windows layers and job limits are plain code: their tests run on Linux too
+#[cfg(any(windows, test))]
+#[cfg_attr(not(windows), allow(dead_code))]
 mod windows;
 
 pub use child::{CancelHandle, ExitKind, OutputStream, RunEvent, RunOutcome, SandboxChild};

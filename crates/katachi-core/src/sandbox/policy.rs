@@ -2,19 +2,25 @@
 //!
 //! A [`SandboxPolicy`] is built once, from trusted input (the store and the user's choices), and
 //! checked while it is built: workspaces are made absolute with symlinks resolved, every allowed
-//! command is resolved to an absolute binary through a fixed, trusted `PATH` (never the caller's
-//! `PATH`, never a workspace — a repository cannot plant a fake `git`). Nothing here enforces
-//! anything: the platform backends turn the policy into kernel rules.
+//! command is resolved to an absolute binary through fixed, trusted folders (never the caller's
+//! `PATH`, never a workspace — a repository cannot plant a fake `git`; the folders of each OS are
+//! listed in [`trusted_folders`]). Nothing here enforces anything: the platform backends turn the
+//! policy into kernel rules.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::command_path::{command_key, find_command, not_found, spawnable_path};
 use super::denied::{DenialKind, SandboxDenied};
 use super::hosts::HostPattern;
 
-/// The folders searched for allowed commands, in order. Fixed: the caller's `PATH` is not trusted.
+pub use super::command_path::{is_trusted_command, trusted_folders, trusted_path_env};
+
+/// The folders searched for allowed commands on Unix, in order, and the `PATH` commands get there.
+/// Fixed: the caller's `PATH` is not trusted. Windows builds its list from the system instead
+/// (see [`trusted_folders`], [`trusted_path_env`]).
 pub const TRUSTED_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin";
 
 /// Environment variables passed through from the agent when the policy names none.
@@ -50,14 +56,29 @@ pub enum PolicyError {
     /// A workspace is `/` or a system folder: the sandbox would be meaningless.
     #[error("workspace {0} is a system folder or the filesystem root; pick a project folder")]
     SystemFolder(PathBuf),
-    /// A command name is empty, has a `/`, or is otherwise not a plain program name.
+    /// A command name is empty, has a `/` (on Windows also `\`, `:` or a character file names
+    /// cannot have), or is otherwise not a plain program name.
     #[error("command {0:?} is not a plain program name (use e.g. `git`, not a path)")]
     BadCommandName(String),
-    /// The command is not in any folder of the trusted PATH.
-    #[error("command {name:?} was not found in the trusted PATH ({TRUSTED_PATH})")]
+    /// Windows: the command name is a device name (`CON`, `NUL`, `COM1`…), never a program.
+    #[error("command {0:?} is a reserved Windows device name, not a program")]
+    ReservedCommandName(String),
+    /// Windows: the command is a batch file. It would run through `cmd.exe`, whose parsing of the
+    /// command line can turn an argument into a second command; allow the program it starts.
+    #[error("command {name:?} is a batch file ({file}): batch files run through cmd.exe, which can turn arguments into commands, so katachi does not run them; allow the program it starts instead")]
+    BatchFile {
+        /// The name as given.
+        name: String,
+        /// The batch file found in a trusted folder, or the name when it ends in `.bat`/`.cmd`.
+        file: String,
+    },
+    /// The command is not in any of the trusted folders (not installed, or installed elsewhere).
+    #[error("command {name:?} was not found in the trusted PATH ({searched})")]
     CommandNotFound {
         /// The name as given.
         name: String,
+        /// The folders searched, as a `PATH` value.
+        searched: String,
     },
     /// The command resolves into a workspace (a planted binary) or the agent's own folders.
     #[error(
@@ -124,7 +145,8 @@ pub struct WorkspaceAccess {
 pub struct AllowedCommand {
     /// The name the caller uses (`git`).
     pub name: String,
-    /// The absolute binary it resolved to, symlinks resolved (`/usr/bin/git`).
+    /// The absolute binary it resolved to, symlinks resolved (`/usr/bin/git`; on Windows
+    /// `C:\Program Files\Git\cmd\git.exe`, without the `\\?\` prefix where it is not needed).
     pub path: PathBuf,
     /// The interpreter named by its `#!` line, when the command is a script.
     pub interpreter: Option<PathBuf>,
@@ -194,7 +216,7 @@ impl SandboxPolicy {
     /// # Errors
     /// [`SandboxDenied`] of kind `exec` when the name is not allowlisted.
     pub fn command(&self, name: &str) -> Result<&AllowedCommand, SandboxDenied> {
-        self.commands.get(name).ok_or_else(|| SandboxDenied {
+        self.commands.get(command_key(name).as_ref()).ok_or_else(|| SandboxDenied {
             kind: DenialKind::Exec,
             target: name.to_owned(),
             how_to_allow: match self.workspaces.first() {
@@ -249,7 +271,7 @@ impl PolicyBuilder {
         self
     }
 
-    /// Allows a command by plain name, resolved through [`TRUSTED_PATH`].
+    /// Allows a command by plain name, resolved through the [`trusted_folders`].
     pub fn allow_command(mut self, name: impl Into<String>) -> Self {
         self.command_names.push(name.into());
         self
@@ -311,7 +333,7 @@ impl PolicyBuilder {
         let mut commands = BTreeMap::new();
         for name in self.command_names {
             let cmd = resolve_command(&name, &workspaces, &hidden)?;
-            commands.insert(name, cmd);
+            commands.insert(command_key(&name).into_owned(), cmd);
         }
         let mut host_patterns: Vec<HostPattern> = Vec::new();
         for h in &self.hosts {
@@ -372,25 +394,14 @@ fn resolve_workspace(w: WorkspaceAccess) -> Result<WorkspaceAccess, PolicyError>
     })
 }
 
-/// Resolves `name` through [`TRUSTED_PATH`] to an absolute binary, symlinks resolved.
+/// Resolves `name` through the [`trusted_folders`] to an absolute binary, symlinks resolved.
 fn resolve_command(
     name: &str,
     workspaces: &[WorkspaceAccess],
     hidden: &[PathBuf],
 ) -> Result<AllowedCommand, PolicyError> {
-    if name.is_empty() || name.contains('/') || name.contains('\0') || name == "." || name == ".." {
-        return Err(PolicyError::BadCommandName(name.to_owned()));
-    }
-    let found = TRUSTED_PATH
-        .split(':')
-        .map(|dir| Path::new(dir).join(name))
-        .find(|p| is_executable_file(p))
-        .ok_or_else(|| PolicyError::CommandNotFound {
-            name: name.to_owned(),
-        })?;
-    let path = std::fs::canonicalize(&found).map_err(|_| PolicyError::CommandNotFound {
-        name: name.to_owned(),
-    })?;
+    let found = find_command(name)?;
+    let path = std::fs::canonicalize(&found).map_err(|_| not_found(name))?;
     let writable = |p: &Path| {
         workspaces.iter().any(|w| p.starts_with(&w.root)) || hidden.iter().any(|h| p.starts_with(h))
     };
@@ -403,21 +414,9 @@ fn resolve_command(
     let interpreter = read_interpreter(&path).filter(|i| !writable(i));
     Ok(AllowedCommand {
         name: name.to_owned(),
-        path,
+        path: spawnable_path(path),
         interpreter,
     })
-}
-
-#[cfg(unix)]
-fn is_executable_file(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// Windows has no execute bit: any regular file may be a program.
-#[cfg(not(unix))]
-fn is_executable_file(p: &Path) -> bool {
-    std::fs::metadata(p).is_ok_and(|m| m.is_file())
 }
 
 /// The absolute interpreter of a `#!` script (resolved), so the script can run. `#!/usr/bin/env X`

@@ -2,134 +2,107 @@
 //! says so ([`UNSANDBOXED_MESSAGE`] in [`Sandbox::status`](super::Sandbox::status), the CLI and
 //! the API).
 //!
-//! What still holds: only allowlisted commands (resolved binaries) start, in a folder inside an
-//! allowed workspace (not one of the agent's hidden folders); the environment is scrubbed to the
-//! allowlist; wall time and output size are limited; on timeout, cancel or overflow the command's
-//! process tree is killed (`taskkill /T /F`). What does not: any file, network or exec isolation,
-//! CPU/memory/process-count limits, and processes the command left running after it exited
-//! (there is no Job Object yet).
+//! # What holds
+//! - Only allowlisted programs start, resolved when the policy is built: `.exe`/`.com` files in
+//!   the trusted folders (System32, the Windows folder, Git for Windows under Program Files; see
+//!   `command_path`), never from the agent's `PATH`, the current folder or a workspace; batch
+//!   files are refused. The command's `PATH` is the same list.
+//! - It starts in a folder inside an allowed workspace, not in one of the agent's hidden folders,
+//!   with the environment scrubbed to the allowlist plus `SystemRoot`, `PATH` and `TEMP`/`TMP` (a
+//!   fresh scratch folder).
+//! - Job Object: the command is created suspended, put in a fresh Job Object, then resumed, so not
+//!   one of its instructions runs outside the job, and nothing it starts can leave it (breakaway
+//!   is not allowed). The job limits processes at once ([`Limits::processes`]), the memory
+//!   committed by the whole run ([`Limits::memory_bytes`]) and the user-mode CPU time of each
+//!   process ([`Limits::cpu_time`], per process as on Unix); a crashing process ends instead of
+//!   waiting on an error dialog.
+//! - The whole tree is terminated (`TerminateJobObject`) on timeout, cancel and output overflow,
+//!   and right after the command exits, so nothing it left running survives it; if the agent
+//!   stops, closing the job kills it too (`JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE`). Wall time and
+//!   output size are limited as on every OS.
+//!
+//! # What does not
+//! - No file, network or exec isolation: the command runs as the user; it can read and write what
+//!   the user can, reach any host, and start any program (the allowlist decides only what katachi
+//!   starts). A program can also have work started outside the job by asking another process
+//!   (Task Scheduler, WMI, a COM server), which the job does not see.
+//! - No file-size limit ([`Limits::file_bytes`]). A process ended by its CPU limit is reported
+//!   with the exit code Windows gives it (`ERROR_NOT_ENOUGH_QUOTA`, 1816, for job time limits),
+//!   not as a CPU-time denial: the supervisor recognises only Unix's `SIGXCPU`.
+//!
+//! # Not verified here
+//! Compiled for `x86_64-pc-windows-gnu` by `make cross-check`, never run (no Windows here). The
+//! plain parts (trusted folders, names, job limits, [`layers`]) are unit-tested on Linux.
+//!
+//! [`Limits::processes`]: super::Limits::processes
+//! [`Limits::memory_bytes`]: super::Limits::memory_bytes
+//! [`Limits::cpu_time`]: super::Limits::cpu_time
+//! [`Limits::file_bytes`]: super::Limits::file_bytes
 
-use std::ffi::OsString;
-use std::os::windows::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+#[cfg(windows)]
+#[allow(unsafe_code)]
+mod job;
+mod job_limits;
+#[cfg(windows)]
+mod spawn;
 
-use super::child::{supervise, ProcessTree};
-use super::denied::{DenialKind, SandboxDenied};
-use super::policy::{AllowedCommand, SandboxPolicy};
-use super::{LayerStatus, SandboxChild, SandboxError};
+#[cfg(windows)]
+pub(crate) use spawn::spawn;
+
+use super::LayerStatus;
 
 /// What every surface shows on Windows.
 pub(crate) const UNSANDBOXED_MESSAGE: &str =
     "commands run unsandboxed on Windows: katachi cannot confine them";
 
-/// No console window for the command (it runs in the background of the agent).
-const CREATE_NO_WINDOW: u32 = 0x0800_0000;
-
-/// The layers on Windows: no sandbox, only limits.
+/// The layers on Windows: no sandbox; a Job Object and limits.
 pub(crate) fn layers() -> Vec<LayerStatus> {
+    let layer = |name: &str, active: bool, detail: &str| LayerStatus {
+        name: name.to_owned(),
+        active,
+        detail: detail.to_owned(),
+    };
     vec![
-        LayerStatus {
-            name: "sandbox".to_owned(),
-            active: false,
-            detail: UNSANDBOXED_MESSAGE.to_owned(),
-        },
-        LayerStatus {
-            name: "limits".to_owned(),
-            active: true,
-            detail: "wall time and output size; environment scrubbed to the allowlist".to_owned(),
-        },
-        LayerStatus {
-            name: "tree kill".to_owned(),
-            active: true,
-            detail: "taskkill /T on timeout, cancel or output overflow".to_owned(),
-        },
+        layer("sandbox", false, UNSANDBOXED_MESSAGE),
+        layer(
+            "job object",
+            true,
+            "every process of a run is in one Job Object from its first instruction and cannot \
+             leave it; the whole tree is killed on timeout, cancel or output overflow, after the \
+             command exits, and when the agent stops",
+        ),
+        layer(
+            "limits",
+            true,
+            "wall time and output size; per run: processes at once and committed memory; per \
+             process: user CPU time",
+        ),
+        layer(
+            "allowlist",
+            true,
+            "only allowlisted .exe/.com programs from System32, the Windows folder and Git for \
+             Windows (Program Files); no batch files; environment scrubbed to the allowlist; no \
+             file, network or exec isolation",
+        ),
     ]
 }
 
-/// Starts `command` as a plain (unconfined) process with the limits that Windows allows here.
-pub(crate) fn spawn(
-    policy: &SandboxPolicy,
-    command: &AllowedCommand,
-    args: &[OsString],
-    cwd: &Path,
-) -> Result<SandboxChild, SandboxError> {
-    // nothing stops the command from reading them, but katachi does not start it there
-    if let Some(hidden) = policy.hidden.iter().find(|h| cwd.starts_with(h)) {
-        return Err(SandboxDenied {
-            kind: DenialKind::File,
-            target: hidden.display().to_string(),
-            how_to_allow: "run in a workspace folder outside the agent's own folders".to_owned(),
-        }
-        .into());
-    }
-    let setup_err = |step: &'static str| move |source| SandboxError::Setup { step, source };
-    let scratch = tempfile::Builder::new()
-        .prefix("katachi-run-")
-        .tempdir()
-        .map_err(setup_err("scratch folder"))?;
-    let system_root =
-        std::env::var_os("SystemRoot").map_or_else(|| PathBuf::from(r"C:\Windows"), PathBuf::from);
-    let path = std::env::join_paths([system_root.join("System32"), system_root.clone()]).map_err(
-        |_| SandboxError::Setup {
-            step: "PATH",
-            source: std::io::ErrorKind::InvalidInput.into(),
-        },
-    )?;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    let mut cmd = tokio::process::Command::new(&command.path);
-    cmd.args(args)
-        .current_dir(cwd)
-        .env_clear()
-        .envs(policy.env.iter().map(|(k, v)| (k, v)))
-        // Windows programs fail to start without SystemRoot; it is no secret
-        .env("SystemRoot", &system_root)
-        .env("PATH", path)
-        .env("TEMP", scratch.path())
-        .env("TMP", scratch.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .creation_flags(CREATE_NO_WINDOW);
-    let child = cmd.spawn().map_err(|source| SandboxError::Spawn {
-        program: command.path.clone(),
-        source,
-    })?;
-    let tree = TaskkillTree {
-        pid: child.id(),
-        taskkill: system_root.join("System32").join("taskkill.exe"),
-        scratch: Some(scratch),
-    };
-    Ok(supervise(child, Box::new(tree), policy.limits()))
-}
-
-/// The command's process tree, killed with `taskkill /T /F` (by parent process id).
-struct TaskkillTree {
-    pid: Option<u32>,
-    taskkill: PathBuf,
-    scratch: Option<tempfile::TempDir>,
-}
-
-impl ProcessTree for TaskkillTree {
-    fn kill_all(&mut self) {
-        let Some(pid) = self.pid else { return };
-        // not waited for: the supervisor sees the command end; a failed taskkill leaves the
-        // wall-time denial in place and the command to its own end
-        let _ = std::process::Command::new(&self.taskkill)
-            .args(["/T", "/F", "/PID", &pid.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .creation_flags(CREATE_NO_WINDOW)
-            .spawn();
-    }
-
-    fn kill_remaining(&mut self) {
-        // the command is gone: its children can no longer be found by parent id (no Job Object)
-    }
-
-    fn release(&mut self) {
-        drop(self.scratch.take());
+    #[test]
+    fn layers_say_commands_are_not_sandboxed_and_name_the_job_object() {
+        let layers = layers();
+        let sandbox = &layers[0];
+        assert_eq!(sandbox.name, "sandbox");
+        assert!(!sandbox.active);
+        assert_eq!(sandbox.detail, UNSANDBOXED_MESSAGE);
+        let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["sandbox", "job object", "limits", "allowlist"]);
+        assert!(layers.iter().all(|l| !l.detail.contains("taskkill")));
+        assert!(layers[3]
+            .detail
+            .contains("no file, network or exec isolation"));
     }
 }
