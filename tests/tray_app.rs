@@ -4,6 +4,8 @@
 //! - The tray and its menu are read over D-Bus (StatusNotifierItem + dbusmenu), as a panel does.
 //! - Menu items are clicked over D-Bus (`com.canonical.dbusmenu.Event`), as a panel does.
 //! - Windows are found and closed over X11 (`_NET_WM_PID`, `WM_DELETE_WINDOW`), as a WM does.
+//! - The status window's page is read over WebDriver (`WebKitWebDriver` launching the app, as
+//!   `tauri-driver` does).
 //!
 //! Needs `target/debug/katachi-app` (`cargo build -p katachi-app`) and a display plus a session bus:
 //! `xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- cargo test -p katachi-e2e --test tray_app`
@@ -17,10 +19,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use katachi_core::sandbox::Sandbox;
+use katachi_e2e::app_webdriver::AppDriver;
 use katachi_e2e::process::{wait_until, SpawnedProcess};
 use katachi_e2e::tray_dbus::{self, MenuEntry, TrayItem};
-use katachi_e2e::workspace_binary;
 use katachi_e2e::x11_windows::X11Display;
+use katachi_e2e::{screenshot_path, workspace_binary};
+use serde_json::Value;
 use tempfile::TempDir;
 
 /// Printed by the app once its tray exists.
@@ -36,13 +41,37 @@ const STAYS_ALIVE_FOR: Duration = Duration::from_secs(2);
 /// Budget for the app to exit once asked to.
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The menu a user sees, top to bottom: (label, enabled, separator).
-const EXPECTED_MENU: [(&str, bool, bool); 4] = [
-    ("Katachi — not connected", false, false),
-    ("", true, true),
-    ("Open Katachi", true, false),
-    ("Quit", true, false),
-];
+/// The menu a user sees, top to bottom: (label, enabled, separator). The second line is
+/// katachi-core's summary of this machine's sandbox (the app probes the same kernel).
+fn expected_menu() -> Vec<(String, bool, bool)> {
+    vec![
+        ("Katachi — not connected".to_owned(), false, false),
+        (Sandbox::probe().status().summary(), false, false),
+        (String::new(), true, true),
+        ("Open Katachi".to_owned(), true, false),
+        ("Quit".to_owned(), true, false),
+    ]
+}
+
+/// Reads the status window's "Sandbox" section: whether it is still loading, the on/OFF badge, the
+/// notice (and whether it is hidden), and each layer as `[name, state, detail]`.
+const READ_SANDBOX_SECTION: &str = r##"
+const section = document.getElementById("sandbox");
+if (!section) { return null; }
+const notice = document.getElementById("sandbox-notice");
+return {
+  busy: section.getAttribute("aria-busy"),
+  heading: document.getElementById("sandbox-title").textContent.replace(/\s+/g, " ").trim(),
+  state: document.getElementById("sandbox-state").textContent.trim(),
+  noticeHidden: notice.hidden,
+  notice: notice.textContent.replace(/\s+/g, " ").trim(),
+  layers: Array.from(section.querySelectorAll("#sandbox-layers li")).map((li) => [
+    li.querySelector(".layer-name").textContent,
+    li.querySelector(".layer-state").textContent,
+    li.querySelector(".layer-detail").textContent,
+  ]),
+};
+"##;
 
 #[test]
 fn tray_app_starts_and_stays_running_without_a_window() -> Result<(), Failure> {
@@ -74,16 +103,101 @@ fn tray_menu_shows_disabled_status_line_then_open_katachi_and_quit() -> Result<(
     }
 
     let menu = app.menu(&tray)?;
-    let seen: Vec<(&str, bool, bool)> = menu
+    let seen: Vec<(String, bool, bool)> = menu
         .iter()
-        .map(|entry| (entry.label.as_str(), entry.enabled, entry.separator))
+        .map(|entry| (entry.label.clone(), entry.enabled, entry.separator))
         .collect();
-    if seen != EXPECTED_MENU {
-        return Err(app.fail(&format!(
-            "tray menu is {seen:?}, expected {EXPECTED_MENU:?}"
-        )));
+    let expected = expected_menu();
+    if seen != expected {
+        return Err(app.fail(&format!("tray menu is {seen:?}, expected {expected:?}")));
+    }
+    // this machine confines commands: the line must say so, not just be there
+    let sandbox_line = &expected[1].0;
+    if !sandbox_line.starts_with("Sandbox: on — landlock abi ") {
+        return Err(app.fail(&format!("sandbox line reads {sandbox_line:?}")));
     }
     app.stop()
+}
+
+#[test]
+fn status_window_lists_this_machines_sandbox_layers_with_their_state() -> Result<(), Failure> {
+    require_desktop_session()?;
+    let binary = app_binary()?;
+    let home = tempfile::tempdir().map_err(|err| Failure(format!("no temp dir: {err}")))?;
+    let mut driver = AppDriver::start(|command| {
+        isolate_user_dirs(command, home.path()).map_err(|Failure(message)| message)?;
+        command
+            .env("GDK_BACKEND", "x11")
+            .env_remove("WAYLAND_DISPLAY");
+        Ok(())
+    })?;
+
+    // The driver launches the app; its session attaches once the user opens the window.
+    let pending = driver.request_session(&binary);
+    let pid = driver
+        .app_pid(STARTUP_TIMEOUT)
+        .ok_or_else(|| driver.describe("launched no katachi-app"))?;
+    let bus = tray_dbus::session_bus()?;
+    let tray = wait_until(STARTUP_TIMEOUT, || {
+        tray_dbus::find_tray_item(&bus, pid).ok().flatten()
+    })
+    .ok_or_else(|| driver.describe("the app exported no tray item"))?;
+    let menu = tray_dbus::read_menu(&bus, &tray)?;
+    let open = menu
+        .iter()
+        .find(|entry| entry.label == "Open Katachi")
+        .ok_or_else(|| driver.describe(&format!("no \"Open Katachi\" in {menu:?}")))?;
+    tray_dbus::click_menu_entry(&bus, &tray, open.id)?;
+    driver.wait_for_session(pending, WINDOW_TIMEOUT)?;
+
+    let mut last = Value::Null;
+    let section = wait_until(WINDOW_TIMEOUT, || {
+        last = driver.execute(READ_SANDBOX_SECTION).ok()?;
+        (last["busy"] == "false").then(|| last.clone())
+    })
+    .ok_or_else(|| driver.describe(&format!("sandbox section still loading: {last}")))?;
+    // a courtesy for reviewers: the window as rendered (a failed shot does not fail the test)
+    if driver.wait_for_paint().is_ok() {
+        let _ = driver.screenshot_to(&screenshot_path!("tray-status-window.png"));
+    }
+
+    let status = Sandbox::probe().status();
+    let expected: Vec<Value> = status
+        .layers
+        .iter()
+        .map(|l| {
+            let state = if l.active { "active" } else { "inactive" };
+            Value::from(vec![l.name.as_str(), state, l.detail.as_str()])
+        })
+        .collect();
+    let shown = section["layers"].as_array().cloned().unwrap_or_default();
+    let has_active = |prefix: &str| {
+        shown
+            .iter()
+            .any(|l| l[0].as_str().is_some_and(|n| n.starts_with(prefix)) && l[1] == "active")
+    };
+    let checks = [
+        ("layers as katachi-core reports them", shown == expected),
+        ("an active landlock layer", has_active("landlock abi ")),
+        ("an active seccomp layer", has_active("seccomp")),
+        (
+            "the heading \"Sandbox on\"",
+            section["heading"] == "Sandbox on",
+        ),
+        (
+            "no notice (commands are confined)",
+            section["noticeHidden"] == true,
+        ),
+    ];
+    if let Some((what, _)) = checks.iter().find(|(_, ok)| !ok) {
+        return Err(driver
+            .describe(&format!(
+                "status window lacks {what}: shows {section:#}, expected layers {expected:?}"
+            ))
+            .into());
+    }
+    driver.stop(EXIT_TIMEOUT);
+    Ok(())
 }
 
 #[test]
@@ -168,14 +282,7 @@ impl TrayApp {
     /// Starts `target/debug/katachi-app` and waits for its tray-ready line.
     fn start() -> Result<Self, Failure> {
         require_desktop_session()?;
-        let binary = workspace_binary("katachi-app");
-        if !binary.is_file() {
-            return Err(Failure(format!(
-                "{} is missing: build it before the end-to-end tests with `cargo build -p katachi-app` \
-                 (`make test` does)",
-                binary.display()
-            )));
-        }
+        let binary = app_binary()?;
         let home = tempfile::tempdir().map_err(|err| Failure(format!("no temp dir: {err}")))?;
         let mut command = Command::new(&binary);
         isolate_user_dirs(&mut command, home.path())?;
@@ -291,6 +398,19 @@ impl TrayApp {
     fn fail(&mut self, what: &str) -> Failure {
         Failure(self.process.describe(what))
     }
+}
+
+/// `target/debug/katachi-app`, or how to build it.
+fn app_binary() -> Result<std::path::PathBuf, Failure> {
+    let binary = workspace_binary("katachi-app");
+    if !binary.is_file() {
+        return Err(Failure(format!(
+            "{} is missing: build it before the end-to-end tests with `cargo build -p katachi-app` \
+             (`make test` does)",
+            binary.display()
+        )));
+    }
+    Ok(binary)
 }
 
 /// Fails with a how-to unless a display and a session bus are there: skipping silently would let

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use tauri::{App, AppHandle, Builder, RunEvent, Runtime};
 
-use crate::tray;
+use crate::{sandbox, tray};
 
 /// Starts the tray app on the real (wry) runtime and blocks until the user quits from the tray.
 ///
@@ -42,13 +42,15 @@ pub fn run_app<R: Runtime>(builder: Builder<R>) -> tauri::Result<i32> {
     Ok(app.run_return(keep_running_without_windows))
 }
 
-/// Builds the app from the workspace's `tauri.conf.json` (no window at start-up) and registers the
-/// set-up hook that creates the tray when the event loop starts.
+/// Builds the app from the workspace's `tauri.conf.json` (no window at start-up), registers the
+/// status window's commands (`sandbox_status`) and the set-up hook that creates the tray when the
+/// event loop starts.
 ///
 /// # Errors
 /// Returns Tauri's error if the app cannot be built, e.g. the runtime cannot open the display.
 pub fn build_app<R: Runtime>(builder: Builder<R>) -> tauri::Result<App<R>> {
     builder
+        .invoke_handler(tauri::generate_handler![sandbox::sandbox_status])
         .setup(|app| {
             tray::create_tray(app.handle())?;
             tray::announce_tray_ready();
@@ -91,6 +93,32 @@ mod tests {
         assert!(app.webview_windows().is_empty());
         assert_eq!(app.config().product_name.as_deref(), Some("Katachi"));
         assert_eq!(app.config().identifier, "dev.katachi.app");
+        Ok(())
+    }
+
+    #[test]
+    fn status_window_can_ask_for_the_sandbox_status_over_ipc(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let app = build_app(tauri::test::mock_builder())?;
+        let window = tauri::WebviewWindowBuilder::new(&app, "status", tauri::WebviewUrl::default())
+            .build()?;
+        let request = tauri::webview::InvokeRequest {
+            cmd: "sandbox_status".into(),
+            callback: tauri::ipc::CallbackFn(0),
+            error: tauri::ipc::CallbackFn(1),
+            url: "tauri://localhost".parse()?,
+            body: tauri::ipc::InvokeBody::default(),
+            headers: Default::default(),
+            invoke_key: tauri::test::INVOKE_KEY.to_owned(),
+        };
+        let response = tauri::test::get_ipc_response(&window, request)
+            .map_err(|err| format!("sandbox_status failed: {err}"))?
+            .deserialize::<serde_json::Value>()?;
+
+        let status = crate::sandbox::this_machine();
+        assert_eq!(response["enforced"], status.enforced);
+        assert_eq!(response["layers"], serde_json::to_value(&status.layers)?);
+        assert_eq!(response.get("notice").is_some(), !status.enforced);
         Ok(())
     }
 }

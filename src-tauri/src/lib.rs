@@ -9,10 +9,13 @@
 //!   [`build_app`]).
 //! - [`tray`]: the tray icon (one per [`TrayState`]), its menu ids and what each menu item does.
 //! - `window`: the status window, created on demand from `ui/index.html`.
+//! - `sandbox`: katachi-core's sandbox status for the tray line and the window's `sandbox_status`
+//!   command.
 
 #![forbid(unsafe_code)]
 
 mod app;
+mod sandbox;
 pub mod tray;
 mod window;
 

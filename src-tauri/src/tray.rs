@@ -1,8 +1,10 @@
 //! The tray icon: its look per agent state, its menu, and what each menu item does.
 //!
 //! The tray is the app's only always-present surface. Its menu is, top to bottom: a disabled
-//! status line, "Open Katachi" (the status window) and "Quit". Menu ids are `const`s so handlers and
-//! tests cannot drift apart. The tray only renders a [`TrayState`]; it never decides one.
+//! status line, a disabled sandbox line (katachi-core's one-line summary: which layers confine
+//! commands, or plainly that they run unsandboxed), "Open Katachi" (the status window) and "Quit".
+//! Menu ids are `const`s so handlers and tests cannot drift apart. The tray only renders a
+//! [`TrayState`] and the sandbox summary; it never decides either.
 
 use std::io::Write;
 
@@ -11,12 +13,15 @@ use tauri::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Runtime};
 
-use crate::window;
+use crate::{sandbox, window};
 
 /// Id of the tray icon, to find it again with `AppHandle::tray_by_id` when the state changes.
 pub const TRAY_ID: &str = "katachi";
 /// Id of the disabled first menu line that states the agent's status.
 pub const MENU_STATUS: &str = "status";
+/// Id of the disabled second menu line that states the sandbox (see
+/// `katachi_core::sandbox::SandboxStatus::summary`).
+pub const MENU_SANDBOX: &str = "sandbox";
 /// Id of the menu item that opens (or brings forward) the status window.
 pub const MENU_OPEN: &str = "open";
 /// Id of the menu item that ends the app.
@@ -76,13 +81,14 @@ impl TrayState {
     }
 }
 
-/// Creates the tray icon in the [`TrayState::Offline`] state, with its menu and menu handlers.
+/// Creates the tray icon in the [`TrayState::Offline`] state, with its menu (the sandbox line
+/// probed on this machine) and menu handlers.
 ///
 /// # Errors
 /// Returns Tauri's error if the menu or the tray icon cannot be created (e.g. no GTK on Linux).
 pub fn create_tray<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<TrayIcon<R>> {
     let state = TrayState::Offline;
-    let menu = build_tray_menu(app, state)?;
+    let menu = build_tray_menu(app, state, &sandbox::this_machine().summary())?;
     TrayIconBuilder::with_id(TRAY_ID)
         .icon(state.icon())
         .tooltip(TOOLTIP)
@@ -92,16 +98,22 @@ pub fn create_tray<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<TrayIcon<R>>
         .build(app)
 }
 
-/// Builds the tray menu for `state`: status line (disabled), separator, "Open Katachi", "Quit".
+/// Builds the tray menu for `state`: status line and `sandbox_line` (both disabled), separator,
+/// "Open Katachi", "Quit".
 ///
 /// # Errors
 /// Returns Tauri's error if a menu item cannot be created on the main thread.
-pub fn build_tray_menu<R: Runtime>(app: &AppHandle<R>, state: TrayState) -> tauri::Result<Menu<R>> {
+pub fn build_tray_menu<R: Runtime>(
+    app: &AppHandle<R>,
+    state: TrayState,
+    sandbox_line: &str,
+) -> tauri::Result<Menu<R>> {
     let status = MenuItem::with_id(app, MENU_STATUS, state.status_line(), false, None::<&str>)?;
+    let sandbox = MenuItem::with_id(app, MENU_SANDBOX, sandbox_line, false, None::<&str>)?;
     let separator = PredefinedMenuItem::separator(app)?;
     let open = MenuItem::with_id(app, MENU_OPEN, LABEL_OPEN, true, None::<&str>)?;
     let quit = MenuItem::with_id(app, MENU_QUIT, LABEL_QUIT, true, None::<&str>)?;
-    Menu::with_items(app, &[&status, &separator, &open, &quit])
+    Menu::with_items(app, &[&status, &sandbox, &separator, &open, &quit])
 }
 
 /// Prints [`READY_LINE`] on stdout and flushes it, so a parent process reading the pipe sees it now.
@@ -159,15 +171,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn tray_menu_is_disabled_status_line_then_open_and_quit() -> tauri::Result<()> {
-        let app = tauri::test::mock_app();
-        let menu = build_tray_menu(app.app_handle(), TrayState::Offline)?;
-        let items = menu.items()?;
-        assert_eq!(items.len(), 4);
-
+    /// The labels of `menu`'s items: (id, text, enabled); a separator is `("-", "", false)`.
+    fn labels<R: Runtime>(menu: &Menu<R>) -> tauri::Result<Vec<(String, String, bool)>> {
         let mut labelled = Vec::new();
-        for item in &items {
+        for item in &menu.items()? {
             match item {
                 MenuItemKind::MenuItem(item) => {
                     labelled.push((item.id().0.clone(), item.text()?, item.is_enabled()?));
@@ -176,15 +183,59 @@ mod tests {
                 other => panic!("unexpected menu item {:?}", other.id()),
             }
         }
+        Ok(labelled)
+    }
+
+    #[test]
+    fn tray_menu_is_disabled_status_and_sandbox_lines_then_open_and_quit() -> tauri::Result<()> {
+        let app = tauri::test::mock_app();
+        let sandbox_line = "Sandbox: on — landlock abi 7, seccomp";
+        let menu = build_tray_menu(app.app_handle(), TrayState::Offline, sandbox_line)?;
         assert_eq!(
-            labelled,
+            labels(&menu)?,
             [
                 (MENU_STATUS.into(), "Katachi — not connected".into(), false),
+                (MENU_SANDBOX.into(), sandbox_line.into(), false),
                 ("-".into(), String::new(), false),
                 (MENU_OPEN.into(), LABEL_OPEN.into(), true),
                 (MENU_QUIT.into(), LABEL_QUIT.into(), true),
             ]
         );
+        Ok(())
+    }
+
+    #[test]
+    fn tray_menu_sandbox_line_is_katachi_cores_summary_of_this_machine() -> tauri::Result<()> {
+        let app = tauri::test::mock_app();
+        let summary = sandbox::this_machine().summary();
+        let menu = build_tray_menu(app.app_handle(), TrayState::Offline, &summary)?;
+        let line = labels(&menu)?
+            .into_iter()
+            .find(|(id, _, _)| id == MENU_SANDBOX)
+            .map(|(_, text, enabled)| (text, enabled));
+        assert_eq!(line, Some((summary, false)));
+        Ok(())
+    }
+
+    #[test]
+    fn tray_menu_on_an_unsandboxed_system_says_so_in_the_sandbox_line() -> tauri::Result<()> {
+        let app = tauri::test::mock_app();
+        let windows = katachi_core::sandbox::SandboxStatus {
+            backend: "windows",
+            enforced: false,
+            message: Some(
+                "commands run unsandboxed on Windows: katachi cannot confine them".to_owned(),
+            ),
+            layers: Vec::new(),
+        };
+        let menu = build_tray_menu(app.app_handle(), TrayState::Offline, &windows.summary())?;
+        let text = labels(&menu)?
+            .into_iter()
+            .find(|(id, _, _)| id == MENU_SANDBOX)
+            .map(|(_, text, _)| text)
+            .unwrap_or_default();
+        assert!(text.starts_with("Sandbox: OFF — "), "{text}");
+        assert!(text.contains("unsandboxed"), "{text}");
         Ok(())
     }
 }

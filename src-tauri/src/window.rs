@@ -25,8 +25,8 @@ pub(crate) fn show_status_window<R: Runtime>(
     }
     WebviewWindowBuilder::new(app, STATUS_WINDOW, WebviewUrl::App("index.html".into()))
         .title(STATUS_WINDOW_TITLE)
-        .inner_size(380.0, 260.0)
-        .min_inner_size(320.0, 220.0)
+        .inner_size(480.0, 560.0)
+        .min_inner_size(360.0, 320.0)
         .center()
         .focused(true)
         .build()

@@ -1,6 +1,7 @@
 //! Helpers shared by the end-to-end tests: locating the built binaries and bounded waits.
 //!
 //! # Layout
+//! - [`app_webdriver`]: the tray app's status window over WebDriver (`WebKitWebDriver`, Linux).
 //! - [`workspace_binary`]: path of a binary built by this workspace (target/debug/NAME).
 //! - [`process`]: a spawned binary with captured output, bounded waits, killed on drop.
 //! - [`tray_dbus`]: a process's tray icon and menu as a panel sees them over D-Bus (Linux).
@@ -10,6 +11,8 @@
 //! - [`chromium`]: Debian's headless Chromium over WebDriver (chromedriver), every wait bounded.
 //! - [`screenshot_path!`]: where a test's screenshot goes (`docs/screenshots` when updating them).
 
+#[cfg(target_os = "linux")]
+pub mod app_webdriver;
 pub mod chromium;
 pub mod oauth_provider;
 pub mod process;

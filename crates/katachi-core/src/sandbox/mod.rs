@@ -42,6 +42,7 @@ pub mod policy;
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 mod proxy;
 mod self_test;
+mod status;
 
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
