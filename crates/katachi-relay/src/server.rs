@@ -13,6 +13,7 @@ use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::service::TowerToHyperService;
+use katachi_proto::transport::ReadAhead;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
@@ -171,7 +172,11 @@ impl Relay {
             let watcher = graceful.watcher();
             tokio::spawn(async move {
                 // A plaintext or TLS 1.2 client fails here and the connection is dropped.
-                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                let tls = match tokio::time::timeout(
+                    HANDSHAKE_TIMEOUT,
+                    acceptor.accept(ReadAhead::new(tcp)),
+                )
+                .await
                 {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {

@@ -214,7 +214,10 @@ impl TunnelDialer {
         let _ = tcp.set_nodelay(true);
         let tls = self
             .tls
-            .connect(self.server_name.clone(), tcp)
+            .connect(
+                self.server_name.clone(),
+                katachi_proto::transport::ReadAhead::new(tcp),
+            )
             .await
             .map_err(|e| unreachable(error_chain(&e)))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))

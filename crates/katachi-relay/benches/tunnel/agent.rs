@@ -9,9 +9,13 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::service::TowerToHyperService;
-use katachi_core::api::{router, ApiState, FixedWorkspaces};
+use katachi_core::api::{router, ApiState, AuditLayer, AuditOptions, FixedWorkspaces};
+use katachi_core::fingerprint::Fingerprint;
 use katachi_core::signing::{RequestSigner, SystemClock};
+use katachi_core::store::{AuditKey, Store};
 use katachi_core::tunnel::TunnelDialer;
+use katachi_core::vault::{DerivedKey, Purpose};
+use katachi_core::MachineKey;
 use katachi_core::{AgentCredentials, RelayUrl, SecretBytes};
 use katachi_relay::web::session::SESSION_COOKIE;
 
@@ -25,6 +29,23 @@ pub fn workspace() -> (tempfile::TempDir, Router) {
         FixedWorkspaces::new([dir.path()]).unwrap(),
     )));
     (dir, api)
+}
+
+/// `api` with the audit layer `katachi start` puts on the tunnel: every call appended to the
+/// chained audit log of a SQLCipher store in `dir` (the production path of a tunnelled call).
+pub fn audited(api: Router, dir: &std::path::Path, workspace: &std::path::Path) -> Router {
+    let db = dir.join("store.db");
+    let store_key = || DerivedKey::from_bytes([7; 32], Purpose::STORE);
+    drop(Store::open(&db, &store_key()).unwrap());
+    let fp = Fingerprint::from_components([("machine_id", vec![7])]).unwrap();
+    let key = AuditKey::derive(&MachineKey::derive(&SecretBytes::new(vec![7; 32]), &fp));
+    let layer = AuditLayer::start_with(
+        move || Store::open(&db, &store_key()),
+        key,
+        Some(Arc::new(FixedWorkspaces::new([workspace]).unwrap())),
+        AuditOptions::default(),
+    );
+    api.layer(layer)
 }
 
 /// A dialer for `agent` to the relay at `url`, pinning `ca_pem`, as `katachi start` builds it.

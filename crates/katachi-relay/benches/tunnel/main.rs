@@ -113,7 +113,10 @@ async fn paths(latency: bool, stream: bool) {
     let direct_addr = agent::serve_direct(api.clone()).await;
     let user = seeded.users[0].clone();
     let dialer = agent::dialer(&relay.url, &seeded.ca_pem, &user.agent);
-    let mut tunnel = tokio::spawn(async move { dialer.dial_and_serve(api).await });
+    // the tunnel side serves what `katachi start` serves: the router under the audit layer
+    let store_dir = tempfile::tempdir().unwrap();
+    let tunnelled = agent::audited(api, store_dir.path(), workspace.path());
+    let mut tunnel = tokio::spawn(async move { dialer.dial_and_serve(tunnelled).await });
     tokio::select! {
         () = relay.wait_for_tunnels(1, Duration::from_secs(30)) => {}
         ended = &mut tunnel => panic!("the tunnel ended before it opened: {ended:?}"),
