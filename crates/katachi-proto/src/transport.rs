@@ -153,7 +153,11 @@ mod tests {
         let mut small = [0u8; 100];
         reader.read_exact(&mut small).await.unwrap();
         // data is buffered while it flows
-        assert!(reader.buffer_capacity() >= 9_900, "{}", reader.buffer_capacity());
+        assert!(
+            reader.buffer_capacity() >= 9_900,
+            "{}",
+            reader.buffer_capacity()
+        );
         let mut rest = vec![0u8; 9_900];
         reader.read_exact(&mut rest).await.unwrap();
         // the next read waits for the peer: the buffer is released while it waits
