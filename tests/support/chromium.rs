@@ -336,17 +336,10 @@ impl Drop for Browser {
 /// Pids of processes whose command line mentions `dir` (this browser's own Chromium processes).
 fn processes_mentioning(dir: &Path) -> Vec<u32> {
     let needle = dir.to_string_lossy().into_owned();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(PathBuf::from(format!("/proc/{pid}/cmdline")))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
-        })
-        .collect()
+    crate::process::pids_where(|pid| {
+        std::fs::read(PathBuf::from(format!("/proc/{pid}/cmdline")))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+    })
 }
 
 /// Polls chromedriver's `/status` until it reports ready.

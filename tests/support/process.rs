@@ -297,3 +297,15 @@ pub fn wait_until<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) ->
         thread::sleep(POLL_INTERVAL);
     }
 }
+
+/// Pids of the processes `keep` accepts, from the numeric entries of `/proc` (empty without it).
+pub fn pids_where(mut keep: impl FnMut(u32) -> bool) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| keep(pid))
+        .collect()
+}
