@@ -66,6 +66,31 @@ pub fn dialer(url: &str, ca_pem: &str, agent: &SeededAgent) -> TunnelDialer {
     TunnelDialer::new(&credentials, signer).unwrap()
 }
 
+/// The agent on a thread with a single-threaded runtime, as `katachi start` runs it: `api` served
+/// directly (the baseline, address returned) and `tunnelled` over a tunnel from `dialer`. The
+/// receiver resolves if the tunnel ends.
+pub async fn start_agent_thread(
+    api: Router,
+    dialer: TunnelDialer,
+    tunnelled: Router,
+) -> (SocketAddr, tokio::sync::oneshot::Receiver<String>) {
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let (end_tx, end_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let _ = addr_tx.send(serve_direct(api).await);
+            let ended = dialer.dial_and_serve(tunnelled).await;
+            let _ = end_tx.send(format!("{ended:?}"));
+            std::future::pending::<()>().await;
+        });
+    });
+    (addr_rx.await.unwrap(), end_rx)
+}
+
 /// The baseline: `api` served over plain HTTP (HTTP/1.1, or h2c on prior knowledge) on a
 /// loopback port of this process, with hyper as the relay uses it. Returns the address.
 pub async fn serve_direct(api: Router) -> SocketAddr {

@@ -150,6 +150,47 @@ pub async fn download(client: &reqwest::Client, url: &str, size: u64) -> f64 {
     size as f64 / (1024.0 * 1024.0) / start.elapsed().as_secs_f64()
 }
 
+/// The downloading clients on a thread and single-threaded runtime of their own, as a browser's
+/// network service is a process of its own: their connection tasks and the body reader wake each
+/// other on that thread, not across the agent's runtime (which this process also hosts).
+pub struct ClientThread {
+    jobs: std::sync::mpsc::Sender<(bool, String, u64, std::sync::mpsc::Sender<f64>)>,
+}
+
+impl ClientThread {
+    /// Starts the thread with the direct path's client and the browser of the tunnel path.
+    pub fn start(direct: reqwest::Client, mut browser: crate::browser::H2Browser) -> Self {
+        let (jobs, rx) =
+            std::sync::mpsc::channel::<(bool, String, u64, std::sync::mpsc::Sender<f64>)>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            while let Ok((via_browser, url, size, done)) = rx.recv() {
+                let speed = if via_browser {
+                    rt.block_on(browser.download(&url, size))
+                } else {
+                    rt.block_on(download(&direct, &url, size))
+                };
+                let _ = done.send(speed);
+            }
+        });
+        Self { jobs }
+    }
+
+    /// Downloads `url` on the client thread (`via_browser`: the tunnel path's browser); MiB/s.
+    pub async fn download(&self, via_browser: bool, url: &str, size: u64) -> f64 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.jobs
+            .send((via_browser, url.to_owned(), size, tx))
+            .unwrap();
+        tokio::task::spawn_blocking(move || rx.recv().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
 /// Writes a `mib` MiB file of non-repeating bytes (nothing on the path compresses, but be honest).
 pub fn write_big_file(path: &std::path::Path, mib: usize) {
     use std::io::Write;

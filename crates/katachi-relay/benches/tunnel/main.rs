@@ -21,13 +21,14 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod agent;
+mod browser;
 mod load;
 mod memory;
 mod relay_process;
 
 use std::time::Duration;
 
-use load::{download, median, open_loop, write_big_file, Latencies};
+use load::{median, open_loop, write_big_file, Latencies};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -110,13 +111,13 @@ async fn paths(latency: bool, stream: bool) {
     let seeded = relay_process::seed(&tmp.path().join("relay"), 1).await;
     let relay = relay_process::RelayProcess::start(&seeded).await;
     let (workspace, api) = agent::workspace();
-    let direct_addr = agent::serve_direct(api.clone()).await;
     let user = seeded.users[0].clone();
     let dialer = agent::dialer(&relay.url, &seeded.ca_pem, &user.agent);
     // the tunnel side serves what `katachi start` serves: the router under the audit layer
     let store_dir = tempfile::tempdir().unwrap();
-    let tunnelled = agent::audited(api, store_dir.path(), workspace.path());
-    let mut tunnel = tokio::spawn(async move { dialer.dial_and_serve(tunnelled).await });
+    let tunnelled = agent::audited(api.clone(), store_dir.path(), workspace.path());
+    // the agent runs as `katachi start` runs it: on a single-threaded runtime of its own
+    let (direct_addr, mut tunnel) = agent::start_agent_thread(api, dialer, tunnelled).await;
     tokio::select! {
         () = relay.wait_for_tunnels(1, Duration::from_secs(30)) => {}
         ended = &mut tunnel => panic!("the tunnel ended before it opened: {ended:?}"),
@@ -175,18 +176,28 @@ async fn paths(latency: bool, stream: bool) {
         let size = (mib as u64) << 20;
         let file = "/v1/workspaces/1/file?path=big.bin";
         let (t_url, d_url) = (via_tunnel(file), via_direct(file));
+        // the downloading clients run as a browser's network service does: on a thread of their own
+        let clients = load::ClientThread::start(
+            agent::direct_client(),
+            browser::H2Browser::new(
+                &relay.url,
+                &seeded.ca_pem,
+                agent::session_cookie(&user.session),
+            ),
+        );
+        let (direct_i, browser_i) = (false, true);
         // Warm: the page cache, both connections.
-        let _ = download(&direct, &d_url, size).await;
-        let _ = download(&browser, &t_url, size).await;
+        let _ = clients.download(direct_i, &d_url, size).await;
+        let _ = clients.download(browser_i, &t_url, size).await;
         let (mut d, mut t) = (Vec::new(), Vec::new());
         // CPU seconds spent by (relay, this process) per path, to tell CPU-bound from stalled.
         let (mut d_cpu, mut t_cpu) = ((0.0, 0.0), (0.0, 0.0));
         let cpu = || (relay.cpu_seconds(), relay_process::cpu_seconds("self"));
         for _ in 0..3 {
             let c0 = cpu();
-            d.push(download(&direct, &d_url, size).await);
+            d.push(clients.download(direct_i, &d_url, size).await);
             let c1 = cpu();
-            t.push(download(&browser, &t_url, size).await);
+            t.push(clients.download(browser_i, &t_url, size).await);
             let c2 = cpu();
             d_cpu = (d_cpu.0 + c1.0 - c0.0, d_cpu.1 + c1.1 - c0.1);
             t_cpu = (t_cpu.0 + c2.0 - c1.0, t_cpu.1 + c2.1 - c1.1);
@@ -215,6 +226,6 @@ async fn paths(latency: bool, stream: bool) {
         );
     }
 
-    tunnel.abort();
+    drop(tunnel);
     relay.stop().await;
 }
