@@ -308,6 +308,38 @@ pub(crate) fn strip_verbatim_disk_prefix(path: &Path) -> Option<PathBuf> {
     (is_disk && !rewritten && plain.len() < MAX_PATH).then(|| PathBuf::from(plain))
 }
 
+/// Whether `root` (a canonical path, `\\?\` form or plain) is a Windows folder that may never be
+/// a workspace: a drive root, the Windows folder, the program folders, `ProgramData`, or the
+/// folder holding every user's profile. Compared case-insensitively, as Windows does.
+pub(crate) fn is_windows_system_folder(root: &str, var: impl Fn(&str) -> Option<OsString>) -> bool {
+    let plain = root.strip_prefix(r"\\?\").unwrap_or(root);
+    let norm = |p: &str| p.trim_end_matches('\\').to_lowercase();
+    let candidate = norm(plain);
+    // `C:` or `C:\` alone: a whole drive
+    let mut chars = candidate.chars();
+    if chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && chars.as_str() == ":" {
+        return true;
+    }
+    let system_root = windows_system_root(&var);
+    let drive = system_root.get(..2).unwrap_or("C:").to_owned();
+    let mut refused = vec![
+        system_root,
+        format!(r"{drive}\Program Files"),
+        format!(r"{drive}\Program Files (x86)"),
+        format!(r"{drive}\ProgramData"),
+        format!(r"{drive}\Users"),
+    ];
+    for name in [
+        "ProgramFiles",
+        "ProgramFiles(x86)",
+        "ProgramW6432",
+        "ProgramData",
+    ] {
+        refused.extend(local_absolute_folder(var(name)));
+    }
+    refused.iter().any(|r| norm(r) == candidate)
+}
+
 #[cfg(test)]
 #[path = "command_path_tests.rs"]
 mod tests;

@@ -287,3 +287,36 @@ fn verbatim_disk_paths_lose_their_prefix_only_when_the_plain_form_is_the_same_fi
     let long = format!(r"\\?\C:\{}\x.exe", "a".repeat(300));
     assert_eq!(strip(&long), None);
 }
+
+#[test]
+fn windows_drive_roots_and_system_folders_are_never_workspaces() {
+    let vars = env(&[
+        ("SystemRoot", r"D:\WINNT"),
+        ("ProgramFiles", r"D:\Apps"),
+        ("ProgramData", r"D:\Data"),
+    ]);
+    for refused in [
+        r"C:\",
+        r"\\?\E:\",
+        r"d:",
+        r"D:\WINNT",
+        r"\\?\d:\winnt\",
+        r"D:\Apps",
+        r"D:\Data",
+        r"D:\Program Files (x86)",
+        r"D:\Users",
+    ] {
+        assert!(is_windows_system_folder(refused, &vars), "{refused}");
+    }
+    for allowed in [
+        r"D:\WINNT\..\src",
+        r"D:\Users\alice\code",
+        r"\\?\D:\Apps\mine",
+        r"C:\src\project",
+    ] {
+        assert!(!is_windows_system_folder(allowed, &vars), "{allowed}");
+    }
+    // without the variables, the defaults still hold
+    assert!(is_windows_system_folder(r"C:\Windows", env(&[])));
+    assert!(is_windows_system_folder(r"c:\program files", env(&[])));
+}

@@ -377,6 +377,17 @@ const SYSTEM_FOLDERS: &[&str] = &[
     "/sys", "/usr", "/var", "/home", "/tmp",
 ];
 
+/// `/`, a Unix system folder, or (on Windows) a drive root or system folder.
+fn is_system_folder(root: &Path) -> bool {
+    if cfg!(windows) {
+        root.to_str().is_none_or(|r| {
+            super::command_path::is_windows_system_folder(r, |name| std::env::var_os(name))
+        })
+    } else {
+        SYSTEM_FOLDERS.iter().any(|s| root == Path::new(s))
+    }
+}
+
 fn resolve_workspace(w: WorkspaceAccess) -> Result<WorkspaceAccess, PolicyError> {
     let root = std::fs::canonicalize(&w.root).map_err(|source| PolicyError::Workspace {
         path: w.root.clone(),
@@ -385,7 +396,7 @@ fn resolve_workspace(w: WorkspaceAccess) -> Result<WorkspaceAccess, PolicyError>
     if !root.is_dir() {
         return Err(PolicyError::NotADirectory(root));
     }
-    if SYSTEM_FOLDERS.iter().any(|s| root == Path::new(s)) {
+    if is_system_folder(&root) {
         return Err(PolicyError::SystemFolder(root));
     }
     Ok(WorkspaceAccess {
