@@ -5,7 +5,7 @@
 //! The command runs in a fresh network namespace with only a loopback interface, so the kernel has
 //! no route out: that, not the proxy variables, is the egress boundary. The way in is a listening
 //! socket that lives *inside* that namespace but is served by the agent outside it:
-//! 1. before `fork`, the agent makes a UNIX socketpair;
+//! 1. before the launch, the agent makes a UNIX socketpair;
 //! 2. in the child, right after `unshare`, the pre-exec code brings `lo` up, binds a TCP socket to
 //!    `127.0.0.1:`[`PROXY_PORT`] in the new namespace, listens, and passes the listening descriptor
 //!    to the agent over the socketpair (`SCM_RIGHTS`), then closes its own copy: nothing in the

@@ -5,7 +5,7 @@
 //! # Joining without an RCU grace period
 //! Writing to `cgroup.procs` moves a whole thread group, which takes the kernel's global
 //! `cgroup_threadgroup_rwsem` for writing and waits for an RCU grace period (3–12 ms here, the
-//! largest part of a sandboxed spawn). The child joins right after `fork`, while it is still a
+//! largest part of a sandboxed spawn). The run's init joins right after its `clone`, while it is still a
 //! single thread, so on cgroup v1 it writes `0` to `tasks` instead: moving only the calling thread
 //! skips that lock (the kernel documents it as safe for `current`), and a single-threaded process
 //! moved by its only thread is the whole process. cgroup v2 has no such file outside threaded
@@ -90,7 +90,7 @@ impl RunCgroup {
         }
     }
 
-    /// The descriptor the child writes `0` to while it is single-threaded, right after `fork`
+    /// The descriptor the child writes `0` to while it is single-threaded, right after its `clone`
     /// (close-on-exec).
     pub(crate) fn join_fd(&self) -> RawFd {
         self.join.as_raw_fd()

@@ -1,7 +1,7 @@
 //! The Linux side of the egress proxy: a listening socket made inside the run's network namespace
 //! and handed to the agent (see [`crate::sandbox::proxy`] for the design).
 //!
-//! Before `fork` the agent makes a UNIX socketpair ([`ProxyHandover::new`]). In the child, right
+//! Before the launch the agent makes a UNIX socketpair ([`ProxyHandover::new`]). In the run's init, right
 //! after `unshare`, [`ProxyHandover::send_listener_in_child`] brings `lo` up, binds
 //! `127.0.0.1:PORT`, listens, and sends the listening descriptor over the pair (`SCM_RIGHTS`);
 //! then it closes its copies. After `spawn` returns (the command has been exec'd, so the message is
@@ -42,7 +42,7 @@ impl ProxyHandover {
         Ok(Self { agent, child, port })
     }
 
-    /// The child's data for the pre-exec step (raw numbers: the child must not run destructors).
+    /// The init's data for its handover step (raw numbers: the init must not run destructors).
     pub(crate) fn child_part(&self) -> ChildHandover {
         ChildHandover {
             child: self.child.as_raw_fd(),
@@ -51,7 +51,7 @@ impl ProxyHandover {
         }
     }
 
-    /// In the agent, after `spawn` returned: the listening socket the child sent.
+    /// In the agent, after the launch reported: the listening socket the init sent.
     ///
     /// # Errors
     /// When no descriptor arrived (the child failed before sending it).

@@ -1,7 +1,7 @@
 //! The Landlock ruleset of a run: which files may be read, written and executed, no TCP, and
 //! scoping of abstract UNIX sockets and signals to the sandbox.
 //!
-//! Built in the agent before `fork`; the child only calls `restrict_self`. Rules are additive (a
+//! Built in the agent before the launch; the command only calls `landlock_restrict_self`. Rules are additive (a
 //! grant on a folder covers everything below it), so exceptions inside a workspace are made by the
 //! mount layer (read-only binds), not here.
 
@@ -159,7 +159,7 @@ pub(crate) fn build_ruleset(
     Ok(ruleset)
 }
 
-/// Adds one rule when `path` exists (opened now, before fork: the rule follows that inode).
+/// Adds one rule when `path` exists (opened now, before the launch: the rule follows that inode).
 fn add_path(
     ruleset: RulesetCreated,
     path: impl AsRef<Path>,

@@ -1,4 +1,4 @@
-//! Resource limits (rlimits) of a run, computed before `fork` and set in the child.
+//! Resource limits (rlimits) of a run, computed before the launch and set in the command.
 
 use crate::sandbox::policy::Limits;
 

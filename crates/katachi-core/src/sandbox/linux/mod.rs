@@ -1,8 +1,9 @@
 //! The Linux backend: Landlock, seccomp, user/PID/mount/network namespaces, rlimits, a pids cgroup.
 //!
-//! Everything is prepared in the agent before `fork` (Landlock ruleset, BPF programs, mount list,
-//! uid maps, rlimits); the child only makes raw syscalls on that prepared data in `pre_exec`
-//! (see [`spawn`](self::spawn)), so nothing there allocates or takes a lock another thread may hold.
+//! Everything is prepared in the agent before the launch (Landlock ruleset, BPF programs, mount
+//! list, uid maps, rlimits); the run's processes, clones sharing the agent's memory (see `launch`),
+//! only make raw syscalls on that prepared data, so nothing there allocates or takes a lock another
+//! thread may hold.
 
 mod cgroup;
 mod egress;

@@ -1,6 +1,6 @@
 //! The mount layer: exceptions inside a workspace that Landlock (additive rules) cannot express.
 //!
-//! In the run's own mount namespace, prepared as a list of `mount(2)` calls before fork:
+//! In the run's own mount namespace, prepared as a list of `mount(2)` calls before the launch:
 //! - each workspace and the scratch folder are re-mounted `noexec,nosuid,nodev`: the dynamic loader
 //!   cannot map a binary planted or copied there;
 //! - `.git` becomes a mount point (it can no longer be renamed away and replaced by a fake one),

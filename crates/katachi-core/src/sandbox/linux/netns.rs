@@ -11,7 +11,7 @@ use std::ffi::CStr;
 pub(crate) const NS_FLAGS: libc::c_int =
     libc::CLONE_NEWUSER | libc::CLONE_NEWNET | libc::CLONE_NEWNS | libc::CLONE_NEWPID;
 
-/// The id maps written by the child right after `unshare` (formatted before fork).
+/// The id maps written by the run's init right after its `clone` (formatted before the launch).
 #[derive(Debug, Clone)]
 pub(crate) struct IdMaps {
     uid_map: Vec<u8>,

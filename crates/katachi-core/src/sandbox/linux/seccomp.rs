@@ -1,4 +1,4 @@
-//! The seccomp-bpf filters of a run, compiled before `fork` and installed last in the child.
+//! The seccomp-bpf filters of a run, compiled once per process and installed last in the command.
 //!
 //! Two filters, because one filter has one action: the first answers `EPERM` to everything a
 //! sandboxed command never needs (sockets other than TCP, ptrace, mount, keyctl, bpf, namespaces,
