@@ -122,17 +122,17 @@ mod linux {
         // median of each, alternating one bare, one sandboxed, one bwrap spawn.
         let has_bwrap = Path::new("/usr/bin/bwrap").exists();
         let load_before = load_average();
+        let spawn_bare = || assert!(Command::new("/bin/true").status().unwrap().success());
+        let spawn_boxed = || {
+            rt.block_on(async {
+                let outcome = sandbox.spawn(&policy, &request).unwrap().wait().await;
+                assert_eq!(outcome.exit.shell_code(), 0);
+            })
+        };
         let (mut bare, mut boxed, mut bw) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS_SPAWN {
-            bare.push(timed(|| {
-                assert!(Command::new("/bin/true").status().unwrap().success())
-            }));
-            boxed.push(timed(|| {
-                rt.block_on(async {
-                    let outcome = sandbox.spawn(&policy, &request).unwrap().wait().await;
-                    assert_eq!(outcome.exit.shell_code(), 0);
-                })
-            }));
+            bare.push(timed(spawn_bare));
+            boxed.push(timed(spawn_boxed));
             if has_bwrap {
                 bw.push(timed(|| {
                     assert!(bwrap(ws.path())
@@ -169,15 +169,8 @@ mod linux {
         }
         let (mut bare, mut boxed) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS_SPAWN_BALLAST {
-            bare.push(timed(|| {
-                assert!(Command::new("/bin/true").status().unwrap().success())
-            }));
-            boxed.push(timed(|| {
-                rt.block_on(async {
-                    let outcome = sandbox.spawn(&policy, &request).unwrap().wait().await;
-                    assert_eq!(outcome.exit.shell_code(), 0);
-                })
-            }));
+            bare.push(timed(spawn_bare));
+            boxed.push(timed(spawn_boxed));
         }
         let (bare, boxed) = (median(&mut bare), median(&mut boxed));
         println!(
