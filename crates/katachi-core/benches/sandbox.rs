@@ -262,10 +262,7 @@ mod linux {
             .unwrap();
         let mut out = child.stdout.take().unwrap();
         if let Some(bytes) = pipe_bytes {
-            // SAFETY: fcntl on a pipe descriptor this process owns, integer argument.
-            #[allow(unsafe_code)]
-            let r = unsafe { libc::fcntl(out.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) };
-            assert!(r >= bytes, "F_SETPIPE_SZ failed");
+            grow_pipe(out.as_raw_fd(), bytes);
         }
         let mut buf = vec![0u8; 256 * 1024];
         let mut total = 0u64;
@@ -278,6 +275,14 @@ mod linux {
         }
         assert!(child.wait().unwrap().success());
         assert_eq!(black_box(total), BIG_FILE_BYTES);
+    }
+
+    /// Grows the pipe `fd` (owned by this process) to `bytes`, as the sandbox's backend does.
+    fn grow_pipe(fd: std::os::fd::RawFd, bytes: libc::c_int) {
+        // SAFETY: fcntl on a pipe descriptor this process owns, integer argument.
+        #[allow(unsafe_code)]
+        let r = unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, bytes) };
+        assert!(r >= bytes, "F_SETPIPE_SZ failed");
     }
 
     /// `cat FILE` in the sandbox, its output streamed by `SandboxChild` and counted.
@@ -305,10 +310,7 @@ mod linux {
             .unwrap();
         let mut out = child.stdout.take().unwrap();
         if let Some(bytes) = pipe_bytes {
-            // SAFETY: fcntl on a pipe descriptor this process owns, integer argument.
-            #[allow(unsafe_code)]
-            let r = unsafe { libc::fcntl(out.as_raw_fd(), libc::F_SETPIPE_SZ, bytes) };
-            assert!(r >= bytes, "F_SETPIPE_SZ failed");
+            grow_pipe(out.as_raw_fd(), bytes);
         }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
         let pump = tokio::spawn(async move {
