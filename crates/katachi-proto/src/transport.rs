@@ -15,6 +15,9 @@ use std::task::{Context, Poll};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+mod write_behind;
+pub use write_behind::{WriteBehind, DRAIN_ON_DROP, IDLE_RELEASE, WRITE_BEHIND_BYTES};
+
 /// Most bytes taken from the socket per read.
 pub const READ_AHEAD_BYTES: usize = 64 * 1024;
 

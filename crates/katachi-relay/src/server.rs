@@ -13,7 +13,7 @@ use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::service::TowerToHyperService;
-use katachi_proto::transport::ReadAhead;
+use katachi_proto::transport::{ReadAhead, WriteBehind};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
@@ -171,13 +171,12 @@ impl Relay {
             let app = app.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
+                // Reads ahead under TLS; writes through a writer task, so the 16 KiB frames of a
+                // download leave in few syscalls (katachi_proto::transport).
+                let (read, write) = tcp.into_split();
+                let io = WriteBehind::spawn(ReadAhead::new(read), write);
                 // A plaintext or TLS 1.2 client fails here and the connection is dropped.
-                let tls = match tokio::time::timeout(
-                    HANDSHAKE_TIMEOUT,
-                    acceptor.accept(ReadAhead::new(tcp)),
-                )
-                .await
-                {
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake refused");
