@@ -5,7 +5,9 @@
 //!    two halves). Targets: + ≤ 0.5 ms p50, + ≤ 2 ms p99.
 //! 2. **Streaming** a 256 MiB file (`GET /v1/workspaces/1/file`) both ways: MiB/s, median of 3
 //!    alternating downloads. Target: tunnel ≥ 0.5 × direct.
-//! 3. **Relay memory per idle connected agent**: 1,000 real tunnels (TLS 1.3, signed upgrade,
+//! 3. **The floor** under the streaming figure (`floor.rs`): the same file over plain TCP, one TLS 1.3
+//!    hop, and a bare TLS 1.3 relay (decrypt, re-encrypt) with no HTTP, threads in this process.
+//! 4. **Relay memory per idle connected agent**: 1,000 real tunnels (TLS 1.3, signed upgrade,
 //!    HTTP/2) dialled from this process; relay RSS/PSS from `/proc`. Target: ≤ 100 KiB.
 //!
 //! The relay is the real `katachi-relay` binary (built with this bench, same profile) in its own
@@ -14,7 +16,7 @@
 //! + HTTP/2 to the relay as a browser would) run in this process on a 2-thread runtime.
 //!
 //! Run: `make bench-tunnel`, or `cargo bench -p katachi-relay --bench tunnel`. Environment:
-//! `KATACHI_BENCH_PARTS` (`latency,stream,memory`), `KATACHI_BENCH_RATE` (1000),
+//! `KATACHI_BENCH_PARTS` (`latency,stream,floor,memory`), `KATACHI_BENCH_RATE` (1000),
 //! `KATACHI_BENCH_SECONDS` (10), `KATACHI_BENCH_FILE_MIB` (256), `KATACHI_BENCH_AGENTS` (1000),
 //! `KATACHI_BENCH_IDLE_SECONDS` (25), `KATACHI_BENCH_BROWSER_FRAME` (unset: the client accepts 16 KiB
 //! HTTP/2 DATA frames as Chrome does; a larger value is a what-if for the relay → browser hop).
@@ -22,6 +24,7 @@
 
 mod agent;
 mod browser;
+mod floor;
 mod load;
 mod memory;
 mod relay_process;
@@ -66,7 +69,10 @@ fn machine() -> String {
 }
 
 fn main() {
-    let parts: String = env_or("KATACHI_BENCH_PARTS", "latency,stream,memory".to_owned());
+    let parts: String = env_or(
+        "KATACHI_BENCH_PARTS",
+        "latency,stream,floor,memory".to_owned(),
+    );
     let agents: usize = env_or("KATACHI_BENCH_AGENTS", 1000);
     if parts.contains("memory") {
         let needed = agents as u64 + 256;
@@ -87,8 +93,24 @@ fn main() {
         .unwrap();
     println!("machine: {}", machine());
     rt.block_on(async {
+        // the direct path's streaming median (MiB/s), for the floor's comparison
+        let mut direct_stream = None;
         if parts.contains("latency") || parts.contains("stream") {
-            paths(parts.contains("latency"), parts.contains("stream")).await;
+            direct_stream = paths(parts.contains("latency"), parts.contains("stream")).await;
+        }
+        if parts.contains("floor") {
+            let mib: usize = env_or("KATACHI_BENCH_FILE_MIB", 256);
+            println!("\n== the floor: the same {mib} MiB file over the bare transports, no HTTP (threads in this process) ==");
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("big.bin");
+            write_big_file(&file, mib);
+            let bare_relay = floor::run(&file, (mib as u64) << 20);
+            if let Some(direct) = direct_stream {
+                println!(
+                    "the bare TLS relay against the direct HTTP path above: {bare_relay:.0} / {direct:.0} MiB/s = {:.2} × (the streaming figure's target is 0.5 ×)",
+                    bare_relay / direct
+                );
+            }
         }
         if parts.contains("memory") {
             let idle = Duration::from_secs(env_or("KATACHI_BENCH_IDLE_SECONDS", 25));
@@ -106,7 +128,8 @@ fn main() {
 }
 
 /// Latency and streaming, direct vs relay + tunnel, on one relay process with one agent.
-async fn paths(latency: bool, stream: bool) {
+/// Returns the direct path's streaming median (MiB/s) when `stream`.
+async fn paths(latency: bool, stream: bool) -> Option<f64> {
     let tmp = tempfile::tempdir().unwrap();
     let seeded = relay_process::seed(&tmp.path().join("relay"), 1).await;
     let relay = relay_process::RelayProcess::start(&seeded).await;
@@ -169,6 +192,7 @@ async fn paths(latency: bool, stream: bool) {
         );
     }
 
+    let mut direct_median = None;
     if stream {
         let mib: usize = env_or("KATACHI_BENCH_FILE_MIB", 256);
         println!("\n== streaming a {mib} MiB file (GET /v1/workspaces/1/file), median of 3 alternating downloads ==");
@@ -224,8 +248,10 @@ async fn paths(latency: bool, stream: bool) {
             tm / dm,
             if tm / dm >= 0.5 { "met" } else { "NOT met" }
         );
+        direct_median = Some(dm);
     }
 
     drop(tunnel);
     relay.stop().await;
+    direct_median
 }
