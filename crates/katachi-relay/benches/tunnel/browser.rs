@@ -2,7 +2,8 @@
 //! one connection to the relay, not what a general-purpose client library does. TLS 1.3 with the
 //! relay's CA, HTTP/2 by ALPN with Chrome's settings (16 KiB frames, 6 MiB stream window, 15 MiB
 //! connection window), socket reads of up to 64 KiB (rustls alone asks for 4 KiB per read, which
-//! no browser does). Used on the client thread only (see `load::ClientThread`).
+//! no browser does). Its TLS is aws-lc, the BoringSSL family Chrome's own TLS comes from. Used on
+//! the client thread only (see `load::ClientThread`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,7 +36,7 @@ impl H2Browser {
             roots.add(cert.unwrap()).unwrap();
         }
         let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
+            rustls::crypto::aws_lc_rs::default_provider(),
         ))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
