@@ -132,6 +132,14 @@ fn send(file: &Path, mut out: impl Write) {
     out.flush().unwrap();
 }
 
+/// Writes `file` over a TLS client connection on `tcp`, then closes it with close_notify.
+fn send_over_tls(tls: &Tls, file: &Path, tcp: TcpStream) {
+    let mut out = client_tls(tls, tcp);
+    send(file, &mut out);
+    out.conn.send_close_notify();
+    out.flush().unwrap();
+}
+
 /// Reads `input` to its end; the byte count. A peer that closes without close_notify ends it too.
 fn receive(mut input: impl Read) -> u64 {
     let mut buf = vec![0u8; RECV_CHUNK];
@@ -157,23 +165,13 @@ fn transfer(shape: Shape, tls: &Tls, file: &Path, size: u64) -> f64 {
         }
         Shape::OneTls => {
             let (tx, rx) = pair();
-            s.spawn(move || {
-                let mut out = client_tls(tls, tx);
-                send(file, &mut out);
-                out.conn.send_close_notify();
-                out.flush().unwrap();
-            });
+            s.spawn(move || send_over_tls(tls, file, tx));
             receive(server_tls(tls, rx))
         }
         Shape::TlsRelay => {
             let (agent, relay_in) = pair();
             let (browser, relay_out) = pair();
-            s.spawn(move || {
-                let mut out = client_tls(tls, agent);
-                send(file, &mut out);
-                out.conn.send_close_notify();
-                out.flush().unwrap();
-            });
+            s.spawn(move || send_over_tls(tls, file, agent));
             s.spawn(move || {
                 let mut from_agent = server_tls(tls, relay_in);
                 let mut to_browser = server_tls(tls, relay_out);
