@@ -162,20 +162,23 @@ impl ClientThread {
     pub fn start(direct: reqwest::Client, mut browser: crate::browser::H2Browser) -> Self {
         let (jobs, rx) =
             std::sync::mpsc::channel::<(bool, String, u64, std::sync::mpsc::Sender<f64>)>();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            while let Ok((via_browser, url, size, done)) = rx.recv() {
-                let speed = if via_browser {
-                    rt.block_on(browser.download(&url, size))
-                } else {
-                    rt.block_on(download(&direct, &url, size))
-                };
-                let _ = done.send(speed);
-            }
-        });
+        std::thread::Builder::new()
+            .name("client".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                while let Ok((via_browser, url, size, done)) = rx.recv() {
+                    let speed = if via_browser {
+                        rt.block_on(browser.download(&url, size))
+                    } else {
+                        rt.block_on(download(&direct, &url, size))
+                    };
+                    let _ = done.send(speed);
+                }
+            })
+            .unwrap();
         Self { jobs }
     }
 

@@ -32,6 +32,7 @@ mod load;
 mod memory;
 mod relay_process;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use load::{median, open_loop, write_big_file, Latencies};
@@ -221,14 +222,23 @@ async fn paths(latency: bool, stream: bool) -> Option<f64> {
         // CPU seconds spent by (relay, this process) per path, to tell CPU-bound from stalled.
         let (mut d_cpu, mut t_cpu) = ((0.0, 0.0), (0.0, 0.0));
         let cpu = || (relay.cpu_seconds(), relay_process::cpu_seconds("self"));
+        // and per thread, for the projection to a machine with a core for every thread
+        let threads = || {
+            let mut all = relay.thread_cpu_seconds();
+            all.extend(relay_process::thread_cpu_seconds("self", "bench"));
+            all
+        };
+        let (mut d_threads, mut t_threads) = (HashMap::new(), HashMap::new());
         for _ in 0..rounds {
-            let c0 = cpu();
+            let (c0, th0) = (cpu(), threads());
             d.push(clients.download(direct_i, &d_url, size).await);
-            let c1 = cpu();
+            let (c1, th1) = (cpu(), threads());
             t.push(clients.download(browser_i, &t_url, size).await);
-            let c2 = cpu();
+            let (c2, th2) = (cpu(), threads());
             d_cpu = (d_cpu.0 + c1.0 - c0.0, d_cpu.1 + c1.1 - c0.1);
             t_cpu = (t_cpu.0 + c2.0 - c1.0, t_cpu.1 + c2.1 - c1.1);
+            add_deltas(&mut d_threads, &th0, &th1);
+            add_deltas(&mut t_threads, &th1, &th2);
         }
         let show = |v: &[f64]| {
             v.iter()
@@ -253,6 +263,15 @@ async fn paths(latency: bool, stream: bool) -> Option<f64> {
             tm / dm,
             if tm / dm >= 0.5 { "met" } else { "NOT met" }
         );
+        // With a core for every thread, each path would run at the pace of its busiest thread.
+        let (dn, dt) = busiest(&d_threads);
+        let (tn, tt) = busiest(&t_threads);
+        println!(
+            "busiest thread per GiB: direct {:.2} CPU-s ({dn}), tunnel {:.2} CPU-s ({tn}); with a core for every thread (a projection, not measured here) tunnel ≈ {:.2} × direct",
+            dt / gib,
+            tt / gib,
+            dt / tt
+        );
         println!(
             "each pair's ratio: {}; median {:.2} ×",
             pair_ratios
@@ -268,4 +287,24 @@ async fn paths(latency: bool, stream: bool) -> Option<f64> {
     drop(tunnel);
     relay.stop().await;
     direct_median
+}
+
+/// Adds each thread's CPU time between `before` and `after` to `into`.
+fn add_deltas(
+    into: &mut HashMap<String, f64>,
+    before: &HashMap<String, f64>,
+    after: &HashMap<String, f64>,
+) {
+    for (thread, end) in after {
+        let start = before.get(thread).copied().unwrap_or(0.0);
+        *into.entry(thread.clone()).or_insert(0.0) += end - start;
+    }
+}
+
+/// The thread with the most CPU time: (its name, seconds).
+fn busiest(threads: &HashMap<String, f64>) -> (String, f64) {
+    threads
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or((String::new(), 0.0), |(name, s)| (name.clone(), *s))
 }

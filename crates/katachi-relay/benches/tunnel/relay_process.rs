@@ -121,9 +121,32 @@ fn field_kib(text: &str, name: &str) -> u64 {
 }
 
 /// CPU time (user + system, all threads) of process `pid` (`self` for this one), in seconds.
-/// `/proc/PID/stat` counts in clock ticks, 100 per second on Linux.
 pub fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU time of every thread of process `pid` (`self` for this one): "label/tid name" → seconds.
+pub fn thread_cpu_seconds(pid: &str, label: &str) -> std::collections::HashMap<String, f64> {
+    let mut threads = std::collections::HashMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return threads;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let key = format!(
+            "{label}/{} {}",
+            task.file_name().to_string_lossy(),
+            name.trim()
+        );
+        threads.insert(key, stat_cpu_seconds(&dir.join("stat").to_string_lossy()));
+    }
+    threads
+}
+
+/// utime + stime from a `stat` file of `/proc`, in seconds (clock ticks, 100 per second on Linux).
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name (which may contain spaces) start at field 3.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -228,6 +251,11 @@ impl RelayProcess {
     /// The relay's CPU time so far, in seconds.
     pub fn cpu_seconds(&self) -> f64 {
         cpu_seconds(&self.pid.to_string())
+    }
+
+    /// The relay's CPU time per thread (see [`thread_cpu_seconds`]).
+    pub fn thread_cpu_seconds(&self) -> std::collections::HashMap<String, f64> {
+        thread_cpu_seconds(&self.pid.to_string(), "relay")
     }
 
     /// The relay's memory now.
