@@ -76,21 +76,14 @@ pub async fn start_agent_thread(
 ) -> (SocketAddr, tokio::sync::oneshot::Receiver<String>) {
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let (end_tx, end_rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("agent".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let _ = addr_tx.send(serve_direct(api).await);
-                let ended = dialer.dial_and_serve(tunnelled).await;
-                let _ = end_tx.send(format!("{ended:?}"));
-                std::future::pending::<()>().await;
-            });
-        })
-        .unwrap();
+    crate::load::runtime_thread("agent", move |rt| {
+        rt.block_on(async move {
+            let _ = addr_tx.send(serve_direct(api).await);
+            let ended = dialer.dial_and_serve(tunnelled).await;
+            let _ = end_tx.send(format!("{ended:?}"));
+            std::future::pending::<()>().await;
+        });
+    });
     (addr_rx.await.unwrap(), end_rx)
 }
 

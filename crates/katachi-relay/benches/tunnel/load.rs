@@ -157,28 +157,35 @@ pub struct ClientThread {
     jobs: std::sync::mpsc::Sender<(bool, String, u64, std::sync::mpsc::Sender<f64>)>,
 }
 
+/// Starts a thread named `name` that runs `body` with a single-threaded tokio runtime of its own.
+pub fn runtime_thread(name: &str, body: impl FnOnce(tokio::runtime::Runtime) + Send + 'static) {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            body(rt);
+        })
+        .unwrap();
+}
+
 impl ClientThread {
     /// Starts the thread with the direct path's client and the browser of the tunnel path.
     pub fn start(direct: reqwest::Client, mut browser: crate::browser::H2Browser) -> Self {
         let (jobs, rx) =
             std::sync::mpsc::channel::<(bool, String, u64, std::sync::mpsc::Sender<f64>)>();
-        std::thread::Builder::new()
-            .name("client".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                while let Ok((via_browser, url, size, done)) = rx.recv() {
-                    let speed = if via_browser {
-                        rt.block_on(browser.download(&url, size))
-                    } else {
-                        rt.block_on(download(&direct, &url, size))
-                    };
-                    let _ = done.send(speed);
-                }
-            })
-            .unwrap();
+        runtime_thread("client", move |rt| {
+            while let Ok((via_browser, url, size, done)) = rx.recv() {
+                let speed = if via_browser {
+                    rt.block_on(browser.download(&url, size))
+                } else {
+                    rt.block_on(download(&direct, &url, size))
+                };
+                let _ = done.send(speed);
+            }
+        });
         Self { jobs }
     }
 

@@ -139,7 +139,16 @@ pub fn thread_cpu_seconds(pid: &str, label: &str) -> std::collections::HashMap<S
             task.file_name().to_string_lossy(),
             name.trim()
         );
-        threads.insert(key, stat_cpu_seconds(&dir.join("stat").to_string_lossy()));
+        // schedstat's run time is in nanoseconds; stat's clock ticks (10 ms) are too coarse for
+        // the direct path's short downloads
+        let seconds = std::fs::read_to_string(dir.join("schedstat"))
+            .ok()
+            .and_then(|t| t.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or_else(
+                || stat_cpu_seconds(&dir.join("stat").to_string_lossy()),
+                |ns| ns as f64 / 1e9,
+            );
+        threads.insert(key, seconds);
     }
     threads
 }
