@@ -218,8 +218,8 @@ enum Next {
 /// The writer task: moves the queue to `write` until the owner shuts down, drops, or the socket
 /// fails.
 async fn run_writer<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut write: W) {
-    // The writer's own buffer, swapped with the queue: the owner keeps appending while this one
-    // is written.
+    // The writer's own buffer, swapped with the queue: while it is written the owner may queue
+    // more, within WRITE_BEHIND_BYTES counting what is being written.
     let mut out = BytesMut::new();
     loop {
         let next = {
