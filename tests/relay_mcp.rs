@@ -5,6 +5,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use katachi_e2e::relay::{Backend, InProcessRelay};
+use katachi_relay::crypto::SealedRow;
 use reqwest::{Client, StatusCode};
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -120,12 +121,14 @@ async fn servers_are_added_sealed_masked_and_deleted(backend: Backend) {
     let stored = state.store.mcp_servers_of(&user.id).await.unwrap();
     let github = stored.iter().find(|s| s.name == "github").unwrap();
     assert!(!github.env_enc.contains(SECRET));
+    let row = SealedRow::mcp_env(&github.id, &user.id);
     let opened: serde_json::Value =
-        serde_json::from_slice(&state.master.open("mcp-env", &github.env_enc).unwrap()).unwrap();
+        serde_json::from_slice(&state.master.open(&row, &github.env_enc).unwrap()).unwrap();
     assert_eq!(opened["GITHUB_TOKEN"], SECRET);
+    let as_signing_secret = SealedRow::agent_signing_secret(&github.id, &user.id);
     assert!(state
         .master
-        .open("agent-signing-secret", &github.env_enc)
+        .open(&as_signing_secret, &github.env_enc)
         .is_err());
 
     // The same name again is refused; the value is not echoed.

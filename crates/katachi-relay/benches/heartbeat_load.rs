@@ -118,7 +118,7 @@ fn main() {
         let token = "ab".repeat(32);
         let secret = "cd".repeat(32);
         let token_hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
-        let sealed = state.master.seal(katachi_relay::device_flow::SIGNING_SECRET_PURPOSE, secret.as_bytes());
+        let sealed = state.master.seal(&katachi_relay::crypto::SealedRow::agent_signing_secret("agt_bench", &user.id), secret.as_bytes());
         let agent = NewAgent { id: "agt_bench", user_id: &user.id, name: "bench", os: "linux", token_hash: &token_hash, signing_secret_enc: &sealed };
         state.store.create_agent(&agent, now).await.unwrap();
 

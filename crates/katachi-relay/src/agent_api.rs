@@ -19,7 +19,7 @@ use katachi_proto::signing::{
 use serde::de::DeserializeOwned;
 
 use crate::agent_cache::CachedAgent;
-use crate::device_flow::SIGNING_SECRET_PURPOSE;
+use crate::crypto::SealedRow;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::NonceOutcome;
@@ -122,7 +122,10 @@ pub async fn verify_signed_request(
             }
             let secret = state
                 .master
-                .open(SIGNING_SECRET_PURPOSE, &row.signing_secret_enc)
+                .open(
+                    &SealedRow::agent_signing_secret(&row.id, &row.user_id),
+                    &row.signing_secret_enc,
+                )
                 .map_err(ApiError::internal)?;
             let cached = std::sync::Arc::new(CachedAgent { id: row.id, secret });
             state.agent_cache.insert(token_hash.clone(), cached.clone());

@@ -1,8 +1,16 @@
 //! Secrets at rest on the relay: a 256-bit master key (from a file, or generated on first run in the
 //! data dir with mode `0600`) and AES-256-GCM for per-agent signing secrets and MCP secret values.
 //!
-//! Sealed values are `base64(nonce ‖ ciphertext ‖ tag)` with the purpose as AAD, so a value sealed
-//! for one column cannot be swapped into another.
+//! # Format
+//! A sealed value is `v2.` + `base64(nonce ‖ ciphertext ‖ tag)`. Its AEAD associated data is a
+//! [`SealedRow`]: the purpose, the table, the row's id and the owning user's id, each
+//! length-prefixed. So a value opens only in the row it was sealed for: one copied into another
+//! column, another row, or another user's row (by someone who can write the database but does not
+//! hold the master key) fails to open, and the relay treats it as sealed with another key.
+//!
+//! Values of the first format (no prefix, the purpose alone as AAD) are re-sealed in place once, at
+//! start-up, by [`crate::store::Store::reseal_unbound_values`]; after that [`MasterKey::open`]
+//! refuses them, so an unbound value put back into the database later does not open either.
 
 use std::path::Path;
 
@@ -23,9 +31,70 @@ pub enum CryptoError {
         /// What went wrong.
         reason: String,
     },
-    /// A sealed value does not open: another master key, or modified in the database.
-    #[error("a sealed value does not open with this relay's master key (wrong key, or modified)")]
+    /// A sealed value does not open: another master key, modified in the database, or moved from
+    /// the row it was sealed for.
+    #[error("a sealed value does not open with this relay's master key (wrong key, modified, or moved from its row)")]
     Open,
+}
+
+/// Prefix of values sealed bound to their row.
+const BOUND_PREFIX: &str = "v2.";
+
+/// The row a sealed value belongs to: all of it is the AEAD associated data.
+#[derive(Debug, Clone, Copy)]
+pub struct SealedRow<'a> {
+    /// What the value is (e.g. `agent-signing-secret`).
+    pub purpose: &'a str,
+    /// The table holding it.
+    pub table: &'a str,
+    /// The id of its row.
+    pub row_id: &'a str,
+    /// The user owning the row.
+    pub user_id: &'a str,
+}
+
+impl<'a> SealedRow<'a> {
+    /// An agent's HMAC signing secret (`agents.signing_secret_enc`).
+    pub fn agent_signing_secret(agent_id: &'a str, user_id: &'a str) -> Self {
+        Self {
+            purpose: "agent-signing-secret",
+            table: "agents",
+            row_id: agent_id,
+            user_id,
+        }
+    }
+
+    /// An MCP server's environment (`mcp_servers.env_enc`).
+    pub fn mcp_env(server_id: &'a str, user_id: &'a str) -> Self {
+        Self {
+            purpose: "mcp-env",
+            table: "mcp_servers",
+            row_id: server_id,
+            user_id,
+        }
+    }
+
+    /// A PKCE verifier kept while the user signs in at GitHub or Google
+    /// (`oauth_states.pkce_verifier`, no user yet: the row is the state's hash).
+    pub fn oauth_pkce_verifier(state_hash: &'a str) -> Self {
+        Self {
+            purpose: "oauth-pkce-verifier",
+            table: "oauth_states",
+            row_id: state_hash,
+            user_id: "",
+        }
+    }
+
+    /// The associated data: a label and each field length-prefixed, so no two rows share it.
+    fn aad(&self) -> Vec<u8> {
+        let mut aad = b"katachi-relay sealed v2".to_vec();
+        for part in [self.purpose, self.table, self.row_id, self.user_id] {
+            // Lengths are bounded by what the database holds; u64 keeps the encoding unambiguous.
+            aad.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            aad.extend_from_slice(part.as_bytes());
+        }
+        aad
+    }
 }
 
 /// The relay's master key.
@@ -78,8 +147,45 @@ impl MasterKey {
         }
     }
 
-    /// Seals `plaintext` for `purpose`.
-    pub fn seal(&self, purpose: &str, plaintext: &[u8]) -> String {
+    /// Seals `plaintext` for the row `row`.
+    pub fn seal(&self, row: &SealedRow<'_>, plaintext: &[u8]) -> String {
+        let sealed = self.encrypt(&row.aad(), plaintext);
+        format!("{BOUND_PREFIX}{sealed}")
+    }
+
+    /// Opens a value sealed by [`MasterKey::seal`] for the row `row`.
+    ///
+    /// # Errors
+    /// [`CryptoError::Open`] for a value that is malformed, modified, sealed under another key, for
+    /// another row, or in the unbound first format.
+    pub fn open(
+        &self,
+        row: &SealedRow<'_>,
+        sealed: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let body = sealed.strip_prefix(BOUND_PREFIX).ok_or(CryptoError::Open)?;
+        self.decrypt(&row.aad(), body)
+    }
+
+    /// True when `sealed` is in the unbound first format (only the start-up re-sealing asks).
+    pub(crate) fn is_unbound(sealed: &str) -> bool {
+        !sealed.starts_with(BOUND_PREFIX)
+    }
+
+    /// Re-seals a value of the unbound first format (purpose-only AAD) for its row.
+    ///
+    /// # Errors
+    /// [`CryptoError::Open`] when it does not open with this key as a value for `row.purpose`.
+    pub(crate) fn reseal_unbound(
+        &self,
+        row: &SealedRow<'_>,
+        sealed: &str,
+    ) -> Result<String, CryptoError> {
+        let plain = self.decrypt(row.purpose.as_bytes(), sealed)?;
+        Ok(self.seal(row, &plain))
+    }
+
+    fn encrypt(&self, aad: &[u8], plaintext: &[u8]) -> String {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         // Encryption only fails past AES-GCM's size limit (64 GiB); our values are tiny.
         let ct = self
@@ -88,7 +194,7 @@ impl MasterKey {
                 &nonce,
                 Payload {
                     msg: plaintext,
-                    aad: purpose.as_bytes(),
+                    aad,
                 },
             )
             .unwrap_or_default();
@@ -97,24 +203,14 @@ impl MasterKey {
         B64.encode(out)
     }
 
-    /// Opens a value sealed by [`MasterKey::seal`] for `purpose`.
-    ///
-    /// # Errors
-    /// [`CryptoError::Open`] for a value that is malformed, modified, or sealed under another key or purpose.
-    pub fn open(&self, purpose: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    fn decrypt(&self, aad: &[u8], sealed: &str) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         let raw = B64.decode(sealed).map_err(|_| CryptoError::Open)?;
         if raw.len() < 12 + 16 {
             return Err(CryptoError::Open);
         }
         let (nonce, ct) = raw.split_at(12);
         self.cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ct,
-                    aad: purpose.as_bytes(),
-                },
-            )
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Open)
     }
@@ -124,29 +220,81 @@ impl MasterKey {
 mod tests {
     use super::*;
 
+    const ROW: SealedRow<'static> = SealedRow {
+        purpose: "agent-signing-secret",
+        table: "agents",
+        row_id: "agt_1",
+        user_id: "usr_1",
+    };
+
     #[test]
     fn sealed_values_round_trip_and_are_bound_to_purpose_and_key() {
         let k = MasterKey::from_bytes(&[1; 32]);
-        let s = k.seal("agent-signing-secret", b"secret");
+        let s = k.seal(&ROW, b"secret");
         assert!(!s.contains("secret"));
-        assert_eq!(
-            k.open("agent-signing-secret", &s).unwrap().as_slice(),
-            b"secret"
-        );
-        assert!(k.open("mcp-env", &s).is_err());
-        assert!(MasterKey::from_bytes(&[2; 32])
-            .open("agent-signing-secret", &s)
-            .is_err());
-        assert!(k.open("agent-signing-secret", "!!").is_err());
+        assert_eq!(k.open(&ROW, &s).unwrap().as_slice(), b"secret");
+        let other_purpose = SealedRow {
+            purpose: "mcp-env",
+            ..ROW
+        };
+        assert!(k.open(&other_purpose, &s).is_err());
+        assert!(MasterKey::from_bytes(&[2; 32]).open(&ROW, &s).is_err());
+        assert!(k.open(&ROW, "!!").is_err());
+        assert!(k.open(&ROW, "v2.!!").is_err());
+    }
+
+    #[test]
+    fn a_sealed_value_moved_to_another_row_table_or_user_does_not_open() {
+        let k = MasterKey::from_bytes(&[1; 32]);
+        let s = k.seal(&ROW, b"secret");
+        for moved in [
+            SealedRow {
+                row_id: "agt_2",
+                ..ROW
+            },
+            SealedRow {
+                user_id: "usr_2",
+                ..ROW
+            },
+            SealedRow {
+                table: "mcp_servers",
+                ..ROW
+            },
+            // Shifting bytes between fields does not give the same associated data.
+            SealedRow {
+                row_id: "agt_1u",
+                user_id: "sr_1",
+                ..ROW
+            },
+        ] {
+            assert!(k.open(&moved, &s).is_err(), "{moved:?}");
+        }
+    }
+
+    #[test]
+    fn unbound_values_do_not_open_and_are_resealed_only_for_their_purpose() {
+        let k = MasterKey::from_bytes(&[1; 32]);
+        // The first format: purpose-only AAD, no prefix.
+        let legacy = k.encrypt(ROW.purpose.as_bytes(), b"secret");
+        assert!(MasterKey::is_unbound(&legacy));
+        assert!(k.open(&ROW, &legacy).is_err());
+        let other_purpose = SealedRow {
+            purpose: "mcp-env",
+            ..ROW
+        };
+        assert!(k.reseal_unbound(&other_purpose, &legacy).is_err());
+        let bound = k.reseal_unbound(&ROW, &legacy).unwrap();
+        assert!(!MasterKey::is_unbound(&bound));
+        assert_eq!(k.open(&ROW, &bound).unwrap().as_slice(), b"secret");
     }
 
     #[test]
     fn master_key_is_generated_once_private_and_validated() {
         let tmp = tempfile::tempdir().unwrap();
         let a = MasterKey::load_or_generate(None, tmp.path()).unwrap();
-        let sealed = a.seal("p", b"v");
+        let sealed = a.seal(&ROW, b"v");
         let b = MasterKey::load_or_generate(None, tmp.path()).unwrap();
-        assert_eq!(b.open("p", &sealed).unwrap().as_slice(), b"v");
+        assert_eq!(b.open(&ROW, &sealed).unwrap().as_slice(), b"v");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use katachi_proto::device::{
@@ -15,6 +15,7 @@ use katachi_proto::device::{
 };
 use serde::Deserialize;
 
+use crate::crypto::SealedRow;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{DeviceCode, DeviceStatus, NewAgent, RateLimit};
@@ -24,8 +25,6 @@ use crate::{now_unix, random_hex, sha256_hex};
 pub const AGENT_CLIENT_ID: &str = "katachi-agent";
 /// Longest device name or OS string accepted.
 const MAX_DEVICE_FIELD: usize = 100;
-/// Purpose label of sealed signing secrets.
-pub const SIGNING_SECRET_PURPOSE: &str = "agent-signing-secret";
 
 /// Form of the device authorization request.
 #[derive(Debug, Deserialize)]
@@ -172,8 +171,17 @@ pub struct TokenForm {
     client_id: Option<String>,
 }
 
-/// `POST /oauth/token` (device-code grant only).
-pub async fn token(State(state): State<AppState>, Form(form): Form<TokenForm>) -> Response {
+/// `POST /oauth/token` (device-code grant only). Every answer, the credentials above all, is
+/// marked `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
+pub async fn token(State(state): State<AppState>, form: Form<TokenForm>) -> Response {
+    let mut answer = token_answer(state, form).await;
+    let headers = answer.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    answer
+}
+
+async fn token_answer(state: AppState, Form(form): Form<TokenForm>) -> Response {
     if form.grant_type.as_deref() != Some(DEVICE_CODE_GRANT) {
         return token_error(
             StatusCode::BAD_REQUEST,
@@ -278,7 +286,10 @@ async fn issue_agent(state: &AppState, device: &DeviceCode, hash: &str, now: i64
     let agent_id = format!("agt_{}", random_hex(12));
     let access_token = zeroize::Zeroizing::new(random_hex(32));
     let secret = zeroize::Zeroizing::new(random_hex(32));
-    let sealed = state.master.seal(SIGNING_SECRET_PURPOSE, secret.as_bytes());
+    let sealed = state.master.seal(
+        &SealedRow::agent_signing_secret(&agent_id, user_id),
+        secret.as_bytes(),
+    );
     let token_hash = sha256_hex(&access_token);
     let agent = NewAgent {
         id: &agent_id,

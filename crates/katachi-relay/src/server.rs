@@ -79,6 +79,23 @@ impl Relay {
         let master =
             MasterKey::load_or_generate(config.master_key_file.as_deref(), &config.data_dir)?;
         let store = Store::connect(config.database_url.as_deref(), &config.data_dir).await?;
+        // Values sealed before they were bound to their row are bound now, once.
+        let resealed = store
+            .reseal_unbound_values(&master)
+            .await
+            .context("re-sealing stored secrets bound to their rows failed")?;
+        if resealed.resealed > 0 {
+            tracing::info!(
+                count = resealed.resealed,
+                "stored secrets bound to their rows"
+            );
+        }
+        if resealed.unopenable > 0 {
+            tracing::warn!(
+                count = resealed.unopenable,
+                "stored secrets sealed with another master key were left as they are"
+            );
+        }
         let http = provider_client(config.provider_ca.as_deref())?;
         let dummy_hash = crate::web::account::hash_password(&crate::random_hex(16))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -91,6 +108,7 @@ impl Relay {
             http,
             agent_cache: Default::default(),
             tunnels: Default::default(),
+            streams: Default::default(),
         });
         Ok(Self {
             listener,
@@ -152,6 +170,8 @@ impl Relay {
                 }
             }
         });
+        // Sign-outs and revocations made on other instances end this instance's requests too.
+        let watcher_task = tokio::spawn(crate::tunnel::watch_revocations(self.state.clone()));
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -201,6 +221,7 @@ impl Relay {
             });
         }
         purger.abort();
+        watcher_task.abort();
         drop(self.listener);
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
             .await

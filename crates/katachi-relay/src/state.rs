@@ -29,6 +29,8 @@ pub struct Inner {
     pub agent_cache: crate::agent_cache::AgentCache,
     /// Open agent tunnels.
     pub tunnels: crate::tunnel::TunnelRegistry,
+    /// Forwarded requests in flight, ended by sign-out and revocation.
+    pub streams: crate::tunnel::LiveStreams,
 }
 
 impl std::ops::Deref for AppState {

@@ -25,7 +25,9 @@
 //! # Layout
 //! - this file: the upgrade route and the browser route;
 //! - `tunnel_registry.rs`: [`TunnelRegistry`] (open tunnels, in-flight permits, close, online);
-//! - `tunnel_severable.rs`: the stream wrapper that lets the registry cut a tunnel at once.
+//! - `tunnel_severable.rs`: the stream wrapper that lets the registry cut a tunnel at once;
+//! - `tunnel_streams.rs`: [`LiveStreams`], the requests in flight that sign-out and revocation end
+//!   (on every instance, through a recheck of the shared database every 2 s).
 //!
 //! # Security
 //! - Only a request that passes every signed-call check (token, HMAC, window, nonce, revocation)
@@ -34,6 +36,8 @@
 //!   an unknown id, so ids of other users' agents are not confirmed.
 //! - Only a fixed list of request headers is forwarded: never the session cookie.
 //! - Anything but `GET`/`HEAD` needs an `Origin` equal to the relay's own (no cross-site writes).
+//! - Signing out ends the session's requests in flight, revoking an agent ends its requests and its
+//!   tunnel: at once on the instance that did it, within 2 s on the others.
 
 use std::time::Duration;
 
@@ -42,7 +46,6 @@ use axum::extract::{Path, Request, State};
 use axum::http::header::{self, HeaderName};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use katachi_proto::agent::{
     FORWARDED_SESSION_HEADER, FORWARDED_USER_HEADER, FORWARDED_USER_ID_HEADER, TUNNEL_PROTOCOL,
@@ -53,10 +56,15 @@ use tokio::sync::oneshot;
 mod registry;
 #[path = "tunnel_severable.rs"]
 mod severable;
+#[path = "tunnel_streams.rs"]
+mod streams;
 
 use self::registry::Route;
 pub use self::registry::TunnelRegistry;
 use self::severable::Severable;
+pub(crate) use self::streams::watch_revocations;
+use self::streams::EndableBody;
+pub use self::streams::{LiveStreams, RECHECK_INTERVAL};
 use crate::agent_api::verify_signed_request;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -192,7 +200,8 @@ fn caller_headers(user: &CurrentUser) -> Vec<(&'static str, HeaderValue)> {
 /// # Errors
 /// `401 session.required`, `403 request.cross_origin` (a write without our `Origin`),
 /// `404 agent.not_found` (unknown, revoked, or another user's agent),
-/// `503 agent.offline` (no tunnel), `429 agent.busy` (too many requests in flight on the tunnel,
+/// `503 agent.offline` (no tunnel), `410 request.ended` (signed out or revoked before the agent
+/// answered), `429 agent.busy` (too many requests in flight on the tunnel,
 /// with `Retry-After`), `504 agent.timeout` (no response headers in time), `502 agent.unreachable`
 /// (the tunnel broke mid-request).
 pub async fn forward(
@@ -260,6 +269,8 @@ pub async fn forward(
     let Ok(permit) = in_flight.try_acquire_owned() else {
         return Ok(busy());
     };
+    // Registered until the body ends: a sign-out or a revocation cancels it.
+    let live = state.streams.register(&agent_id, &user.session_hash);
     let (parts, body) = req.into_parts();
     let mut outgoing = Request::builder().method(parts.method).uri(target);
     for name in FORWARDED_REQUEST_HEADERS {
@@ -287,9 +298,20 @@ pub async fn forward(
             "the connection to the agent broke; try again",
         )
     };
+    let ended = live.cancelled();
     let exchange = async {
-        sender.ready().await.map_err(unreachable)?;
-        sender.send_request(outgoing).await.map_err(unreachable)
+        tokio::select! {
+            answer = async {
+                sender.ready().await.map_err(unreachable)?;
+                sender.send_request(outgoing).await.map_err(unreachable)
+            } => answer,
+            // Signed out or revoked before the agent answered: the request is dropped (reset).
+            () = ended => Err(ApiError::new(
+                StatusCode::GONE,
+                "request.ended",
+                "the request was ended: the session signed out or the agent was revoked",
+            )),
+        }
     };
     // Dropping the exchange on timeout resets the stream, so the agent stops working on it.
     let response = tokio::time::timeout(state.config.tunnel_response_timeout, exchange)
@@ -308,11 +330,9 @@ pub async fn forward(
         .headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
-    // The closure owns the permit, so the slot frees when the body is finished or dropped.
-    let body = incoming.map_frame(move |frame| {
-        let _slot = &permit;
-        frame
-    });
+    // The body owns the permit and the registration: the slot frees and the request deregisters
+    // when the body is finished or dropped; a sign-out or revocation ends it with an error.
+    let body = EndableBody::new(incoming, live, permit);
     Ok(Response::from_parts(parts, Body::new(body)).into_response())
 }
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use katachi_relay::device_flow::SIGNING_SECRET_PURPOSE;
+use katachi_relay::crypto::SealedRow;
 use katachi_relay::store::NewAgent;
 use katachi_relay::{Relay, RelayConfig};
 use sha2::Digest;
@@ -81,9 +81,10 @@ pub async fn seed(data_dir: &Path, users: usize) -> Seeded {
             token: random_hex(32),
             secret: random_hex(32),
         };
-        let sealed = state
-            .master
-            .seal(SIGNING_SECRET_PURPOSE, agent.secret.as_bytes());
+        let sealed = state.master.seal(
+            &SealedRow::agent_signing_secret(&agent.id, &user.id),
+            agent.secret.as_bytes(),
+        );
         let row = NewAgent {
             id: &agent.id,
             user_id: &user.id,

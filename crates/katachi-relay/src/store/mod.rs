@@ -9,11 +9,15 @@
 //! - `devices`: RFC 8628 device codes.
 //! - `agents`: agents, nonces, activity events.
 //! - `mcp`: MCP server configurations with sealed secret values.
+//! - `liveness`: which sessions and agents requests in flight may still use.
+//! - `reseal`: binds sealed values of the first format to their row, once, at start-up.
 
 mod agents;
 mod batch;
 mod devices;
+mod liveness;
 mod mcp;
+mod reseal;
 mod users;
 
 use std::path::Path;
@@ -26,6 +30,7 @@ use sqlx::Executor;
 pub use agents::{AgentRow, NewAgent, NonceOutcome};
 pub use devices::{DeviceCode, DeviceStatus};
 pub use mcp::McpServer;
+pub use reseal::ResealReport;
 pub use users::{RateLimit, User};
 
 /// The embedded migrations (shared by SQLite and PostgreSQL).

@@ -367,6 +367,8 @@ pub async fn logout(
         if let Err(e) = state.store.delete_session(&u.session_hash).await {
             return ApiError::from(e).into_response();
         }
+        // Downloads and runs this session started end with it (other instances: within 2 s).
+        state.streams.end_session(&u.session_hash);
     }
     (end_session(jar), Redirect::to("/login")).into_response()
 }

@@ -173,6 +173,7 @@ pub async fn revoke(
             if revoked {
                 state.agent_cache.evict_agent(&p.id);
                 state.tunnels.close(&p.id);
+                state.streams.end_agent(&p.id);
             }
             Redirect::to("/agents").into_response()
         }

@@ -1,7 +1,7 @@
 //! "MCP servers": each user's MCP server configurations (name, command or URL, environment).
 //!
-//! Environment values are sealed with the relay's master key (AES-256-GCM, purpose `mcp-env`) as
-//! soon as they arrive and are never sent back to the browser: the list shows variable names with
+//! Environment values are sealed with the relay's master key (AES-256-GCM, bound to the server's
+//! row and its user: `crypto::SealedRow::mcp_env`) as soon as they arrive and are never sent back to the browser: the list shows variable names with
 //! a fixed mask, and a form that fails validation comes back with the names only.
 
 use axum::extract::{Path, State};
@@ -16,13 +16,12 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use super::account::CsrfForm;
 use super::layout::{notice, page};
 use super::session::{check_csrf, csrf_token, CurrentUser};
+use crate::crypto::SealedRow;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::McpServer;
 use crate::{now_unix, random_hex};
 
-/// Purpose label of sealed environment values.
-pub const MCP_ENV_PURPOSE: &str = "mcp-env";
 /// Longest server name.
 const MAX_NAME: usize = 64;
 /// Longest command.
@@ -232,9 +231,11 @@ pub fn validate_mcp_form(form: &McpForm) -> Result<ValidMcpServer, InvalidMcpSer
     })
 }
 
-/// Names of a sealed environment, sorted; `None` when it does not open with this relay's key.
-fn env_names(state: &AppState, sealed: &str) -> Option<Vec<String>> {
-    let plain = state.master.open(MCP_ENV_PURPOSE, sealed).ok()?;
+/// Names of a sealed environment, sorted; `None` when it does not open with this relay's key in
+/// this row.
+fn env_names(state: &AppState, user_id: &str, server: &McpServer) -> Option<Vec<String>> {
+    let row = SealedRow::mcp_env(&server.id, user_id);
+    let plain = state.master.open(&row, &server.env_enc).ok()?;
     let value: serde_json::Value = serde_json::from_slice(&plain).ok()?;
     Some(value.as_object()?.keys().cloned().collect())
 }
@@ -266,7 +267,7 @@ impl Refill {
     }
 }
 
-fn server_rows(state: &AppState, servers: &[McpServer], csrf: &str) -> Markup {
+fn server_rows(state: &AppState, user_id: &str, servers: &[McpServer], csrf: &str) -> Markup {
     html! {
         table #mcp-servers {
             thead { tr { th { "Name" } th { "Command or URL" } th { "Environment" } th {} } }
@@ -276,7 +277,7 @@ fn server_rows(state: &AppState, servers: &[McpServer], csrf: &str) -> Markup {
                         td.name { (s.name) }
                         td { code { @if s.url.is_empty() { (s.command) } @else { (s.url) } } }
                         td.env {
-                            @match env_names(state, &s.env_enc) {
+                            @match env_names(state, user_id, s) {
                                 Some(names) if names.is_empty() => { span.muted { "none" } }
                                 Some(names) => {
                                     @for n in &names { div { code { (n) "=" } span.mask { (MASK) } } }
@@ -322,7 +323,7 @@ async fn render(
             @if servers.is_empty() {
                 p.muted #no-mcp-servers { "No MCP servers yet." }
             } @else {
-                (server_rows(state, &servers, &csrf))
+                (server_rows(state, &user.user.id, &servers, &csrf))
             }
             h2 { "Add a server" }
             (notice("error", error))
@@ -381,14 +382,17 @@ pub async fn add(
         Ok(_) => {}
         Err(e) => return ApiError::from(e).into_response(),
     }
+    let id = format!("mcp_{}", random_hex(12));
+    let env_enc = state.master.seal(
+        &SealedRow::mcp_env(&id, &user.user.id),
+        valid.env_json.as_bytes(),
+    );
     let server = McpServer {
-        id: format!("mcp_{}", random_hex(12)),
+        id,
         name: valid.name.clone(),
         command: valid.command.clone(),
         url: valid.url.clone(),
-        env_enc: state
-            .master
-            .seal(MCP_ENV_PURPOSE, valid.env_json.as_bytes()),
+        env_enc,
     };
     match state
         .store

@@ -1,7 +1,7 @@
 //! Pages for people and the routes of the whole relay.
 //!
-//! Every response carries HSTS, a strict CSP (`frame-ancestors 'none'`), `X-Content-Type-Options`
-//! and `Referrer-Policy`. Cookies are `__Host-`, Secure, HttpOnly, SameSite=Lax. Every form carries
+//! Every response carries HSTS, a strict CSP (`frame-ancestors 'none'`), `X-Content-Type-Options`,
+//! `Referrer-Policy` and `Cache-Control: no-store` (static assets excepted: they are cacheable). Cookies are `__Host-`, Secure, HttpOnly, SameSite=Lax. Every form carries
 //! a CSRF token checked against a cookie, and cross-origin posts are refused.
 //!
 //! # Layout
@@ -43,7 +43,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 
 /// All routes.
 pub fn router(state: AppState) -> Router {
-    let headers: [(HeaderName, &'static str); 6] = [
+    let headers: [(HeaderName, &'static str); 7] = [
         (
             header::STRICT_TRANSPORT_SECURITY,
             "max-age=63072000; includeSubDomains",
@@ -59,6 +59,9 @@ pub fn router(state: AppState) -> Router {
             HeaderName::from_static("cross-origin-opener-policy"),
             "same-origin",
         ),
+        // Pages carry CSRF tokens, user codes, agent lists and tokens (`/oauth/token`, RFC 6749
+        // §5.1): no browser or proxy keeps them. Static assets set their own, cacheable, value.
+        (header::CACHE_CONTROL, "no-store"),
     ];
     // Forwarded to agents with the body streamed: the agent API enforces its own (larger) caps, so
     // this route sits outside the relay's body limit.

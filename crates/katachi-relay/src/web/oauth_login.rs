@@ -43,6 +43,7 @@ use super::oauth_identity::{
 };
 use super::session::{safe_next, start_session};
 use crate::config::ProviderConfig;
+use crate::crypto::SealedRow;
 use crate::state::AppState;
 use crate::store::RateLimit;
 use crate::{now_unix, random_hex, sha256_hex};
@@ -51,8 +52,6 @@ use crate::{now_unix, random_hex, sha256_hex};
 pub const OAUTH_COOKIE: &str = "__Host-katachi_oauth";
 /// How long a started sign-in may take at the provider.
 const STATE_TTL_SECS: i64 = 10 * 60;
-/// Purpose label of sealed PKCE verifiers.
-const VERIFIER_PURPOSE: &str = "oauth-pkce-verifier";
 /// Sign-ins an address may start per window (each stores a row).
 const STARTS_PER_IP: i64 = 60;
 /// Window for [`STARTS_PER_IP`].
@@ -331,13 +330,15 @@ async fn begin_sign_in(
         .add_scopes(scopes(provider).iter().map(|s| Scope::new((*s).to_owned())))
         .set_pkce_challenge(challenge)
         .url();
-    let sealed_verifier = state
-        .master
-        .seal(VERIFIER_PURPOSE, verifier.secret().as_bytes());
+    let state_hash = sha256_hex(&csrf_state);
+    let sealed_verifier = state.master.seal(
+        &SealedRow::oauth_pkce_verifier(&state_hash),
+        verifier.secret().as_bytes(),
+    );
     state
         .store
         .put_oauth_state(
-            &sha256_hex(&csrf_state),
+            &state_hash,
             provider.slug(),
             &sealed_verifier,
             &safe_next(next),
@@ -417,9 +418,10 @@ async fn finish_sign_in(
         return Err(OAuthLoginError::ForeignState);
     }
     // Single use: taking it deletes it, so a replayed callback finds nothing.
+    let state_hash = sha256_hex(&given);
     let (stored_provider, sealed_verifier, next) = state
         .store
-        .take_oauth_state(&sha256_hex(&given), now_unix())
+        .take_oauth_state(&state_hash, now_unix())
         .await?
         .ok_or(OAuthLoginError::UnknownState)?;
     if stored_provider != provider.slug() {
@@ -444,7 +446,10 @@ async fn finish_sign_in(
         .ok_or(OAuthLoginError::MissingCode)?;
     let verifier = state
         .master
-        .open(VERIFIER_PURPOSE, &sealed_verifier)
+        .open(
+            &SealedRow::oauth_pkce_verifier(&state_hash),
+            &sealed_verifier,
+        )
         .map_err(|e| OAuthLoginError::Internal(e.to_string()))?;
     let verifier = Zeroizing::new(String::from_utf8_lossy(&verifier).into_owned());
     let identity = exchange_and_identify(state, provider, config, code, &verifier).await?;

@@ -1,4 +1,6 @@
 mod device_flow;
+mod no_store;
+mod sealed_rows;
 mod signed_calls;
 mod store_backends;
 pub mod support;
@@ -8,5 +10,6 @@ mod tunnel_audit;
 mod tunnel_limits;
 mod tunnel_restart;
 mod tunnel_revoke;
+mod tunnel_signout;
 mod web_forms;
 mod workbench_page;

@@ -19,6 +19,8 @@ pub enum Backend {
 pub struct TestRelay {
     pub url: String,
     pub ca: PathBuf,
+    /// The database it uses when not its own SQLite file (a second instance shares it).
+    database_url: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _tmp: tempfile::TempDir,
@@ -55,10 +57,15 @@ impl TestRelay {
             config.database_url = Some(fresh_postgres_database().await);
         }
         tweak(&mut config);
+        let database_url = config.database_url.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let relay = Relay::with_listener(listener, config).await.unwrap();
         let url = relay.url().to_owned();
-        let ca = relay.ca_file().unwrap().clone();
+        // A relay given certificate files generates no CA: the caller's CA is the one to trust.
+        let ca = match relay.ca_file() {
+            Some(ca) => ca.clone(),
+            None => data_dir.join("tls").join("ca.pem"),
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(relay.serve_until(async {
             let _ = rx.await;
@@ -66,10 +73,28 @@ impl TestRelay {
         Self {
             url,
             ca,
+            database_url,
             shutdown: Some(tx),
             handle: Some(handle),
             _tmp: tmp,
         }
+    }
+
+    /// A second relay instance beside this one (which must run on PostgreSQL): the same database,
+    /// master key and certificate, its own listener and memory, as behind a load balancer.
+    pub async fn second_instance(&self) -> Self {
+        let tls = self.ca.parent().unwrap().to_owned();
+        let first_data_dir = tls.parent().unwrap().to_owned();
+        let database_url = self.database_url.clone();
+        assert!(database_url.is_some(), "a second instance needs PostgreSQL");
+        let mut second = Self::start_with(Backend::Sqlite, |c| {
+            c.database_url = database_url;
+            c.master_key_file = Some(first_data_dir.join("master.key"));
+            c.tls_files = Some((tls.join("cert.pem"), tls.join("key.pem")));
+        })
+        .await;
+        second.ca = self.ca.clone();
+        second
     }
 
     /// A handle on a relay that runs elsewhere (a child process the test manages): the client and
@@ -78,6 +103,7 @@ impl TestRelay {
         Self {
             url,
             ca,
+            database_url: None,
             shutdown: None,
             handle: None,
             _tmp: tempfile::tempdir().unwrap(),
