@@ -25,7 +25,9 @@
 //! # Layout
 //! - this file: the upgrade route and the browser route;
 //! - `tunnel_registry.rs`: [`TunnelRegistry`] (open tunnels, in-flight permits, close, online);
-//! - `tunnel_severable.rs`: the stream wrapper that lets the registry cut a tunnel at once.
+//! - `tunnel_severable.rs`: the stream wrapper that lets the registry cut a tunnel at once;
+//! - `tunnel_response.rs`: what of an agent's answer reaches the browser, and the relay's own
+//!   headers on the forwarded route.
 //!
 //! # Security
 //! - Only a request that passes every signed-call check (token, HMAC, window, nonce, revocation)
@@ -34,6 +36,12 @@
 //!   an unknown id, so ids of other users' agents are not confirmed.
 //! - Only a fixed list of request headers is forwarded: never the session cookie.
 //! - Anything but `GET`/`HEAD` needs an `Origin` equal to the relay's own (no cross-site writes).
+//! - Every agent answer is hostile: only an allowlist of response headers and the API's own content
+//!   types reach the browser (anything else is a download), a redirect is refused `502
+//!   agent.invalid_response`, and every answer on the route, the relay's own errors included, carries
+//!   `Content-Security-Policy: default-src 'none'; sandbox`, `nosniff` and `no-store`, replacing the
+//!   agent's (`tunnel_response.rs`). A phished or compromised agent cannot run script, set a cookie
+//!   or redirect on the relay's origin.
 
 use std::time::Duration;
 
@@ -51,11 +59,15 @@ use tokio::sync::oneshot;
 
 #[path = "tunnel_registry.rs"]
 mod registry;
+#[path = "tunnel_response.rs"]
+mod response_screen;
 #[path = "tunnel_severable.rs"]
 mod severable;
 
 use self::registry::Route;
 pub use self::registry::TunnelRegistry;
+use self::response_screen::screen_agent_head;
+pub(crate) use self::response_screen::set_relay_headers;
 use self::severable::Severable;
 use crate::agent_api::verify_signed_request;
 use crate::error::ApiError;
@@ -301,19 +313,26 @@ pub async fn forward(
                 "the agent did not answer in time; try again",
             )
         })??;
-    let (mut parts, incoming) = response.into_parts();
-    // Hop-by-hop and connection-level headers do not cross the relay.
-    parts.headers.remove(header::CONNECTION);
-    parts
-        .headers
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
+    let (parts, incoming) = response.into_parts();
+    // The agent's answer is hostile: only its status, allowlisted headers and an API content type
+    // cross (tunnel_response.rs); the relay's own CSP is set by the route's layer.
+    let headers = screen_agent_head(parts.status, &parts.headers).map_err(|e| {
+        tracing::warn!(agent = %agent_id, error = %e, "agent answer refused");
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "agent.invalid_response",
+            e.to_string(),
+        )
+    })?;
     // The closure owns the permit, so the slot frees when the body is finished or dropped.
     let body = incoming.map_frame(move |frame| {
         let _slot = &permit;
         frame
     });
-    Ok(Response::from_parts(parts, Body::new(body)).into_response())
+    let mut answer = Response::new(Body::new(body));
+    *answer.status_mut() = parts.status;
+    *answer.headers_mut() = headers;
+    Ok(answer)
 }
 
 /// `429 agent.busy` with `Retry-After`.

@@ -1,7 +1,8 @@
 //! Pages for people and the routes of the whole relay.
 //!
 //! Every response carries HSTS, a strict CSP (`frame-ancestors 'none'`), `X-Content-Type-Options`
-//! and `Referrer-Policy`. Cookies are `__Host-`, Secure, HttpOnly, SameSite=Lax. Every form carries
+//! and `Referrer-Policy`; answers forwarded from agents carry the stricter CSP of
+//! `crate::tunnel` (`default-src 'none'; sandbox`) instead. Cookies are `__Host-`, Secure, HttpOnly, SameSite=Lax. Every form carries
 //! a CSRF token checked against a cookie, and cross-origin posts are refused.
 //!
 //! # Layout
@@ -61,9 +62,13 @@ pub fn router(state: AppState) -> Router {
         ),
     ];
     // Forwarded to agents with the body streamed: the agent API enforces its own (larger) caps, so
-    // this route sits outside the relay's body limit.
+    // this route sits outside the relay's body limit. Its own CSP (`sandbox`), `nosniff` and
+    // `no-store` replace anything there, so the "if not present" defaults below never apply to it.
     let tunnelled = Router::new()
         .route("/agents/{id}/api/{*rest}", any(crate::tunnel::forward))
+        .layer(axum::middleware::map_response(
+            crate::tunnel::set_relay_headers,
+        ))
         .with_state(state.clone());
     let mut app = Router::new()
         .route("/", get(agents::home))
