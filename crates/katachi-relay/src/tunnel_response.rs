@@ -45,7 +45,8 @@ pub(crate) const FORWARDED_RESPONSE_HEADERS: [HeaderName; 8] = [
 ];
 
 /// The content types the agent API answers with (docs/openapi.json): JSON, files, the NDJSON of
-/// a run, and server-sent events for streams.
+/// a run. `text/event-stream` is not sent today; the design names server-sent events for streamed
+/// answers (AI chat), and such a body is never rendered as a document.
 pub(crate) const API_CONTENT_TYPES: [&str; 4] = [
     "application/json",
     "application/octet-stream",
