@@ -172,6 +172,20 @@ impl Browser {
         Ok(cookies.iter().map(|c| c.name().to_owned()).collect())
     }
 
+    /// The cookies the browser would send to the current page, as a `Cookie` header value (for
+    /// an HTTP client acting in this browser's session).
+    ///
+    /// # Errors
+    /// WebDriver failures.
+    pub async fn cookie_header(&self) -> anyhow::Result<String> {
+        let cookies = bounded("cookies", self.client()?.get_all_cookies()).await?;
+        Ok(cookies
+            .iter()
+            .map(|c| format!("{}={}", c.name(), c.value()))
+            .collect::<Vec<_>>()
+            .join("; "))
+    }
+
     /// Runs `script` in the page (`return …` gives its value).
     ///
     /// # Errors

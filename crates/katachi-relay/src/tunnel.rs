@@ -27,7 +27,9 @@
 //! - `tunnel_registry.rs`: [`TunnelRegistry`] (open tunnels, in-flight permits, close, online);
 //! - `tunnel_severable.rs`: the stream wrapper that lets the registry cut a tunnel at once;
 //! - `tunnel_streams.rs`: [`LiveStreams`], the requests in flight that sign-out and revocation end
-//!   (on every instance, through a recheck of the shared database every 2 s).
+//!   (on every instance, through a recheck of the shared database every 2 s);
+//! - `tunnel_response.rs`: what of an agent's answer reaches the browser, and the relay's own
+//!   headers on the forwarded route.
 //!
 //! # Security
 //! - Only a request that passes every signed-call check (token, HMAC, window, nonce, revocation)
@@ -38,6 +40,12 @@
 //! - Anything but `GET`/`HEAD` needs an `Origin` equal to the relay's own (no cross-site writes).
 //! - Signing out ends the session's requests in flight, revoking an agent ends its requests and its
 //!   tunnel: at once on the instance that did it, within 2 s on the others.
+//! - Every agent answer is hostile: only an allowlist of response headers and the API's own content
+//!   types reach the browser (anything else is a download), a redirect is refused `502
+//!   agent.invalid_response`, and every answer on the route, the relay's own errors included, carries
+//!   `Content-Security-Policy: default-src 'none'; sandbox`, `nosniff` and `no-store`, replacing the
+//!   agent's (`tunnel_response.rs`). A phished or compromised agent cannot run script, set a cookie
+//!   or redirect on the relay's origin.
 
 use std::time::Duration;
 
@@ -54,6 +62,8 @@ use tokio::sync::oneshot;
 
 #[path = "tunnel_registry.rs"]
 mod registry;
+#[path = "tunnel_response.rs"]
+mod response_screen;
 #[path = "tunnel_severable.rs"]
 mod severable;
 #[path = "tunnel_streams.rs"]
@@ -61,6 +71,8 @@ mod streams;
 
 use self::registry::Route;
 pub use self::registry::TunnelRegistry;
+use self::response_screen::screen_agent_head;
+pub(crate) use self::response_screen::set_relay_headers;
 use self::severable::Severable;
 pub(crate) use self::streams::watch_revocations;
 use self::streams::EndableBody;
@@ -323,17 +335,24 @@ pub async fn forward(
                 "the agent did not answer in time; try again",
             )
         })??;
-    let (mut parts, incoming) = response.into_parts();
-    // Hop-by-hop and connection-level headers do not cross the relay.
-    parts.headers.remove(header::CONNECTION);
-    parts
-        .headers
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
+    let (parts, incoming) = response.into_parts();
+    // The agent's answer is hostile: only its status, allowlisted headers and an API content type
+    // cross (tunnel_response.rs); the relay's own CSP is set by the route's layer.
+    let headers = screen_agent_head(parts.status, &parts.headers).map_err(|e| {
+        tracing::warn!(agent = %agent_id, error = %e, "agent answer refused");
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "agent.invalid_response",
+            e.to_string(),
+        )
+    })?;
     // The body owns the permit and the registration: the slot frees and the request deregisters
     // when the body is finished or dropped; a sign-out or revocation ends it with an error.
     let body = EndableBody::new(incoming, live, permit);
-    Ok(Response::from_parts(parts, Body::new(body)).into_response())
+    let mut answer = Response::new(Body::new(body));
+    *answer.status_mut() = parts.status;
+    *answer.headers_mut() = headers;
+    Ok(answer)
 }
 
 /// `429 agent.busy` with `Retry-After`.

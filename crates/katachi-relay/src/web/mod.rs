@@ -1,8 +1,10 @@
 //! Pages for people and the routes of the whole relay.
 //!
 //! Every response carries HSTS, a strict CSP (`frame-ancestors 'none'`), `X-Content-Type-Options`,
-//! `Referrer-Policy` and `Cache-Control: no-store` (static assets excepted: they are cacheable). Cookies are `__Host-`, Secure, HttpOnly, SameSite=Lax. Every form carries
-//! a CSRF token checked against a cookie, and cross-origin posts are refused.
+//! `Referrer-Policy` and `Cache-Control: no-store` (static assets excepted: they are cacheable);
+//! answers forwarded from agents carry the stricter CSP of `crate::tunnel`
+//! (`default-src 'none'; sandbox`) instead. Cookies are `__Host-`, Secure, HttpOnly, SameSite=Lax.
+//! Every form carries a CSRF token checked against a cookie, and cross-origin posts are refused.
 //!
 //! # Layout
 //! - `session`: session and CSRF cookies, the [`session::CurrentUser`] extractor, `next=` sanitising.
@@ -64,9 +66,14 @@ pub fn router(state: AppState) -> Router {
         (header::CACHE_CONTROL, "no-store"),
     ];
     // Forwarded to agents with the body streamed: the agent API enforces its own (larger) caps, so
-    // this route sits outside the relay's body limit.
+    // this route sits outside the relay's body limit. Its own CSP (`sandbox`), `nosniff` and
+    // `no-store` replace anything there, so the site-wide CSP below ("if not present") never applies
+    // to it; the other site-wide headers (HSTS, frame and referrer policies) still do.
     let tunnelled = Router::new()
         .route("/agents/{id}/api/{*rest}", any(crate::tunnel::forward))
+        .layer(axum::middleware::map_response(
+            crate::tunnel::set_relay_headers,
+        ))
         .with_state(state.clone());
     let mut app = Router::new()
         .route("/", get(agents::home))
