@@ -116,6 +116,11 @@ impl KatachiDirs {
         self.data.join("fingerprint.json")
     }
 
+    /// The hardware binding record: the data key's wrapped shares (no component value).
+    pub fn binding_path(&self) -> PathBuf {
+        self.data.join("binding.json")
+    }
+
     /// The opt-in file keystore (headless machines without a keychain).
     pub fn file_keystore_path(&self) -> PathBuf {
         self.data.join("keystore.sealed")
@@ -134,6 +139,11 @@ impl KatachiDirs {
     /// The sealed file of the agent's relay credentials.
     pub fn agent_credentials_path(&self) -> PathBuf {
         self.credentials_dir().join("agent.sealed")
+    }
+
+    /// The sealed file of the tunnel credentials.
+    pub fn tunnel_credentials_path(&self) -> PathBuf {
+        self.credentials_dir().join("tunnel.sealed")
     }
 
     /// The running agent's status file (state, last heartbeat, clock offset; no secrets).

@@ -62,7 +62,7 @@ pub struct FingerprintRecord {
 }
 
 /// How the current fingerprint differs from the recorded one, by component name.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FingerprintDiff {
     /// Present in both, value changed.
     pub changed: Vec<String>,
@@ -121,8 +121,10 @@ impl FingerprintRecord {
     pub fn compare(&self, fp: &Fingerprint) -> FingerprintDiff {
         let salt = hex::decode(&self.salt).unwrap_or_default();
         let mut diff = FingerprintDiff::default();
+        // Records written before the threshold binding counted removable NICs too.
+        let now = fp.all_components();
         for rec in &self.components {
-            match fp.components().get(&rec.name) {
+            match now.get(&rec.name) {
                 None => diff.missing.push(rec.name.clone()),
                 Some(value) => {
                     let now = hex::encode(salted_hash(&salt, &rec.name, value));
@@ -132,7 +134,7 @@ impl FingerprintRecord {
                 }
             }
         }
-        for name in fp.components().keys() {
+        for name in now.keys() {
             if !self.components.iter().any(|c| &c.name == name) {
                 diff.added.push(name.clone());
             }
