@@ -111,7 +111,8 @@ impl KatachiDirs {
         self.data.join("katachi.db")
     }
 
-    /// The record of which fingerprint components were used (names + salted hashes).
+    /// The record of which fingerprint components an older katachi used (names + salted hashes);
+    /// read only, to migrate and diagnose installations made before the hardware binding.
     pub fn fingerprint_record_path(&self) -> PathBuf {
         self.data.join("fingerprint.json")
     }

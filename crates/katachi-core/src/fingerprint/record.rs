@@ -1,7 +1,9 @@
 //! The fingerprint record: which components were used, as names plus salted hashes.
 //!
-//! Stored beside the store (`fingerprint.json`, `0600`). It lets `katachi doctor` say *which*
-//! component changed when the machine key no longer matches, without keeping the values themselves.
+//! Written beside the store (`fingerprint.json`, `0600`) by katachi versions before the hardware
+//! binding; now only read, so `katachi doctor` and a refused migration can say *which* component of
+//! an older installation changed, without keeping the values themselves. The binding record
+//! (`vault::binding`) does this job for bound installations.
 
 use std::path::{Path, PathBuf};
 

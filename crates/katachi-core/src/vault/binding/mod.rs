@@ -21,27 +21,34 @@
 //! - The AAD of each share binds the format version, the component name, the purpose and the
 //!   record's salt: a share moved to another component or another record does not open.
 //!
+//! # Layout
+//! - `error`: [`BindingError`], one variant per way the binding fails, each with its fix.
+//! - `keys`: wrap keys, keyed value hashes, the two checks and the share AAD of one record.
+//!
 //! # What it does not do
 //! - It does not stop someone who has the keychain secret *and* k of the components.
 //! - Re-wrapping after a change is the caller's decision ([`BindingRecord::bind`] with the same data
 //!   key); see `AgentHome`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+mod error;
+mod keys;
 
 use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use blahaj::{Share, Sharks};
-use hkdf::Hkdf;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::machine_key::DataKey;
-use crate::atomic_file::{write_private_atomically, AtomicWriteError};
+use crate::atomic_file::write_private_atomically;
 use crate::fingerprint::{Fingerprint, FingerprintDiff};
 use crate::secret::SecretBytes;
+use keys::{key_check, share_aad, RecordKeys};
+
+pub use error::BindingError;
 
 /// Format version of the record (also in every share's AAD).
 pub const BINDING_VERSION: u32 = 1;
@@ -49,79 +56,6 @@ pub const BINDING_VERSION: u32 = 1;
 const SHARE_PURPOSE: &str = "data-key-share";
 const NONCE_LEN: usize = 12;
 const CHECK_LEN: usize = 16;
-
-/// Why the binding could not be opened, read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum BindingError {
-    /// The keychain secret is not the one the data was bound with: another keychain (another user
-    /// account, a restored or replaced keychain).
-    #[error("the katachi data in {data} was bound with another keychain secret, so this keychain cannot open it; nothing was changed. Use the keychain (user account) that created it, or restore its entry from a backup")]
-    WrongKeychainSecret {
-        /// The data folder.
-        data: PathBuf,
-    },
-    /// Fewer than k components match: another machine, or more than one part changed at once.
-    #[error("only {matched} of the {total} hardware components the katachi data in {data} is bound to match ({needed} needed; {diff}): this is another machine, or more than one part changed at once. Nothing was changed; put the changed parts back, or run katachi on the machine the data came from")]
-    TooFewComponents {
-        /// The data folder.
-        data: PathBuf,
-        /// Components whose share opened.
-        matched: usize,
-        /// The threshold k.
-        needed: usize,
-        /// Components bound, n.
-        total: usize,
-        /// Which components differ, by name.
-        diff: String,
-    },
-    /// The keychain has no katachi secret, but katachi data exists: opening would need a new secret,
-    /// which could never open that data.
-    #[error("the keychain has no katachi secret (service {service:?}, account \"machine-secret\"), yet katachi data exists in {data} ({found}); no new secret was created and nothing was changed. Without that secret these cannot be recovered: the chat history and workspace memory (katachi.db), the sealed sign-in credentials, API keys saved in katachi. Unaffected: your workspace folders and config.toml; signing in again gives new credentials. Restore the keychain entry from a backup, or move {data} aside to start afresh")]
-    KeychainSecretLost {
-        /// The data folder.
-        data: PathBuf,
-        /// The katachi files found there.
-        found: String,
-        /// The keychain service name of this agent home.
-        service: String,
-    },
-    /// Data of a katachi made before the binding does not open with the key derived from this
-    /// keychain and hardware, so it cannot be migrated now.
-    #[error("the katachi data in {data} was written by an older katachi, and the key derived from this keychain and this hardware does not open {what} ({diff}); nothing was changed. Put back the hardware that changed (a dock or adapter plugged in when the data was created counts), or use the keychain that created it, and run again")]
-    LegacyKeyDoesNotOpen {
-        /// The data folder.
-        data: PathBuf,
-        /// Which file did not open.
-        what: String,
-        /// What the old fingerprint record says changed, by name.
-        diff: String,
-    },
-    /// The record is not what katachi wrote (edited, truncated, or a newer format).
-    #[error("binding record {path} is damaged ({reason}); nothing was changed. Restore it from a backup: without it the data key cannot be rebuilt")]
-    Damaged {
-        /// The record file.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// More components than Shamir over GF(256) can share (255).
-    #[error("{count} hardware components are more than the binding can hold (255)")]
-    TooManyComponents {
-        /// Components found.
-        count: usize,
-    },
-    /// The record file could not be read.
-    #[error("cannot read binding record {path}: {source}")]
-    Read {
-        /// The record file.
-        path: PathBuf,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// The record could not be written.
-    #[error(transparent)]
-    Write(#[from] AtomicWriteError),
-}
 
 /// One component's wrapped share.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -197,79 +131,6 @@ pub fn threshold_for(n: usize) -> usize {
     } else {
         n
     }
-}
-
-/// The keys one (secret, salt) pair gives: the value-hash key and the secret check.
-struct RecordKeys {
-    hkdf: Hkdf<Sha256>,
-}
-
-impl RecordKeys {
-    fn new(secret: &SecretBytes, salt: &[u8]) -> Self {
-        Self {
-            hkdf: Hkdf::<Sha256>::new(Some(salt), secret.expose()),
-        }
-    }
-
-    fn expand<const N: usize>(&self, info: &[u8]) -> Zeroizing<[u8; N]> {
-        let mut out = Zeroizing::new([0u8; N]);
-        // N ≤ 32 is far below HKDF-SHA256's limit: expand cannot fail.
-        let _ = self.hkdf.expand(info, out.as_mut());
-        out
-    }
-
-    fn secret_check(&self) -> String {
-        hex::encode(*self.expand::<CHECK_LEN>(b"katachi/v1/binding-secret-check"))
-    }
-
-    fn value_hash(&self, name: &str, value: &[u8]) -> String {
-        let key = self.expand::<32>(b"katachi/v1/binding-component-hash");
-        let mut mac = hmac_with(key.as_ref());
-        mac.update(&len_prefixed(name.as_bytes(), value));
-        hex::encode(mac.finalize().into_bytes())
-    }
-
-    /// The wrap key of one component's share: HKDF(salt; secret ‖ name ‖ value).
-    fn wrap_key(
-        secret: &SecretBytes,
-        salt: &[u8],
-        name: &str,
-        value: &[u8],
-    ) -> Zeroizing<[u8; 32]> {
-        let mut ikm = Zeroizing::new(secret.expose().to_vec());
-        ikm.extend_from_slice(&len_prefixed(name.as_bytes(), value));
-        let mut key = Zeroizing::new([0u8; 32]);
-        let _ =
-            Hkdf::<Sha256>::new(Some(salt), &ikm).expand(b"katachi/v1/binding-share", key.as_mut());
-        key
-    }
-}
-
-fn hmac_with(key: &[u8]) -> Hmac<Sha256> {
-    // HMAC takes keys of any length, so new_from_slice cannot fail; the fallback is unreachable.
-    <Hmac<Sha256> as Mac>::new_from_slice(key)
-        .unwrap_or_else(|_| <Hmac<Sha256> as KeyInit>::new(&Default::default()))
-}
-
-fn len_prefixed(name: &[u8], value: &[u8]) -> Zeroizing<Vec<u8>> {
-    let mut out = Zeroizing::new(Vec::with_capacity(8 + name.len() + value.len()));
-    for part in [name, value] {
-        out.extend_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
-        out.extend_from_slice(part);
-    }
-    out
-}
-
-fn key_check(data_key: &DataKey) -> String {
-    let mut mac = hmac_with(data_key.expose());
-    mac.update(b"katachi binding data key check v1");
-    hex::encode(&mac.finalize().into_bytes()[..CHECK_LEN])
-}
-
-fn share_aad(salt: &[u8], component: &str) -> Vec<u8> {
-    let mut aad = format!("katachi-binding\0v{BINDING_VERSION}\0{SHARE_PURPOSE}\0").into_bytes();
-    aad.extend_from_slice(&len_prefixed(component.as_bytes(), salt));
-    aad
 }
 
 impl BindingRecord {
