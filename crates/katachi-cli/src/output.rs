@@ -8,6 +8,7 @@ use katachi_core::auth::{AuthError, CredentialsError};
 use katachi_core::relay_http::RelayHttpError;
 use katachi_core::relay_session::SessionError;
 use katachi_core::store::{AuditError, StoreError, WorkspaceError};
+use katachi_core::vault::BindingError;
 use katachi_core::vault::KeystoreError;
 use katachi_core::vault::SealError;
 use katachi_core::RelayError;
@@ -138,6 +139,7 @@ pub(crate) fn error_code(err: &anyhow::Error) -> &'static str {
                 HomeError::Fingerprint(_) => "fingerprint.unavailable",
                 HomeError::Record(_) => "fingerprint.record",
                 HomeError::Keystore(e) => keystore_code(e),
+                HomeError::Binding(e) => binding_code(e),
             };
         }
     }
@@ -160,6 +162,18 @@ fn keystore_code(e: &KeystoreError) -> &'static str {
         KeystoreError::NotPersisted { .. } => "keystore.not_persisted",
         KeystoreError::File { .. } => "keystore.file",
         KeystoreError::Platform { .. } => "keystore.platform",
+    }
+}
+
+fn binding_code(e: &BindingError) -> &'static str {
+    match e {
+        BindingError::WrongKeychainSecret { .. } => "binding.wrong_keychain",
+        BindingError::TooFewComponents { .. } => "binding.other_machine",
+        BindingError::KeychainSecretLost { .. } => "binding.keychain_secret_lost",
+        BindingError::LegacyKeyDoesNotOpen { .. } => "binding.migration_refused",
+        BindingError::Damaged { .. } => "binding.damaged",
+        BindingError::TooManyComponents { .. } => "binding.too_many_components",
+        BindingError::Read { .. } | BindingError::Write(_) => "binding.io",
     }
 }
 

@@ -111,9 +111,15 @@ impl KatachiDirs {
         self.data.join("katachi.db")
     }
 
-    /// The record of which fingerprint components were used (names + salted hashes).
+    /// The record of which fingerprint components an older katachi used (names + salted hashes);
+    /// read only, to migrate and diagnose installations made before the hardware binding.
     pub fn fingerprint_record_path(&self) -> PathBuf {
         self.data.join("fingerprint.json")
+    }
+
+    /// The hardware binding record: the data key's wrapped shares (no component value).
+    pub fn binding_path(&self) -> PathBuf {
+        self.data.join("binding.json")
     }
 
     /// The opt-in file keystore (headless machines without a keychain).
@@ -134,6 +140,11 @@ impl KatachiDirs {
     /// The sealed file of the agent's relay credentials.
     pub fn agent_credentials_path(&self) -> PathBuf {
         self.credentials_dir().join("agent.sealed")
+    }
+
+    /// The sealed file of the tunnel credentials.
+    pub fn tunnel_credentials_path(&self) -> PathBuf {
+        self.credentials_dir().join("tunnel.sealed")
     }
 
     /// The running agent's status file (state, last heartbeat, clock offset; no secrets).

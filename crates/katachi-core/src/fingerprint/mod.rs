@@ -1,20 +1,22 @@
 //! The machine's hardware identity: a SHA-256 over a canonical, sorted list of stable components.
 //!
-//! Components (Linux): permanent MACs of physical NICs (`nic:<interface>`), CPU vendor and brand
+//! Components (Linux): permanent MACs of built-in NICs (`nic:<interface>`), CPU vendor and brand
 //! (`cpu`), the board serial and product UUID where readable (`board_serial`, `product_uuid`) and
-//! `/etc/machine-id` (`machine_id`). macOS uses IOPlatformUUID, Windows MachineGuid (see the platform
+//! `/etc/machine-id` (`machine_id`). NICs on a USB or Thunderbolt bus (docks, adapters) are never
+//! components: they are kept apart as *removable*, and count only in [`Fingerprint::digest`], the
+//! all-in digest that katachi versions before the threshold binding derived the machine key from. macOS uses IOPlatformUUID, Windows MachineGuid (see the platform
 //! modules). The fingerprint binds the machine key to this machine; the keychain secret makes it
 //! unguessable. Values never leave this module except hashed: the [`FingerprintRecord`] keeps only
 //! component names and salted hashes so `katachi doctor` can name a component that changed.
 //!
 //! The source is a seam ([`FingerprintSource`]): [`SystemFingerprint`] reads the machine,
+//! [`RootedFingerprint`] reads a Linux tree under another root (tests build fake sysfs/DMI trees),
 //! [`FixedFingerprint`] injects a component set (tests simulate "another machine" with it).
 
-#[cfg(target_os = "linux")]
-mod linux;
 #[cfg(target_os = "macos")]
 mod macos;
 mod record;
+mod sysfs;
 #[cfg(target_os = "windows")]
 mod windows;
 
@@ -46,6 +48,8 @@ pub enum FingerprintError {
 pub struct Fingerprint {
     /// Sorted by name so the encoding is canonical.
     components: BTreeMap<String, Vec<u8>>,
+    /// NICs on a removable bus: never bound, counted only in the legacy [`Fingerprint::digest`].
+    removable: BTreeMap<String, Vec<u8>>,
     /// Components that were looked for but not usable, with the reason (shown by `doctor`).
     unavailable: Vec<String>,
 }
@@ -97,16 +101,50 @@ impl Fingerprint {
         }
         Ok(Self {
             components,
+            removable: BTreeMap::new(),
             unavailable,
         })
     }
 
-    /// SHA-256 over the canonical encoding: tag, then each component as
-    /// `len(name) ‖ name ‖ len(value) ‖ value` (u32 big-endian lengths), sorted by name.
+    /// Adds NICs on a removable bus: never bound components, but part of the legacy
+    /// [`Fingerprint::digest`] (katachi versions before the threshold binding counted them).
+    #[must_use]
+    pub fn with_removable<I, N, V>(mut self, removable: I) -> Self
+    where
+        I: IntoIterator<Item = (N, V)>,
+        N: Into<String>,
+        V: Into<Vec<u8>>,
+    {
+        self.removable.extend(
+            removable
+                .into_iter()
+                .map(|(n, v)| (n.into(), v.into()))
+                .filter(|(n, v)| !v.is_empty() && !self.components.contains_key(n)),
+        );
+        self
+    }
+
+    /// SHA-256 over the canonical encoding of *every* component read, removable NICs included: tag,
+    /// then each component as `len(name) ‖ name ‖ len(value) ‖ value` (u32 big-endian lengths),
+    /// sorted by name.
+    ///
+    /// This is the v1 digest: what the machine key of katachi versions before the threshold binding
+    /// was derived from (kept to migrate their data) and what the opt-in file keystore is keyed by.
+    /// The machine key itself is bound per component, see `vault::binding`.
     pub fn digest(&self) -> [u8; 32] {
+        let mut all: BTreeMap<&str, &[u8]> = self
+            .removable
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        all.extend(
+            self.components
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_slice())),
+        );
         let mut h = Sha256::new();
         h.update(ENCODING_TAG);
-        for (name, value) in &self.components {
+        for (name, value) in all {
             h.update(len_prefix(name.len()));
             h.update(name.as_bytes());
             h.update(len_prefix(value.len()));
@@ -115,7 +153,7 @@ impl Fingerprint {
         h.finalize().into()
     }
 
-    /// The names of the components used, sorted.
+    /// The names of the bound components (removable NICs excluded), sorted.
     pub fn component_names(&self) -> Vec<&str> {
         self.components.keys().map(String::as_str).collect()
     }
@@ -125,8 +163,16 @@ impl Fingerprint {
         &self.unavailable
     }
 
+    /// The bound components (name → value; values are sensitive).
     pub(crate) fn components(&self) -> &BTreeMap<String, Vec<u8>> {
         &self.components
+    }
+
+    /// Every component the v1 digest counted: bound ones and removable NICs.
+    pub(crate) fn all_components(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut all = self.removable.clone();
+        all.extend(self.components.clone());
+        all
     }
 }
 
@@ -149,18 +195,48 @@ pub struct SystemFingerprint;
 
 impl FingerprintSource for SystemFingerprint {
     fn read(&self) -> Result<Fingerprint, FingerprintError> {
-        let mut found = Vec::new();
-        let mut unavailable = Vec::new();
+        let mut out = sysfs::Collected::default();
         #[cfg(target_os = "linux")]
-        linux::collect(&mut found, &mut unavailable);
+        sysfs::collect(std::path::Path::new("/"), &mut out);
         #[cfg(target_os = "macos")]
-        macos::collect(&mut found, &mut unavailable);
+        macos::collect(&mut out.found, &mut out.unavailable);
         #[cfg(target_os = "windows")]
-        windows::collect(&mut found, &mut unavailable);
+        windows::collect(&mut out.found, &mut out.unavailable);
         #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
         return Err(FingerprintError::Unsupported);
-        collect_cpu(&mut found, &mut unavailable);
-        Fingerprint::with_unavailable(found, unavailable)
+        collect_cpu(&mut out.found, &mut out.unavailable);
+        Ok(
+            Fingerprint::with_unavailable(out.found, out.unavailable)?
+                .with_removable(out.removable),
+        )
+    }
+}
+
+/// A Linux machine's components read under another filesystem root: `ROOT/sys/class/net`,
+/// `ROOT/sys/class/dmi/id`, `ROOT/etc/machine-id`, and the CPU from `ROOT/proc/cpuinfo`. The test
+/// seam for docks, NIC swaps and other machines built as fake sysfs/DMI trees; compiles everywhere.
+#[derive(Debug, Clone)]
+pub struct RootedFingerprint {
+    /// Stands for `/`.
+    root: std::path::PathBuf,
+}
+
+impl RootedFingerprint {
+    /// Reads the Linux layout under `root`.
+    pub fn new(root: impl Into<std::path::PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+}
+
+impl FingerprintSource for RootedFingerprint {
+    fn read(&self) -> Result<Fingerprint, FingerprintError> {
+        let mut out = sysfs::Collected::default();
+        sysfs::collect(&self.root, &mut out);
+        sysfs::collect_cpuinfo(&self.root, &mut out);
+        Ok(
+            Fingerprint::with_unavailable(out.found, out.unavailable)?
+                .with_removable(out.removable),
+        )
     }
 }
 
@@ -235,6 +311,21 @@ mod tests {
             fp(&[("cpu", "x"), ("machine_id", "z")]).digest()
         );
         assert_ne!(a.digest(), fp(&[("cpu", "x")]).digest());
+    }
+
+    #[test]
+    fn removable_nics_count_in_the_legacy_digest_only() {
+        let fixed = fp(&[("cpu", "x"), ("machine_id", "y")]);
+        let docked = fixed
+            .clone()
+            .with_removable([("nic:enx1", b"02:00".to_vec())]);
+        assert_eq!(docked.component_names(), vec!["cpu", "machine_id"]);
+        assert_ne!(docked.digest(), fixed.digest());
+        assert_eq!(
+            docked.digest(),
+            fp(&[("cpu", "x"), ("machine_id", "y"), ("nic:enx1", "02:00")]).digest(),
+            "the legacy digest is the one older versions computed with the adapter plugged in"
+        );
     }
 
     #[test]

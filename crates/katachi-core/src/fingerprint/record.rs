@@ -1,7 +1,9 @@
 //! The fingerprint record: which components were used, as names plus salted hashes.
 //!
-//! Stored beside the store (`fingerprint.json`, `0600`). It lets `katachi doctor` say *which*
-//! component changed when the machine key no longer matches, without keeping the values themselves.
+//! Written beside the store (`fingerprint.json`, `0600`) by katachi versions before the hardware
+//! binding; now only read, so `katachi doctor` and a refused migration can say *which* component of
+//! an older installation changed, without keeping the values themselves. The binding record
+//! (`vault::binding`) does this job for bound installations.
 
 use std::path::{Path, PathBuf};
 
@@ -62,7 +64,7 @@ pub struct FingerprintRecord {
 }
 
 /// How the current fingerprint differs from the recorded one, by component name.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FingerprintDiff {
     /// Present in both, value changed.
     pub changed: Vec<String>,
@@ -121,8 +123,10 @@ impl FingerprintRecord {
     pub fn compare(&self, fp: &Fingerprint) -> FingerprintDiff {
         let salt = hex::decode(&self.salt).unwrap_or_default();
         let mut diff = FingerprintDiff::default();
+        // Records written before the threshold binding counted removable NICs too.
+        let now = fp.all_components();
         for rec in &self.components {
-            match fp.components().get(&rec.name) {
+            match now.get(&rec.name) {
                 None => diff.missing.push(rec.name.clone()),
                 Some(value) => {
                     let now = hex::encode(salted_hash(&salt, &rec.name, value));
@@ -132,7 +136,7 @@ impl FingerprintRecord {
                 }
             }
         }
-        for name in fp.components().keys() {
+        for name in now.keys() {
             if !self.components.iter().any(|c| &c.name == name) {
                 diff.added.push(name.clone());
             }

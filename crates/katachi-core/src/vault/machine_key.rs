@@ -1,6 +1,12 @@
-//! The machine key: HKDF-SHA256 over the keychain secret ‖ the fingerprint digest, expanded into one
-//! key per purpose, so a key leaked for one use (say, an API-key blob) tells nothing about another
-//! (the store).
+//! The machine key: a 32-byte data key, used as the HKDF-SHA256 pseudo-random key and expanded into
+//! one key per purpose, so a key leaked for one use (say, an API-key blob) tells nothing about
+//! another (the store).
+//!
+//! The data key is random and bound to the keychain secret and this machine's hardware by
+//! `vault::binding` (k of n fingerprint components). Installations made before the binding derived
+//! the key as HKDF-Extract(secret ‖ fingerprint digest); [`legacy_data_key`] computes that value, so
+//! a migrated install keeps its data key and every per-purpose key stays byte-for-byte the same
+//! (nothing is re-encrypted).
 
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
@@ -47,10 +53,55 @@ impl Purpose {
     }
 }
 
-/// The machine key: never stored, derived on each start from the keychain secret and the fingerprint.
+/// The 32-byte data key the machine key expands from; zeroized on drop, never printed.
 ///
 /// # Security
-/// Unguessable without the keychain secret; useless on another machine because the fingerprint differs.
+/// Stored only split into shares, each wrapped under the keychain secret and one hardware
+/// component (`vault::binding`); never written whole.
+pub struct DataKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey(<redacted>)")
+    }
+}
+
+impl DataKey {
+    /// A fresh random data key (a new installation).
+    pub fn random() -> Self {
+        Self(Zeroizing::new(rand::random()))
+    }
+
+    /// A data key from bytes recovered from the binding's shares.
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// The key bytes: split into shares by the binding, and checked against its key check.
+    pub(crate) fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+/// The data key of installations made before the threshold binding: HKDF-Extract over the keychain
+/// secret ‖ the v1 fingerprint digest (removable NICs included, as those versions counted them).
+/// [`MachineKey::from_data_key`] of it equals the old machine key, so migrating keeps every key.
+pub fn legacy_data_key(secret: &SecretBytes, fingerprint: &Fingerprint) -> DataKey {
+    // ikm = keychain secret ‖ fingerprint digest: both are needed to rebuild the key.
+    let mut ikm = Zeroizing::new(Vec::with_capacity(secret.len() + 32));
+    ikm.extend_from_slice(secret.expose());
+    ikm.extend_from_slice(&fingerprint.digest());
+    let (prk, _) = Hkdf::<Sha256>::extract(Some(HKDF_SALT), &ikm);
+    let mut bytes = [0u8; 32];
+    bytes.copy_from_slice(&prk);
+    DataKey::from_bytes(bytes)
+}
+
+/// The machine key: never stored whole; rebuilt on each start from the binding (keychain secret and
+/// k of n hardware components).
+///
+/// # Security
+/// Unguessable without the keychain secret; useless on another machine because most components differ.
 pub struct MachineKey {
     /// HKDF pseudo-random key.
     hkdf: Hkdf<Sha256>,
@@ -63,14 +114,21 @@ impl std::fmt::Debug for MachineKey {
 }
 
 impl MachineKey {
-    /// Derives the machine key from the keychain secret and the fingerprint.
+    /// The machine key of installations made before the threshold binding (keychain secret ‖ whole
+    /// fingerprint digest). Tests and benches use it as a quick key; agents get theirs from the
+    /// binding (`AgentHome`).
     pub fn derive(secret: &SecretBytes, fingerprint: &Fingerprint) -> Self {
-        // ikm = keychain secret ‖ fingerprint digest: both are needed to rebuild the key.
-        let mut ikm = Zeroizing::new(Vec::with_capacity(secret.len() + 32));
-        ikm.extend_from_slice(secret.expose());
-        ikm.extend_from_slice(&fingerprint.digest());
-        Self {
-            hkdf: Hkdf::<Sha256>::new(Some(HKDF_SALT), &ikm),
+        Self::from_data_key(&legacy_data_key(secret, fingerprint))
+    }
+
+    /// The machine key that expands from `data_key`.
+    pub fn from_data_key(data_key: &DataKey) -> Self {
+        // A 32-byte PRK is exactly HKDF-SHA256's hash length, so from_prk cannot fail.
+        match Hkdf::<Sha256>::from_prk(data_key.expose()) {
+            Ok(hkdf) => Self { hkdf },
+            Err(_) => Self {
+                hkdf: Hkdf::<Sha256>::new(Some(HKDF_SALT), data_key.expose()),
+            },
         }
     }
 
@@ -221,6 +279,19 @@ mod tests {
         assert_ne!(base.expose(), other_machine.expose());
         assert_ne!(base.expose(), other_secret.expose());
         assert_ne!(base.key_id(), other_machine.key_id());
+    }
+
+    #[test]
+    fn legacy_data_key_gives_the_keys_the_old_derivation_gave() {
+        // The derivation of katachi before the binding, written out as it was.
+        let secret = SecretBytes::new(vec![7; 32]);
+        let mut ikm = secret.expose().to_vec();
+        ikm.extend_from_slice(&fp("a").digest());
+        let old = Hkdf::<Sha256>::new(Some(HKDF_SALT), &ikm);
+        let mut old_store = [0u8; 32];
+        old.expand(b"katachi/v1/store", &mut old_store).unwrap();
+        let migrated = MachineKey::from_data_key(&legacy_data_key(&secret, &fp("a")));
+        assert_eq!(migrated.key_for(Purpose::STORE).expose(), &old_store);
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! A copy of the agent's files on another machine (a different fingerprint, injected through the
 //! `FingerprintSource` seam) opens nothing, and nothing is overwritten.
 
+use katachi_core::agent_home::HomeError;
 use katachi_core::doctor::{diagnose, CheckStatus};
-use katachi_core::store::{Role, StoreError};
-use katachi_core::vault::SealError;
+use katachi_core::store::Role;
+use katachi_core::vault::BindingError;
+use katachi_core::AgentHome;
 
 use super::support::{machine, TestHome};
 
@@ -21,9 +23,20 @@ fn copied_store_does_not_open_on_another_machine() {
     }
     let path = home.dirs.store_path();
     let before = std::fs::read(&path).unwrap();
-    let moved = home.open("other");
-    let err = moved.store().unwrap_err();
-    assert!(matches!(err, StoreError::CannotDecrypt { .. }), "{err}");
+    // Two of three components differ: the binding needs two of three.
+    let err = AgentHome::open(home.dirs.clone(), &machine("other")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            HomeError::Binding(BindingError::TooFewComponents {
+                matched: 1,
+                needed: 2,
+                total: 3,
+                ..
+            })
+        ),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read(&path).unwrap(),
         before,
@@ -43,12 +56,14 @@ fn sealed_credentials_do_not_open_on_another_machine() {
         .write(agent.machine_key(), b"token")
         .unwrap();
     let before = std::fs::read(agent.agent_credentials().path()).unwrap();
-    let moved = home.open("other");
-    let err = moved
-        .agent_credentials()
-        .read(moved.machine_key())
-        .unwrap_err();
-    assert!(matches!(err, SealError::WrongMachine { .. }), "{err}");
+    let err = AgentHome::open(home.dirs.clone(), &machine("other")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            HomeError::Binding(BindingError::TooFewComponents { .. })
+        ),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read(agent.agent_credentials().path()).unwrap(),
         before
@@ -71,14 +86,17 @@ fn doctor_names_the_component_that_changed() {
         "{}",
         fp.summary
     );
+    let changes = fp.summary.split(';').next().unwrap();
     assert!(
-        !fp.summary.contains("cpu"),
+        !changes.contains("cpu"),
         "cpu did not change: {}",
         fp.summary
     );
+    let binding = report.checks.iter().find(|c| c.layer == "binding").unwrap();
+    assert_eq!(binding.status, CheckStatus::Fail);
+    assert!(binding.summary.contains("1 of 3"), "{}", binding.summary);
     let store = report.checks.iter().find(|c| c.layer == "store").unwrap();
-    assert_eq!(store.status, CheckStatus::Fail);
-    assert!(store.fix.as_deref().unwrap_or("").contains("machine_id"));
+    assert_eq!(store.status, CheckStatus::Skipped);
     assert!(!report.healthy());
     assert!(diagnose(&home.dirs, &machine("original")).healthy());
 }

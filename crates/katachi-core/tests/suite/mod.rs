@@ -8,6 +8,8 @@ pub mod api_support;
 mod api_tree;
 mod api_write;
 mod crash_and_concurrency;
+pub mod fake_machine;
+mod hardware_binding;
 mod keychain;
 mod sealed_files;
 mod store_at_rest;

@@ -15,6 +15,8 @@ pub enum Actor {
     Cli,
     /// The machine's own user, in the tray app.
     Tray,
+    /// The agent itself, on no one's request (re-binding its machine key after a hardware change).
+    Agent,
     /// A signed-in user in a browser, through the relay and the tunnel.
     Browser {
         /// The relay's id of the signed-in user.
@@ -30,6 +32,7 @@ impl Actor {
         match self {
             Actor::Cli => "cli",
             Actor::Tray => "tray",
+            Actor::Agent => "agent",
             Actor::Browser { .. } => "browser",
         }
     }
@@ -38,7 +41,7 @@ impl Actor {
     fn user_and_session(&self) -> (Option<&str>, Option<&str>) {
         match self {
             Actor::Browser { user, session } => (Some(user), Some(session)),
-            Actor::Cli | Actor::Tray => (None, None),
+            Actor::Cli | Actor::Tray | Actor::Agent => (None, None),
         }
     }
 }

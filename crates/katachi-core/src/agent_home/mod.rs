@@ -1,17 +1,25 @@
 //! One agent home opened as a whole: folders, config, keystore, fingerprint, machine key, and from
 //! them the store, sealed files and API keys. The CLI, the tray and tests all start here.
+//!
+//! # Layout
+//! - `unlock`: the machine key from the keychain secret and the hardware binding, re-binding after
+//!   a hardware change, migrating older data, and failing closed (writing nothing) on data that is
+//!   not this keychain's and machine's.
+
+mod unlock;
+
+pub(crate) use unlock::katachi_data_found;
+pub use unlock::REBIND_ACTION;
 
 use std::path::PathBuf;
 
 use crate::config::{Config, ConfigError, KeystoreBackend};
 use crate::dirs::{DirsError, KatachiDirs};
-use crate::fingerprint::{
-    Fingerprint, FingerprintError, FingerprintRecord, FingerprintSource, RecordError,
-};
+use crate::fingerprint::{Fingerprint, FingerprintError, FingerprintSource, RecordError};
 use crate::store::{Store, StoreError};
 use crate::vault::{
-    load_or_create_machine_secret, ApiKeys, FileKeystore, Keystore, KeystoreError, MachineKey,
-    OsKeychain, Purpose, SealedFile,
+    ApiKeys, BindingError, FileKeystore, Keystore, KeystoreError, MachineKey, OsKeychain, Purpose,
+    SealedFile,
 };
 
 /// Why the agent home could not be opened; each variant names the layer that failed.
@@ -32,6 +40,10 @@ pub enum HomeError {
     /// The fingerprint record could not be read or written.
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// The hardware binding does not open here (another machine or keychain, a lost keychain
+    /// secret, a damaged record) or could not be written. Nothing was changed when it failed.
+    #[error(transparent)]
+    Binding(#[from] BindingError),
 }
 
 /// An opened agent home.
@@ -44,7 +56,7 @@ pub struct AgentHome {
     keystore: Box<dyn Keystore>,
     /// The machine's identity now.
     fingerprint: Fingerprint,
-    /// Derived from the keystore secret and the fingerprint.
+    /// Unlocked from the keystore secret and the hardware binding.
     machine_key: MachineKey,
 }
 
@@ -72,8 +84,8 @@ pub fn keystore_for(
 }
 
 impl AgentHome {
-    /// Opens the home with the keystore its config names, creating folders and the machine secret on
-    /// first run.
+    /// Opens the home with the keystore its config names, creating folders, the machine secret and
+    /// the binding record on first run; re-binds after a one-component hardware change.
     ///
     /// # Errors
     /// [`HomeError`] naming the layer that failed.
@@ -106,14 +118,7 @@ impl AgentHome {
         fingerprint: Fingerprint,
         keystore: Box<dyn Keystore>,
     ) -> Result<Self, HomeError> {
-        let (secret, created) = load_or_create_machine_secret(keystore.as_ref())?;
-        let record_path = dirs.fingerprint_record_path();
-        // Record the machine when the secret is new (a new identity) or nothing is recorded yet. An
-        // existing record is kept as is, so `doctor` can still name what changed later.
-        if created || FingerprintRecord::load(&record_path)?.is_none() {
-            FingerprintRecord::of(&fingerprint).save(&record_path)?;
-        }
-        let machine_key = MachineKey::derive(&secret, &fingerprint);
+        let machine_key = unlock::unlock_machine_key(&dirs, keystore.as_ref(), &fingerprint)?;
         Ok(Self {
             dirs,
             config,
@@ -175,7 +180,7 @@ impl AgentHome {
     /// The sealed file holding the tunnel credentials.
     pub fn tunnel_credentials(&self) -> SealedFile {
         SealedFile::new(
-            self.dirs.credentials_dir().join("tunnel.sealed"),
+            self.dirs.tunnel_credentials_path(),
             Purpose::TUNNEL_CREDENTIALS,
         )
     }

@@ -1,5 +1,11 @@
 //! `katachi doctor`: checks each layer of the agent's secrets at rest, in order, and says which one
-//! failed and how to fix it. Read-only: it never creates a secret or a store.
+//! failed and how to fix it. Read-only: it never creates a secret, a store or a binding record.
+//!
+//! # Layout
+//! - `binding`: the fingerprint and binding layers — which component changed, and whether the
+//!   hardware binding still holds (k of n components match).
+
+mod binding;
 
 use std::path::PathBuf;
 
@@ -8,7 +14,7 @@ use serde::Serialize;
 use crate::agent_home::keystore_for;
 use crate::config::Config;
 use crate::dirs::{permission_problem, KatachiDirs};
-use crate::fingerprint::{FingerprintDiff, FingerprintRecord, FingerprintSource};
+use crate::fingerprint::FingerprintSource;
 use crate::secret::SecretBytes;
 use crate::store::{Store, StoreError};
 use crate::vault::{load_machine_secret, Keystore, KeystoreKind, MachineKey, Purpose, SealedFile};
@@ -30,7 +36,8 @@ pub enum CheckStatus {
 /// One checked layer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    /// Which layer (`config`, `keystore`, `fingerprint`, `store`, `credentials`, `permissions`).
+    /// Which layer (`config`, `keystore`, `fingerprint`, `binding`, `store`, `credentials`,
+    /// `permissions`).
     pub layer: &'static str,
     /// The outcome.
     pub status: CheckStatus,
@@ -132,7 +139,7 @@ fn diagnose_inner(
                 Some(format!("fix or remove {}", dirs.config_file().display())),
             );
             report.skip(
-                &["fingerprint", "keystore", "store", "credentials"],
+                &["fingerprint", "keystore", "binding", "store", "credentials"],
                 "config",
             );
             check_permissions(&mut report, dirs);
@@ -144,42 +151,35 @@ fn diagnose_inner(
         Ok(fp) => fp,
         Err(e) => {
             report.push("fingerprint", CheckStatus::Fail, e.to_string(), None);
-            report.skip(&["keystore", "store", "credentials"], "fingerprint");
+            report.skip(
+                &["keystore", "binding", "store", "credentials"],
+                "fingerprint",
+            );
             check_permissions(&mut report, dirs);
             return report;
         }
     };
-    let diff = check_fingerprint(&mut report, dirs, &fingerprint);
 
     let keystore = keystore.unwrap_or_else(|| keystore_for(&config, dirs, &fingerprint));
     report.keystore = Some(keystore.kind());
     let secret = check_keystore(&mut report, keystore.as_ref());
 
     match secret {
-        Some(Some(secret)) => {
-            let key = MachineKey::derive(&secret, &fingerprint);
-            check_store(&mut report, dirs, &key, diff.as_ref());
-            check_credentials(&mut report, dirs, &key);
-        }
-        Some(None) => {
-            if dirs.store_path().exists() {
-                report.push(
-                    "store",
-                    CheckStatus::Fail,
-                    format!("{} exists but the keystore has no machine secret, so it cannot be opened", dirs.store_path().display()),
-                    Some("the secret was deleted from the keychain, or the keystore backend in config.toml was switched; restore it or switch back".to_owned()),
-                );
-            } else {
-                report.push(
-                    "store",
-                    CheckStatus::Ok,
-                    "not created yet (made on first use)",
-                    None,
-                );
+        Some(Some(secret)) => match binding::check(&mut report, dirs, &secret, &fingerprint) {
+            Some(key) => {
+                check_store(&mut report, dirs, &key);
+                check_credentials(&mut report, dirs, &key);
             }
-            report.push("credentials", CheckStatus::Ok, "not signed in yet", None);
+            None => report.skip(&["store", "credentials"], "binding"),
+        },
+        Some(None) => {
+            binding::check_fingerprint_without_secret(&mut report, dirs, &fingerprint);
+            binding::check_without_secret(&mut report, dirs);
         }
-        None => report.skip(&["store", "credentials"], "keystore"),
+        None => {
+            binding::check_fingerprint_without_secret(&mut report, dirs, &fingerprint);
+            report.skip(&["binding", "store", "credentials"], "keystore");
+        }
     }
     check_permissions(&mut report, dirs);
     report
@@ -189,54 +189,6 @@ fn backend_name(backend: crate::config::KeystoreBackend) -> &'static str {
     match backend {
         crate::config::KeystoreBackend::Keychain => "OS keychain",
         crate::config::KeystoreBackend::File => "file",
-    }
-}
-
-fn check_fingerprint(
-    report: &mut DoctorReport,
-    dirs: &KatachiDirs,
-    fp: &crate::Fingerprint,
-) -> Option<FingerprintDiff> {
-    let names = fp.component_names().join(", ");
-    match FingerprintRecord::load(&dirs.fingerprint_record_path()) {
-        Ok(Some(record)) => {
-            let diff = record.compare(fp);
-            if diff.is_empty() {
-                report.push(
-                    "fingerprint",
-                    CheckStatus::Ok,
-                    format!(
-                        "{} components, unchanged: {names}",
-                        fp.component_names().len()
-                    ),
-                    None,
-                );
-            } else {
-                report.push(
-                    "fingerprint",
-                    CheckStatus::Warn,
-                    format!("hardware identity differs from the one recorded at first run ({})", diff.describe()),
-                    Some("data sealed before the change cannot be opened; restore the component, or sign in again on this machine".to_owned()),
-                );
-            }
-            Some(diff)
-        }
-        Ok(None) => {
-            report.push(
-                "fingerprint",
-                CheckStatus::Ok,
-                format!(
-                    "{} components: {names} (not recorded yet)",
-                    fp.component_names().len()
-                ),
-                None,
-            );
-            None
-        }
-        Err(e) => {
-            report.push("fingerprint", CheckStatus::Warn, e.to_string(), None);
-            None
-        }
     }
 }
 
@@ -270,12 +222,7 @@ fn check_keystore(
     }
 }
 
-fn check_store(
-    report: &mut DoctorReport,
-    dirs: &KatachiDirs,
-    key: &MachineKey,
-    diff: Option<&FingerprintDiff>,
-) {
+fn check_store(report: &mut DoctorReport, dirs: &KatachiDirs, key: &MachineKey) {
     let path = dirs.store_path();
     if !path.exists() {
         report.push(
@@ -299,10 +246,7 @@ fn check_store(
             );
         }
         Err(e @ StoreError::CannotDecrypt { .. }) => {
-            let fix = match diff {
-                Some(d) if !d.is_empty() => format!("the hardware identity changed ({}); restore it, or move the store aside and start again", d.describe()),
-                _ => "the keychain secret differs from the one the store was created with; restore it, or move the store aside and start again".to_owned(),
-            };
+            let fix = "the binding opened but the store does not: it was copied here from another installation, or replaced; move it aside to start again".to_owned();
             report.push("store", CheckStatus::Fail, e.to_string(), Some(fix));
         }
         Err(e) => report.push("store", CheckStatus::Fail, e.to_string(), None),
@@ -311,14 +255,8 @@ fn check_store(
 
 fn check_credentials(report: &mut DoctorReport, dirs: &KatachiDirs, key: &MachineKey) {
     let files = [
-        SealedFile::new(
-            dirs.credentials_dir().join("agent.sealed"),
-            Purpose::AGENT_CREDENTIALS,
-        ),
-        SealedFile::new(
-            dirs.credentials_dir().join("tunnel.sealed"),
-            Purpose::TUNNEL_CREDENTIALS,
-        ),
+        SealedFile::new(dirs.agent_credentials_path(), Purpose::AGENT_CREDENTIALS),
+        SealedFile::new(dirs.tunnel_credentials_path(), Purpose::TUNNEL_CREDENTIALS),
     ];
     let mut found = 0;
     for file in &files {
