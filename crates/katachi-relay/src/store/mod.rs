@@ -9,11 +9,13 @@
 //! - `devices`: RFC 8628 device codes.
 //! - `agents`: agents, nonces, activity events.
 //! - `mcp`: MCP server configurations with sealed secret values.
+//! - `sign_in`: browsers known to an account (they pass its failure delay with the right password).
 
 mod agents;
 mod batch;
 mod devices;
 mod mcp;
+mod sign_in;
 mod users;
 
 use std::path::Path;
@@ -134,6 +136,8 @@ impl Store {
             "DELETE FROM nonces WHERE expires_at < $1",
             "DELETE FROM oauth_states WHERE expires_at < $1",
             "DELETE FROM device_codes WHERE expires_at < $1",
+            "DELETE FROM known_browsers WHERE expires_at < $1",
+            "DELETE FROM email_verifications WHERE expires_at < $1",
             "DELETE FROM rate_limits WHERE window_start < $1 - 86400",
         ] {
             sqlx::query(sql).bind(now).execute(&self.pool).await?;
@@ -165,6 +169,10 @@ fn spawn_checkpointer(pool: AnyPool) {
 }
 
 /// The URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    redact(url)
+}
+
 fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {

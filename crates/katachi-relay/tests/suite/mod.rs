@@ -1,4 +1,6 @@
 mod device_flow;
+mod email_verification;
+mod sign_in_limits;
 mod signed_calls;
 mod store_backends;
 pub mod support;
