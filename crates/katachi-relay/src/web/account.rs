@@ -295,12 +295,11 @@ pub async fn login(
         Ok(u) => u.filter(|u| u.password_hash.is_some()),
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let known = match &user {
-        Some(u) => match super::known_browser::is_known(&state, &jar, &u.id, now).await {
-            Ok(k) => k,
-            Err(e) => return ApiError::from(e).into_response(),
-        },
-        None => false,
+    // Looked up for unknown accounts too (under an id no account has): the same queries either way.
+    let user_id = user.as_ref().map_or("", |u| u.id.as_str());
+    let known = match super::known_browser::is_known(&state, &jar, user_id, now).await {
+        Ok(k) => k,
+        Err(e) => return ApiError::from(e).into_response(),
     };
     // Every path does the same argon2 work: unknown accounts against the dummy hash.
     let ok = state
