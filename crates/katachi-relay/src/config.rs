@@ -287,8 +287,8 @@ impl Args {
             ),
             address_quota: Default::default(),
             password_hash_permits: None,
-            smtp_url: None,
-            smtp_from: None,
+            smtp_url: self.smtp_url,
+            smtp_from: self.smtp_from,
         })
     }
 }
@@ -318,6 +318,26 @@ mod tests {
         for bad in ["http://github.com", "ftp://127.0.0.1", "not a url"] {
             assert!(github_with(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn smtp_passwords_stay_out_of_debug_output_and_from_needs_a_server() {
+        let config = Args::try_parse_from([
+            "katachi-relay",
+            "--smtp-url",
+            "smtps://relay:hunter2@mail.example.com:465",
+            "--smtp-from",
+            "katachi@example.com",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("mail.example.com"),
+            "{shown}"
+        );
+        assert!(Args::try_parse_from(["katachi-relay", "--smtp-from", "k@example.com"]).is_err());
     }
 
     #[test]

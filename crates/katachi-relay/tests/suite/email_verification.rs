@@ -142,3 +142,31 @@ async fn a_verification_link_works_once_and_not_after_it_expires() {
         .unwrap();
     assert_eq!(junk.status(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_server_that_is_down_does_not_stop_sign_up_and_resending_says_so() {
+    // Nothing listens on port 1: the mail cannot be delivered.
+    let relay = TestRelay::start_with(Backend::Sqlite, |c| {
+        c.smtp_url = Some("smtp://127.0.0.1:1".into())
+    })
+    .await;
+    let browser = relay.client();
+    sign_up_unverified(&relay, &browser, "nomail@example.com").await;
+    let page = page_text(&browser, relay.at("/device")).await;
+    assert!(
+        page.contains("We sent a verification link to nomail@example.com"),
+        "{page}"
+    );
+    let r = browser
+        .post(relay.at("/verify-email/resend"))
+        .form(&[("csrf", csrf_of(&page))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("could not be sent right now"));
+}
