@@ -14,6 +14,8 @@ apt_packages=(
   build-essential perl make
   # headless browser and its WebDriver for the relay's page tests
   chromium chromium-driver
+  # a real SMTP server (aiosmtpd) for the relay's e-mail verification tests
+  python3-aiosmtpd
   # PostgreSQL server for the relay store tests
   postgresql
   # MinGW: `make cross-check` compiles the Windows code paths

@@ -96,10 +96,13 @@ fn start_relay(data_dir: &Path) -> (SpawnedProcess, String, PathBuf) {
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--device-poll-interval", "1"])
-        .args(["--offline-after", &OFFLINE_AFTER_SECS.to_string()]);
+        .args(["--offline-after", &OFFLINE_AFTER_SECS.to_string()])
+        // The verification link of local mode is an info-level log line the test reads.
+        .env("KATACHI_LOG", "info");
     for inherited in [
         "KATACHI_RELAY_DATABASE_URL",
         "KATACHI_RELAY_MASTER_KEY_FILE",
+        "KATACHI_RELAY_SMTP_URL",
         "KATACHI_GITHUB_CLIENT_ID",
         "KATACHI_GITHUB_CLIENT_SECRET",
         "KATACHI_GOOGLE_CLIENT_ID",
@@ -219,14 +222,37 @@ async fn a_user_approves_the_code_katachi_start_printed_and_sees_the_agent_onlin
         // The user signs up, opens that page, and finds the same code and this device there.
         let browser = Browser::launch().await.unwrap();
         sign_up(&browser, &relay_url, "agent-e2e@example.com").await;
+        // No SMTP server (local mode): the relay writes the verification link to its log, the user
+        // opens it from there.
+        let link = blocking(|| {
+            relay.wait_for_stdout_after(
+                "the e-mail verification link for agent-e2e@example.com is ",
+                SIGN_IN_SHOWN,
+            )
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let link: String = link
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || ":/.-_".contains(*c))
+            .collect();
+        assert!(
+            link.starts_with(&format!("{relay_url}/verify-email/")),
+            "{link}"
+        );
+        browser.goto(&link).await.unwrap();
+        browser
+            .wait_for_text("#verified", "E-mail address verified", PAGE)
+            .await
+            .unwrap();
         browser.goto(&open_url).await.unwrap();
         browser
             .wait_for_text("#device-name", DEVICE_NAME, PAGE)
             .await
             .unwrap();
-        assert_eq!(browser.text("strong.code").await.unwrap(), code);
         assert_eq!(browser.text("#device-ip").await.unwrap(), "127.0.0.1");
         assert!(!browser.text("#device-os").await.unwrap().trim().is_empty());
+        // The user types the code `katachi start` printed (RFC 8628 §5.4: no one-click approval).
+        browser.fill("#confirm-code", &code).await.unwrap();
         browser
             .screenshot_to(&katachi_e2e::screenshot_path!("katachi-start-approval.png"))
             .await

@@ -3,6 +3,8 @@
 //!
 //! - A user signs up, approves an agent's device code (seeing its name, OS and address), watches
 //!   the agent turn "online" without reloading, and revokes it; the agent is then refused.
+//! - A new account gets its verification link through a real SMTP server (aiosmtpd); it cannot
+//!   approve a device before opening it, and can after.
 //! - A user signs in with GitHub through a local OAuth provider (PKCE verified by the provider).
 //! - An MCP server's secret environment value never reaches the browser, nor the database in clear.
 //!
@@ -19,6 +21,7 @@ use katachi_e2e::oauth_provider::LocalOAuthProvider;
 use katachi_e2e::relay::{
     poll_for_credentials, request_device_code, send_heartbeat, InProcessRelay,
 };
+use katachi_e2e::smtp::{first_link, LocalSmtpServer};
 use tokio::sync::Semaphore;
 
 /// Whole-test budget: Chromium start-up on a loaded 2-core machine included.
@@ -32,11 +35,37 @@ const PASSWORD: &str = "correct horse battery staple";
 /// One Chromium at a time: the machine has two cores, and the timings stay honest.
 static ONE_BROWSER: Semaphore = Semaphore::const_new(1);
 
+/// One token poll of the agent: status and the `error` field.
+async fn agent_token_status(
+    relay: &InProcessRelay,
+    http: &reqwest::Client,
+    dc: &serde_json::Value,
+) -> (u16, String) {
+    let response = http
+        .post(relay.at(katachi_proto::device::TOKEN_PATH))
+        .form(&[
+            ("grant_type", katachi_proto::device::DEVICE_CODE_GRANT),
+            ("device_code", dc["device_code"].as_str().unwrap()),
+            ("client_id", "katachi-agent"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Signs up in the browser; the address counts as verified (as after opening the mailed link).
 async fn sign_up(browser: &Browser, relay: &InProcessRelay, email: &str) {
     browser
         .sign_up(relay.url(), email, PASSWORD, PAGE)
         .await
         .unwrap();
+    relay.verify_email(email).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,7 +98,27 @@ async fn a_user_approves_a_device_sees_it_online_live_and_revokes_it() {
             .unwrap();
         assert_eq!(browser.text("#device-os").await.unwrap(), "Debian 12");
         assert_eq!(browser.text("#device-ip").await.unwrap(), "127.0.0.1");
-        assert_eq!(browser.text("strong.code").await.unwrap(), user_code);
+        // The device asked from the approver's own address: no warning. The link's code is not
+        // shown: the user compares with the device by typing what it shows.
+        let source = browser.source().await.unwrap();
+        assert!(!source.contains("ip-warning"), "{source}");
+        assert!(!source.contains("<strong class=\"code\">"), "{source}");
+
+        // RFC 8628 §5.4: one click on "Approve" from the link does not connect the device.
+        browser.click("#approve").await.unwrap();
+        browser
+            .wait_for_text(
+                "p.notice.error",
+                "Type the code your device shows to approve it.",
+                PAGE,
+            )
+            .await
+            .unwrap();
+        let (status, pending) = agent_token_status(&relay, &agent_http, &dc).await;
+        assert_eq!((status, pending.as_str()), (400, "authorization_pending"));
+
+        // Typing the code the device shows does.
+        browser.fill("#confirm-code", user_code).await.unwrap();
         browser
             .screenshot_to(&katachi_e2e::screenshot_path!("relay-device-approval.png"))
             .await
@@ -336,4 +385,88 @@ async fn an_mcp_secret_value_never_reaches_the_browser() {
     })
     .await
     .expect("the test ran over its time budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_account_approves_devices_only_after_opening_the_link_mailed_to_it() {
+    let _one = ONE_BROWSER.acquire().await.unwrap();
+    tokio::time::timeout(TEST_BUDGET, async {
+        let mut smtp = LocalSmtpServer::start().unwrap();
+        let smtp_url = smtp.url();
+        let relay = InProcessRelay::start(move |c| c.smtp_url = Some(smtp_url))
+            .await
+            .unwrap();
+        let browser = Browser::launch().await.unwrap();
+        browser
+            .sign_up(relay.url(), "mailed@example.com", PASSWORD, PAGE)
+            .await
+            .unwrap();
+
+        // The mail arrives at the SMTP server, with the link.
+        let mail = smtp
+            .wait_for_mail_to("mailed@example.com", PAGE)
+            .await
+            .unwrap();
+        assert!(
+            mail.contains("Subject: Confirm your e-mail address"),
+            "{mail}"
+        );
+        let link = first_link(&mail).unwrap_or_else(|| panic!("no link in {mail}"));
+        assert!(link.starts_with(&relay.at("/verify-email/")), "{link}");
+
+        // Before opening it: no approval, the page says where the link went and offers another.
+        let agent_http = relay.client().unwrap();
+        let dc = request_device_code(&relay, &agent_http, "mail-box", "Debian 12")
+            .await
+            .unwrap();
+        let complete = dc["verification_uri_complete"].as_str().unwrap();
+        browser.goto(complete).await.unwrap();
+        browser
+            .wait_for_text("#verify-needed", "Verify your e-mail address first", PAGE)
+            .await
+            .unwrap();
+        assert!(browser
+            .text("#verify-where")
+            .await
+            .unwrap()
+            .contains("We sent a verification link to mailed@example.com"));
+        assert!(browser.source().await.unwrap().contains("id=\"resend\""));
+
+        // The link from the mail verifies the address; now the device is approved.
+        browser.goto(&link).await.unwrap();
+        browser
+            .wait_for_text("#verified", "E-mail address verified", PAGE)
+            .await
+            .unwrap();
+        browser.goto(complete).await.unwrap();
+        browser
+            .fill("#confirm-code", dc["user_code"].as_str().unwrap())
+            .await
+            .unwrap();
+        browser.click("#approve").await.unwrap();
+        browser
+            .wait_for_text("#result", "Device connected", PAGE)
+            .await
+            .unwrap();
+        poll_for_credentials(
+            &relay,
+            &agent_http,
+            dc["device_code"].as_str().unwrap(),
+            Duration::from_millis(1100),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+
+        // The link worked once.
+        browser.goto(&link).await.unwrap();
+        browser
+            .wait_for_text("main h1", "This link does not work", PAGE)
+            .await
+            .unwrap();
+        browser.close().await.unwrap();
+        relay.stop().await.unwrap();
+    })
+    .await
+    .expect("the test took longer than its budget");
 }

@@ -25,10 +25,9 @@ use axum::Router;
 use katachi_core::signing::{RequestSigner, SystemClock};
 use katachi_core::tunnel::TunnelDialer;
 use katachi_core::{AgentCredentials as CoreCredentials, RelayUrl, SecretBytes};
+use katachi_e2e::approval::{approve_device, sign_up_verified};
 use katachi_e2e::chromium::Browser;
-use katachi_e2e::relay::{
-    poll_for_credentials, request_device_code, AgentCredentials, InProcessRelay,
-};
+use katachi_e2e::relay::{AgentCredentials, InProcessRelay};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
@@ -174,32 +173,6 @@ fn dial_hostile_agent(
     })
 }
 
-/// The signed-in user approves a new device named `name` in the browser; its credentials.
-async fn approve_device(browser: &Browser, relay: &InProcessRelay, name: &str) -> AgentCredentials {
-    let agent_http = relay.client().unwrap();
-    let dc = request_device_code(relay, &agent_http, name, "Debian 12")
-        .await
-        .unwrap();
-    browser
-        .goto(dc["verification_uri_complete"].as_str().unwrap())
-        .await
-        .unwrap();
-    browser.click("#approve").await.unwrap();
-    browser
-        .wait_for_text("#result", "Device connected", PAGE)
-        .await
-        .unwrap();
-    poll_for_credentials(
-        relay,
-        &agent_http,
-        dc["device_code"].as_str().unwrap(),
-        Duration::from_millis(1100),
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap()
-}
-
 async fn wait_online(relay: &InProcessRelay, agent_id: &str) {
     let deadline = Instant::now() + PAGE;
     while !relay.state().tunnels.is_online(agent_id) {
@@ -241,11 +214,12 @@ async fn a_hostile_agents_answers_run_no_script_set_no_cookie_and_navigate_nowhe
         let recorder_url = recorder.serve().await;
 
         let browser = Browser::launch().await.unwrap();
-        browser
-            .sign_up(relay.url(), "victim@example.com", PASSWORD, PAGE)
+        sign_up_verified(&browser, &relay, "victim@example.com", PASSWORD, PAGE)
             .await
             .unwrap();
-        let agent = approve_device(&browser, &relay, "phished-box").await;
+        let agent = approve_device(&browser, &relay, "phished-box", PAGE)
+            .await
+            .unwrap();
         let tunnel = dial_hostile_agent(&relay, &agent, hostile_router(&recorder_url));
         wait_online(&relay, &agent.agent_id).await;
         let api = |rest: &str| relay.at(&format!("/agents/{}/api/v1/{rest}", agent.agent_id));

@@ -26,10 +26,9 @@ use katachi_core::api::{router, ApiState, FixedWorkspaces};
 use katachi_core::signing::{RequestSigner, SystemClock};
 use katachi_core::tunnel::TunnelDialer;
 use katachi_core::{AgentCredentials as CoreCredentials, RelayUrl, SecretBytes};
+use katachi_e2e::approval::{approve_device, sign_up_verified};
 use katachi_e2e::chromium::Browser;
-use katachi_e2e::relay::{
-    poll_for_credentials, request_device_code, AgentCredentials, InProcessRelay,
-};
+use katachi_e2e::relay::{AgentCredentials, InProcessRelay};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
@@ -192,39 +191,6 @@ document.execCommand('insertText', false, arguments[0] || '// edited in the work
 return true;
 "#;
 
-async fn sign_up(browser: &Browser, relay: &InProcessRelay, email: &str) {
-    browser
-        .sign_up(relay.url(), email, PASSWORD, PAGE)
-        .await
-        .unwrap();
-}
-
-/// The signed-in user approves a new device named `name` in the browser; its credentials.
-async fn approve_device(browser: &Browser, relay: &InProcessRelay, name: &str) -> AgentCredentials {
-    let agent_http = relay.client().unwrap();
-    let dc = request_device_code(relay, &agent_http, name, "Debian 12")
-        .await
-        .unwrap();
-    browser
-        .goto(dc["verification_uri_complete"].as_str().unwrap())
-        .await
-        .unwrap();
-    browser.click("#approve").await.unwrap();
-    browser
-        .wait_for_text("#result", "Device connected", PAGE)
-        .await
-        .unwrap();
-    poll_for_credentials(
-        relay,
-        &agent_http,
-        dc["device_code"].as_str().unwrap(),
-        Duration::from_millis(1100),
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_browses_an_agents_workspace_sees_highlighted_code_and_the_diff_of_a_change() {
     let _one = ONE_BROWSER.acquire().await.unwrap();
@@ -236,8 +202,10 @@ async fn a_user_browses_an_agents_workspace_sees_highlighted_code_and_the_diff_o
 
         // The user approves the agent's device code in the browser.
         let browser = Browser::launch().await.unwrap();
-        sign_up(&browser, &relay, "wb-owner@example.com").await;
-        let agent = approve_device(&browser, &relay, "wb-box").await;
+        sign_up_verified(&browser, &relay, "wb-owner@example.com", PASSWORD, PAGE)
+            .await
+            .unwrap();
+        let agent = approve_device(&browser, &relay, "wb-box", PAGE).await.unwrap();
         let mut tunnel = dial_agent(&relay, &agent, &workspace);
         wait_online(&relay, &agent.agent_id, true).await;
 
@@ -450,7 +418,9 @@ async fn a_user_browses_an_agents_workspace_sees_highlighted_code_and_the_diff_o
         browser.click("form[action=\"/logout\"] button").await.unwrap();
         // Signed out (wait for it: a sign-up started meanwhile would race the redirect).
         browser.wait_for_text("main h1", "Sign in", PAGE).await.unwrap();
-        sign_up(&browser, &relay, "wb-other@example.com").await;
+        sign_up_verified(&browser, &relay, "wb-other@example.com", PASSWORD, PAGE)
+            .await
+            .unwrap();
         browser
             .goto(&relay.at(&format!("/agents/{}", agent.agent_id)))
             .await
@@ -509,8 +479,12 @@ async fn a_user_runs_an_allowed_command_sees_its_output_live_stops_it_and_sees_a
         std::fs::write(&log, "build started\n").unwrap();
 
         let browser = Browser::launch().await.unwrap();
-        sign_up(&browser, &relay, "wb-run@example.com").await;
-        let agent = approve_device(&browser, &relay, "run-box").await;
+        sign_up_verified(&browser, &relay, "wb-run@example.com", PASSWORD, PAGE)
+            .await
+            .unwrap();
+        let agent = approve_device(&browser, &relay, "run-box", PAGE)
+            .await
+            .unwrap();
         let tunnel = dial_agent(&relay, &agent, &workspace);
         wait_online(&relay, &agent.agent_id, true).await;
         browser

@@ -6,17 +6,21 @@
 //! - [`process`]: a spawned binary with captured output, bounded waits, killed on drop.
 //! - [`tray_dbus`]: a process's tray icon and menu as a panel sees them over D-Bus (Linux).
 //! - [`x11_windows`]: a process's top-level X11 windows, found and closed as a window manager would.
+//! - [`approval`]: signing up and approving a device in the browser (the code typed, as users must).
 //! - [`relay`]: a relay served inside the test process, and the agent's HTTP calls (device flow, signed calls).
 //! - [`oauth_provider`]: a local OAuth 2.0 provider speaking GitHub's and Google's protocol (PKCE checked).
+//! - [`smtp`]: a real SMTP server (aiosmtpd) whose mailbox the test reads.
 //! - [`chromium`]: Debian's headless Chromium over WebDriver (chromedriver), every wait bounded.
 //! - [`screenshot_path!`]: where a test's screenshot goes (`docs/screenshots` when updating them).
 
 #[cfg(target_os = "linux")]
 pub mod app_webdriver;
+pub mod approval;
 pub mod chromium;
 pub mod oauth_provider;
 pub mod process;
 pub mod relay;
+pub mod smtp;
 #[cfg(target_os = "linux")]
 pub mod tray_dbus;
 #[cfg(target_os = "linux")]

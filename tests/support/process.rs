@@ -123,6 +123,24 @@ impl SpawnedProcess {
         Ok(line[prefix.len()..].trim().to_owned())
     }
 
+    /// Waits until the child prints a stdout line containing `needle`, and returns the rest of that
+    /// line after it (a log line whose prefix carries a timestamp), trimmed.
+    ///
+    /// # Errors
+    /// As [`Self::wait_for_stdout_line`].
+    pub fn wait_for_stdout_after(
+        &mut self,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        let line =
+            self.wait_for_stdout(&format!("a line containing `{needle}`"), timeout, |line| {
+                line.contains(needle)
+            })?;
+        let at = line.find(needle).map_or(0, |i| i + needle.len());
+        Ok(line[at..].trim().to_owned())
+    }
+
     /// Waits up to `timeout` for the child to exit and close its stdout (a command that runs to
     /// completion); returns its exit status and everything it printed on stdout, lines already
     /// waited for included.

@@ -134,6 +134,21 @@ impl InProcessRelay {
         &self.state
     }
 
+    /// Marks the account of `email` verified through the store call its mailed link makes (tests
+    /// whose subject is not the mail; the link itself: `relay_browser`'s verification test).
+    ///
+    /// # Errors
+    /// No such account, or store failures.
+    pub async fn verify_email(&self, email: &str) -> anyhow::Result<()> {
+        let store = &self.state.store;
+        let user = store
+            .user_by_email(email)
+            .await?
+            .with_context(|| format!("no account {email}"))?;
+        store.mark_email_verified(&user.id, unix_now()).await?;
+        Ok(())
+    }
+
     /// A client that trusts only the relay's CA, speaks TLS 1.3, keeps cookies and follows no
     /// redirects (a browser whose every step the test sees).
     ///

@@ -76,6 +76,14 @@ pub struct Args {
     /// Seconds an agent has to start answering a forwarded request (`504 agent.timeout` after).
     #[arg(long, default_value_t = 30)]
     pub tunnel_response_timeout: u64,
+    /// SMTP server for e-mail verification links: `smtp://host:port`, `smtp://host:port?tls=required`
+    /// (STARTTLS) or `smtps://host:port`, with `user:password@` when it needs a login. Without it
+    /// (local mode) links are written to the relay's log.
+    #[arg(long, env = "KATACHI_RELAY_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// Sender of the relay's mails; default `katachi@<host of --public-url>`.
+    #[arg(long, requires = "smtp_url")]
+    pub smtp_from: Option<String>,
 }
 
 /// A sign-in provider's settings.
@@ -119,7 +127,7 @@ fn check_provider_base(flag: &str, base: &str) -> anyhow::Result<()> {
 }
 
 /// Everything the relay needs to start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RelayConfig {
     /// Listen address.
     pub listen: SocketAddr,
@@ -149,6 +157,46 @@ pub struct RelayConfig {
     pub tunnel_max_in_flight: usize,
     /// Time an agent has to send the response headers of a forwarded request.
     pub tunnel_response_timeout: std::time::Duration,
+    /// Posts to sign-in, sign-up and device code allowed per client address bucket (in memory).
+    pub address_quota: crate::address_limit::AddressQuota,
+    /// argon2 computations at once; `None`: one per core.
+    pub password_hash_permits: Option<usize>,
+    /// SMTP server URL for verification mails; `None`: local mode (links in the log).
+    pub smtp_url: Option<String>,
+    /// Sender address of the relay's mails.
+    pub smtp_from: Option<String>,
+}
+
+impl std::fmt::Debug for RelayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(crate::store::redact_url),
+            )
+            .field("tls_files", &self.tls_files)
+            .field("public_url", &self.public_url)
+            .field("master_key_file", &self.master_key_file)
+            .field("device_poll_interval", &self.device_poll_interval)
+            .field("device_code_ttl", &self.device_code_ttl)
+            .field("offline_after", &self.offline_after)
+            .field("github", &self.github)
+            .field("google", &self.google)
+            .field("provider_ca", &self.provider_ca)
+            .field("tunnel_max_in_flight", &self.tunnel_max_in_flight)
+            .field("tunnel_response_timeout", &self.tunnel_response_timeout)
+            .field("address_quota", &self.address_quota)
+            .field("password_hash_permits", &self.password_hash_permits)
+            // An SMTP URL may carry the server's password.
+            .field(
+                "smtp_url",
+                &self.smtp_url.as_deref().map(crate::store::redact_url),
+            )
+            .field("smtp_from", &self.smtp_from)
+            .finish()
+    }
 }
 
 impl RelayConfig {
@@ -169,6 +217,10 @@ impl RelayConfig {
             provider_ca: None,
             tunnel_max_in_flight: 64,
             tunnel_response_timeout: std::time::Duration::from_secs(30),
+            address_quota: Default::default(),
+            password_hash_permits: None,
+            smtp_url: None,
+            smtp_from: None,
         }
     }
 }
@@ -233,6 +285,10 @@ impl Args {
             tunnel_response_timeout: std::time::Duration::from_secs(
                 self.tunnel_response_timeout.clamp(1, 3600),
             ),
+            address_quota: Default::default(),
+            password_hash_permits: None,
+            smtp_url: self.smtp_url,
+            smtp_from: self.smtp_from,
         })
     }
 }
@@ -262,6 +318,26 @@ mod tests {
         for bad in ["http://github.com", "ftp://127.0.0.1", "not a url"] {
             assert!(github_with(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn smtp_passwords_stay_out_of_debug_output_and_from_needs_a_server() {
+        let config = Args::try_parse_from([
+            "katachi-relay",
+            "--smtp-url",
+            "smtps://relay:hunter2@mail.example.com:465",
+            "--smtp-from",
+            "katachi@example.com",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("mail.example.com"),
+            "{shown}"
+        );
+        assert!(Args::try_parse_from(["katachi-relay", "--smtp-from", "k@example.com"]).is_err());
     }
 
     #[test]

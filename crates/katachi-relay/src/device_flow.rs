@@ -15,6 +15,7 @@ use katachi_proto::device::{
 };
 use serde::Deserialize;
 
+use crate::client_addr::address_bucket_key;
 use crate::crypto::SealedRow;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -102,7 +103,12 @@ pub async fn device_code(
     // Each code request creates a row: bound how fast one address can do that.
     match state
         .store
-        .hit_rate_limit(&format!("device-code:{}", peer.ip()), 30, 600, now)
+        .hit_rate_limit(
+            &format!("device-code:{}", address_bucket_key(peer.ip())),
+            30,
+            600,
+            now,
+        )
         .await
     {
         Ok(RateLimit::Allowed) => {}

@@ -11,7 +11,11 @@
 //! - [`crypto`]: the master key and AES-256-GCM for secrets at rest (signing secrets, MCP secrets).
 //! - [`store`]: the database (SQLite or PostgreSQL through sqlx), one file per table family.
 //! - [`device_flow`]: RFC 8628 device authorization and token endpoints.
+//! - [`address_limit`]: in-memory limiter per client address in front of sign-in, sign-up, device codes.
+//! - [`mail`]: e-mail verification links over SMTP (lettre), or to the log in local mode.
+//! - [`password`]: argon2id hashing, at most one computation per core at a time.
 //! - [`agent_cache`]: id and signing secret by token hash (revocation is never cached).
+//! - [`client_addr`]: client addresses grouped for limits (IPv4 address, IPv6 /64).
 //! - [`agent_api`]: signed agent calls (heartbeat, events, unregister) behind [`agent_api::VerifiedAgent`].
 //! - [`tunnel`]: agent tunnels (signed HTTP/1.1 upgrade, then HTTP/2 to the agent) and the browser
 //!   route forwarded through them.
@@ -22,12 +26,16 @@
 // Handlers short-circuit with a ready `Response` as the error; it is built once per request.
 #![allow(clippy::result_large_err)]
 
+pub mod address_limit;
 pub mod agent_api;
 pub mod agent_cache;
+pub mod client_addr;
 pub mod config;
 pub mod crypto;
 pub mod device_flow;
 pub mod error;
+pub mod mail;
+pub mod password;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -97,14 +97,27 @@ impl Relay {
             );
         }
         let http = provider_client(config.provider_ca.as_deref())?;
-        let dummy_hash = crate::web::account::hash_password(&crate::random_hex(16))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let passwords = match config.password_hash_permits {
+            Some(n) => crate::password::PasswordHashing::new(n),
+            None => crate::password::PasswordHashing::per_core(),
+        }?;
+        let address_limiter = crate::address_limit::AddressLimiter::new(config.address_quota);
+        let mailer = crate::mail::Mailer::new(
+            config.smtp_url.as_deref(),
+            config.smtp_from.as_deref(),
+            &public_url,
+        )?;
+        if mailer.is_local() {
+            tracing::info!("no --smtp-url: e-mail verification links go to this log (local mode)");
+        }
         let state = AppState::new(Inner {
             store,
             master,
             config,
             public_url,
-            dummy_hash,
+            passwords,
+            address_limiter,
+            mailer,
             http,
             agent_cache: Default::default(),
             tunnels: Default::default(),
@@ -165,6 +178,7 @@ impl Relay {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
+                purge_state.address_limiter.forget_idle();
                 if let Err(e) = purge_state.store.purge_expired(crate::now_unix()).await {
                     tracing::warn!(error = %e, "purging expired rows failed");
                 }

@@ -20,9 +20,12 @@ pub struct Inner {
     pub config: RelayConfig,
     /// `https://host:port` without a trailing slash.
     pub public_url: String,
-    /// An argon2 hash of a random password: verifying against it makes unknown-user sign-ins take
-    /// as long as known-user ones.
-    pub dummy_hash: String,
+    /// Password hashing with a bounded number of argon2 computations at once.
+    pub passwords: crate::password::PasswordHashing,
+    /// In-memory limiter per client address in front of sign-in, sign-up and device codes.
+    pub address_limiter: crate::address_limit::AddressLimiter,
+    /// Sends e-mail verification links (or logs them in local mode).
+    pub mailer: crate::mail::Mailer,
     /// HTTP client for OAuth providers.
     pub http: reqwest::Client,
     /// Verification material of agents seen recently.

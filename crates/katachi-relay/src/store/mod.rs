@@ -11,6 +11,7 @@
 //! - `mcp`: MCP server configurations with sealed secret values.
 //! - `liveness`: which sessions and agents requests in flight may still use.
 //! - `reseal`: binds sealed values of the first format to their row, once, at start-up.
+//! - `sign_in`: browsers known to an account (they pass its failure delay with the right password).
 
 mod agents;
 mod batch;
@@ -18,6 +19,7 @@ mod devices;
 mod liveness;
 mod mcp;
 mod reseal;
+mod sign_in;
 mod users;
 
 use std::path::Path;
@@ -139,6 +141,8 @@ impl Store {
             "DELETE FROM nonces WHERE expires_at < $1",
             "DELETE FROM oauth_states WHERE expires_at < $1",
             "DELETE FROM device_codes WHERE expires_at < $1",
+            "DELETE FROM known_browsers WHERE expires_at < $1",
+            "DELETE FROM email_verifications WHERE expires_at < $1",
             "DELETE FROM rate_limits WHERE window_start < $1 - 86400",
         ] {
             sqlx::query(sql).bind(now).execute(&self.pool).await?;
@@ -170,6 +174,10 @@ fn spawn_checkpointer(pool: AnyPool) {
 }
 
 /// The URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    redact(url)
+}
+
 fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {

@@ -15,8 +15,18 @@ pub struct User {
     pub password_hash: Option<String>,
     /// Consecutive failed password sign-ins.
     pub failed_logins: i64,
-    /// Locked until (unix seconds).
+    /// Until then (unix seconds) a password is checked only from a browser known to the account.
     pub locked_until: i64,
+    /// When the address was verified (unix seconds); 0: not verified.
+    pub email_verified_at: i64,
+}
+
+impl User {
+    /// Whether this account may approve devices: password accounts once their address is verified;
+    /// provider accounts (no password) always, their provider vouches for them.
+    pub fn may_approve_devices(&self) -> bool {
+        self.password_hash.is_none() || self.email_verified_at > 0
+    }
 }
 
 /// Outcome of counting a hit against a rate-limit bucket.
@@ -38,12 +48,13 @@ fn user_from(row: &sqlx::any::AnyRow) -> Result<User> {
         password_hash: row.try_get("password_hash")?,
         failed_logins: row.try_get("failed_logins")?,
         locked_until: row.try_get("locked_until")?,
+        email_verified_at: row.try_get("email_verified_at")?,
     })
 }
 
 macro_rules! user_columns {
     () => {
-        "id, email, password_hash, failed_logins, locked_until"
+        "id, email, password_hash, failed_logins, locked_until, email_verified_at"
     };
 }
 
@@ -107,28 +118,37 @@ impl Store {
         row.as_ref().map(user_from).transpose()
     }
 
-    /// Records a failed password sign-in; locks the account for `lock_secs` at `max_failures`.
+    /// Records a failed password sign-in; from `free_failures` on, the account waits
+    /// `delay(failures)` seconds before the next password is even checked (from an unknown browser).
+    /// Returns the new failure count.
     ///
     /// # Errors
     /// [`super::StoreError::Query`].
     pub async fn record_failed_login(
         &self,
         user_id: &str,
-        max_failures: i64,
-        lock_until: i64,
-    ) -> Result<()> {
+        now: i64,
+        free_failures: i64,
+        delay: impl Fn(i64) -> i64,
+    ) -> Result<i64> {
         let _w = self.write_guard().await;
-        sqlx::query(
-            "UPDATE users SET failed_logins = failed_logins + 1,
-               locked_until = CASE WHEN failed_logins + 1 >= $1 THEN $2 ELSE locked_until END
-             WHERE id = $3",
-        )
-        .bind(max_failures)
-        .bind(lock_until)
-        .bind(user_id)
-        .execute(self.pool())
-        .await?;
-        Ok(())
+        sqlx::query("UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1")
+            .bind(user_id)
+            .execute(self.pool())
+            .await?;
+        let row = sqlx::query("SELECT failed_logins FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_one(self.pool())
+            .await?;
+        let failures: i64 = row.try_get("failed_logins")?;
+        if failures >= free_failures {
+            sqlx::query("UPDATE users SET locked_until = $1 WHERE id = $2")
+                .bind(now.saturating_add(delay(failures)))
+                .bind(user_id)
+                .execute(self.pool())
+                .await?;
+        }
+        Ok(failures)
     }
 
     /// Clears the failure count after a successful sign-in.
@@ -203,6 +223,7 @@ impl Store {
             password_hash: None,
             failed_logins: 0,
             locked_until: 0,
+            email_verified_at: 0,
         }))
     }
 

@@ -1,14 +1,20 @@
 //! Password accounts: sign-up, sign-in, sign-out.
 //!
-//! Passwords are hashed with argon2id. Sign-in is rate limited per address, accounts lock after
-//! repeated failures, and an unknown e-mail costs the same argon2 verification as a known one, so
-//! response time does not reveal which e-mails have accounts.
+//! # Security
+//! - Passwords are hashed with argon2id, a bounded number at a time ([`crate::password`]).
+//! - Sign-in and sign-up are limited per client address (IPv6 per /64): in memory first
+//!   ([`crate::address_limit`]), then in the store's shared windows.
+//! - Per-account delay: from the 5th consecutive failure, the account waits 30 s, doubling with each
+//!   further failure up to an hour, before a password from an unknown browser is checked again.
+//!   Failures during the wait are not counted, so a stranger cannot stretch it further than one
+//!   failure per wait. A browser where the account signed in before ([`super::known_browser`])
+//!   still gets its password checked: the owner is never locked out by a stranger.
+//! - One answer for every refusal: unknown e-mail, provider-only account, wrong password and an
+//!   account in its delay all get the same status, the same page and the same argon2 work, so
+//!   neither the answer nor its time tells whether an account exists or is being attacked.
 
 use std::net::SocketAddr;
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -19,40 +25,33 @@ use serde::Deserialize;
 
 use super::layout::{minutes, notice, page};
 use super::session::{check_csrf, csrf_token, end_session, safe_next, start_session, CurrentUser};
+use crate::client_addr::address_bucket_key;
 use crate::error::ApiError;
 use crate::now_unix;
 use crate::state::AppState;
 use crate::store::RateLimit;
 
-/// Failed sign-ins before an account locks.
-const MAX_FAILURES: i64 = 5;
-/// Lock duration.
-const LOCK_SECS: i64 = 15 * 60;
+/// Consecutive failures that cost nothing; from this one on, the account waits.
+const FREE_FAILURES: i64 = 5;
+/// The first wait, doubling with each further failure.
+const FIRST_DELAY_SECS: i64 = 30;
+/// The longest wait.
+const MAX_DELAY_SECS: i64 = 3600;
 /// Sign-in attempts per address per window.
 const ATTEMPTS_PER_IP: i64 = 30;
 /// Rate-limit window.
 const WINDOW_SECS: i64 = 15 * 60;
 /// Minimum password length.
 const MIN_PASSWORD: usize = 10;
+/// The one answer to every refused sign-in (see the module docs).
+const REFUSED: &str = "Wrong e-mail or password, or too many failed attempts on this account. Try again later, or from a browser where you signed in before.";
 
-/// Hashes a password with argon2id (default parameters: m=19 MiB, t=2, p=1).
-///
-/// # Errors
-/// The argon2 error, as text.
-pub fn hash_password(password: &str) -> Result<String, String> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
-}
-
-fn verify_password(hash: &str, password: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    })
+/// The wait after `failures` consecutive failures: 30 s at the 5th, doubling, at most an hour.
+fn failure_delay(failures: i64) -> i64 {
+    let doublings = (failures - FREE_FAILURES).clamp(0, 20);
+    FIRST_DELAY_SECS
+        .saturating_mul(1_i64 << doublings)
+        .min(MAX_DELAY_SECS)
 }
 
 /// `?next=` and `?error=` of the forms.
@@ -203,7 +202,12 @@ pub async fn signup(
     let now = now_unix();
     match state
         .store
-        .hit_rate_limit(&format!("signup:{}", peer.ip()), 20, 3600, now)
+        .hit_rate_limit(
+            &format!("signup:{}", address_bucket_key(peer.ip())),
+            20,
+            3600,
+            now,
+        )
         .await
     {
         Ok(RateLimit::Allowed) => {}
@@ -222,16 +226,19 @@ pub async fn signup(
         }
         Err(e) => return ApiError::from(e).into_response(),
     }
-    let password = form.password;
-    let hash = match tokio::task::spawn_blocking(move || hash_password(&password)).await {
-        Ok(Ok(h)) => h,
-        _ => return ApiError::internal("password hashing failed").into_response(),
+    let hash = match state.passwords.hash(form.password).await {
+        Ok(h) => h,
+        Err(e) => return ApiError::internal(e).into_response(),
     };
     match state.store.create_user(&email, Some(&hash), now).await {
-        Ok(Some(user)) => match start_session(&state, jar, &user.id).await {
-            Ok(jar) => (jar, Redirect::to(&next)).into_response(),
-            Err(e) => ApiError::from(e).into_response(),
-        },
+        Ok(Some(user)) => {
+            // The account approves devices once the mailed link is opened; a failed send is
+            // retried from the device page.
+            if let Err(e) = super::verify_email::send_link(&state, &user).await {
+                tracing::error!(error = %e, "sending the verification link failed");
+            }
+            signed_in(&state, jar, &user.id, &next, now).await
+        }
         Ok(None) => credentials_page(
             &state,
             jar,
@@ -260,7 +267,7 @@ pub async fn login(
     match state
         .store
         .hit_rate_limit(
-            &format!("login:{}", peer.ip()),
+            &format!("login:{}", address_bucket_key(peer.ip())),
             ATTEMPTS_PER_IP,
             WINDOW_SECS,
             now,
@@ -285,55 +292,71 @@ pub async fn login(
     }
     let email = form.email.trim().to_ascii_lowercase();
     let user = match state.store.user_by_email(&email).await {
-        Ok(u) => u,
+        Ok(u) => u.filter(|u| u.password_hash.is_some()),
         Err(e) => return ApiError::from(e).into_response(),
     };
-    // Unknown e-mail and provider-only accounts verify against a dummy hash: same time, same answer.
-    let hash = user
-        .as_ref()
-        .and_then(|u| u.password_hash.clone())
-        .unwrap_or_else(|| state.dummy_hash.clone());
-    let password = form.password;
-    let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
-        .await
-        .unwrap_or(false);
-    let wrong = "Wrong e-mail or password.";
-    let Some(user) = user.filter(|u| u.password_hash.is_some()) else {
-        return credentials_page(
+    // Looked up for unknown accounts too (under an id no account has): the same queries either way.
+    let user_id = user.as_ref().map_or("", |u| u.id.as_str());
+    let known = match super::known_browser::is_known(&state, &jar, user_id, now).await {
+        Ok(k) => k,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    // Every path does the same argon2 work: unknown accounts against the dummy hash.
+    let ok = state
+        .passwords
+        .verify(
+            user.as_ref().and_then(|u| u.password_hash.clone()),
+            form.password,
+        )
+        .await;
+    let refused = || {
+        credentials_page(
             &state,
-            jar,
+            jar.clone(),
             false,
             &next,
-            Some(wrong),
+            Some(REFUSED),
             StatusCode::UNAUTHORIZED,
-        );
+        )
     };
-    if user.locked_until > now {
-        let minutes = minutes(user.locked_until - now);
-        return credentials_page(&state, jar, false, &next, Some(&format!("This account is locked after too many failed sign-ins; try again in {minutes} minutes.")), StatusCode::TOO_MANY_REQUESTS);
+    let Some(user) = user else {
+        return refused();
+    };
+    // In its delay, an account's password is checked only from a browser it signed in on; other
+    // attempts are not counted (a stranger cannot stretch the delay) and get the common answer.
+    if user.locked_until > now && !known {
+        return refused();
     }
     if !ok {
         if let Err(e) = state
             .store
-            .record_failed_login(&user.id, MAX_FAILURES, now + LOCK_SECS)
+            .record_failed_login(&user.id, now, FREE_FAILURES, failure_delay)
             .await
         {
             return ApiError::from(e).into_response();
         }
-        return credentials_page(
-            &state,
-            jar,
-            false,
-            &next,
-            Some(wrong),
-            StatusCode::UNAUTHORIZED,
-        );
+        return refused();
     }
     if let Err(e) = state.store.reset_failed_logins(&user.id).await {
         return ApiError::from(e).into_response();
     }
-    match start_session(&state, jar, &user.id).await {
-        Ok(jar) => (jar, Redirect::to(&next)).into_response(),
+    signed_in(&state, jar.clone(), &user.id, &next, now).await
+}
+
+/// A new session for `user_id`, this browser remembered as theirs, and on to `next`.
+async fn signed_in(
+    state: &AppState,
+    jar: CookieJar,
+    user_id: &str,
+    next: &str,
+    now: i64,
+) -> Response {
+    let jar = match super::known_browser::remember(state, jar, user_id, now).await {
+        Ok(j) => j,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    match start_session(state, jar, user_id).await {
+        Ok(jar) => (jar, Redirect::to(next)).into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -378,12 +401,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn passwords_hash_with_argon2id_and_verify() {
-        let h = hash_password("correct horse battery").unwrap();
-        assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password(&h, "correct horse battery"));
-        assert!(!verify_password(&h, "wrong"));
-        assert!(!verify_password("not a hash", "x"));
+    fn the_failure_delay_starts_at_the_fifth_failure_doubles_and_stops_at_an_hour() {
+        assert_eq!(failure_delay(5), 30);
+        assert_eq!(failure_delay(6), 60);
+        assert_eq!(failure_delay(7), 120);
+        assert_eq!(failure_delay(12), 3600);
+        assert_eq!(failure_delay(i64::MAX), 3600);
     }
 
     #[test]

@@ -1,9 +1,18 @@
-//! The device approval page: the signed-in user enters (or confirms) the code an agent printed,
-//! sees the device's name, OS and address, and approves or denies it.
+//! The device approval page: the signed-in user enters the code an agent printed, sees the
+//! device's name, OS and address, and approves or denies it.
 //!
-//! Code guessing is bounded per user and per address.
+//! # Security
+//! - Remote phishing (RFC 8628 §5.4): an attacker starts a device flow on their own machine and
+//!   sends the victim the `verification_uri_complete` link. Approval reached through that link is
+//!   never one click: the page does not show the code, and approving needs the code typed by the
+//!   user as the device shows it (`confirm_code`). Only a code the user typed into the entry form
+//!   (a CSRF-checked post) counts as already typed.
+//! - The page shows the device's name, OS and the address that asked for the code, and warns in
+//!   words when that address is not the approver's (IPv6 compared per /64).
+//! - Only accounts with a verified address (or a provider account) approve devices.
+//! - Code guessing (wrong codes, wrong confirmations) is bounded per user and per address.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -13,9 +22,12 @@ use axum_extra::extract::cookie::CookieJar;
 use katachi_proto::device::{display_user_code, normalise_user_code};
 use maud::html;
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 
 use super::layout::{minutes, notice, page};
 use super::session::{check_csrf, csrf_token, CurrentUser};
+use super::verify_email::verify_needed_page;
+use crate::client_addr::{address_bucket_key, same_bucket};
 use crate::error::ApiError;
 use crate::now_unix;
 use crate::state::AppState;
@@ -40,6 +52,8 @@ pub struct DecisionForm {
     user_code: String,
     /// `approve` or `deny`; absent when only looking the code up.
     action: Option<String>,
+    /// The code as the user typed it to confirm an approval (never prefilled from a link).
+    confirm_code: Option<String>,
     /// CSRF token.
     csrf: Option<String>,
 }
@@ -72,27 +86,64 @@ fn csrf_value(jar: &CookieJar) -> String {
         .unwrap_or_default()
 }
 
-fn confirm_page(jar: CookieJar, who: &str, d: &DeviceCode) -> Response {
+/// How the user reached the confirmation.
+enum Reached<'a> {
+    /// Through a link carrying the code (`verification_uri_complete`): the code must be typed.
+    Link,
+    /// By typing this code into the entry form: that typing is the confirmation.
+    Typed(&'a str),
+}
+
+fn confirm_page(
+    jar: CookieJar,
+    who: &str,
+    d: &DeviceCode,
+    approver: IpAddr,
+    reached: Reached<'_>,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let (jar, csrf) = csrf_token(jar);
     let shown = display_user_code(&d.user_code);
+    let elsewhere = !same_bucket(&d.device_ip, approver);
     let body = html! {
         section.card {
             h1 { "Connect this device?" }
-            p { "Only approve if you just started katachi on this device and it shows the code " strong.code { (shown) } "." }
+            p { "A katachi agent asks to connect to your account. Approve only if you started katachi yourself, just now, on this device." }
+            (notice("error", error))
             dl.device {
                 dt { "Device" } dd #device-name { (d.device_name) }
                 dt { "Operating system" } dd #device-os { (d.device_os) }
                 dt { "Address" } dd #device-ip { (d.device_ip) }
             }
+            @if elsewhere {
+                p #ip-warning.notice.warning role="alert" {
+                    "Warning: this device asked for its code from the address " (d.device_ip)
+                    ", but you are connecting from " (approver.to_canonical())
+                    ". If the device is not on your own network right now, someone may be trying to get you to connect their machine to your account: deny it."
+                }
+            }
             form.actions method="post" action="/device" {
                 input type="hidden" name="csrf" value=(csrf);
                 input type="hidden" name="user_code" value=(shown);
+                @match reached {
+                    Reached::Typed(typed) => {
+                        input type="hidden" name="confirm_code" value=(typed);
+                        p { "You typed the code " strong.code { (display_user_code(typed)) } "." }
+                    }
+                    Reached::Link => {
+                        label { "Type the code your device shows"
+                            input #confirm-code type="text" name="confirm_code" placeholder="XXXX-XXXX" autocomplete="off" autocapitalize="characters" spellcheck="false" maxlength="12" autofocus;
+                        }
+                    }
+                }
                 button #approve type="submit" name="action" value="approve" { "Approve" }
                 button #deny.secondary type="submit" name="action" value="deny" { "Deny" }
             }
         }
     };
     (
+        status,
         jar,
         page("Connect this device?", Some(who), Some(&csrf), body),
     )
@@ -118,7 +169,7 @@ async fn wrong_code_limit(
 ) -> Result<Option<(String, StatusCode)>, ApiError> {
     for bucket in [
         format!("usercode-user:{}", user.user.id),
-        format!("usercode-ip:{}", peer.ip()),
+        format!("usercode-ip:{}", address_bucket_key(peer.ip())),
     ] {
         let limit = if count {
             state
@@ -189,12 +240,24 @@ pub async fn show(
     user: CurrentUser,
     Query(q): Query<CodeQuery>,
 ) -> Response {
+    // An unverified password account cannot approve: its address may belong to someone else.
+    if !user.user.may_approve_devices() {
+        return verify_needed_page(&state, jar, &user.user, None, StatusCode::FORBIDDEN);
+    }
     let who = who(&user);
     let Some(typed) = q.user_code.filter(|c| !c.trim().is_empty()) else {
         return enter_code_page(jar, &who, None, StatusCode::OK);
     };
     match find_pending(&state, &user, peer, &typed).await {
-        Ok(Ok(d)) => confirm_page(jar, &who, &d),
+        Ok(Ok(d)) => confirm_page(
+            jar,
+            &who,
+            &d,
+            peer.ip(),
+            Reached::Link,
+            None,
+            StatusCode::OK,
+        ),
         Ok(Err((msg, status))) => enter_code_page(jar, &who, Some(&msg), status),
         Err(e) => e.into_response(),
     }
@@ -212,6 +275,9 @@ pub async fn decide(
     if let Err(r) = check_csrf(&state, &headers, &jar, form.csrf.as_deref()) {
         return r;
     }
+    if !user.user.may_approve_devices() {
+        return verify_needed_page(&state, jar, &user.user, None, StatusCode::FORBIDDEN);
+    }
     let who = who(&user);
     let device = match find_pending(&state, &user, peer, &form.user_code).await {
         Ok(Ok(d)) => d,
@@ -221,8 +287,54 @@ pub async fn decide(
     let approve = match form.action.as_deref() {
         Some("approve") => true,
         Some("deny") => false,
-        _ => return confirm_page(jar, &who, &device),
+        // Looked up from the entry form: the user typed this code.
+        _ => {
+            return confirm_page(
+                jar,
+                &who,
+                &device,
+                peer.ip(),
+                Reached::Typed(&device.user_code),
+                None,
+                StatusCode::OK,
+            )
+        }
     };
+    // Remote phishing (RFC 8628 §5.4): approving needs the code typed by the user, matching the
+    // device's; the code in the link or the hidden field is not a confirmation.
+    if approve {
+        let typed = form.confirm_code.as_deref().and_then(normalise_user_code);
+        let matches = typed
+            .as_deref()
+            .is_some_and(|t| bool::from(t.as_bytes().ct_eq(device.user_code.as_bytes())));
+        if !matches {
+            let now = now_unix();
+            if typed.is_some() {
+                // A wrong confirmation is a wrong code: it counts against the guessing limit.
+                match wrong_code_limit(&state, &user, peer, now, true).await {
+                    Ok(Some((msg, status))) => {
+                        return enter_code_page(jar, &who, Some(&msg), status)
+                    }
+                    Ok(None) => {}
+                    Err(e) => return e.into_response(),
+                }
+            }
+            let msg = if typed.is_some() {
+                "The code you typed is not this device's code. Check the code on the device; if it shows none, deny."
+            } else {
+                "Type the code your device shows to approve it."
+            };
+            return confirm_page(
+                jar,
+                &who,
+                &device,
+                peer.ip(),
+                Reached::Link,
+                Some(msg),
+                StatusCode::BAD_REQUEST,
+            );
+        }
+    }
     match state
         .store
         .decide_device(&device.user_code, &user.user.id, approve, now_unix())

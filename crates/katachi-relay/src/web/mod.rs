@@ -9,9 +9,11 @@
 //! # Layout
 //! - `session`: session and CSRF cookies, the [`session::CurrentUser`] extractor, `next=` sanitising.
 //! - `layout`: the page shell and small HTML pieces.
-//! - `account`: sign-up, sign-in (argon2id, rate limits, lockout), sign-out.
+//! - `account`: sign-up, sign-in (argon2id, rate limits, per-account delay), sign-out.
 //! - `oauth_login`: sign-in with GitHub or Google (authorization code + PKCE + state).
 //! - `oauth_identity`: reads who signed in at the provider (GitHub user API, Google id_token).
+//! - `known_browser`: the cookie of browsers where an account signed in (they pass its failure delay).
+//! - `verify_email`: e-mail verification links of password accounts (needed to approve devices).
 //! - `device`: the device approval page.
 //! - `agents`: "my agents" (online / last seen, revoke) and its JSON for live refresh.
 //! - `mcp`: each user's MCP server configurations, secret values sealed and never shown again.
@@ -22,11 +24,13 @@ pub mod account;
 pub mod agents;
 mod assets;
 pub mod device;
+pub mod known_browser;
 pub mod layout;
 pub mod mcp;
 pub mod oauth_identity;
 pub mod oauth_login;
 pub mod session;
+pub mod verify_email;
 pub mod workbench;
 
 use axum::http::{header, HeaderName, HeaderValue};
@@ -75,10 +79,27 @@ pub fn router(state: AppState) -> Router {
             crate::tunnel::set_relay_headers,
         ))
         .with_state(state.clone());
+    // Posts that cost argon2 work or a row: an in-memory per-address limiter goes first.
+    let limited = || {
+        axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::address_limit::limit_posts_by_address,
+        )
+    };
     let mut app = Router::new()
         .route("/", get(agents::home))
-        .route("/signup", get(account::signup_page).post(account::signup))
-        .route("/login", get(account::login_page).post(account::login))
+        .route(
+            "/signup",
+            get(account::signup_page)
+                .post(account::signup)
+                .route_layer(limited()),
+        )
+        .route(
+            "/login",
+            get(account::login_page)
+                .post(account::login)
+                .route_layer(limited()),
+        )
         .route("/logout", post(account::logout))
         .route("/auth/{provider}/start", get(oauth_login::start))
         .route("/auth/{provider}/callback", get(oauth_login::callback))
@@ -86,6 +107,8 @@ pub fn router(state: AppState) -> Router {
             katachi_proto::device::VERIFY_PATH,
             get(device::show).post(device::decide),
         )
+        .route("/verify-email/{token}", get(verify_email::verify))
+        .route("/verify-email/resend", post(verify_email::resend))
         .route("/agents", get(agents::list))
         .route("/agents/{id}", get(workbench::show))
         .route("/agents/{id}/revoke", post(agents::revoke))
@@ -98,7 +121,7 @@ pub fn router(state: AppState) -> Router {
         .route("/static/workbench.css", get(assets::workbench_css))
         .route(
             katachi_proto::device::DEVICE_CODE_PATH,
-            post(crate::device_flow::device_code),
+            post(crate::device_flow::device_code).route_layer(limited()),
         )
         .route(
             katachi_proto::device::TOKEN_PATH,

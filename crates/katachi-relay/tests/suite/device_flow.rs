@@ -258,3 +258,130 @@ async fn the_approval_page_requires_sign_in_and_comes_back_after_it() {
         "/login?next=%2Fdevice%3Fuser_code%3DCDFG-HJKM"
     );
 }
+
+/// RFC 8628 §5.4: the link an attacker sends carries the code, so following it and clicking
+/// "Approve" must not connect their device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_click_from_the_complete_link_does_not_approve() {
+    let relay = TestRelay::start().await;
+    let browser = relay.client();
+    sign_up(&relay, &browser, "phished@example.com").await;
+    let agent_http = relay.client();
+    let dc = request_device_code(&relay, &agent_http).await;
+    let user_code = dc["user_code"].as_str().unwrap();
+    let device_code = dc["device_code"].as_str().unwrap();
+
+    // The page from the link asks for the code and does not show it anywhere a click could carry.
+    let page = page_text(&browser, dc["verification_uri_complete"].as_str().unwrap()).await;
+    assert!(page.contains("name=\"confirm_code\""), "{page}");
+    assert!(!page.contains(&format!("value=\"{user_code}\" name=\"confirm_code\"")));
+    assert!(
+        !page.contains(&format!("<strong class=\"code\">{user_code}")),
+        "{page}"
+    );
+
+    // Clicking "Approve" as the page comes (the field empty or left out) is refused.
+    for typed in [None, Some("")] {
+        let r = decide_typing(&relay, &browser, user_code, "approve", typed).await;
+        assert_eq!(r.status(), 400, "{typed:?}");
+        assert!(r
+            .text()
+            .await
+            .unwrap()
+            .contains("Type the code your device shows"));
+    }
+    // A code that is not the device's is refused too.
+    let wrong = if user_code == "CCCC-CCCC" {
+        "DDDD-DDDD"
+    } else {
+        "CCCC-CCCC"
+    };
+    let r = decide_typing(&relay, &browser, user_code, "approve", Some(wrong)).await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("is not this device"));
+
+    let (status, pending) = poll_token(&relay, &agent_http, device_code).await;
+    assert_eq!(
+        (status, pending["error"].as_str()),
+        (400, Some("authorization_pending")),
+        "the device was connected without the code typed"
+    );
+
+    // Typing the code the device shows (any case, any separator) approves.
+    let typed = user_code.to_lowercase().replace('-', " ");
+    let r = decide_typing(&relay, &browser, user_code, "approve", Some(&typed)).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Device connected"));
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, tok) = poll_token(&relay, &agent_http, device_code).await;
+    assert_eq!(status, 200, "{tok}");
+}
+
+/// A code typed into the entry form is already typed: the confirmation carries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_typed_into_the_entry_form_approves_from_its_confirmation() {
+    let relay = TestRelay::start().await;
+    let browser = relay.client();
+    sign_up(&relay, &browser, "typist@example.com").await;
+    let agent_http = relay.client();
+    let dc = request_device_code(&relay, &agent_http).await;
+    let user_code = dc["user_code"].as_str().unwrap();
+    let csrf = csrf_of(&page_text(&browser, relay.at("/device")).await);
+    let confirm = browser
+        .post(relay.at("/device"))
+        .form(&[("user_code", user_code), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(confirm.contains("You typed the code"), "{confirm}");
+    let confirm_code = {
+        let marker = "name=\"confirm_code\" value=\"";
+        let at = confirm.find(marker).expect("typed code carried") + marker.len();
+        confirm[at..at + 8].to_owned()
+    };
+    let r = browser
+        .post(relay.at("/device"))
+        .form(&[
+            ("user_code", user_code),
+            ("confirm_code", &confirm_code),
+            ("action", "approve"),
+            ("csrf", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Device connected"));
+}
+
+/// The device asked for its code from another address than the approver's: the page says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_approval_page_warns_when_the_device_asked_from_another_address() {
+    let relay = TestRelay::start().await;
+    let browser = relay.client();
+    sign_up(&relay, &browser, "faraway@example.com").await;
+
+    let elsewhere = client_from(&relay, "127.0.0.2".parse().unwrap());
+    let dc = request_device_code(&relay, &elsewhere).await;
+    let page = page_text(&browser, dc["verification_uri_complete"].as_str().unwrap()).await;
+    assert!(page.contains("id=\"device-ip\">127.0.0.2<"), "{page}");
+    assert!(page.contains("id=\"ip-warning\""), "{page}");
+    assert!(
+        page.contains("asked for its code from the address 127.0.0.2")
+            && page.contains("you are connecting from 127.0.0.1"),
+        "{page}"
+    );
+
+    // A device on the approver's own address gets no warning.
+    let here = request_device_code(&relay, &relay.client()).await;
+    let page = page_text(
+        &browser,
+        here["verification_uri_complete"].as_str().unwrap(),
+    )
+    .await;
+    assert!(page.contains("id=\"device-ip\">127.0.0.1<"), "{page}");
+    assert!(!page.contains("ip-warning"), "{page}");
+}

@@ -1,6 +1,8 @@
 mod device_flow;
+mod email_verification;
 mod no_store;
 mod sealed_rows;
+mod sign_in_limits;
 mod signed_calls;
 mod store_backends;
 pub mod support;

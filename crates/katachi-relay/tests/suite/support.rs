@@ -21,6 +21,10 @@ pub struct TestRelay {
     pub ca: PathBuf,
     /// The database it uses when not its own SQLite file (a second instance shares it).
     database_url: Option<String>,
+    /// The relay's shared state (None for an external relay).
+    pub state: Option<katachi_relay::AppState>,
+    /// An external relay's data dir (its SQLite database).
+    external_data: Option<PathBuf>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _tmp: tempfile::TempDir,
@@ -66,6 +70,7 @@ impl TestRelay {
             Some(ca) => ca.clone(),
             None => data_dir.join("tls").join("ca.pem"),
         };
+        let state = Some(relay.state().clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(relay.serve_until(async {
             let _ = rx.await;
@@ -74,6 +79,8 @@ impl TestRelay {
             url,
             ca,
             database_url,
+            state,
+            external_data: None,
             shutdown: Some(tx),
             handle: Some(handle),
             _tmp: tmp,
@@ -99,11 +106,13 @@ impl TestRelay {
 
     /// A handle on a relay that runs elsewhere (a child process the test manages): the client and
     /// helpers work; stopping and dropping leave it alone.
-    pub fn external(url: String, ca: PathBuf) -> Self {
+    pub fn external(url: String, ca: PathBuf, data_dir: PathBuf) -> Self {
         Self {
             url,
             ca,
             database_url: None,
+            state: None,
+            external_data: Some(data_dir),
             shutdown: None,
             handle: None,
             _tmp: tempfile::tempdir().unwrap(),
@@ -126,6 +135,11 @@ impl TestRelay {
 
     pub fn at(&self, path: &str) -> String {
         format!("{}{path}", self.url)
+    }
+
+    /// The port the relay listens on.
+    pub fn port(&self) -> u16 {
+        url::Url::parse(&self.url).unwrap().port().unwrap()
     }
 
     pub async fn stop(mut self) {
@@ -161,8 +175,36 @@ pub async fn page_text(client: &Client, url: impl reqwest::IntoUrl) -> String {
     client.get(url).send().await.unwrap().text().await.unwrap()
 }
 
-/// Signs up a new user with `client` (keeps the session cookie).
+/// Signs up a new user with `client` (keeps the session cookie) and verifies the address as the
+/// mailed link would (the link itself is tested in `email_verification`).
 pub async fn sign_up(relay: &TestRelay, client: &Client, email: &str) {
+    sign_up_unverified(relay, client, email).await;
+    verify_email(relay, email).await;
+}
+
+/// Marks `email`'s account verified through the store call the verification link makes.
+pub async fn verify_email(relay: &TestRelay, email: &str) {
+    let opened;
+    let store = match (&relay.state, &relay.external_data) {
+        (Some(state), _) => &state.store,
+        (None, Some(dir)) => {
+            opened = katachi_relay::store::Store::connect(None, dir)
+                .await
+                .unwrap();
+            &opened
+        }
+        (None, None) => unreachable!("a relay is in-process or external"),
+    };
+    let user = store
+        .user_by_email(email)
+        .await
+        .unwrap()
+        .expect("signed up");
+    store.mark_email_verified(&user.id, now()).await.unwrap();
+}
+
+/// Signs up a new user with `client`, leaving the address unverified.
+pub async fn sign_up_unverified(relay: &TestRelay, client: &Client, email: &str) {
     let page = page_text(client, relay.at("/signup")).await;
     let csrf = csrf_of(&page);
     let r = client
@@ -184,6 +226,25 @@ pub async fn sign_up(relay: &TestRelay, client: &Client, email: &str) {
     );
 }
 
+/// A client like [`TestRelay::client`] whose connections leave from `source` (another loopback
+/// address: a device elsewhere).
+pub fn client_from(relay: &TestRelay, source: std::net::IpAddr) -> Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&relay.ca).unwrap()).unwrap();
+    Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .local_address(source)
+        .resolve(
+            "localhost",
+            std::net::SocketAddr::from(([127, 0, 0, 1], relay.port())),
+        )
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
 pub async fn request_device_code(relay: &TestRelay, client: &Client) -> Value {
     let r = client
         .post(relay.at("/oauth/device/code"))
@@ -199,21 +260,38 @@ pub async fn request_device_code(relay: &TestRelay, client: &Client) -> Value {
     r.json().await.unwrap()
 }
 
+/// Opens the agent's link and approves or denies, typing the code as the device shows it.
 pub async fn decide(
     relay: &TestRelay,
     browser: &Client,
     user_code: &str,
     action: &str,
 ) -> Response {
+    decide_typing(relay, browser, user_code, action, Some(user_code)).await
+}
+
+/// Opens the agent's link and posts `action` with `typed` in the confirmation field (`None`: the
+/// field left out, as a one-click post would).
+pub async fn decide_typing(
+    relay: &TestRelay,
+    browser: &Client,
+    user_code: &str,
+    action: &str,
+    typed: Option<&str>,
+) -> Response {
     let page = page_text(browser, relay.at(&format!("/device?user_code={user_code}"))).await;
     let csrf = csrf_of(&page);
+    let mut form = vec![
+        ("user_code", user_code),
+        ("action", action),
+        ("csrf", &csrf),
+    ];
+    if let Some(t) = typed {
+        form.push(("confirm_code", t));
+    }
     browser
         .post(relay.at("/device"))
-        .form(&[
-            ("user_code", user_code),
-            ("action", action),
-            ("csrf", &csrf),
-        ])
+        .form(&form)
         .send()
         .await
         .unwrap()

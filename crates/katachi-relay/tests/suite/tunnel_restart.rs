@@ -36,6 +36,7 @@ impl RelayProcess {
             // The child gets a clean configuration whatever the test's environment holds.
             .env_remove("KATACHI_RELAY_DATABASE_URL")
             .env_remove("KATACHI_RELAY_MASTER_KEY_FILE")
+            .env_remove("KATACHI_RELAY_SMTP_URL")
             .env("KATACHI_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -112,7 +113,7 @@ async fn relay_killed_mid_download_the_browser_gets_an_error_and_the_agent_is_ba
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(ready, "the relay never started");
-    let relay = TestRelay::external(url, ca);
+    let relay = TestRelay::external(url, ca, data_dir.clone());
     assert!(
         wait_for_200(
             &relay.client(),
