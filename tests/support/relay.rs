@@ -243,11 +243,11 @@ pub async fn request_device_code(
     Ok(response.json().await?)
 }
 
-/// Polls `POST /oauth/token` every `interval` (as RFC 8628 asks) until the agent gets its
-/// credentials, for at most `timeout`.
+/// Polls `POST /oauth/token` every `interval` (as RFC 8628 asks, 5 s longer after each
+/// `slow_down`) until the agent gets its credentials, for at most `timeout`.
 ///
 /// # Errors
-/// Any answer other than `authorization_pending` before success, or the timeout.
+/// Any answer other than `authorization_pending` or `slow_down` before success, or the timeout.
 pub async fn poll_for_credentials(
     relay: &InProcessRelay,
     http: &reqwest::Client,
@@ -256,6 +256,7 @@ pub async fn poll_for_credentials(
     timeout: Duration,
 ) -> anyhow::Result<AgentCredentials> {
     let deadline = Instant::now() + timeout;
+    let mut interval = interval;
     loop {
         let response = http
             .post(relay.at(katachi_proto::device::TOKEN_PATH))
@@ -281,8 +282,12 @@ pub async fn poll_for_credentials(
                 signing_secret: field("signing_secret")?,
             });
         }
-        if body["error"] != "authorization_pending" {
-            bail!("token endpoint answered {status}: {body}");
+        match body["error"].as_str() {
+            Some("authorization_pending") => {}
+            // RFC 8628 §3.5: polled too soon (say, right after another poll of the test's own);
+            // wait 5 s longer from now on, as an agent must.
+            Some("slow_down") => interval += Duration::from_secs(5),
+            _ => bail!("token endpoint answered {status}: {body}"),
         }
         if Instant::now() + interval > deadline {
             bail!("no credentials within {timeout:?}");
