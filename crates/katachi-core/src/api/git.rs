@@ -5,9 +5,10 @@
 //! hostile repository cannot make these calls execute anything. Paths are confined to the
 //! workspace: the repository is found from the requested folder (it may be the workspace, inside
 //! it, or contain it), libgit2 is given the folder as a literal pathspec, and every path it returns
-//! is mapped back under the workspace root (others are dropped). A repository whose work tree is
-//! elsewhere (`core.worktree` pointing out of the workspace) is refused. A diff withholds the
-//! content of hard-linked work-tree files, as reads do ([`super::paths`]).
+//! is mapped back under the workspace root (others are dropped). A repository is read only when its
+//! git dir, common dir, object stores (alternates included), index and work tree all lie inside
+//! allowed workspaces ([`super::git_confine`]); otherwise `git.outside_workspace` names the route.
+//! A diff withholds the content of hard-linked work-tree files, as reads do ([`super::paths`]).
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::checked_open::link_count;
 use super::error::{ApiError, ApiResult, ErrorCode};
+use super::git_confine::{check_repository_is_confined, outside, GitRoute};
 use super::paths::{QueryPath, RelPath, WorkspaceRoot};
 use super::{ApiQuery, ApiState, WorkspaceId};
 
@@ -134,6 +136,7 @@ pub struct GitDiff {
     ),
     responses(
         (status = 200, description = "The status", body = GitStatus),
+        (status = 403, description = "`git.outside_workspace`: the repository would read outside the allowed workspaces", body = super::ErrorBody),
         (status = 404, description = "`git.not_a_repository`, `workspace.not_found`, `path.not_found`", body = super::ErrorBody),
         (status = 500, description = "`git.failed`", body = super::ErrorBody),
     )
@@ -147,7 +150,8 @@ pub(crate) async fn git_status(
     let status = state
         .blocking(move |s| {
             let ws = s.workspace(id)?;
-            status_of(&ws, &rel, s.limits().git_max_entries)
+            let allowed = s.allowed_roots()?;
+            status_of(&ws, &allowed, &rel, s.limits().git_max_entries)
         })
         .await?;
     Ok(Json(status))
@@ -165,6 +169,7 @@ pub(crate) async fn git_status(
     ),
     responses(
         (status = 200, description = "The diff", body = GitDiff),
+        (status = 403, description = "`git.outside_workspace`: the repository would read outside the allowed workspaces", body = super::ErrorBody),
         (status = 404, description = "`git.not_a_repository`, `workspace.not_found`, `path.not_found`", body = super::ErrorBody),
         (status = 500, description = "`git.failed`", body = super::ErrorBody),
     )
@@ -179,7 +184,8 @@ pub(crate) async fn git_diff(
     let diff = state
         .blocking(move |s| {
             let ws = s.workspace(id)?;
-            diff_of(&ws, &rel, &params, s.limits().git_max_patch_bytes)
+            let allowed = s.allowed_roots()?;
+            diff_of(&ws, &allowed, &rel, &params, s.limits().git_max_patch_bytes)
         })
         .await?;
     Ok(Json(diff))
@@ -198,7 +204,8 @@ struct ScopedRepo {
 }
 
 impl ScopedRepo {
-    fn open(ws: &WorkspaceRoot, rel: &RelPath) -> ApiResult<Self> {
+    /// Opens the repository holding `rel`, refusing one that would read outside `allowed`.
+    fn open(ws: &WorkspaceRoot, allowed: &[PathBuf], rel: &RelPath) -> ApiResult<Self> {
         let start = ws.resolve(rel)?;
         let start_dir = if start.meta.is_dir() {
             start.abs.clone()
@@ -212,9 +219,18 @@ impl ScopedRepo {
         let not_a_repo = || {
             ApiError::new(
                 ErrorCode::GitNotARepository,
-                format!("{:?} is not inside a git repository", rel.as_str()),
+                if rel.is_root() {
+                    format!("workspace {} is not a git repository", ws.id)
+                } else {
+                    format!(
+                        "{:?} in workspace {} is not inside a git repository",
+                        rel.as_str(),
+                        ws.id
+                    )
+                },
             )
         };
+        // no FROM_ENV: `GIT_DIR`, `GIT_COMMON_DIR`, `GIT_OBJECT_DIRECTORY`, … cannot redirect it
         let repo = Repository::open_ext(&start_dir, RepositoryOpenFlags::empty(), &[] as &[&Path])
             .map_err(|e| {
                 if e.code() == git2::ErrorCode::NotFound {
@@ -223,16 +239,16 @@ impl ScopedRepo {
                     git_failed(&e)
                 }
             })?;
+        // refuse a repository that reads another one (`.git` file, commondir, alternates, …)
+        // before any object is loaded: its content would appear in the answer
+        check_repository_is_confined(&repo, allowed)?;
         let workdir = repo
             .workdir()
             .and_then(|w| std::fs::canonicalize(w).ok())
             .ok_or_else(not_a_repo)?;
         // refuse a work tree elsewhere (core.worktree): it would read files outside the workspace
         if !workdir.starts_with(&ws.root) && !ws.root.starts_with(&workdir) {
-            return Err(ApiError::new(
-                ErrorCode::GitNotARepository,
-                "the repository's work tree is outside the workspace",
-            ));
+            return Err(outside(GitRoute::Worktree));
         }
         let pathspec = start
             .abs
@@ -276,8 +292,13 @@ impl ScopedRepo {
     }
 }
 
-fn status_of(ws: &WorkspaceRoot, rel: &RelPath, cap: usize) -> ApiResult<GitStatus> {
-    let scoped = ScopedRepo::open(ws, rel)?;
+fn status_of(
+    ws: &WorkspaceRoot,
+    allowed: &[PathBuf],
+    rel: &RelPath,
+    cap: usize,
+) -> ApiResult<GitStatus> {
+    let scoped = ScopedRepo::open(ws, allowed, rel)?;
     let mut opts = StatusOptions::new();
     opts.include_untracked(true)
         .recurse_untracked_dirs(false)
@@ -360,11 +381,12 @@ fn unstaged_change(s: Status) -> Option<GitChange> {
 
 fn diff_of(
     ws: &WorkspaceRoot,
+    allowed: &[PathBuf],
     rel: &RelPath,
     params: &DiffParams,
     max_bytes: usize,
 ) -> ApiResult<GitDiff> {
-    let scoped = ScopedRepo::open(ws, rel)?;
+    let scoped = ScopedRepo::open(ws, allowed, rel)?;
     let repo = &scoped.repo;
     let untracked = params.include_untracked && !matches!(params.mode, DiffMode::Staged);
     let mut opts = DiffOptions::new();

@@ -15,6 +15,7 @@ use std::time::Duration;
 use super::command_path::{command_key, find_command, not_found, spawnable_path};
 use super::denied::{DenialKind, SandboxDenied};
 use super::hosts::HostPattern;
+use crate::protected::ProtectedPaths;
 
 pub use super::command_path::{is_trusted_command, trusted_folders, trusted_path_env};
 
@@ -201,6 +202,11 @@ impl SandboxPolicy {
         &self.host_patterns
     }
 
+    /// Folders hidden from the run (katachi's own), canonical.
+    pub fn hidden(&self) -> &[PathBuf] {
+        &self.hidden
+    }
+
     /// The limits of each run.
     pub fn limits(&self) -> Limits {
         self.limits
@@ -313,6 +319,13 @@ impl PolicyBuilder {
     pub fn strictness(mut self, strictness: Strictness) -> Self {
         self.strictness = strictness;
         self
+    }
+
+    /// The protected-path rules this policy gives its (first) workspace: the hidden folders are
+    /// katachi's own, and its `.env*` choice. The API's file calls use exactly these.
+    pub fn protected_paths(&self) -> ProtectedPaths {
+        let allow_env = self.workspaces.first().is_some_and(|w| w.allow_env_files);
+        ProtectedPaths::new(&self.hidden, allow_env)
     }
 
     /// Resolves and checks everything.

@@ -1,6 +1,7 @@
 mod another_machine;
 mod api_git;
 mod api_path_escape;
+mod api_protected;
 mod api_read;
 mod api_search;
 mod api_status;
