@@ -1,5 +1,6 @@
 mod audit;
 mod doctor;
+mod hints;
 mod keychain_unavailable;
 mod relay_agent;
 mod relay_client;

@@ -220,12 +220,11 @@ impl ScopedRepo {
             ApiError::new(
                 ErrorCode::GitNotARepository,
                 if rel.is_root() {
-                    format!("workspace {} is not a git repository", ws.id)
+                    "this workspace is not a git repository".to_owned()
                 } else {
                     format!(
-                        "{:?} in workspace {} is not inside a git repository",
-                        rel.as_str(),
-                        ws.id
+                        "{:?} is not inside a git repository in this workspace",
+                        rel.as_str()
                     )
                 },
             )

@@ -128,5 +128,5 @@ fn a_folder_without_a_repository_says_so() {
     let ws = root(tmp.path());
     let err = status_of(&ws, std::slice::from_ref(&ws.root), &RelPath::default(), 10).unwrap_err();
     assert_eq!(err.code(), ErrorCode::GitNotARepository);
-    assert_eq!(err.message(), "workspace 1 is not a git repository");
+    assert_eq!(err.message(), "this workspace is not a git repository");
 }

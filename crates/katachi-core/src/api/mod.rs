@@ -134,6 +134,9 @@ struct Inner {
     source: Arc<dyn WorkspaceSource>,
     /// Bounds per call.
     limits: ApiLimits,
+    /// Runs act as on a machine whose sandbox is not enforced (a test seam: Windows' behaviour,
+    /// exercised on any OS); otherwise the probed [`crate::sandbox::SandboxStatus`] decides.
+    sandbox_forced_unenforced: bool,
     /// Serialises writes made through the API, so two API writes to one file cannot both pass the
     /// hash check (writes by other programs are caught by the re-check before the rename).
     write_lock: std::sync::Mutex<()>,
@@ -155,10 +158,29 @@ impl ApiState {
 
     /// State over `source` with explicit limits.
     pub fn with_limits(source: Arc<dyn WorkspaceSource>, limits: ApiLimits) -> Self {
+        Self::build(source, limits, false)
+    }
+
+    /// State whose runs act as on a machine where the sandbox is not enforced (Windows): each
+    /// run needs the local user's consent for its workspace (`sandbox.unenforced` without it).
+    ///
+    /// # Testing
+    /// This is the seam that tests Windows' refusal on any OS; the agent never uses it (its
+    /// runs follow the probed sandbox status). Consented runs still go through the real sandbox.
+    pub fn with_unenforced_sandbox(source: Arc<dyn WorkspaceSource>, limits: ApiLimits) -> Self {
+        Self::build(source, limits, true)
+    }
+
+    fn build(
+        source: Arc<dyn WorkspaceSource>,
+        limits: ApiLimits,
+        sandbox_forced_unenforced: bool,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 source,
                 limits,
+                sandbox_forced_unenforced,
                 write_lock: std::sync::Mutex::new(()),
             }),
         }

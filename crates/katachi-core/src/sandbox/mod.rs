@@ -56,7 +56,7 @@ mod macos;
 mod windows;
 
 pub use child::{CancelHandle, ExitKind, OutputStream, RunEvent, RunOutcome, SandboxChild};
-pub use denied::{DenialKind, SandboxDenied};
+pub use denied::{policy_set_command, shell_word, DenialKind, SandboxDenied};
 pub use hosts::HostPattern;
 pub use overrides::{LimitOverrides, OverrideError, WorkspaceOverrides};
 pub use policy::{Limits, PolicyError, SandboxPolicy, Strictness};

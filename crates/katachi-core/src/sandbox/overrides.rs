@@ -116,6 +116,10 @@ pub struct WorkspaceOverrides {
     /// Limits changed for this workspace.
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// The local user's consent to runs requested through the API although the sandbox is not
+    /// enforced on this machine (Windows). Without it such runs are refused (`sandbox.unenforced`).
+    #[serde(default)]
+    pub allow_unsandboxed: bool,
 }
 
 impl WorkspaceOverrides {
@@ -140,12 +144,16 @@ impl WorkspaceOverrides {
         if let Some(allow) = env_files {
             self.allow_env_files = allow;
         }
+        // consent is only ever added here; `katachi sandbox policy reset` removes it
+        self.allow_unsandboxed |= newer.allow_unsandboxed;
         self.limits.merge(&newer.limits);
     }
 
     /// Adds the workspace `root` with these overrides to `builder`.
     pub fn apply_to(&self, mut builder: PolicyBuilder, root: &Path) -> PolicyBuilder {
-        builder = builder.workspace(root, self.allow_env_files);
+        builder = builder
+            .workspace(root, self.allow_env_files)
+            .allow_unsandboxed(self.allow_unsandboxed);
         for c in &self.allow_commands {
             builder = builder.allow_command(c.clone());
         }

@@ -174,6 +174,7 @@ pub struct SandboxPolicy {
     pub(crate) limits: Limits,
     pub(crate) env: Vec<(String, OsString)>,
     pub(crate) strictness: Strictness,
+    pub(crate) allow_unsandboxed: bool,
 }
 
 impl SandboxPolicy {
@@ -215,6 +216,12 @@ impl SandboxPolicy {
     /// Whether missing layers refuse the run.
     pub fn strictness(&self) -> Strictness {
         self.strictness
+    }
+
+    /// Whether the local user allowed runs requested through the API on a machine where the
+    /// sandbox is not enforced (`katachi sandbox policy set --allow-unsandboxed`).
+    pub fn allows_unsandboxed(&self) -> bool {
+        self.allow_unsandboxed
     }
 
     /// The resolved command for `name`, or the structured denial saying how to allow it.
@@ -265,6 +272,7 @@ pub struct PolicyBuilder {
     env_names: Vec<String>,
     env_names_set: bool,
     strictness: Strictness,
+    allow_unsandboxed: bool,
 }
 
 impl PolicyBuilder {
@@ -312,6 +320,13 @@ impl PolicyBuilder {
     pub fn env_allowlist<I: IntoIterator<Item = S>, S: Into<String>>(mut self, names: I) -> Self {
         self.env_names = names.into_iter().map(Into::into).collect();
         self.env_names_set = true;
+        self
+    }
+
+    /// Records the local user's consent to API runs where the sandbox is not enforced (any
+    /// workspace of the policy giving it is enough: the policy is built for one workspace).
+    pub fn allow_unsandboxed(mut self, allow: bool) -> Self {
+        self.allow_unsandboxed |= allow;
         self
     }
 
@@ -380,6 +395,7 @@ impl PolicyBuilder {
             limits: self.limits,
             env,
             strictness: self.strictness,
+            allow_unsandboxed: self.allow_unsandboxed,
         })
     }
 }

@@ -245,6 +245,6 @@ async fn a_workspace_that_is_not_a_repository_says_so_by_name() {
     let (_, body) = s.get_json(&s.ws_url("/git/status")).await;
     assert_eq!(
         body["error"]["message"],
-        "workspace 1 is not a git repository"
+        "this workspace is not a git repository"
     );
 }
