@@ -62,15 +62,22 @@ impl ProtectedRule {
         }
     }
 
-    /// What the rule protects and why, for people.
-    pub fn reason(self) -> &'static str {
-        match self {
+    /// What the rule protects and why, for people; `workspace` is the workspace's root, named in
+    /// the command that lifts a rule a workspace may lift.
+    pub fn reason(self, workspace: &Path) -> String {
+        let text = match self {
             Self::GitConfig => "`.git/config` can make git run a command as you (core.fsmonitor); edit it yourself with `git config`",
             Self::GitHooks => "`.git/hooks` run as you at your next git command; change them yourself",
             Self::GitCreate => "a `.git` file or folder could point git at another repository or bring its own hooks",
-            Self::EnvFile => "`.env*` files usually hold secrets; allow them with `katachi sandbox policy set --workspace <path> --allow-env-files`",
+            Self::EnvFile => {
+                return format!(
+                    "`.env*` files usually hold secrets; to allow them in this workspace, on the agent's machine run `{}`",
+                    crate::sandbox::policy_set_command(workspace, "--allow-env-files")
+                )
+            }
             Self::KatachiFolder => "it is katachi's own data or configuration",
-        }
+        };
+        text.to_owned()
     }
 }
 

@@ -14,6 +14,18 @@ use tower::ServiceExt;
 
 use super::support::{finish, Home, Run};
 
+/// The first backticked `katachi …` command in a hint: what the user is told to run.
+fn command_in(hint: &str) -> String {
+    let start = hint
+        .find("`katachi ")
+        .unwrap_or_else(|| panic!("no `katachi …` command in the hint: {hint}"));
+    let rest = &hint[start + 1..];
+    let end = rest
+        .find('`')
+        .unwrap_or_else(|| panic!("unclosed command: {hint}"));
+    rest[..end].to_owned()
+}
+
 /// Runs `command` as a user would paste it into a shell on the agent's machine.
 fn run_as_written(home: &Home, command: &str) -> Run {
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_katachi"));
@@ -141,4 +153,137 @@ async fn an_enforced_sandbox_runs_without_any_consent() {
         (status, stdout_of(&lines)),
         (StatusCode::OK, "a\n".to_owned())
     );
+}
+
+#[tokio::test]
+async fn a_denied_command_names_a_policy_command_that_allows_it() {
+    let home = Home::new();
+    let (ws, id) = allowed_workspace(&home);
+    std::fs::write(ws.join("f"), b"one\ntwo\n").unwrap();
+    let app = agent_api(&home, false);
+    let sed = json!({"command": "sed", "args": ["-n", "2p", "f"]});
+    let (status, body) = api_run(&app, id, sed.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body:?}");
+    let hint = body[0]["error"]["denied"]["how_to_allow"].as_str().unwrap();
+    let given = run_as_written(&home, &command_in(hint));
+    assert_eq!(given.code, 0, "{hint}: {}", given.stderr);
+    let (status, lines) = api_run(&app, id, sed).await;
+    assert_eq!(
+        (status, stdout_of(&lines)),
+        (StatusCode::OK, "two\n".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_command_sent_as_a_path_is_told_its_plain_name_and_how_to_allow_it() {
+    let home = Home::new();
+    let (ws, id) = allowed_workspace(&home);
+    std::fs::write(ws.join("f"), b"one\ntwo\n").unwrap();
+    let app = agent_api(&home, false);
+    // `cat` is allowed by default: the hint says to send its name, which then runs
+    let (status, body) = api_run(&app, id, json!({"command": "/usr/bin/cat", "args": ["f"]})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body:?}");
+    let hint = body[0]["error"]["denied"]["how_to_allow"].as_str().unwrap();
+    assert!(hint.contains("send `cat`"), "{hint}");
+    let (status, lines) = api_run(&app, id, json!({"command": "cat", "args": ["f"]})).await;
+    assert_eq!(
+        (status, stdout_of(&lines)),
+        (StatusCode::OK, "one\ntwo\n".to_owned())
+    );
+    // `sed` is not: the hint's command allows its plain name, never the path the CLI refuses
+    let (_, body) = api_run(
+        &app,
+        id,
+        json!({"command": "/usr/bin/sed", "args": ["-n", "1p", "f"]}),
+    )
+    .await;
+    let hint = body[0]["error"]["denied"]["how_to_allow"].as_str().unwrap();
+    assert!(hint.contains("send `sed`"), "{hint}");
+    let given = run_as_written(&home, &command_in(hint));
+    assert_eq!(given.code, 0, "{hint}: {}", given.stderr);
+    let (status, lines) = api_run(
+        &app,
+        id,
+        json!({"command": "sed", "args": ["-n", "1p", "f"]}),
+    )
+    .await;
+    assert_eq!(
+        (status, stdout_of(&lines)),
+        (StatusCode::OK, "one\n".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_protected_env_file_names_the_command_that_allows_it() {
+    let home = Home::new();
+    let (ws, id) = allowed_workspace(&home);
+    std::fs::write(ws.join(".env"), b"A=1\n").unwrap();
+    let app = agent_api(&home, false);
+    let read = || {
+        app.clone().oneshot(
+            Request::get(format!("/v1/workspaces/{id}/file?path=.env"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+    };
+    let res = read().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    let given = run_as_written(&home, &command_in(message));
+    assert_eq!(given.code, 0, "{message}: {}", given.stderr);
+    let res = read().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(bytes.as_ref(), b"A=1\n");
+}
+
+#[test]
+fn a_denied_host_names_a_policy_command_that_allows_it() {
+    let home = Home::new();
+    let (ws, _) = allowed_workspace(&home);
+    let (port, hits) = super::sandbox_proxy::upstream();
+    let url = format!("http://localhost:{port}/");
+    let ws_arg = ws.to_str().unwrap();
+    let curl = [
+        "sandbox",
+        "run",
+        "--workspace",
+        ws_arg,
+        "--allow-cmd",
+        "curl",
+        // some host allowed: the run gets its egress proxy, which refuses the others
+        "--allow-host",
+        "crates.io",
+        "--",
+        "curl",
+        "-sS",
+        "-p",
+        "-m",
+        "5",
+        &url,
+    ];
+    let denied = home.run(&curl);
+    assert_ne!(denied.code, 0);
+    let line = denied
+        .stderr
+        .lines()
+        .find(|l| l.contains("egress denied"))
+        .unwrap_or_else(|| panic!("no denial: {}", denied.stderr))
+        .to_owned();
+    let given = run_as_written(&home, &command_in(&line));
+    assert_eq!(given.code, 0, "{line}: {}", given.stderr);
+    let allowed = home.run(&curl);
+    assert_eq!(
+        (allowed.code, allowed.stdout.as_str()),
+        (0, "upstream-ok\n"),
+        "{}",
+        allowed.stderr
+    );
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

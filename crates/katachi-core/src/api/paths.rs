@@ -276,8 +276,10 @@ impl WorkspaceRoot {
             ApiError::new(
                 ErrorCode::WorkspaceUnavailable,
                 format!(
-                    "workspace {} ({}) is missing or was replaced; re-add it with `katachi workspace add`",
-                    ws.id, ws.path
+                    "workspace {} ({}) is missing or was replaced by a symlink; it works again once the folder is back, or forget it with `katachi workspace rm {}`",
+                    ws.id,
+                    ws.path,
+                    crate::sandbox::shell_word(&ws.path)
                 ),
             )
         };
@@ -306,7 +308,7 @@ impl WorkspaceRoot {
         // refuse secrets and katachi's own state, also when reached through a symlink
         let names = [rel.as_str(), canonical_rel.as_str()];
         if let Some(rule) = self.protected.read_rule(&names, &abs, meta.is_file()) {
-            return Err(protected(rel, rule));
+            return Err(protected(&self.root, rel, rule));
         }
         Ok(Resolved {
             requested: rel.clone(),
@@ -352,14 +354,14 @@ impl WorkspaceRoot {
         };
         // refuse by name before touching the filesystem: `.git/config`, `.git/hooks/…`, `.git`
         if let Some(rule) = self.protected.lexical_write_rule(rel.as_str()) {
-            return Err(protected(rel, rule));
+            return Err(protected(&self.root, rel, rule));
         }
         match self.resolve(rel) {
             Ok(existing) => {
                 // and by what it resolves to: a symlink to `.git/config` writes `.git/config`
                 let names = [rel.as_str(), existing.canonical_rel.as_str()];
                 if let Some(rule) = self.protected.write_rule(&names, Some(&existing.abs)) {
-                    return Err(protected(rel, rule));
+                    return Err(protected(&self.root, rel, rule));
                 }
                 return Ok(WriteTarget::Existing(existing));
             }
@@ -392,7 +394,7 @@ impl WorkspaceRoot {
         };
         let names = [rel.as_str(), new_canonical.as_str()];
         if let Some(rule) = self.protected.write_rule(&names, Some(&parent.abs)) {
-            return Err(protected(rel, rule));
+            return Err(protected(&self.root, rel, rule));
         }
         match std::fs::symlink_metadata(parent.abs.join(name)) {
             // reject writing through a dangling symlink: its target could be anywhere
@@ -414,14 +416,14 @@ impl WorkspaceRoot {
 }
 
 /// `path.protected` naming the rule that matched.
-pub(super) fn protected(rel: &RelPath, rule: ProtectedRule) -> ApiError {
+pub(super) fn protected(root: &Path, rel: &RelPath, rule: ProtectedRule) -> ApiError {
     ApiError::new(
         ErrorCode::PathProtected,
         format!(
             "{:?} is protected (rule {}): {}",
             rel.as_str(),
             rule.as_str(),
-            rule.reason()
+            rule.reason(root)
         ),
     )
 }

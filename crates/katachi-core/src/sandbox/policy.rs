@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::command_path::{command_key, find_command, not_found, spawnable_path};
-use super::denied::{DenialKind, SandboxDenied};
+use super::denied::{policy_set_command, shell_word, DenialKind, SandboxDenied};
 use super::hosts::HostPattern;
 use crate::protected::ProtectedPaths;
 
@@ -229,18 +229,53 @@ impl SandboxPolicy {
     /// # Errors
     /// [`SandboxDenied`] of kind `exec` when the name is not allowlisted.
     pub fn command(&self, name: &str) -> Result<&AllowedCommand, SandboxDenied> {
-        self.commands.get(command_key(name).as_ref()).ok_or_else(|| SandboxDenied {
-            kind: DenialKind::Exec,
-            target: name.to_owned(),
-            how_to_allow: match self.workspaces.first() {
-                // the lasting way, for the browser as for the CLI; `--allow-cmd` alone is one run's
-                Some(ws) => format!(
-                    "on the agent's machine run `katachi sandbox policy set --workspace {} --allow-cmd {name}` (or pass --allow-cmd {name} to one `katachi sandbox run`)",
-                    ws.root.display()
+        self.commands
+            .get(command_key(name).as_ref())
+            .ok_or_else(|| SandboxDenied {
+                kind: DenialKind::Exec,
+                target: name.to_owned(),
+                how_to_allow: self.exec_hint(name),
+            })
+    }
+
+    /// How to allow `name`, in words that hold: a command that works as written, or why none can.
+    fn exec_hint(&self, name: &str) -> String {
+        let is_path = name.contains('/') || (cfg!(windows) && name.contains('\\'));
+        let base = Path::new(name).file_name().and_then(|b| b.to_str());
+        match (is_path, base) {
+            // only plain names can be allowed: name the program the path would be
+            (true, Some(base)) => match self.commands.get(command_key(base).as_ref()) {
+                Some(c) => format!(
+                    "commands are sent by name, not by path: send `{base}` (allowed here: it runs {})",
+                    c.path.display()
                 ),
-                None => format!("allow the command: --allow-cmd {name}"),
+                None => match resolve_command(base, &self.workspaces, &self.hidden) {
+                    Ok(_) => format!(
+                        "commands are sent by name, not by path: send `{base}` once it is allowed; {}",
+                        self.allow_cmd_text(base)
+                    ),
+                    Err(e) => format!("commands are sent by name, and `{base}` cannot be allowed: {e}"),
+                },
             },
-        })
+            (true, None) => "commands are sent by plain name (e.g. `git`), not by path".to_owned(),
+            (false, _) => match resolve_command(name, &self.workspaces, &self.hidden) {
+                Ok(_) => self.allow_cmd_text(name),
+                Err(e) => format!("it cannot be allowed: {e}"),
+            },
+        }
+    }
+
+    /// The command that allows `name` in this policy's workspace, for the browser as for the CLI.
+    fn allow_cmd_text(&self, name: &str) -> String {
+        let flag = format!("--allow-cmd {}", shell_word(name));
+        match self.workspaces.first() {
+            // the lasting way; `--allow-cmd` alone is one run's
+            Some(ws) => format!(
+                "on the agent's machine run `{}` (or add {flag} to one katachi sandbox run)",
+                policy_set_command(&ws.root, &flag)
+            ),
+            None => format!("add {flag} to the katachi sandbox run command"),
+        }
     }
 
     /// The workspace holding `path` (absolute, resolved), or a `file` denial.
@@ -254,9 +289,11 @@ impl SandboxPolicy {
             .ok_or_else(|| SandboxDenied {
                 kind: DenialKind::File,
                 target: path.display().to_string(),
-                how_to_allow:
-                    "run inside an allowed workspace, or add the folder: katachi workspace add DIR"
-                        .to_owned(),
+                // this policy's workspaces are the run's own (`--workspace`), not the store's
+                how_to_allow: format!(
+                    "choose a folder inside the workspaces of this run, or give this one as a workspace of the run too: --workspace {}",
+                    shell_word(&path.display().to_string())
+                ),
             })
     }
 }

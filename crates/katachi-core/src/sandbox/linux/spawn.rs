@@ -274,6 +274,7 @@ fn start_proxy(way: EgressWay, policy: &SandboxPolicy) -> std::io::Result<Egress
     EgressProxy::start(
         listener,
         policy.host_patterns().to_vec(),
+        policy.workspaces().first().map(|w| w.root.clone()),
         std::sync::Arc::new(SystemResolver),
     )
 }
