@@ -6,7 +6,7 @@
 //! |-----------------|--------------------------------------------------|--------------------------|------------------------------|
 //! | `git.config`    | `.git/config`                                    | write refused            | read-only                    |
 //! | `git.hooks`     | `.git/hooks` and everything in it                | write refused            | read-only                    |
-//! | `git.create`    | a file or folder named `.git`, anywhere          | write refused            | `.git` cannot be replaced    |
+//! | `git.create`    | a file or folder named `.git`, anywhere          | write refused            | an existing `.git` cannot be replaced; a new one in a root is moved aside after the run |
 //! | `env.file`      | `.env`, `.env.local`, … (unless allowed)         | read and write refused   | hidden                       |
 //! | `katachi.folder`| katachi's own data and config folders            | invisible: left out of tree and search, read and write refused | hidden |
 //!
@@ -21,7 +21,8 @@
 //! its platform layers use [`is_env_file_name`] and [`GIT_READ_ONLY`].
 //!
 //! # Not covered
-//! The sandbox protects the `.git` of each workspace root; the API protects every `.git` at any depth.
+//! The sandbox protects the `.git` of each workspace root (and moves aside one a run creates
+//! there, `sandbox/git_guard.rs`); the API protects every `.git` at any depth.
 
 use std::path::{Path, PathBuf};
 

@@ -34,6 +34,8 @@
 mod child;
 mod command_path;
 mod denied;
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+mod git_guard;
 // the egress proxy is wired by the Linux backend only so far
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 mod hosts;
