@@ -32,6 +32,7 @@
 //! allowlist, folders outside the workspaces, hosts, and limits.
 
 mod child;
+mod command_hint;
 mod command_path;
 mod denied;
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
