@@ -8,21 +8,24 @@
 //! is mapped back under the workspace root (others are dropped). A repository is read only when its
 //! git dir, common dir, object stores (alternates included), index and work tree all lie inside
 //! allowed workspaces ([`super::git_confine`]); otherwise `git.outside_workspace` names the route.
-//! A diff withholds the content of hard-linked work-tree files, as reads do ([`super::paths`]).
+//! A diff withholds the content of hard-linked work-tree files and of protected `.env*` files, and
+//! status and diff leave out katachi's own folders, as reads do ([`super::paths`]).
 
 use std::path::{Path, PathBuf};
 
 use axum::extract::State;
 use axum::Json;
-use git2::{Delta, DiffOptions, Repository, RepositoryOpenFlags, Status, StatusOptions};
+use git2::{DiffOptions, Repository, RepositoryOpenFlags, StatusOptions};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::checked_open::link_count;
 use super::error::{ApiError, ApiResult, ErrorCode};
+use super::git_change::{delta_change, staged_change, unstaged_change};
 use super::git_confine::{check_repository_is_confined, outside, GitRoute};
 use super::paths::{QueryPath, RelPath, WorkspaceRoot};
 use super::{ApiQuery, ApiState, WorkspaceId};
+use crate::protected::{ProtectedPaths, ProtectedRule};
 
 /// How a path differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -112,7 +115,8 @@ pub struct DiffFile {
     pub binary: bool,
     /// Unified diff text (`diff --git …`); empty when binary or withheld.
     pub patch: String,
-    /// The content was withheld: the work-tree file is hard-linked (it may be outside content).
+    /// The content was withheld: the work-tree file is hard-linked (it may be outside content), or
+    /// it is a protected `.env*` file the workspace does not allow.
     pub withheld: bool,
 }
 
@@ -201,6 +205,8 @@ struct ScopedRepo {
     root: PathBuf,
     /// The requested folder or file relative to the work tree (`/`-separated; empty = all).
     pathspec: String,
+    /// The workspace's protected-path rules: katachi's folders are left out, `.env*` withheld.
+    protected: ProtectedPaths,
 }
 
 impl ScopedRepo {
@@ -261,6 +267,7 @@ impl ScopedRepo {
             workdir,
             root: ws.root.clone(),
             pathspec,
+            protected: ws.protected.clone(),
         })
     }
 
@@ -276,6 +283,12 @@ impl ScopedRepo {
             "{}{trailing}",
             rel.replace(std::path::MAIN_SEPARATOR, "/")
         ))
+    }
+
+    /// The read rule protecting the repository path `repo_path` (a file as git reports it).
+    fn read_rule(&self, repo_path: &str) -> Option<ProtectedRule> {
+        let abs = self.workdir.join(repo_path.trim_end_matches('/'));
+        self.protected.read_rule(&[repo_path], &abs, true)
     }
 
     fn head(&self) -> (Option<String>, Option<String>) {
@@ -315,9 +328,17 @@ fn status_of(
     let mut entries = Vec::new();
     let mut truncated = false;
     for entry in statuses.iter() {
-        let Some(path) = entry.path().ok().and_then(|p| scoped.to_workspace(p)) else {
+        let Some((repo_path, path)) = entry
+            .path()
+            .ok()
+            .and_then(|p| Some((p, scoped.to_workspace(p)?)))
+        else {
             continue;
         };
+        // katachi's own folders are invisible here too, even when the repository tracks them
+        if scoped.read_rule(repo_path) == Some(ProtectedRule::KatachiFolder) {
+            continue;
+        }
         if entries.len() == cap {
             truncated = true;
             break;
@@ -344,38 +365,6 @@ fn status_of(
         entries,
         truncated,
     })
-}
-
-fn staged_change(s: Status) -> Option<GitChange> {
-    if s.is_conflicted() {
-        return Some(GitChange::Conflicted);
-    }
-    [
-        (Status::INDEX_NEW, GitChange::Added),
-        (Status::INDEX_MODIFIED, GitChange::Modified),
-        (Status::INDEX_DELETED, GitChange::Deleted),
-        (Status::INDEX_RENAMED, GitChange::Renamed),
-        (Status::INDEX_TYPECHANGE, GitChange::Typechange),
-    ]
-    .into_iter()
-    .find(|(bit, _)| s.contains(*bit))
-    .map(|(_, c)| c)
-}
-
-fn unstaged_change(s: Status) -> Option<GitChange> {
-    if s.is_conflicted() {
-        return Some(GitChange::Conflicted);
-    }
-    [
-        (Status::WT_NEW, GitChange::Untracked),
-        (Status::WT_MODIFIED, GitChange::Modified),
-        (Status::WT_DELETED, GitChange::Deleted),
-        (Status::WT_RENAMED, GitChange::Renamed),
-        (Status::WT_TYPECHANGE, GitChange::Typechange),
-    ]
-    .into_iter()
-    .find(|(bit, _)| s.contains(*bit))
-    .map(|(_, c)| c)
 }
 
 fn diff_of(
@@ -419,11 +408,22 @@ fn diff_of(
         let Some(change) = delta_change(delta.status()) else {
             continue;
         };
-        let withheld = reads_worktree
+        // the file API's read rules hold for diffs: katachi's folders are left out, and the
+        // content of `.env*` files (worktree, index or HEAD) is withheld
+        let rules: Vec<ProtectedRule> = [new_path, old_path]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| scoped.read_rule(p))
+            .collect();
+        if rules.contains(&ProtectedRule::KatachiFolder) {
+            continue;
+        }
+        let hard_linked = reads_worktree
             && new_path.is_some_and(|p| {
                 std::fs::symlink_metadata(scoped.workdir.join(p))
                     .is_ok_and(|m| m.is_file() && link_count(&m) > 1)
             });
+        let withheld = hard_linked || !rules.is_empty();
         let binary = delta.old_file().is_binary() || delta.new_file().is_binary();
         let patch = if withheld {
             String::new()
@@ -458,20 +458,6 @@ fn patch_text(diff: &git2::Diff<'_>, idx: usize) -> ApiResult<String> {
     };
     let buf = patch.to_buf().map_err(|e| git_failed(&e))?;
     Ok(String::from_utf8_lossy(&buf).into_owned())
-}
-
-fn delta_change(d: Delta) -> Option<GitChange> {
-    Some(match d {
-        Delta::Added => GitChange::Added,
-        Delta::Deleted => GitChange::Deleted,
-        Delta::Modified => GitChange::Modified,
-        Delta::Renamed => GitChange::Renamed,
-        Delta::Copied => GitChange::Copied,
-        Delta::Typechange => GitChange::Typechange,
-        Delta::Untracked => GitChange::Untracked,
-        Delta::Conflicted => GitChange::Conflicted,
-        Delta::Unmodified | Delta::Ignored | Delta::Unreadable => return None,
-    })
 }
 
 fn git_failed(e: &git2::Error) -> ApiError {

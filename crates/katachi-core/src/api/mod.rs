@@ -23,6 +23,7 @@
 //! - `paths`: the path rules, and resolution of a client's path inside a workspace.
 //! - `checked_open`: opening a resolved path, re-checked against what was resolved (TOCTOU).
 //! - `status`, `workspaces`, `tree`, `read`, `stat`, `write`, `search`, `git`, `run`: one handler group each.
+//! - `git_change`: libgit2 statuses and deltas as [`GitChange`].
 //! - `git_confine`: the check that a repository reads nothing outside the allowed workspaces.
 //! - `openapi`: the OpenAPI document and the test that keeps `docs/openapi.json` current.
 //!
@@ -32,6 +33,7 @@ mod audit_layer;
 mod checked_open;
 mod error;
 mod git;
+mod git_change;
 mod git_confine;
 pub mod openapi;
 mod paths;

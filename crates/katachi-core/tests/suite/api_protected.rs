@@ -250,3 +250,49 @@ async fn an_agent_home_gives_the_api_the_rules_its_sandbox_gets() {
     let (status, _) = get("/stat?path=.env".to_owned()).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn git_status_and_diff_leave_out_katachi_folders_and_withhold_env_files() {
+    let s = ApiServer::with_katachi_folders(&["kdata"]).await;
+    s.put_file(".env", b"TOKEN=ENV-SECRET-1\n");
+    s.put_file("kdata/config.toml", b"key = \"KATACHI-SECRET-1\"\n");
+    s.put_file("main.rs", b"fn main() {}\n");
+    // a repository that tracks both (committed before katachi was installed, say)
+    let repo = git2::Repository::init(&s.ws).unwrap();
+    let mut index = repo.index().unwrap();
+    index
+        .add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
+    index.write().unwrap();
+    let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+    let sig = git2::Signature::now("t", "t@example.invalid").unwrap();
+    repo.commit(Some("HEAD"), &sig, &sig, "c", &tree, &[])
+        .unwrap();
+    s.put_file(".env", b"TOKEN=ENV-SECRET-2\n");
+    s.put_file("kdata/config.toml", b"key = \"KATACHI-SECRET-2\"\n");
+    s.put_file("kdata/new.db", b"KATACHI-SECRET-3\n");
+    s.put_file(".env.local", b"TOKEN=ENV-SECRET-3\n");
+
+    let (status, body) = s.get_json(&s.ws_url("/git/status")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let paths: Vec<&str> = body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, [".env", ".env.local"], "{body}");
+    for mode in ["head", "worktree", "staged"] {
+        let url = s.ws_url(&format!("/git/diff?mode={mode}&include_untracked=true"));
+        let (status, body) = s.get_json(&url).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let text = body.to_string();
+        assert!(
+            !text.contains("SECRET") && !text.contains("kdata"),
+            "{mode}: {text}"
+        );
+        for file in body["files"].as_array().unwrap() {
+            assert_eq!(file["withheld"], true, "{file}");
+        }
+    }
+}
