@@ -9,7 +9,8 @@
 //! file changed on disk meanwhile), sees a clear message with a working Retry while the agent is
 //! offline; another user gets 404 for the page. In the Run panel, a user runs an allowed command and
 //! sees its output, watches a running command's output arrive live and stops it (its process is
-//! gone), and sees the structured reason when a command is not allowed.
+//! gone), and sees the structured reason when a command is not allowed; on an agent whose sandbox is
+//! not enforced (Windows), sees the command its local user runs to allow runs in that workspace.
 //!
 //! Needs `/usr/bin/chromium`, `/usr/bin/chromedriver` and `git`; without them the test fails rather
 //! than passes silently. Screenshots go to `$CARGO_TARGET_TMPDIR/screenshots`, or to
@@ -22,7 +23,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use katachi_core::api::{router, ApiState, FixedWorkspaces};
+use katachi_core::api::{router, ApiLimits, ApiState, FixedWorkspaces};
 use katachi_core::signing::{RequestSigner, SystemClock};
 use katachi_core::tunnel::TunnelDialer;
 use katachi_core::{AgentCredentials as CoreCredentials, RelayUrl, SecretBytes};
@@ -98,6 +99,16 @@ fn dial_agent(
     agent: &AgentCredentials,
     workspace: &Path,
 ) -> JoinHandle<()> {
+    let source = Arc::new(FixedWorkspaces::new([workspace]).unwrap());
+    dial_agent_serving(relay, agent, ApiState::new(source))
+}
+
+/// Dials the relay as `agent` and serves the API over `state` through the tunnel.
+fn dial_agent_serving(
+    relay: &InProcessRelay,
+    agent: &AgentCredentials,
+    state: ApiState,
+) -> JoinHandle<()> {
     let credentials = CoreCredentials::new(
         RelayUrl::parse(relay.url()).unwrap(),
         agent.agent_id.clone(),
@@ -112,9 +123,7 @@ fn dial_agent(
         0,
     );
     let dialer = TunnelDialer::new(&credentials, signer).unwrap();
-    let api = router(ApiState::new(Arc::new(
-        FixedWorkspaces::new([workspace]).unwrap(),
-    )));
+    let api = router(state);
     tokio::spawn(async move {
         if let Err(e) = dialer.dial_and_serve(api).await {
             eprintln!("tunnel ended: {e}");
@@ -592,6 +601,70 @@ async fn a_user_runs_an_allowed_command_sees_its_output_live_stops_it_and_sees_a
             .await
             .unwrap();
 
+        tunnel.abort();
+        browser.close().await.unwrap();
+        relay.stop().await.unwrap();
+    })
+    .await
+    .expect("the test ran over its time budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_an_unenforced_sandbox_the_run_panel_shows_the_command_that_allows_runs() {
+    let _one = ONE_BROWSER.acquire().await.unwrap();
+    tokio::time::timeout(TEST_BUDGET, async {
+        let relay = InProcessRelay::start(|_| {}).await.unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let workspace = tmp.path().join("windows-box");
+        make_workspace(&workspace);
+        let browser = Browser::launch().await.unwrap();
+        sign_up(&browser, &relay, "wb-unenforced@example.com").await;
+        let agent = approve_device(&browser, &relay, "windows-box").await;
+        // the agent behaves as on Windows: its sandbox is not enforced
+        let source = Arc::new(FixedWorkspaces::new([&workspace]).unwrap());
+        let state = ApiState::with_unenforced_sandbox(source, ApiLimits::default());
+        let tunnel = dial_agent_serving(&relay, &agent, state);
+        wait_online(&relay, &agent.agent_id, true).await;
+        browser
+            .goto(&relay.at(&format!("/agents/{}", agent.agent_id)))
+            .await
+            .unwrap();
+        browser.click("#tab-run").await.unwrap();
+        browser
+            .wait_for("#run-command option[value=\"cat\"]", PAGE)
+            .await
+            .unwrap();
+        browser
+            .click("#run-command option[value=\"cat\"]")
+            .await
+            .unwrap();
+        browser.fill("#run-args", "README.md").await.unwrap();
+        browser.click("#run-start").await.unwrap();
+        let shown = wait_for_text_containing(&browser, "#run-denial", "--allow-unsandboxed").await;
+        let canonical = std::fs::canonicalize(&workspace).unwrap();
+        assert!(
+            shown.contains(&format!(
+                "katachi sandbox policy set --workspace {} --allow-unsandboxed",
+                canonical.display()
+            )),
+            "{shown}"
+        );
+        let kind = browser
+            .execute("return document.querySelector('#run-denial').dataset.kind;")
+            .await
+            .unwrap();
+        assert_eq!(kind, "unenforced");
+        let output = browser.text("#run-output").await.unwrap();
+        assert!(
+            !output.contains("A workspace for the workbench test."),
+            "{output}"
+        );
+        browser
+            .screenshot_to(&katachi_e2e::screenshot_path!(
+                "relay-workbench-run-unenforced.png"
+            ))
+            .await
+            .unwrap();
         tunnel.abort();
         browser.close().await.unwrap();
         relay.stop().await.unwrap();

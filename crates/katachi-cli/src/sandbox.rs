@@ -68,6 +68,10 @@ pub(crate) struct PolicySetArgs {
     /// Hide the workspace's `.env*` files again (the default).
     #[arg(long)]
     pub deny_env_files: bool,
+    /// Allow commands requested from the browser in this workspace although this machine's
+    /// sandbox is not enforced (Windows): they then run unconfined. `policy reset` removes it.
+    #[arg(long)]
+    pub allow_unsandboxed: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }

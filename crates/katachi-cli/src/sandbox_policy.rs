@@ -1,5 +1,5 @@
 //! `katachi sandbox policy show|set|reset --workspace DIR`: the sandbox overrides stored for one
-//! allowed workspace (commands, hosts, `.env*` access, limits). Changes are written to the audit log.
+//! allowed workspace (commands, hosts, `.env*` access, limits, consent to unsandboxed runs). Changes are written to the audit log.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -27,6 +27,7 @@ struct Effective {
     commands: Vec<(String, String)>,
     hosts: Vec<String>,
     allow_env_files: bool,
+    allow_unsandboxed: bool,
     wall_time_secs: u64,
     cpu_time_secs: u64,
     memory_mib: u64,
@@ -59,6 +60,7 @@ pub(crate) fn run(
                         .collect(),
                     hosts: policy.allowed_hosts().to_vec(),
                     allow_env_files: policy.workspaces().iter().any(|w| w.allow_env_files),
+                    allow_unsandboxed: policy.allows_unsandboxed(),
                     wall_time_secs: limits.wall_time.as_secs(),
                     cpu_time_secs: limits.cpu_time.as_secs(),
                     memory_mib: limits.memory_bytes >> 20,
@@ -75,6 +77,7 @@ pub(crate) fn run(
                 allow_hosts: args.allow_host.clone(),
                 allow_env_files: false,
                 limits: args.limits_overrides(),
+                allow_unsandboxed: args.allow_unsandboxed,
             };
             let env_files = match (args.allow_env_files, args.deny_env_files) {
                 (true, _) => Some(true),
@@ -177,6 +180,14 @@ fn render(s: &Shown<'_>) -> String {
             "readable"
         } else {
             "hidden"
+        }
+    ));
+    lines.push(format!(
+        "  browser runs where the sandbox is not enforced: {}",
+        if e.allow_unsandboxed {
+            "allowed (they run unconfined)"
+        } else {
+            "refused"
         }
     ));
     lines.push(format!(

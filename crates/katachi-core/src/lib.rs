@@ -21,6 +21,7 @@
 //! - [`relay_session`]: keeps a registered agent online: heartbeats, outbox flushes, status.
 //! - [`api`]: the agent's structured API as one axum `Router` (workspaces, tree, read, write, search, git).
 //! - [`sandbox`]: the OS sandbox every command runs in (policy, Linux backend, self-test).
+//! - [`protected`]: the protected-path rule set shared by the sandbox and the API.
 
 // `unsafe` is denied everywhere (workspace lint) and allowed only in the Linux sandbox backend
 #![deny(unsafe_code)]
@@ -35,6 +36,7 @@ pub mod config;
 pub mod dirs;
 pub mod doctor;
 pub mod fingerprint;
+pub mod protected;
 pub mod relay_client;
 pub mod relay_http;
 pub mod relay_session;

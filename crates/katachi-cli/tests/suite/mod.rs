@@ -1,11 +1,12 @@
 mod audit;
 mod doctor;
+mod hints;
 mod keychain_unavailable;
 mod relay_agent;
 mod relay_client;
 pub mod relay_support;
 mod sandbox;
-mod sandbox_proxy;
+pub mod sandbox_proxy;
 pub mod support;
 mod tunnel_status;
 mod workspace;

@@ -252,6 +252,36 @@ fn git_hooks_and_config_cannot_be_planted() {
 }
 
 #[test]
+fn a_git_repository_made_by_a_run_is_moved_aside_and_reported() {
+    let fx = Fx::new();
+    // a workspace without `.git`: a run plants one with a hook and an fsmonitor config
+    let r = fx.sh(
+        &["mkdir"],
+        "mkdir -p .git/hooks && echo id > .git/hooks/post-checkout \
+         && printf '[core]\\n\\tfsmonitor = id\\n' > .git/config",
+    );
+    ok(&r, "the script itself runs");
+    assert!(!fx.ws().join(".git").exists(), "the planted .git stayed");
+    assert!(fx
+        .ws()
+        .join(".git.refused-by-katachi/hooks/post-checkout")
+        .exists());
+    assert!(
+        r.stderr.contains(&format!(
+            "sandbox denied file access to {}",
+            fx.ws().join(".git").display()
+        )),
+        "{}",
+        r.stderr
+    );
+    // `git init` from a run is moved aside the same way (a second name, nothing lost)
+    let r = fx.run(&["git"], &[], &["git", "init", "-q"]);
+    ok(&r, "git init runs");
+    assert!(!fx.ws().join(".git").exists());
+    assert!(fx.ws().join(".git.refused-by-katachi-2").is_dir());
+}
+
+#[test]
 fn only_allowlisted_binaries_can_be_executed() {
     let fx = Fx::new();
     // direct: a structured exec denial

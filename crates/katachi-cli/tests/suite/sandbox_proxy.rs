@@ -58,7 +58,7 @@ impl Fx {
 }
 
 /// An HTTP server on the host's loopback answering `upstream-ok`; counts connections.
-fn upstream() -> (u16, Arc<AtomicUsize>) {
+pub(super) fn upstream() -> (u16, Arc<AtomicUsize>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));
@@ -110,7 +110,7 @@ fn allowed_host_is_reached_through_the_proxy_and_logged() {
     blocked(&r, "curl to a host that is not allowed");
     assert!(
         r.stderr.contains(&format!(
-            "egress denied localhost:{port}: not in the allowed hosts (add --allow-host localhost:{port})"
+            "egress denied localhost:{port}: not in the allowed hosts (add --allow-host localhost:{port} to the run"
         )),
         "{}",
         r.stderr
@@ -144,14 +144,14 @@ fn host_not_allowed_is_refused_with_a_structured_reason() {
     blocked(&r, "https to a host that is not allowed");
     assert!(
         r.stderr.contains(
-            "egress denied evil.example:443: not in the allowed hosts (add --allow-host evil.example)"
+            "egress denied evil.example:443: not in the allowed hosts (add --allow-host evil.example to the run"
         ),
         "{}",
         r.stderr
     );
     assert!(
         r.stderr.contains(
-            r#"denial {"kind":"network","target":"evil.example:443","how_to_allow":"add --allow-host evil.example"}"#
+            r#"denial {"kind":"network","target":"evil.example:443","how_to_allow":"add --allow-host evil.example to the run, or on the agent's machine run `katachi sandbox policy set --workspace "#
         ),
         "{}",
         r.stderr

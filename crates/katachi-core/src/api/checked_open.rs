@@ -220,6 +220,7 @@ mod tests {
         let root = WorkspaceRoot {
             id: 1,
             root: std::fs::canonicalize(&ws).unwrap(),
+            protected: Default::default(),
         };
         let out = root.resolve(&RelPath::parse(b"out").unwrap()).unwrap_err();
         assert_eq!(out.code(), ErrorCode::PathOutsideWorkspace);
@@ -237,6 +238,7 @@ mod tests {
         let root = WorkspaceRoot {
             id: 1,
             root: ws.clone(),
+            protected: Default::default(),
         };
         let r = root.resolve(&RelPath::parse(b"f").unwrap()).unwrap();
         // replaced by another file between the check and the open (the old one kept, so its
@@ -263,6 +265,7 @@ mod tests {
         let root = WorkspaceRoot {
             id: 1,
             root: ws.clone(),
+            protected: Default::default(),
         };
         let r = root.resolve(&RelPath::parse(b"d/f").unwrap()).unwrap();
         // the attacker swaps `d` for a symlink to the outside folder after the check

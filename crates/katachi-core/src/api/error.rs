@@ -57,6 +57,10 @@ pub enum ErrorCode {
     /// Symlinks on the path loop.
     #[serde(rename = "path.symlink_loop")]
     PathSymlinkLoop,
+    /// The path is protected ([`crate::protected`]): `.git/config`, `.git/hooks`, a `.git` file or
+    /// folder, a `.env*` file, or katachi's own folders; the message names the rule.
+    #[serde(rename = "path.protected")]
+    PathProtected,
     /// The path changed between its check and its use (a symlink swapped in): retry.
     #[serde(rename = "path.changed")]
     PathChanged,
@@ -87,9 +91,18 @@ pub enum ErrorCode {
     /// The path is not inside a git repository.
     #[serde(rename = "git.not_a_repository")]
     GitNotARepository,
+    /// The repository would make git read outside the allowed workspaces (a `.git` file, a
+    /// `commondir`, alternates, a symlinked object store or index, `core.worktree`); the message
+    /// names the route. Keep repositories whole inside a workspace.
+    #[serde(rename = "git.outside_workspace")]
+    GitOutsideWorkspace,
     /// libgit2 failed (corrupt repository, unsupported extension).
     #[serde(rename = "git.failed")]
     GitFailed,
+    /// The workspace's stored sandbox overrides are unreadable or invalid, so neither its runs nor
+    /// its protected paths can be known; the message names the command that resets them.
+    #[serde(rename = "sandbox.policy_invalid")]
+    SandboxPolicyInvalid,
     /// The list of allowed workspaces could not be read (the store is locked or broken).
     #[serde(rename = "store.unavailable")]
     StoreUnavailable,
@@ -121,6 +134,7 @@ impl ErrorCode {
             ErrorCode::PathHardLink => "path.hard_link",
             ErrorCode::PathDanglingSymlink => "path.dangling_symlink",
             ErrorCode::PathSymlinkLoop => "path.symlink_loop",
+            ErrorCode::PathProtected => "path.protected",
             ErrorCode::PathChanged => "path.changed",
             ErrorCode::FileTooLarge => "file.too_large",
             ErrorCode::FileConflict => "file.conflict",
@@ -131,7 +145,9 @@ impl ErrorCode {
             ErrorCode::RequestMethodNotAllowed => "request.method_not_allowed",
             ErrorCode::SearchInvalidPattern => "search.invalid_pattern",
             ErrorCode::GitNotARepository => "git.not_a_repository",
+            ErrorCode::GitOutsideWorkspace => "git.outside_workspace",
             ErrorCode::GitFailed => "git.failed",
+            ErrorCode::SandboxPolicyInvalid => "sandbox.policy_invalid",
             ErrorCode::StoreUnavailable => "store.unavailable",
             ErrorCode::IoFailed => "io.failed",
             ErrorCode::AuditUnavailable => "audit.unavailable",
@@ -148,10 +164,13 @@ impl ErrorCode {
             ErrorCode::PathOutsideWorkspace
             | ErrorCode::PathHardLink
             | ErrorCode::PathDanglingSymlink
-            | ErrorCode::PathSpecialFile => StatusCode::FORBIDDEN,
-            ErrorCode::WorkspaceUnavailable | ErrorCode::FileConflict | ErrorCode::PathChanged => {
-                StatusCode::CONFLICT
-            }
+            | ErrorCode::PathSpecialFile
+            | ErrorCode::PathProtected
+            | ErrorCode::GitOutsideWorkspace => StatusCode::FORBIDDEN,
+            ErrorCode::WorkspaceUnavailable
+            | ErrorCode::FileConflict
+            | ErrorCode::PathChanged
+            | ErrorCode::SandboxPolicyInvalid => StatusCode::CONFLICT,
             ErrorCode::FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RequestMethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -310,6 +329,7 @@ mod tests {
             PathHardLink,
             PathDanglingSymlink,
             PathSymlinkLoop,
+            PathProtected,
             PathChanged,
             FileTooLarge,
             FileConflict,
@@ -320,7 +340,9 @@ mod tests {
             RequestMethodNotAllowed,
             SearchInvalidPattern,
             GitNotARepository,
+            GitOutsideWorkspace,
             GitFailed,
+            SandboxPolicyInvalid,
             StoreUnavailable,
             IoFailed,
             AuditUnavailable,

@@ -5,22 +5,27 @@
 //! hostile repository cannot make these calls execute anything. Paths are confined to the
 //! workspace: the repository is found from the requested folder (it may be the workspace, inside
 //! it, or contain it), libgit2 is given the folder as a literal pathspec, and every path it returns
-//! is mapped back under the workspace root (others are dropped). A repository whose work tree is
-//! elsewhere (`core.worktree` pointing out of the workspace) is refused. A diff withholds the
-//! content of hard-linked work-tree files, as reads do ([`super::paths`]).
+//! is mapped back under the workspace root (others are dropped). A repository is read only when its
+//! git dir, common dir, object stores (alternates included), index and work tree all lie inside
+//! allowed workspaces ([`super::git_confine`]); otherwise `git.outside_workspace` names the route.
+//! A diff withholds the content of hard-linked work-tree files and of protected `.env*` files, and
+//! status and diff leave out katachi's own folders, as reads do ([`super::paths`]).
 
 use std::path::{Path, PathBuf};
 
 use axum::extract::State;
 use axum::Json;
-use git2::{Delta, DiffOptions, Repository, RepositoryOpenFlags, Status, StatusOptions};
+use git2::{DiffOptions, Repository, RepositoryOpenFlags, StatusOptions};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::checked_open::link_count;
 use super::error::{ApiError, ApiResult, ErrorCode};
+use super::git_change::{delta_change, staged_change, unstaged_change};
+use super::git_confine::{check_repository_is_confined, outside, GitRoute};
 use super::paths::{QueryPath, RelPath, WorkspaceRoot};
 use super::{ApiQuery, ApiState, WorkspaceId};
+use crate::protected::{ProtectedPaths, ProtectedRule};
 
 /// How a path differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -110,7 +115,8 @@ pub struct DiffFile {
     pub binary: bool,
     /// Unified diff text (`diff --git …`); empty when binary or withheld.
     pub patch: String,
-    /// The content was withheld: the work-tree file is hard-linked (it may be outside content).
+    /// The content was withheld: the work-tree file is hard-linked (it may be outside content), or
+    /// it is a protected `.env*` file the workspace does not allow.
     pub withheld: bool,
 }
 
@@ -134,6 +140,7 @@ pub struct GitDiff {
     ),
     responses(
         (status = 200, description = "The status", body = GitStatus),
+        (status = 403, description = "`git.outside_workspace`: the repository would read outside the allowed workspaces", body = super::ErrorBody),
         (status = 404, description = "`git.not_a_repository`, `workspace.not_found`, `path.not_found`", body = super::ErrorBody),
         (status = 500, description = "`git.failed`", body = super::ErrorBody),
     )
@@ -147,7 +154,8 @@ pub(crate) async fn git_status(
     let status = state
         .blocking(move |s| {
             let ws = s.workspace(id)?;
-            status_of(&ws, &rel, s.limits().git_max_entries)
+            let allowed = s.allowed_roots()?;
+            status_of(&ws, &allowed, &rel, s.limits().git_max_entries)
         })
         .await?;
     Ok(Json(status))
@@ -165,6 +173,7 @@ pub(crate) async fn git_status(
     ),
     responses(
         (status = 200, description = "The diff", body = GitDiff),
+        (status = 403, description = "`git.outside_workspace`: the repository would read outside the allowed workspaces", body = super::ErrorBody),
         (status = 404, description = "`git.not_a_repository`, `workspace.not_found`, `path.not_found`", body = super::ErrorBody),
         (status = 500, description = "`git.failed`", body = super::ErrorBody),
     )
@@ -179,7 +188,8 @@ pub(crate) async fn git_diff(
     let diff = state
         .blocking(move |s| {
             let ws = s.workspace(id)?;
-            diff_of(&ws, &rel, &params, s.limits().git_max_patch_bytes)
+            let allowed = s.allowed_roots()?;
+            diff_of(&ws, &allowed, &rel, &params, s.limits().git_max_patch_bytes)
         })
         .await?;
     Ok(Json(diff))
@@ -195,10 +205,13 @@ struct ScopedRepo {
     root: PathBuf,
     /// The requested folder or file relative to the work tree (`/`-separated; empty = all).
     pathspec: String,
+    /// The workspace's protected-path rules: katachi's folders are left out, `.env*` withheld.
+    protected: ProtectedPaths,
 }
 
 impl ScopedRepo {
-    fn open(ws: &WorkspaceRoot, rel: &RelPath) -> ApiResult<Self> {
+    /// Opens the repository holding `rel`, refusing one that would read outside `allowed`.
+    fn open(ws: &WorkspaceRoot, allowed: &[PathBuf], rel: &RelPath) -> ApiResult<Self> {
         let start = ws.resolve(rel)?;
         let start_dir = if start.meta.is_dir() {
             start.abs.clone()
@@ -212,9 +225,17 @@ impl ScopedRepo {
         let not_a_repo = || {
             ApiError::new(
                 ErrorCode::GitNotARepository,
-                format!("{:?} is not inside a git repository", rel.as_str()),
+                if rel.is_root() {
+                    "this workspace is not a git repository".to_owned()
+                } else {
+                    format!(
+                        "{:?} is not inside a git repository in this workspace",
+                        rel.as_str()
+                    )
+                },
             )
         };
+        // no FROM_ENV: `GIT_DIR`, `GIT_COMMON_DIR`, `GIT_OBJECT_DIRECTORY`, … cannot redirect it
         let repo = Repository::open_ext(&start_dir, RepositoryOpenFlags::empty(), &[] as &[&Path])
             .map_err(|e| {
                 if e.code() == git2::ErrorCode::NotFound {
@@ -223,16 +244,16 @@ impl ScopedRepo {
                     git_failed(&e)
                 }
             })?;
+        // refuse a repository that reads another one (`.git` file, commondir, alternates, …)
+        // before any object is loaded: its content would appear in the answer
+        check_repository_is_confined(&repo, allowed)?;
         let workdir = repo
             .workdir()
             .and_then(|w| std::fs::canonicalize(w).ok())
             .ok_or_else(not_a_repo)?;
         // refuse a work tree elsewhere (core.worktree): it would read files outside the workspace
         if !workdir.starts_with(&ws.root) && !ws.root.starts_with(&workdir) {
-            return Err(ApiError::new(
-                ErrorCode::GitNotARepository,
-                "the repository's work tree is outside the workspace",
-            ));
+            return Err(outside(GitRoute::Worktree));
         }
         let pathspec = start
             .abs
@@ -246,6 +267,7 @@ impl ScopedRepo {
             workdir,
             root: ws.root.clone(),
             pathspec,
+            protected: ws.protected.clone(),
         })
     }
 
@@ -263,6 +285,12 @@ impl ScopedRepo {
         ))
     }
 
+    /// The read rule protecting the repository path `repo_path` (a file as git reports it).
+    fn read_rule(&self, repo_path: &str) -> Option<ProtectedRule> {
+        let abs = self.workdir.join(repo_path.trim_end_matches('/'));
+        self.protected.read_rule(&[repo_path], &abs, true)
+    }
+
     fn head(&self) -> (Option<String>, Option<String>) {
         match self.repo.head() {
             Ok(h) => (
@@ -276,8 +304,13 @@ impl ScopedRepo {
     }
 }
 
-fn status_of(ws: &WorkspaceRoot, rel: &RelPath, cap: usize) -> ApiResult<GitStatus> {
-    let scoped = ScopedRepo::open(ws, rel)?;
+fn status_of(
+    ws: &WorkspaceRoot,
+    allowed: &[PathBuf],
+    rel: &RelPath,
+    cap: usize,
+) -> ApiResult<GitStatus> {
+    let scoped = ScopedRepo::open(ws, allowed, rel)?;
     let mut opts = StatusOptions::new();
     opts.include_untracked(true)
         .recurse_untracked_dirs(false)
@@ -295,9 +328,17 @@ fn status_of(ws: &WorkspaceRoot, rel: &RelPath, cap: usize) -> ApiResult<GitStat
     let mut entries = Vec::new();
     let mut truncated = false;
     for entry in statuses.iter() {
-        let Some(path) = entry.path().ok().and_then(|p| scoped.to_workspace(p)) else {
+        let Some((repo_path, path)) = entry
+            .path()
+            .ok()
+            .and_then(|p| Some((p, scoped.to_workspace(p)?)))
+        else {
             continue;
         };
+        // katachi's own folders are invisible here too, even when the repository tracks them
+        if scoped.read_rule(repo_path) == Some(ProtectedRule::KatachiFolder) {
+            continue;
+        }
         if entries.len() == cap {
             truncated = true;
             break;
@@ -326,45 +367,14 @@ fn status_of(ws: &WorkspaceRoot, rel: &RelPath, cap: usize) -> ApiResult<GitStat
     })
 }
 
-fn staged_change(s: Status) -> Option<GitChange> {
-    if s.is_conflicted() {
-        return Some(GitChange::Conflicted);
-    }
-    [
-        (Status::INDEX_NEW, GitChange::Added),
-        (Status::INDEX_MODIFIED, GitChange::Modified),
-        (Status::INDEX_DELETED, GitChange::Deleted),
-        (Status::INDEX_RENAMED, GitChange::Renamed),
-        (Status::INDEX_TYPECHANGE, GitChange::Typechange),
-    ]
-    .into_iter()
-    .find(|(bit, _)| s.contains(*bit))
-    .map(|(_, c)| c)
-}
-
-fn unstaged_change(s: Status) -> Option<GitChange> {
-    if s.is_conflicted() {
-        return Some(GitChange::Conflicted);
-    }
-    [
-        (Status::WT_NEW, GitChange::Untracked),
-        (Status::WT_MODIFIED, GitChange::Modified),
-        (Status::WT_DELETED, GitChange::Deleted),
-        (Status::WT_RENAMED, GitChange::Renamed),
-        (Status::WT_TYPECHANGE, GitChange::Typechange),
-    ]
-    .into_iter()
-    .find(|(bit, _)| s.contains(*bit))
-    .map(|(_, c)| c)
-}
-
 fn diff_of(
     ws: &WorkspaceRoot,
+    allowed: &[PathBuf],
     rel: &RelPath,
     params: &DiffParams,
     max_bytes: usize,
 ) -> ApiResult<GitDiff> {
-    let scoped = ScopedRepo::open(ws, rel)?;
+    let scoped = ScopedRepo::open(ws, allowed, rel)?;
     let repo = &scoped.repo;
     let untracked = params.include_untracked && !matches!(params.mode, DiffMode::Staged);
     let mut opts = DiffOptions::new();
@@ -398,11 +408,22 @@ fn diff_of(
         let Some(change) = delta_change(delta.status()) else {
             continue;
         };
-        let withheld = reads_worktree
+        // the file API's read rules hold for diffs: katachi's folders are left out, and the
+        // content of `.env*` files (worktree, index or HEAD) is withheld
+        let rules: Vec<ProtectedRule> = [new_path, old_path]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| scoped.read_rule(p))
+            .collect();
+        if rules.contains(&ProtectedRule::KatachiFolder) {
+            continue;
+        }
+        let hard_linked = reads_worktree
             && new_path.is_some_and(|p| {
                 std::fs::symlink_metadata(scoped.workdir.join(p))
                     .is_ok_and(|m| m.is_file() && link_count(&m) > 1)
             });
+        let withheld = hard_linked || !rules.is_empty();
         let binary = delta.old_file().is_binary() || delta.new_file().is_binary();
         let patch = if withheld {
             String::new()
@@ -437,20 +458,6 @@ fn patch_text(diff: &git2::Diff<'_>, idx: usize) -> ApiResult<String> {
     };
     let buf = patch.to_buf().map_err(|e| git_failed(&e))?;
     Ok(String::from_utf8_lossy(&buf).into_owned())
-}
-
-fn delta_change(d: Delta) -> Option<GitChange> {
-    Some(match d {
-        Delta::Added => GitChange::Added,
-        Delta::Deleted => GitChange::Deleted,
-        Delta::Modified => GitChange::Modified,
-        Delta::Renamed => GitChange::Renamed,
-        Delta::Copied => GitChange::Copied,
-        Delta::Typechange => GitChange::Typechange,
-        Delta::Untracked => GitChange::Untracked,
-        Delta::Conflicted => GitChange::Conflicted,
-        Delta::Unmodified | Delta::Ignored | Delta::Unreadable => return None,
-    })
 }
 
 fn git_failed(e: &git2::Error) -> ApiError {

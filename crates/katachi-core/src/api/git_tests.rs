@@ -28,6 +28,7 @@ fn root(dir: &Path) -> WorkspaceRoot {
     WorkspaceRoot {
         id: 1,
         root: std::fs::canonicalize(dir).unwrap(),
+        protected: Default::default(),
     }
 }
 
@@ -40,7 +41,13 @@ fn status_and_diff_show_a_change_on_disk() {
     std::fs::write(tmp.path().join("a.txt"), b"two\n").unwrap();
     std::fs::write(tmp.path().join("new.txt"), b"n\n").unwrap();
     let ws = root(tmp.path());
-    let st = status_of(&ws, &RelPath::default(), 100).unwrap();
+    let st = status_of(
+        &ws,
+        std::slice::from_ref(&ws.root),
+        &RelPath::default(),
+        100,
+    )
+    .unwrap();
     let paths: Vec<_> = st
         .entries
         .iter()
@@ -60,7 +67,14 @@ fn status_and_diff_show_a_change_on_disk() {
         include_untracked: false,
         context: None,
     };
-    let d = diff_of(&ws, &RelPath::default(), &params, 1 << 20).unwrap();
+    let d = diff_of(
+        &ws,
+        std::slice::from_ref(&ws.root),
+        &RelPath::default(),
+        &params,
+        1 << 20,
+    )
+    .unwrap();
     assert_eq!(d.files.len(), 1);
     assert!(
         d.files[0].patch.contains("-one\n+two\n"),
@@ -70,7 +84,7 @@ fn status_and_diff_show_a_change_on_disk() {
 }
 
 #[test]
-fn a_workspace_inside_a_repository_sees_only_its_own_paths() {
+fn a_workspace_inside_a_repository_is_refused_unless_the_repository_is_allowed_too() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = init_repo(tmp.path());
     std::fs::create_dir(tmp.path().join("ws")).unwrap();
@@ -80,7 +94,20 @@ fn a_workspace_inside_a_repository_sees_only_its_own_paths() {
     std::fs::write(tmp.path().join("ws/in.txt"), b"2\n").unwrap();
     std::fs::write(tmp.path().join("out.txt"), b"secret\n").unwrap();
     let ws = root(&tmp.path().join("ws"));
-    let st = status_of(&ws, &RelPath::default(), 100).unwrap();
+    // the git folder is above the workspace: not an allowed place to read from
+    let err = status_of(
+        &ws,
+        std::slice::from_ref(&ws.root),
+        &RelPath::default(),
+        100,
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), ErrorCode::GitOutsideWorkspace);
+    assert!(err.message().contains("(gitdir)"), "{}", err.message());
+
+    // once the repository's folder is allowed as well, the workspace sees only its own paths
+    let allowed = [ws.root.clone(), root(tmp.path()).root];
+    let st = status_of(&ws, &allowed, &RelPath::default(), 100).unwrap();
     let paths: Vec<_> = st.entries.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(paths, ["in.txt"]);
     assert_eq!(st.repository, None);
@@ -89,7 +116,7 @@ fn a_workspace_inside_a_repository_sees_only_its_own_paths() {
         include_untracked: true,
         context: None,
     };
-    let d = diff_of(&ws, &RelPath::default(), &params, 1 << 20).unwrap();
+    let d = diff_of(&ws, &allowed, &RelPath::default(), &params, 1 << 20).unwrap();
     assert_eq!(d.files.len(), 1);
     assert!(!d.files[0].patch.contains("secret"));
 }
@@ -98,6 +125,8 @@ fn a_workspace_inside_a_repository_sees_only_its_own_paths() {
 fn a_folder_without_a_repository_says_so() {
     let tmp = tempfile::tempdir().unwrap();
     // a ceiling is not needed: temp folders are not inside a repository
-    let err = status_of(&root(tmp.path()), &RelPath::default(), 10).unwrap_err();
+    let ws = root(tmp.path());
+    let err = status_of(&ws, std::slice::from_ref(&ws.root), &RelPath::default(), 10).unwrap_err();
     assert_eq!(err.code(), ErrorCode::GitNotARepository);
+    assert_eq!(err.message(), "this workspace is not a git repository");
 }

@@ -23,6 +23,8 @@
 //! - `paths`: the path rules, and resolution of a client's path inside a workspace.
 //! - `checked_open`: opening a resolved path, re-checked against what was resolved (TOCTOU).
 //! - `status`, `workspaces`, `tree`, `read`, `stat`, `write`, `search`, `git`, `run`: one handler group each.
+//! - `git_change`: libgit2 statuses and deltas as [`GitChange`].
+//! - `git_confine`: the check that a repository reads nothing outside the allowed workspaces.
 //! - `openapi`: the OpenAPI document and the test that keeps `docs/openapi.json` current.
 //!
 //! AI chat is added on this router by its issue.
@@ -31,6 +33,8 @@ mod audit_layer;
 mod checked_open;
 mod error;
 mod git;
+mod git_change;
+mod git_confine;
 pub mod openapi;
 mod paths;
 mod read;
@@ -132,6 +136,9 @@ struct Inner {
     source: Arc<dyn WorkspaceSource>,
     /// Bounds per call.
     limits: ApiLimits,
+    /// Runs act as on a machine whose sandbox is not enforced (a test seam: Windows' behaviour,
+    /// exercised on any OS); otherwise the probed [`crate::sandbox::SandboxStatus`] decides.
+    sandbox_forced_unenforced: bool,
     /// Serialises writes made through the API, so two API writes to one file cannot both pass the
     /// hash check (writes by other programs are caught by the re-check before the rename).
     write_lock: std::sync::Mutex<()>,
@@ -153,10 +160,29 @@ impl ApiState {
 
     /// State over `source` with explicit limits.
     pub fn with_limits(source: Arc<dyn WorkspaceSource>, limits: ApiLimits) -> Self {
+        Self::build(source, limits, false)
+    }
+
+    /// State whose runs act as on a machine where the sandbox is not enforced (Windows): each
+    /// run needs the local user's consent for its workspace (`sandbox.unenforced` without it).
+    ///
+    /// # Testing
+    /// This is the seam that tests Windows' refusal on any OS; the agent never uses it (its
+    /// runs follow the probed sandbox status). Consented runs still go through the real sandbox.
+    pub fn with_unenforced_sandbox(source: Arc<dyn WorkspaceSource>, limits: ApiLimits) -> Self {
+        Self::build(source, limits, true)
+    }
+
+    fn build(
+        source: Arc<dyn WorkspaceSource>,
+        limits: ApiLimits,
+        sandbox_forced_unenforced: bool,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 source,
                 limits,
+                sandbox_forced_unenforced,
                 write_lock: std::sync::Mutex::new(()),
             }),
         }
@@ -190,7 +216,27 @@ impl ApiState {
                     format!("workspace {id} is not allowed; GET /v1/workspaces lists them"),
                 )
             })?;
-        WorkspaceRoot::verify(&ws)
+        let checked = WorkspaceRoot::verify(&ws, crate::protected::ProtectedPaths::default())?;
+        // the same rules the sandbox gets for this workspace (katachi's folders, `.env*` choice)
+        let protected = self
+            .inner
+            .source
+            .protected_paths(&checked.root)
+            .map_err(|e| policy_error(id, &e))?;
+        Ok(WorkspaceRoot {
+            protected,
+            ..checked
+        })
+    }
+
+    /// The canonical roots of every allowed workspace that is still in place (blocking).
+    fn allowed_roots(&self) -> ApiResult<Vec<std::path::PathBuf>> {
+        Ok(self
+            .allowed()?
+            .iter()
+            .filter_map(|w| WorkspaceRoot::verify(w, Default::default()).ok())
+            .map(|w| w.root)
+            .collect())
     }
 
     /// Runs filesystem work on the blocking pool.
@@ -206,6 +252,26 @@ impl ApiState {
                 tracing::error!(error = %e, "api: blocking task failed");
                 ApiError::new(ErrorCode::IoFailed, "the operation was interrupted")
             })?
+    }
+}
+
+/// A workspace whose sandbox policy (and so its protected paths) cannot be read.
+fn policy_error(id: i64, e: &crate::sandbox::OverrideError) -> ApiError {
+    use crate::sandbox::OverrideError;
+    tracing::warn!(workspace = id, error = %e, "api: the workspace's sandbox policy cannot be read");
+    match e {
+        OverrideError::Store(_) | OverrideError::Workspace(_) => ApiError::new(
+            ErrorCode::StoreUnavailable,
+            "the sandbox policy of this workspace cannot be read; run `katachi doctor`",
+        ),
+        OverrideError::NotAWorkspace(_) => ApiError::new(
+            ErrorCode::WorkspaceNotFound,
+            format!("workspace {id} is not allowed; GET /v1/workspaces lists them"),
+        ),
+        // the message names the workspace and the command that resets it
+        OverrideError::Corrupt { .. } | OverrideError::Invalid { .. } => {
+            ApiError::new(ErrorCode::SandboxPolicyInvalid, e.to_string())
+        }
     }
 }
 

@@ -23,6 +23,11 @@
 //!    workspace (e.g. `ln ~/.ssh/id_ed25519 ws/x`), and the API cannot tell where. Such files are
 //!    refused for reading, searching and writing (`path.hard_link`); the tree still lists them.
 //! 6. FIFOs, sockets and devices are refused (`path.special_file`): reading one could block or leak.
+//! 7. Protected paths ([`crate::protected`], the rule set the sandbox uses too): reading a `.env*`
+//!    file (unless the workspace allows them) or anything in katachi's own folders, and writing
+//!    `.git/config`, `.git/hooks/**`, a `.git` file or folder, a `.env*` file or into katachi's
+//!    folders are refused (`path.protected`, the rule named in the message). Both the client's path
+//!    and the resolved one are checked, so a symlink into a protected path is caught.
 //!
 //! # Not covered
 //! The workspace root itself is trusted once re-checked (rule 2); on Windows rule 4's descriptor
@@ -36,6 +41,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::error::{ApiError, ApiResult, ErrorCode};
+use crate::protected::{ProtectedPaths, ProtectedRule};
 use crate::store::Workspace;
 
 /// Longest path accepted, in bytes (Linux `PATH_MAX`).
@@ -227,6 +233,8 @@ pub struct WorkspaceRoot {
     pub id: i64,
     /// Its canonical root.
     pub root: PathBuf,
+    /// The protected-path rules of this workspace.
+    pub protected: ProtectedPaths,
 }
 
 /// A path inside a workspace that exists, resolved and checked.
@@ -258,17 +266,20 @@ pub enum WriteTarget {
 
 impl WorkspaceRoot {
     /// Re-checks an allowed workspace's root: it must exist, be a folder and still be canonical.
+    /// Paths in it are then checked against `protected`.
     ///
     /// # Errors
     /// `workspace.unavailable`.
-    pub fn verify(ws: &Workspace) -> ApiResult<Self> {
+    pub fn verify(ws: &Workspace, protected: ProtectedPaths) -> ApiResult<Self> {
         let stored = PathBuf::from(&ws.path);
         let unavailable = || {
             ApiError::new(
                 ErrorCode::WorkspaceUnavailable,
                 format!(
-                    "workspace {} ({}) is missing or was replaced; re-add it with `katachi workspace add`",
-                    ws.id, ws.path
+                    "workspace {} ({}) is missing or was replaced by a symlink; it works again once the folder is back, or forget it with `katachi workspace rm {}`",
+                    ws.id,
+                    ws.path,
+                    crate::sandbox::shell_word(&ws.path)
                 ),
             )
         };
@@ -277,20 +288,28 @@ impl WorkspaceRoot {
             Ok(c) if c == stored && c.is_dir() => Ok(Self {
                 id: ws.id,
                 root: stored,
+                protected,
             }),
             _ => Err(unavailable()),
         }
     }
 
-    /// Resolves an existing path and checks it is inside the workspace.
+    /// Resolves an existing path and checks it is inside the workspace and readable under the
+    /// protected-path rules.
     ///
     /// # Errors
-    /// `path.not_found`, `path.outside_workspace`, `path.symlink_loop`, `path.not_utf8`, `io.failed`.
+    /// `path.not_found`, `path.outside_workspace`, `path.symlink_loop`, `path.not_utf8`,
+    /// `path.protected`, `io.failed`.
     pub fn resolve(&self, rel: &RelPath) -> ApiResult<Resolved> {
         let joined = self.root.join(rel.as_str());
         let abs = std::fs::canonicalize(&joined).map_err(|e| resolve_error(rel, &e))?;
         let canonical_rel = self.relative_of(&abs, rel)?;
         let meta = std::fs::symlink_metadata(&abs).map_err(|e| resolve_error(rel, &e))?;
+        // refuse secrets and katachi's own state, also when reached through a symlink
+        let names = [rel.as_str(), canonical_rel.as_str()];
+        if let Some(rule) = self.protected.read_rule(&names, &abs, meta.is_file()) {
+            return Err(protected(&self.root, rel, rule));
+        }
         Ok(Resolved {
             requested: rel.clone(),
             canonical_rel,
@@ -333,8 +352,19 @@ impl WorkspaceRoot {
                 "the workspace root is a folder, not a file",
             ));
         };
+        // refuse by name before touching the filesystem: `.git/config`, `.git/hooks/…`, `.git`
+        if let Some(rule) = self.protected.lexical_write_rule(rel.as_str()) {
+            return Err(protected(&self.root, rel, rule));
+        }
         match self.resolve(rel) {
-            Ok(existing) => return Ok(WriteTarget::Existing(existing)),
+            Ok(existing) => {
+                // and by what it resolves to: a symlink to `.git/config` writes `.git/config`
+                let names = [rel.as_str(), existing.canonical_rel.as_str()];
+                if let Some(rule) = self.protected.write_rule(&names, Some(&existing.abs)) {
+                    return Err(protected(&self.root, rel, rule));
+                }
+                return Ok(WriteTarget::Existing(existing));
+            }
             Err(e) if e.code() == ErrorCode::PathNotFound => {}
             Err(e) => return Err(e),
         }
@@ -357,6 +387,15 @@ impl WorkspaceRoot {
                 format!("{:?} is not a folder", parent_rel.as_str()),
             ));
         }
+        let new_canonical = if parent.canonical_rel.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}/{name}", parent.canonical_rel)
+        };
+        let names = [rel.as_str(), new_canonical.as_str()];
+        if let Some(rule) = self.protected.write_rule(&names, Some(&parent.abs)) {
+            return Err(protected(&self.root, rel, rule));
+        }
         match std::fs::symlink_metadata(parent.abs.join(name)) {
             // reject writing through a dangling symlink: its target could be anywhere
             Ok(m) if m.file_type().is_symlink() => Err(ApiError::new(
@@ -374,6 +413,19 @@ impl WorkspaceRoot {
             Err(e) => Err(ApiError::io("examining the path", &e)),
         }
     }
+}
+
+/// `path.protected` naming the rule that matched.
+pub(super) fn protected(root: &Path, rel: &RelPath, rule: ProtectedRule) -> ApiError {
+    ApiError::new(
+        ErrorCode::PathProtected,
+        format!(
+            "{:?} is protected (rule {}): {}",
+            rel.as_str(),
+            rule.as_str(),
+            rule.reason(root)
+        ),
+    )
 }
 
 pub(super) fn changed(rel: &RelPath) -> ApiError {
@@ -417,83 +469,5 @@ pub(super) fn is_loop(e: &io::Error) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn code(raw: &[u8]) -> ErrorCode {
-        RelPath::parse(raw).unwrap_err().code()
-    }
-
-    #[test]
-    fn relative_paths_are_normalised() {
-        assert_eq!(RelPath::parse(b"a//b/./c/").unwrap().as_str(), "a/b/c");
-        assert!(RelPath::parse(b"").unwrap().is_root());
-        assert!(RelPath::parse(b"./").unwrap().is_root());
-    }
-
-    #[test]
-    fn a_path_absolute_once_dots_are_dropped_is_refused_so_normalising_is_idempotent() {
-        // found by the `rel_path` fuzz target: `./\` normalised to `\`, which parse refuses
-        assert_eq!(code(b"./\\"), ErrorCode::PathAbsolute);
-        assert_eq!(code(b".//\\etc"), ErrorCode::PathAbsolute);
-        for raw in [&b"a//b/./c/"[..], b"src/x.rs", b"a\\b", b"./"] {
-            let once = RelPath::parse(raw).unwrap();
-            let twice = RelPath::parse(once.as_str().as_bytes()).unwrap();
-            assert_eq!(once.as_str(), twice.as_str());
-        }
-    }
-
-    #[test]
-    fn lexical_escapes_are_refused_with_their_codes() {
-        assert_eq!(code(b"a/../../etc"), ErrorCode::PathParentDir);
-        assert_eq!(code(b".."), ErrorCode::PathParentDir);
-        assert_eq!(code(b"/etc/passwd"), ErrorCode::PathAbsolute);
-        assert_eq!(code(b"/proc/self/root/etc/passwd"), ErrorCode::PathAbsolute);
-        assert_eq!(code(b"a\0b"), ErrorCode::PathNulByte);
-        assert_eq!(code(b"a/\xff"), ErrorCode::PathNotUtf8);
-        assert_eq!(code(&[b'a'; MAX_PATH_BYTES + 1]), ErrorCode::PathTooLong);
-        assert_eq!(
-            code(&[b'a'; MAX_COMPONENT_BYTES + 1]),
-            ErrorCode::PathTooLong
-        );
-    }
-
-    #[test]
-    fn the_limits_themselves_are_accepted() {
-        let name = "a".repeat(MAX_COMPONENT_BYTES);
-        assert!(RelPath::parse(name.as_bytes()).is_ok());
-        let long = vec![name.as_str(); 16].join("/");
-        assert!(long.len() <= MAX_PATH_BYTES);
-        assert!(RelPath::parse(long.as_bytes()).is_ok());
-    }
-
-    #[test]
-    fn query_path_is_decoded_strictly() {
-        let p = path_from_query(Some("x=1&path=src%2Fmain.rs")).unwrap();
-        assert_eq!(p.unwrap().as_str(), "src/main.rs");
-        let p = path_from_query(Some("path=a+b")).unwrap();
-        assert_eq!(p.unwrap().as_str(), "a b");
-        assert_eq!(
-            path_from_query(Some("path=%FF")).unwrap_err().code(),
-            ErrorCode::PathNotUtf8
-        );
-        assert_eq!(
-            path_from_query(Some("path=a%00")).unwrap_err().code(),
-            ErrorCode::PathNulByte
-        );
-        assert!(path_from_query(Some("path=a&path=b")).is_err());
-        assert!(path_from_query(None).unwrap().is_none());
-    }
-
-    #[test]
-    fn split_last_and_child_round_trip() {
-        let p = RelPath::parse(b"a/b/c").unwrap();
-        let (parent, name) = p.split_last().unwrap();
-        assert_eq!((parent.as_str(), name), ("a/b", "c"));
-        assert_eq!(parent.child(name), p);
-        let x = RelPath::parse(b"x").unwrap();
-        let (root, name) = x.split_last().unwrap();
-        assert!(root.is_root());
-        assert_eq!(root.child(name).as_str(), "x");
-    }
-}
+#[path = "paths_tests.rs"]
+mod tests;

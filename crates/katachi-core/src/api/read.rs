@@ -65,7 +65,7 @@ enum ReadBody {
              ("x-katachi-file-size" = u64, description = "Size of the whole file"),
          )),
         (status = 400, description = "`path.*` lexical refusals, `path.not_a_file`, `range.invalid`", body = super::ErrorBody),
-        (status = 403, description = "`path.outside_workspace`, `path.hard_link`, `path.special_file`", body = super::ErrorBody),
+        (status = 403, description = "`path.outside_workspace`, `path.hard_link`, `path.special_file`, `path.protected` (the rule in the message)", body = super::ErrorBody),
         (status = 404, description = "`workspace.not_found`, `path.not_found`", body = super::ErrorBody),
         (status = 409, description = "`path.changed`, `workspace.unavailable`", body = super::ErrorBody),
         (status = 413, description = "`file.too_large`: read it in ranges", body = super::ErrorBody),

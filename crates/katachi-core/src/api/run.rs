@@ -45,7 +45,7 @@ use super::error::{ApiError, ErrorCode};
 use super::paths::{RelPath, WorkspaceRoot};
 use super::{ApiState, WorkspaceId};
 use crate::sandbox::policy::is_trusted_command;
-use crate::sandbox::{Limits, RunRequest, Sandbox, SandboxPolicy};
+use crate::sandbox::{policy_set_command, Limits, RunRequest, Sandbox, SandboxPolicy};
 
 pub use error::RunErrorBody;
 pub use events::{RunExit, RunFinalEvent, RunOutputEvent};
@@ -206,7 +206,7 @@ pub(crate) async fn list_commands(
     responses(
         (status = 200, description = "`application/x-ndjson`: `RunOutputEvent` lines as output comes, then one `RunFinalEvent`", content_type = "application/x-ndjson", body = RunFinalEvent),
         (status = 400, description = "`request.invalid`, `path.*` lexical refusals, `path.not_a_directory`", body = super::ErrorBody),
-        (status = 403, description = "`sandbox.denied` (with `denied`), `path.outside_workspace`", body = RunErrorBody),
+        (status = 403, description = "`sandbox.denied` (with `denied`), `sandbox.unenforced` (with `how_to_allow`: the sandbox is not enforced on this machine and its local user has not allowed runs in this workspace), `path.outside_workspace`", body = RunErrorBody),
         (status = 404, description = "`workspace.not_found`, `path.not_found`", body = super::ErrorBody),
         (status = 409, description = "`sandbox.policy_invalid`: the workspace's stored overrides are unusable", body = RunErrorBody),
         (status = 429, description = "`run.busy`, with `Retry-After`", body = RunErrorBody),
@@ -247,6 +247,10 @@ async fn run_parsed(
         let ws = s.workspace(id)?;
         let cwd = resolve_cwd(&ws, &request.cwd)?;
         let policy = policy_for(&s, &ws, timeout)?;
+        let sandbox = Sandbox::probe();
+        // a browser must not run commands unconfined (Windows, where `git -c alias.x='!…'` runs
+        // anything) unless the machine's local user said so for this workspace
+        check_unenforced_consent(&s, &sandbox, &ws, &policy)?;
         // refused up front, as a 403 before anything runs
         policy.command(&request.command).map_err(RunError::Denied)?;
         let run = RunRequest {
@@ -254,7 +258,6 @@ async fn run_parsed(
             args: request.args.into_iter().map(Into::into).collect(),
             cwd,
         };
-        let sandbox = Sandbox::probe();
         Ok((sandbox.spawn(&policy, &run)?, sandbox_report(&sandbox)))
     })
     .await?;
@@ -277,6 +280,28 @@ async fn run_parsed(
         HeaderValue::from_static("nosniff"),
     );
     Ok(response)
+}
+
+/// Refuses a run where the sandbox is not enforced, unless the workspace's overrides carry the
+/// local user's consent; the refusal names the command that gives it.
+fn check_unenforced_consent(
+    state: &ApiState,
+    sandbox: &Sandbox,
+    ws: &WorkspaceRoot,
+    policy: &SandboxPolicy,
+) -> Result<(), RunError> {
+    let status = sandbox.status();
+    let enforced = status.enforced && !state.inner.sandbox_forced_unenforced;
+    if enforced || policy.allows_unsandboxed() {
+        return Ok(());
+    }
+    let notice = status
+        .notice()
+        .unwrap_or_else(|| "commands are not confined by an OS sandbox here".to_owned());
+    Err(RunError::Unenforced {
+        notice,
+        how_to_allow: policy_set_command(&ws.root, "--allow-unsandboxed"),
+    })
 }
 
 /// Reads and parses the JSON body (capped).

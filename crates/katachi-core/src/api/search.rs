@@ -93,7 +93,7 @@ pub struct SearchResults {
     responses(
         (status = 200, description = "Matches", body = SearchResults),
         (status = 400, description = "`search.invalid_pattern`, `path.*` lexical refusals, `request.invalid`", body = super::ErrorBody),
-        (status = 403, description = "`path.outside_workspace`", body = super::ErrorBody),
+        (status = 403, description = "`path.outside_workspace`, `path.protected` (the rule in the message)", body = super::ErrorBody),
         (status = 404, description = "`workspace.not_found`, `path.not_found`", body = super::ErrorBody),
     )
 )]
@@ -170,7 +170,11 @@ fn run_search(
         .follow_links(false)
         .sort_by_file_name(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()))
         .max_filesize(Some(limits.search_max_file_bytes))
-        .filter_entry(|e| e.file_name() != ".git")
+        .filter_entry({
+            // katachi's own folders are invisible: neither entered nor counted
+            let protected = ws.protected.clone();
+            move |e| e.file_name() != ".git" && !protected.is_invisible(e.path())
+        })
         .build();
     for entry in walker {
         if Instant::now() > run.deadline {
@@ -321,6 +325,7 @@ mod tests {
         let ws = WorkspaceRoot {
             id: 1,
             root: std::fs::canonicalize(dir).unwrap(),
+            protected: Default::default(),
         };
         let m = build_matcher(p).unwrap();
         run_search(&ws, &RelPath::default(), &m, p, &ApiLimits::default()).unwrap()

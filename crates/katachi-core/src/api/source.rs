@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use crate::protected::ProtectedPaths;
 use crate::sandbox::policy::PolicyBuilder;
 use crate::sandbox::{OverrideError, SandboxPolicy};
 use crate::store::{Workspace, WorkspaceError};
@@ -30,6 +31,15 @@ pub trait WorkspaceSource: Send + Sync + 'static {
     fn sandbox_policy(&self, root: &Path) -> Result<PolicyBuilder, OverrideError> {
         Ok(SandboxPolicy::builder().workspace(root, false))
     }
+
+    /// The protected-path rules of the allowed workspace at `root`: taken from its sandbox policy,
+    /// so file calls refuse exactly what runs cannot touch.
+    ///
+    /// # Errors
+    /// As [`WorkspaceSource::sandbox_policy`].
+    fn protected_paths(&self, root: &Path) -> Result<ProtectedPaths, OverrideError> {
+        Ok(self.sandbox_policy(root)?.protected_paths())
+    }
 }
 
 impl WorkspaceSource for AgentHome {
@@ -49,6 +59,8 @@ impl WorkspaceSource for AgentHome {
 pub struct FixedWorkspaces {
     /// The folders, with ids 1, 2, … in the order given.
     workspaces: Vec<Workspace>,
+    /// Folders standing for katachi's own (hidden from runs, invisible to file calls).
+    katachi_folders: Vec<std::path::PathBuf>,
 }
 
 impl FixedWorkspaces {
@@ -74,13 +86,37 @@ impl FixedWorkspaces {
                 added_at: 0,
             });
         }
-        Ok(Self { workspaces })
+        Ok(Self {
+            workspaces,
+            katachi_folders: Vec::new(),
+        })
+    }
+
+    /// Treats `folders` as katachi's own: hidden from runs and invisible to file calls, as the
+    /// agent's data and config folders are.
+    pub fn with_katachi_folders<P: AsRef<Path>>(
+        mut self,
+        folders: impl IntoIterator<Item = P>,
+    ) -> Self {
+        self.katachi_folders = folders
+            .into_iter()
+            .map(|f| f.as_ref().to_path_buf())
+            .collect();
+        self
     }
 }
 
 impl WorkspaceSource for FixedWorkspaces {
     fn allowed_workspaces(&self) -> Result<Vec<Workspace>, WorkspaceError> {
         Ok(self.workspaces.clone())
+    }
+
+    fn sandbox_policy(&self, root: &Path) -> Result<PolicyBuilder, OverrideError> {
+        let mut builder = SandboxPolicy::builder().workspace(root, false);
+        for f in &self.katachi_folders {
+            builder = builder.hide(f);
+        }
+        Ok(builder)
     }
 }
 

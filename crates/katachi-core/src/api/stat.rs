@@ -75,7 +75,7 @@ pub struct FileStat {
     responses(
         (status = 200, description = "What is at the path", body = FileStat),
         (status = 400, description = "`path.*` lexical refusals", body = super::ErrorBody),
-        (status = 403, description = "`path.outside_workspace`", body = super::ErrorBody),
+        (status = 403, description = "`path.outside_workspace`, `path.protected` (the rule in the message)", body = super::ErrorBody),
         (status = 404, description = "`workspace.not_found`, `path.not_found`", body = super::ErrorBody),
     )
 )]

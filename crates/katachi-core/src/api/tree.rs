@@ -23,6 +23,7 @@ use super::error::{ApiError, ApiResult, ErrorCode};
 use super::paths::{QueryPath, RelPath, WorkspaceRoot};
 use super::stat::FileKind;
 use super::{ApiLimits, ApiQuery, ApiState, WorkspaceId};
+use crate::protected::ProtectedPaths;
 
 /// Folders a recursive listing lists but does not enter unless asked: dependencies and build output.
 const HEAVY_DIRS: &[&str] = &[
@@ -96,7 +97,7 @@ pub struct TreePage {
     responses(
         (status = 200, description = "One page of entries", body = TreePage),
         (status = 400, description = "`path.*` lexical refusals, `path.not_a_directory`, `request.invalid`", body = super::ErrorBody),
-        (status = 403, description = "`path.outside_workspace`", body = super::ErrorBody),
+        (status = 403, description = "`path.outside_workspace`, `path.protected` (the rule in the message)", body = super::ErrorBody),
         (status = 404, description = "`workspace.not_found`, `path.not_found`", body = super::ErrorBody),
     )
 )]
@@ -131,6 +132,7 @@ fn list_page(
     }
     let mut walk = Walk {
         root: &ws.root,
+        protected: &ws.protected,
         limits,
         deadline: Instant::now() + limits.tree_time_budget,
         max_depth: params.depth.unwrap_or(1).clamp(1, limits.tree_max_depth),
@@ -167,6 +169,8 @@ fn list_page(
 struct Walk<'a> {
     /// The workspace root; every folder entered must still be under it.
     root: &'a Path,
+    /// The protected-path rules: katachi's own folders are left out.
+    protected: &'a ProtectedPaths,
     /// Bounds.
     limits: &'a ApiLimits,
     /// When the page stops early.
@@ -259,6 +263,7 @@ impl Walk<'_> {
             .follow_links(false)
             .filter_entry(|e| e.depth() == 0 || e.file_name() != ".git")
             .build();
+        let protected = self.protected;
         let mut children = Vec::new();
         let mut partial = false;
         for entry in walker {
@@ -269,6 +274,10 @@ impl Walk<'_> {
             if children.len() == self.limits.tree_max_dir_entries {
                 partial = true;
                 break;
+            }
+            // katachi's own folders are invisible, even in a workspace that holds them
+            if protected.is_invisible(entry.path()) {
+                continue;
             }
             let Some(name) = entry.file_name().to_str() else {
                 self.skipped_non_utf8 += 1;
@@ -322,6 +331,7 @@ mod tests {
         WorkspaceRoot {
             id: 1,
             root: std::fs::canonicalize(dir).unwrap(),
+            protected: Default::default(),
         }
     }
 

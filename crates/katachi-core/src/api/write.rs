@@ -101,7 +101,7 @@ impl Expected {
         (status = 200, description = "Replaced", body = WriteResult),
         (status = 201, description = "Created", body = WriteResult),
         (status = 400, description = "`path.*` lexical refusals, `path.not_a_file`, `request.invalid`", body = super::ErrorBody),
-        (status = 403, description = "`path.outside_workspace`, `path.hard_link`, `path.dangling_symlink`", body = super::ErrorBody),
+        (status = 403, description = "`path.outside_workspace`, `path.hard_link`, `path.dangling_symlink`, `path.protected` (the rule in the message)", body = super::ErrorBody),
         (status = 404, description = "`workspace.not_found`, `path.not_found` (the folder)", body = super::ErrorBody),
         (status = 409, description = "`file.conflict`: the file is not the expected version; `path.changed`", body = super::ErrorBody),
         (status = 413, description = "`file.too_large`: the body exceeds the write cap", body = super::ErrorBody),
@@ -290,6 +290,7 @@ mod tests {
         WorkspaceRoot {
             id: 1,
             root: std::fs::canonicalize(dir).unwrap(),
+            protected: Default::default(),
         }
     }
 

@@ -10,6 +10,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::denied::SandboxDenied;
+use super::git_guard::GitCreationGuard;
 use super::policy::Limits;
 use super::proxy::{EgressAttempt, EgressProxy};
 
@@ -67,7 +68,8 @@ impl ExitKind {
 pub struct RunOutcome {
     /// How the command ended.
     pub exit: ExitKind,
-    /// Set when a limit ended the run (wall time, output, CPU time) or it was cancelled.
+    /// Set when a limit ended the run (wall time, output, CPU time), it was cancelled, or it made
+    /// a `.git` in a workspace root (moved aside; see `git_guard`).
     pub denied: Option<SandboxDenied>,
     /// Bytes of output streamed (both streams).
     pub output_bytes: u64,
@@ -182,7 +184,13 @@ pub(crate) fn supervise(
     tree: Box<dyn ProcessTree>,
     limits: Limits,
 ) -> SandboxChild {
-    supervise_with_egress(child.into(), tree, limits, None)
+    supervise_with_egress(
+        child.into(),
+        tree,
+        limits,
+        None,
+        GitCreationGuard::default(),
+    )
 }
 
 /// Starts the supervisor task of a spawned child whose egress proxy (if any) stops with the run.
@@ -191,6 +199,7 @@ pub(crate) fn supervise_with_egress(
     mut tree: Box<dyn ProcessTree>,
     limits: Limits,
     proxy: Option<EgressProxy>,
+    git_guard: GitCreationGuard,
 ) -> SandboxChild {
     let (tx, events) = mpsc::channel(EVENTS_IN_FLIGHT);
     let (done_tx, done) = oneshot::channel();
@@ -248,6 +257,9 @@ pub(crate) fn supervise_with_egress(
         if denied.is_none() && is_cpu_limit(exit) {
             denied = Some(SandboxDenied::limit("cpu time", "raise the CPU-time limit"));
         }
+        // a `.git` the run made in a workspace root is moved aside now that nothing runs
+        let git_made = git_guard.after_run();
+        denied = denied.or(git_made);
         let _ = done_tx.send(RunOutcome {
             exit,
             denied,

@@ -4,6 +4,7 @@
 //! kind of thing refused, the exact target, and the setting that would allow it.
 
 use std::fmt;
+use std::path::Path;
 
 /// The kind of access that was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -50,5 +51,46 @@ impl SandboxDenied {
             target: target.to_owned(),
             how_to_allow: how_to_allow.to_owned(),
         }
+    }
+}
+
+/// `text` as one word for the user's shell: unchanged when it has only characters no shell
+/// treats specially, else quoted (single quotes on Unix, double quotes on Windows, where a path
+/// cannot hold `"`). Hints built with it work when pasted as they are.
+pub fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./:=@%+,-".contains(c));
+    if plain {
+        text.to_owned()
+    } else if cfg!(windows) {
+        format!("\"{text}\"")
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+/// The command that stores `flag` in the overrides of `workspace`, ready to paste:
+/// `katachi sandbox policy set --workspace /w --allow-cmd make`.
+pub fn policy_set_command(workspace: &Path, flag: &str) -> String {
+    format!(
+        "katachi sandbox policy set --workspace {} {flag}",
+        shell_word(&workspace.display().to_string())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_word("/home/u/proj-1"), "/home/u/proj-1");
+        if !cfg!(windows) {
+            assert_eq!(shell_word("/home/u/my proj"), "'/home/u/my proj'");
+            assert_eq!(shell_word("/x/it's"), "'/x/it'\\''s'");
+        }
+        assert_eq!(shell_word(""), if cfg!(windows) { "\"\"" } else { "''" });
     }
 }

@@ -205,11 +205,13 @@ fn is_public_v6(a: Ipv6Addr) -> bool {
 
 /// How a denial tells the user to allow `host:port`.
 fn allow_hint(host: &Host, port: u16) -> String {
-    if DEFAULT_PORTS.contains(&port) {
-        format!("add --allow-host {host}")
+    let pattern = if DEFAULT_PORTS.contains(&port) {
+        host.to_string()
     } else {
-        format!("add --allow-host {host}:{port}")
-    }
+        format!("{host}:{port}")
+    };
+    // quoted for the shell: `[::1]:8080` would otherwise be a glob
+    format!("add --allow-host {}", super::denied::shell_word(&pattern))
 }
 
 /// Why the proxy refused a destination: the reason for the log, the fix for the user.

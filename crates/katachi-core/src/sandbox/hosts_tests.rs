@@ -80,7 +80,7 @@ fn ip_literals_need_a_literal_entry() {
     assert!(r.reason.contains("allowed literally"), "{r:?}");
     assert_eq!(r.how_to_allow, "add --allow-host 1.1.1.1");
     let r = check_destination(&p, &ip("::1"), 8080).unwrap_err();
-    assert_eq!(r.how_to_allow, "add --allow-host [::1]:8080");
+    assert_eq!(r.how_to_allow, "add --allow-host '[::1]:8080'");
 }
 
 #[test]

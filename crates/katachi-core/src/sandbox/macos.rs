@@ -34,6 +34,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::policy::{AllowedCommand, SandboxPolicy, WorkspaceAccess};
+use crate::protected::{ENV_FILE_PREFIX, GIT_DIR_NAME, GIT_READ_ONLY};
 
 #[cfg(any(target_os = "macos", all(test, target_os = "linux")))]
 mod spawn;
@@ -240,7 +241,11 @@ fn write_workspace_rules(
     let mut excluded = Vec::new();
     if !ws.allow_env_files {
         // `.env`, `.env.local`, … at any depth below the root
-        let re = format!("^{}/(.*/)?\\.env[^/]*$", regex_escape(utf8(root)?));
+        let re = format!(
+            "^{}/(.*/)?{}[^/]*$",
+            regex_escape(utf8(root)?),
+            regex_escape(ENV_FILE_PREFIX)
+        );
         excluded.push(format!("(regex {})", quote_str(&re)));
     }
     for h in hidden.iter().filter(|h| h.starts_with(root)) {
@@ -251,11 +256,18 @@ fn write_workspace_rules(
     rule(p, "file-read*", vec![require_all(&read)]);
 
     // `.git` itself is write-protected too: renaming it away would let a new `.git/hooks` in
-    let git = root.join(".git");
+    let git = root.join(GIT_DIR_NAME);
     let mut write = read;
     write.push(format!("(require-not {})", literal(&git)?));
-    write.push(format!("(require-not {})", subpath(&git.join("hooks"))?));
-    write.push(format!("(require-not {})", literal(&git.join("config"))?));
+    for part in GIT_READ_ONLY {
+        let path = git.join(part);
+        let filter = if *part == "hooks" {
+            subpath(&path)?
+        } else {
+            literal(&path)?
+        };
+        write.push(format!("(require-not {filter})"));
+    }
     rule(p, "file-write*", vec![require_all(&write)]);
     Ok(())
 }

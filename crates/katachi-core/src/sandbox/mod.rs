@@ -32,8 +32,11 @@
 //! allowlist, folders outside the workspaces, hosts, and limits.
 
 mod child;
+mod command_hint;
 mod command_path;
 mod denied;
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+mod git_guard;
 // the egress proxy is wired by the Linux backend only so far
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 mod hosts;
@@ -56,7 +59,7 @@ mod macos;
 mod windows;
 
 pub use child::{CancelHandle, ExitKind, OutputStream, RunEvent, RunOutcome, SandboxChild};
-pub use denied::{DenialKind, SandboxDenied};
+pub use denied::{policy_set_command, shell_word, DenialKind, SandboxDenied};
 pub use hosts::HostPattern;
 pub use overrides::{LimitOverrides, OverrideError, WorkspaceOverrides};
 pub use policy::{Limits, PolicyError, SandboxPolicy, Strictness};

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::denied::shell_word;
 use super::policy::{Limits, PolicyBuilder, PolicyError, SandboxPolicy};
 use crate::store::{Store, StoreError, Workspace, WorkspaceError};
 
@@ -23,10 +24,10 @@ use crate::store::{Store, StoreError, Workspace, WorkspaceError};
 #[derive(Debug, thiserror::Error)]
 pub enum OverrideError {
     /// The folder is not an allowed workspace, so it has no overrides to set.
-    #[error("{0} is not an allowed workspace; allow it first: katachi workspace add {0}")]
+    #[error("{} is not an allowed workspace; allow it first: `katachi workspace add {}`", .0.display(), shell_word(&.0.display().to_string()))]
     NotAWorkspace(PathBuf),
     /// The stored document is not valid JSON of the expected shape (edited by hand, damaged).
-    #[error("the sandbox overrides stored for workspace {workspace} are unreadable ({reason}); reset them: katachi sandbox policy reset --workspace {workspace}")]
+    #[error("the sandbox overrides stored for workspace {workspace} are unreadable ({reason}); reset them: `katachi sandbox policy reset --workspace {}`", shell_word(workspace))]
     Corrupt {
         /// The workspace.
         workspace: String,
@@ -34,7 +35,7 @@ pub enum OverrideError {
         reason: String,
     },
     /// A stored or new value is not valid (a command that does not resolve, a bad host pattern).
-    #[error("the sandbox overrides of workspace {workspace} are not valid: {source}; change them with `katachi sandbox policy set --workspace {workspace}` or reset them: katachi sandbox policy reset --workspace {workspace}")]
+    #[error("the sandbox overrides of workspace {workspace} are not valid: {source}; reset them: `katachi sandbox policy reset --workspace {}`", shell_word(workspace))]
     Invalid {
         /// The workspace.
         workspace: String,
@@ -116,6 +117,10 @@ pub struct WorkspaceOverrides {
     /// Limits changed for this workspace.
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// The local user's consent to runs requested through the API although the sandbox is not
+    /// enforced on this machine (Windows). Without it such runs are refused (`sandbox.unenforced`).
+    #[serde(default)]
+    pub allow_unsandboxed: bool,
 }
 
 impl WorkspaceOverrides {
@@ -140,12 +145,16 @@ impl WorkspaceOverrides {
         if let Some(allow) = env_files {
             self.allow_env_files = allow;
         }
+        // consent is only ever added here; `katachi sandbox policy reset` removes it
+        self.allow_unsandboxed |= newer.allow_unsandboxed;
         self.limits.merge(&newer.limits);
     }
 
     /// Adds the workspace `root` with these overrides to `builder`.
     pub fn apply_to(&self, mut builder: PolicyBuilder, root: &Path) -> PolicyBuilder {
-        builder = builder.workspace(root, self.allow_env_files);
+        builder = builder
+            .workspace(root, self.allow_env_files)
+            .allow_unsandboxed(self.allow_unsandboxed);
         for c in &self.allow_commands {
             builder = builder.allow_command(c.clone());
         }

@@ -34,6 +34,7 @@ fn stored_overrides_shape_the_workspace_policy() {
             wall_time_secs: Some(7),
             ..LimitOverrides::default()
         },
+        allow_unsandboxed: true,
     };
     ov.save(&f.store, &f.ws).unwrap();
     // a folder inside the workspace gets the workspace's overrides
@@ -43,6 +44,7 @@ fn stored_overrides_shape_the_workspace_policy() {
         .unwrap();
     assert!(policy.command("cat").is_ok());
     assert!(policy.command("sh").is_err());
+    assert!(policy.allows_unsandboxed());
     assert_eq!(policy.allowed_hosts(), ["crates.io"]);
     assert!(policy.workspaces()[0].allow_env_files);
     assert_eq!(policy.limits().wall_time, Duration::from_secs(7));

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::command_path::{command_key, find_command, not_found, spawnable_path};
-use super::denied::{DenialKind, SandboxDenied};
+use super::denied::{shell_word, DenialKind, SandboxDenied};
 use super::hosts::HostPattern;
+use crate::protected::ProtectedPaths;
 
 pub use super::command_path::{is_trusted_command, trusted_folders, trusted_path_env};
 
@@ -173,6 +174,7 @@ pub struct SandboxPolicy {
     pub(crate) limits: Limits,
     pub(crate) env: Vec<(String, OsString)>,
     pub(crate) strictness: Strictness,
+    pub(crate) allow_unsandboxed: bool,
 }
 
 impl SandboxPolicy {
@@ -201,6 +203,11 @@ impl SandboxPolicy {
         &self.host_patterns
     }
 
+    /// Folders hidden from the run (katachi's own), canonical.
+    pub fn hidden(&self) -> &[PathBuf] {
+        &self.hidden
+    }
+
     /// The limits of each run.
     pub fn limits(&self) -> Limits {
         self.limits
@@ -211,23 +218,24 @@ impl SandboxPolicy {
         self.strictness
     }
 
+    /// Whether the local user allowed runs requested through the API on a machine where the
+    /// sandbox is not enforced (`katachi sandbox policy set --allow-unsandboxed`).
+    pub fn allows_unsandboxed(&self) -> bool {
+        self.allow_unsandboxed
+    }
+
     /// The resolved command for `name`, or the structured denial saying how to allow it.
     ///
     /// # Errors
     /// [`SandboxDenied`] of kind `exec` when the name is not allowlisted.
     pub fn command(&self, name: &str) -> Result<&AllowedCommand, SandboxDenied> {
-        self.commands.get(command_key(name).as_ref()).ok_or_else(|| SandboxDenied {
-            kind: DenialKind::Exec,
-            target: name.to_owned(),
-            how_to_allow: match self.workspaces.first() {
-                // the lasting way, for the browser as for the CLI; `--allow-cmd` alone is one run's
-                Some(ws) => format!(
-                    "on the agent's machine run `katachi sandbox policy set --workspace {} --allow-cmd {name}` (or pass --allow-cmd {name} to one `katachi sandbox run`)",
-                    ws.root.display()
-                ),
-                None => format!("allow the command: --allow-cmd {name}"),
-            },
-        })
+        self.commands
+            .get(command_key(name).as_ref())
+            .ok_or_else(|| SandboxDenied {
+                kind: DenialKind::Exec,
+                target: name.to_owned(),
+                how_to_allow: self.exec_hint(name),
+            })
     }
 
     /// The workspace holding `path` (absolute, resolved), or a `file` denial.
@@ -241,9 +249,11 @@ impl SandboxPolicy {
             .ok_or_else(|| SandboxDenied {
                 kind: DenialKind::File,
                 target: path.display().to_string(),
-                how_to_allow:
-                    "run inside an allowed workspace, or add the folder: katachi workspace add DIR"
-                        .to_owned(),
+                // this policy's workspaces are the run's own (`--workspace`), not the store's
+                how_to_allow: format!(
+                    "choose a folder inside the workspaces of this run, or give this one as a workspace of the run too: --workspace {}",
+                    shell_word(&path.display().to_string())
+                ),
             })
     }
 }
@@ -259,6 +269,7 @@ pub struct PolicyBuilder {
     env_names: Vec<String>,
     env_names_set: bool,
     strictness: Strictness,
+    allow_unsandboxed: bool,
 }
 
 impl PolicyBuilder {
@@ -309,10 +320,24 @@ impl PolicyBuilder {
         self
     }
 
+    /// Records the local user's consent to API runs where the sandbox is not enforced (any
+    /// workspace of the policy giving it is enough: the policy is built for one workspace).
+    pub fn allow_unsandboxed(mut self, allow: bool) -> Self {
+        self.allow_unsandboxed |= allow;
+        self
+    }
+
     /// Chooses what happens when a layer is missing.
     pub fn strictness(mut self, strictness: Strictness) -> Self {
         self.strictness = strictness;
         self
+    }
+
+    /// The protected-path rules this policy gives its (first) workspace: the hidden folders are
+    /// katachi's own, and its `.env*` choice. The API's file calls use exactly these.
+    pub fn protected_paths(&self) -> ProtectedPaths {
+        let allow_env = self.workspaces.first().is_some_and(|w| w.allow_env_files);
+        ProtectedPaths::new(&self.hidden, allow_env)
     }
 
     /// Resolves and checks everything.
@@ -367,6 +392,7 @@ impl PolicyBuilder {
             limits: self.limits,
             env,
             strictness: self.strictness,
+            allow_unsandboxed: self.allow_unsandboxed,
         })
     }
 }
@@ -406,7 +432,7 @@ fn resolve_workspace(w: WorkspaceAccess) -> Result<WorkspaceAccess, PolicyError>
 }
 
 /// Resolves `name` through the [`trusted_folders`] to an absolute binary, symlinks resolved.
-fn resolve_command(
+pub(super) fn resolve_command(
     name: &str,
     workspaces: &[WorkspaceAccess],
     hidden: &[PathBuf],

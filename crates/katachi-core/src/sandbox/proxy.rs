@@ -151,12 +151,17 @@ impl EgressProxy {
     pub(crate) fn start(
         listener: std::net::TcpListener,
         patterns: Vec<HostPattern>,
+        workspace: Option<std::path::PathBuf>,
         resolver: Arc<dyn Resolver>,
     ) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
         let log = Arc::new(Mutex::new(Log::default()));
-        let rules = Arc::new(Rules { patterns, resolver });
+        let rules = Arc::new(Rules {
+            patterns,
+            workspace,
+            resolver,
+        });
         let task = tokio::spawn(accept_loop(listener, rules, log.clone()));
         Ok(Self { log, task })
     }
@@ -183,7 +188,23 @@ impl EgressProxy {
 
 struct Rules {
     patterns: Vec<HostPattern>,
+    /// The run's workspace, named in the lasting way to allow a host.
+    workspace: Option<std::path::PathBuf>,
     resolver: Arc<dyn Resolver>,
+}
+
+impl Rules {
+    /// `refusal` with the lasting way to allow it too: the `policy set` command for the workspace.
+    fn explain(&self, mut refusal: Refusal) -> Refusal {
+        let flag = refusal.how_to_allow.strip_prefix("add ");
+        if let (Some(ws), Some(flag)) = (&self.workspace, flag) {
+            refusal.how_to_allow = format!(
+                "add {flag} to the run, or on the agent's machine run `{}`",
+                super::denied::policy_set_command(ws, flag)
+            );
+        }
+        refusal
+    }
 }
 
 async fn accept_loop(listener: TcpListener, rules: Arc<Rules>, log: Arc<Mutex<Log>>) {
@@ -261,6 +282,7 @@ async fn serve(mut client: TcpStream, rules: &Rules, log: &Mutex<Log>) -> Option
         return Some(EgressAttempt::refused(&refusal));
     };
     if let Err(refusal) = check_destination(&rules.patterns, &host, port) {
+        let refusal = rules.explain(refusal);
         reply(&mut client, "403 Forbidden", &refusal).await;
         return Some(EgressAttempt::refused(&refusal));
     }
@@ -295,6 +317,7 @@ async fn serve(mut client: TcpStream, rules: &Rules, log: &Mutex<Log>) -> Option
     let addr = match choose_address(&rules.patterns, &host, port, &resolved) {
         Ok(a) => a,
         Err(refusal) => {
+            let refusal = rules.explain(refusal);
             reply(&mut client, "403 Forbidden", &refusal).await;
             return Some(EgressAttempt::refused(&refusal));
         }

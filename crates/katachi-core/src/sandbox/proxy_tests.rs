@@ -57,7 +57,7 @@ fn start(patterns: &[&str], table: &[(&str, &str)]) -> Fx {
         .iter()
         .map(|p| HostPattern::parse(p).unwrap())
         .collect();
-    let proxy = EgressProxy::start(l, patterns, Arc::new(resolver)).unwrap();
+    let proxy = EgressProxy::start(l, patterns, None, Arc::new(resolver)).unwrap();
     Fx {
         proxy,
         port,

@@ -71,20 +71,180 @@ async fn a_folder_without_git_is_not_a_repository() {
     );
 }
 
+/// A repository in `outside/repo` with `SECRET.txt` (content and name carry the secret) committed.
+fn outside_repo(s: &ApiServer) -> (std::path::PathBuf, git2::Oid) {
+    let dir = s.outside.join("repo");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("SECRET.txt"), b"SECRET-CONTENT-42\n").unwrap();
+    let repo = commit_all(&dir);
+    let oid = repo.head().unwrap().target().unwrap();
+    (dir, oid)
+}
+
+/// Points the workspace repository's HEAD at `oid`, written as git would (libgit2 refuses a
+/// reference to an object it cannot see yet).
+fn point_head_at(s: &ApiServer, oid: git2::Oid) {
+    s.put_file(".git/refs/heads/main", format!("{oid}\n").as_bytes());
+    s.put_file(".git/HEAD", b"ref: refs/heads/main\n");
+}
+
+/// Asks status and diff (every mode); each must be refused naming `route`, and no answer may
+/// carry the outside repository's secret.
+async fn assert_refused_without_secret(s: &ApiServer, route: &str) {
+    for url in [
+        "/git/status",
+        "/git/diff",
+        "/git/diff?mode=staged",
+        "/git/diff?mode=worktree&include_untracked=true",
+    ] {
+        let (status, body) = s.get_json(&s.ws_url(url)).await;
+        let text = body.to_string();
+        assert!(!text.contains("SECRET"), "{url} leaked: {text}");
+        assert_eq!(
+            (status, code(&body)),
+            (StatusCode::FORBIDDEN, "git.outside_workspace"),
+            "{url}: {text}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("({route})")), "{message}");
+        assert!(!message.contains(s.outside.to_str().unwrap()), "{message}");
+    }
+}
+
+#[tokio::test]
+async fn a_git_file_pointing_at_an_outside_repository_is_refused() {
+    let s = ApiServer::start().await;
+    let (dir, _) = outside_repo(&s);
+    s.put_file(
+        ".git",
+        format!("gitdir: {}\n", dir.join(".git").display()).as_bytes(),
+    );
+    assert_refused_without_secret(&s, "gitdir").await;
+}
+
+#[tokio::test]
+async fn a_relative_git_file_climbing_out_of_the_workspace_is_refused() {
+    let s = ApiServer::start().await;
+    outside_repo(&s);
+    s.put_file(".git", b"gitdir: ../outside/repo/.git\n");
+    assert_refused_without_secret(&s, "gitdir").await;
+}
+
+#[tokio::test]
+async fn a_commondir_leading_outside_is_refused() {
+    let s = ApiServer::start().await;
+    let (dir, _) = outside_repo(&s);
+    Repository::init(&s.ws).unwrap();
+    // a linked work tree's git dir: HEAD, refs and objects come from the common dir
+    s.put_file(
+        ".git/commondir",
+        format!("{}\n", dir.join(".git").display()).as_bytes(),
+    );
+    assert_refused_without_secret(&s, "commondir").await;
+}
+
+#[tokio::test]
+async fn alternates_leading_outside_are_refused_absolute_relative_or_chained() {
+    for shape in ["absolute", "relative", "chained"] {
+        let s = ApiServer::start().await;
+        let (dir, oid) = outside_repo(&s);
+        Repository::init(&s.ws).unwrap();
+        // HEAD names the outside commit; only the alternates can supply its objects
+        point_head_at(&s, oid);
+        let target = dir.join(".git/objects");
+        let list = match shape {
+            "absolute" => target.display().to_string(),
+            "relative" => "../../../outside/repo/.git/objects".to_owned(),
+            _ => {
+                // an inside store whose own alternates lead out
+                s.put_file(
+                    "store/objects/info/alternates",
+                    target.display().to_string().as_bytes(),
+                );
+                s.ws.join("store/objects").display().to_string()
+            }
+        };
+        s.put_file(".git/objects/info/alternates", list.as_bytes());
+        assert_refused_without_secret(&s, "alternates").await;
+    }
+}
+
+#[tokio::test]
+async fn a_symlinked_object_store_or_loose_object_folder_is_refused() {
+    for shape in ["store", "loose"] {
+        let s = ApiServer::start().await;
+        let (dir, oid) = outside_repo(&s);
+        Repository::init(&s.ws).unwrap();
+        point_head_at(&s, oid);
+        let objects = s.ws.join(".git/objects");
+        if shape == "store" {
+            std::fs::remove_dir_all(&objects).unwrap();
+            std::os::unix::fs::symlink(dir.join(".git/objects"), &objects).unwrap();
+        } else {
+            // a loose object of the outside repository, planted as a symlink
+            let src = dir.join(".git/objects");
+            for fan in std::fs::read_dir(&src).unwrap() {
+                let fan = fan.unwrap();
+                let name = fan.file_name();
+                if name == "info" || name == "pack" {
+                    continue;
+                }
+                std::os::unix::fs::symlink(fan.path(), objects.join(&name)).unwrap();
+            }
+        }
+        assert_refused_without_secret(&s, "objects").await;
+    }
+}
+
+#[tokio::test]
+async fn a_symlinked_index_is_refused() {
+    let s = ApiServer::start().await;
+    let (dir, _) = outside_repo(&s);
+    Repository::init(&s.ws).unwrap();
+    // the outside index lists `SECRET.txt`: status would show it as a staged addition
+    std::os::unix::fs::symlink(dir.join(".git/index"), s.ws.join(".git/index")).unwrap();
+    assert_refused_without_secret(&s, "index").await;
+}
+
 #[tokio::test]
 async fn a_work_tree_redirected_outside_is_refused() {
     let s = ApiServer::start().await;
+    let (dir, _) = outside_repo(&s);
     s.put_file("f", b"x");
     let repo = commit_all(&s.ws);
-    // a hostile config pointing the work tree at another folder
+    // a hostile config pointing the work tree at another folder (its files would be diffed)
     repo.config()
         .unwrap()
-        .set_str("core.worktree", s.outside.to_str().unwrap())
+        .set_str("core.worktree", dir.to_str().unwrap())
         .unwrap();
-    let (status, body) = s.get_json(&s.ws_url("/git/diff")).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::NOT_FOUND, "git.not_a_repository")
+    assert_refused_without_secret(&s, "worktree").await;
+}
+
+#[tokio::test]
+async fn a_repository_kept_whole_inside_the_workspace_is_still_read() {
+    let s = ApiServer::start().await;
+    s.put_file("a.txt", b"one\n");
+    let repo = commit_all(&s.ws);
+    // alternates inside the workspace are fine
+    let store = s.ws.join("shared-objects");
+    std::fs::create_dir_all(store.join("info")).unwrap();
+    s.put_file(
+        ".git/objects/info/alternates",
+        store.display().to_string().as_bytes(),
     );
-    assert!(!body.to_string().contains("TOP-SECRET"));
+    drop(repo);
+    s.put_file("a.txt", b"two\n");
+    let (status, body) = s.get_json(&s.ws_url("/git/diff")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["files"][0]["path"], "a.txt");
+}
+
+#[tokio::test]
+async fn a_workspace_that_is_not_a_repository_says_so_by_name() {
+    let s = ApiServer::start().await;
+    let (_, body) = s.get_json(&s.ws_url("/git/status")).await;
+    assert_eq!(
+        body["error"]["message"],
+        "this workspace is not a git repository"
+    );
 }

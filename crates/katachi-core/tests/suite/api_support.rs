@@ -38,6 +38,16 @@ impl ApiServer {
 
     /// A server with `limits`.
     pub async fn with_limits(limits: ApiLimits) -> Self {
+        Self::start_with(limits, &[]).await
+    }
+
+    /// A server whose workspace holds folders standing for katachi's own (`names`, created
+    /// inside the workspace), as when the workspace is the user's home.
+    pub async fn with_katachi_folders(names: &[&str]) -> Self {
+        Self::start_with(ApiLimits::default(), names).await
+    }
+
+    async fn start_with(limits: ApiLimits, katachi_folders: &[&str]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let base_dir = std::fs::canonicalize(tmp.path()).unwrap();
         let ws = base_dir.join("ws");
@@ -45,7 +55,15 @@ impl ApiServer {
         std::fs::create_dir(&ws).unwrap();
         std::fs::create_dir(&outside).unwrap();
         std::fs::write(outside.join("secret"), b"TOP-SECRET\n").unwrap();
-        let source = Arc::new(FixedWorkspaces::new([&ws]).unwrap());
+        let folders: Vec<PathBuf> = katachi_folders.iter().map(|n| ws.join(n)).collect();
+        for f in &folders {
+            std::fs::create_dir_all(f).unwrap();
+        }
+        let source = Arc::new(
+            FixedWorkspaces::new([&ws])
+                .unwrap()
+                .with_katachi_folders(&folders),
+        );
         let (base, task) = serve(ApiState::with_limits(source, limits)).await;
         Self {
             base,

@@ -1,7 +1,9 @@
 mod another_machine;
 mod api_git;
 mod api_path_escape;
+mod api_protected;
 mod api_read;
+mod api_run_consent;
 mod api_search;
 mod api_status;
 pub mod api_support;

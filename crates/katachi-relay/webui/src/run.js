@@ -242,6 +242,15 @@ export class RunPanel {
       this.setStatus("error", "Not run.");
       return;
     }
+    if (error && error.code === "sandbox.unenforced" && error.how_to_allow) {
+      // the sandbox is off on that machine: only its local user can allow runs, with this command
+      fill(this.parts.denial, `Not run: ${text}`);
+      this.parts.denial.dataset.kind = "unenforced";
+      this.parts.denial.dataset.howToAllow = error.how_to_allow;
+      this.parts.denial.hidden = false;
+      this.setStatus("error", "Not run: the sandbox is not enforced on the agent's machine.");
+      return;
+    }
     const code = error && error.code ? String(error.code) : `http.${response.status}`;
     if (code === "agent.offline" || code === "agent.unreachable") {
       this.onError({ agentGone: true, code, message: text });

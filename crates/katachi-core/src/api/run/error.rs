@@ -28,7 +28,7 @@ pub struct RunErrorBody {
 /// Code, message and (for `sandbox.denied`) what was denied and how to allow it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunErrorDetail {
-    /// `sandbox.denied`, `sandbox.unavailable`, `sandbox.unsupported`, `sandbox.policy_invalid`,
+    /// `sandbox.denied`, `sandbox.unenforced`, `sandbox.unavailable`, `sandbox.unsupported`, `sandbox.policy_invalid`,
     /// `sandbox.failed` or `run.busy` (other codes come as the usual `ErrorBody`).
     pub code: String,
     /// Explanation for people.
@@ -37,6 +37,10 @@ pub struct RunErrorDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub denied: Option<SandboxDenied>,
+    /// For `sandbox.unenforced`: the command the machine's local user runs to allow runs in
+    /// this workspace anyway.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub how_to_allow: Option<String>,
 }
 
 /// Why a run was not started.
@@ -53,6 +57,15 @@ pub(crate) enum RunError {
         "{MAX_CONCURRENT_RUNS} commands are already running on this agent; try again when one ends"
     )]
     Busy,
+    /// The sandbox is not enforced on this machine (Windows) and its local user has not allowed
+    /// runs in this workspace: `how_to_allow` is the command that does.
+    #[error("{notice}; katachi does not run commands from the browser here until the local user of this machine allows it for this workspace: on that machine run `{how_to_allow}`")]
+    Unenforced {
+        /// Why commands are not confined here.
+        notice: String,
+        /// The command that gives consent.
+        how_to_allow: String,
+    },
     /// A sandbox layer the policy needs is missing here; the command is refused, not run weaker.
     #[error("{0}")]
     Unavailable(String),
@@ -73,6 +86,7 @@ impl RunError {
         match self {
             RunError::Api(e) => (e.code().as_str(), e.code().status()),
             RunError::Denied(_) => ("sandbox.denied", StatusCode::FORBIDDEN),
+            RunError::Unenforced { .. } => ("sandbox.unenforced", StatusCode::FORBIDDEN),
             RunError::Busy => ("run.busy", StatusCode::TOO_MANY_REQUESTS),
             RunError::Unavailable(_) => ("sandbox.unavailable", StatusCode::SERVICE_UNAVAILABLE),
             RunError::Unsupported(_) => ("sandbox.unsupported", StatusCode::NOT_IMPLEMENTED),
@@ -117,15 +131,17 @@ impl IntoResponse for RunError {
         let (code, status) = self.code();
         let message = self.to_string();
         let busy = matches!(self, RunError::Busy);
-        let denied = match self {
-            RunError::Denied(d) => Some(d),
-            _ => None,
+        let (denied, how_to_allow) = match self {
+            RunError::Denied(d) => (Some(d), None),
+            RunError::Unenforced { how_to_allow, .. } => (None, Some(how_to_allow)),
+            _ => (None, None),
         };
         let body = RunErrorBody {
             error: RunErrorDetail {
                 code: code.to_owned(),
                 message,
                 denied,
+                how_to_allow,
             },
         };
         let mut response = (status, Json(body)).into_response();

@@ -7,12 +7,15 @@
 //!   `.git/hooks` and `.git/config` are read-only: no hook or `core.fsmonitor` runs later as the user;
 //! - `.env*` files (unless allowed) and hidden folders are covered by an unreadable empty node.
 //!
+//! Which paths are protected comes from [`crate::protected`], the rule set the file API uses too.
+//!
 //! Mounts never leave the namespace: `/` is made private first.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::protected::{is_env_file_name, GIT_DIR_NAME, GIT_READ_ONLY};
 use crate::sandbox::policy::SandboxPolicy;
 
 /// How deep `.env*` files are looked for below a workspace root, and how many entries at most.
@@ -122,18 +125,19 @@ impl MountPlan {
         for ws in policy.workspaces() {
             let root = &ws.root;
             plan.bind(root, root, false)?;
-            let git = root.join(".git");
+            let git = root.join(GIT_DIR_NAME);
             if git.is_dir() {
-                let hooks = git.join("hooks");
-                let config = git.join("config");
-                // a missing hooks folder or config would let the sandbox create one
-                std::fs::create_dir_all(&hooks).map_err(io(&hooks))?;
-                if !config.exists() {
-                    std::fs::write(&config, b"").map_err(io(&config))?;
-                }
                 plan.bind(&git, &git, false)?;
-                plan.bind(&hooks, &hooks, true)?;
-                plan.bind(&config, &config, true)?;
+                for part in GIT_READ_ONLY {
+                    let path = git.join(part);
+                    // a missing hooks folder or config would let the sandbox create one
+                    if *part == "hooks" {
+                        std::fs::create_dir_all(&path).map_err(io(&path))?;
+                    } else if !path.exists() {
+                        std::fs::write(&path, b"").map_err(io(&path))?;
+                    }
+                    plan.bind(&path, &path, true)?;
+                }
             } else if git.is_file() {
                 // a worktree's `.git` file points at the real repository: keep it as it is
                 plan.bind(&git, &git, true)?;
@@ -252,7 +256,7 @@ fn find_env_files(root: &Path) -> Vec<PathBuf> {
                 if !skip && depth < ENV_SCAN_DEPTH {
                     stack.push((entry.path(), depth + 1));
                 }
-            } else if ft.is_file() && name.starts_with(b".env") {
+            } else if ft.is_file() && is_env_file_name(name) {
                 found.push(entry.path());
             }
         }

@@ -37,6 +37,7 @@ use super::netns::IdMaps;
 use super::seccomp;
 use super::{KernelCaps, LANDLOCK_ABI_WANTED};
 use crate::sandbox::child::{confined_env, supervise_with_egress, ProcessTree, StartedProcess};
+use crate::sandbox::git_guard::GitCreationGuard;
 use crate::sandbox::policy::{AllowedCommand, SandboxPolicy, Strictness};
 use crate::sandbox::proxy::{EgressProxy, SystemResolver, PROXY_PORT};
 use crate::sandbox::{SandboxChild, SandboxError};
@@ -50,6 +51,8 @@ pub(crate) fn spawn(
     args: &[OsString],
     cwd: &Path,
 ) -> Result<SandboxChild, SandboxError> {
+    // before anything runs: which workspace roots have no `.git` yet
+    let git_guard = GitCreationGuard::before_run(policy);
     let strict = policy.strictness() == Strictness::RequireAllLayers;
     let need = |ok: bool, layer: &str, reason: String| -> Result<(), SandboxError> {
         if ok || !strict {
@@ -235,6 +238,7 @@ pub(crate) fn spawn(
         Box::new(tree),
         policy.limits(),
         proxy,
+        git_guard,
     ))
 }
 
@@ -274,6 +278,7 @@ fn start_proxy(way: EgressWay, policy: &SandboxPolicy) -> std::io::Result<Egress
     EgressProxy::start(
         listener,
         policy.host_patterns().to_vec(),
+        policy.workspaces().first().map(|w| w.root.clone()),
         std::sync::Arc::new(SystemResolver),
     )
 }
