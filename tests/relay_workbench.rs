@@ -618,8 +618,18 @@ async fn on_an_unenforced_sandbox_the_run_panel_shows_the_command_that_allows_ru
         let workspace = tmp.path().join("windows-box");
         make_workspace(&workspace);
         let browser = Browser::launch().await.unwrap();
-        sign_up(&browser, &relay, "wb-unenforced@example.com").await;
-        let agent = approve_device(&browser, &relay, "windows-box").await;
+        sign_up_verified(
+            &browser,
+            &relay,
+            "wb-unenforced@example.com",
+            PASSWORD,
+            PAGE,
+        )
+        .await
+        .unwrap();
+        let agent = approve_device(&browser, &relay, "windows-box", PAGE)
+            .await
+            .unwrap();
         // the agent behaves as on Windows: its sandbox is not enforced
         let source = Arc::new(FixedWorkspaces::new([&workspace]).unwrap());
         let state = ApiState::with_unenforced_sandbox(source, ApiLimits::default());
