@@ -73,6 +73,27 @@ impl Store {
         Ok(())
     }
 
+    /// The address a verification link was sent to, while the link is live (unused, unexpired);
+    /// reads only, so opening the link's page uses nothing up.
+    ///
+    /// # Errors
+    /// [`super::StoreError::Query`].
+    pub async fn live_email_verification(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<String>> {
+        let row = sqlx::query(
+            "SELECT email FROM email_verifications WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| r.try_get("email").map_err(Into::into))
+            .transpose()
+    }
+
     /// Uses a verification link (single use): when live and sent to the account's current address,
     /// marks the address verified and returns the user id.
     ///

@@ -107,7 +107,10 @@ pub fn router(state: AppState) -> Router {
             katachi_proto::device::VERIFY_PATH,
             get(device::show).post(device::decide),
         )
-        .route("/verify-email/{token}", get(verify_email::verify))
+        .route(
+            "/verify-email/{token}",
+            get(verify_email::show).post(verify_email::verify),
+        )
         .route("/verify-email/resend", post(verify_email::resend))
         .route("/agents", get(agents::list))
         .route("/agents/{id}", get(workbench::show))

@@ -4,7 +4,9 @@
 //! A password account can approve devices only once its address is verified: otherwise anyone could
 //! sign up with someone else's address and have agents registered under it. Sign-up mails a link
 //! (`/verify-email/{token}`): 32 random bytes, stored by SHA-256 only, single use, valid 24 hours,
-//! and bound to the address it was sent to. Re-sending is limited per account. Without SMTP (local
+//! and bound to the address it was sent to. Re-sending is limited per account. Opening the link
+//! only shows a confirmation page; the link is used by the button on it (a CSRF-checked `POST`), so
+//! a mail scanner or a browser that prefetches links cannot use it up. Without SMTP (local
 //! mode) the link goes to the relay's log, and the pages say so.
 
 use axum::extract::{Path, State};
@@ -102,9 +104,71 @@ pub fn verify_needed_page(
         .into_response()
 }
 
-/// `GET /verify-email/{token}`: uses the link.
-pub async fn verify(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    let valid_shape = token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit());
+/// True for the shape of a link's token (64 hex digits); anything else is not looked up.
+fn token_shaped(token: &str) -> bool {
+    token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The answer to a link that is used, expired, or was never issued.
+fn dead_link() -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        message_page(
+            "This link does not work",
+            "This verification link was already used, has expired, or was never issued. Sign in and ask for a new one from the device page.",
+        ),
+    )
+        .into_response()
+}
+
+/// `GET /verify-email/{token}`: a page asking to confirm the address; uses nothing up.
+pub async fn show(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(token): Path<String>,
+) -> Response {
+    if !token_shaped(&token) {
+        return dead_link();
+    }
+    let email = match state
+        .store
+        .live_email_verification(&sha256_hex(&token), now_unix())
+        .await
+    {
+        Ok(Some(email)) => email,
+        Ok(None) => return dead_link(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let (jar, csrf) = csrf_token(jar);
+    let body = html! {
+        section.card {
+            h1 #confirm-email { "Confirm your e-mail address" }
+            p { "Confirm that " strong { (email) } " is your address, so your account can connect devices." }
+            form method="post" action=(format!("/verify-email/{token}")) {
+                input type="hidden" name="csrf" value=(csrf);
+                button #confirm-verify type="submit" { "Confirm my address" }
+            }
+        }
+    };
+    (
+        jar,
+        page("Confirm your e-mail address", None, Some(&csrf), body),
+    )
+        .into_response()
+}
+
+/// `POST /verify-email/{token}`: uses the link (the button of [`show`]'s page).
+pub async fn verify(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Path(token): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(r) = check_csrf(&state, &headers, &jar, form.csrf_value()) {
+        return r;
+    }
+    let valid_shape = token_shaped(&token);
     let verified = if valid_shape {
         match state
             .store
@@ -128,14 +192,7 @@ pub async fn verify(State(state): State<AppState>, Path(token): Path<String>) ->
             };
             page("E-mail address verified", None, None, body).into_response()
         }
-        None => (
-            StatusCode::BAD_REQUEST,
-            message_page(
-                "This link does not work",
-                "This verification link was already used, has expired, or was never issued. Sign in and ask for a new one from the device page.",
-            ),
-        )
-            .into_response(),
+        None => dead_link(),
     }
 }
 

@@ -74,7 +74,8 @@ async fn an_unverified_account_cannot_approve_devices_and_is_told_where_the_link
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_verification_link_works_once_and_not_after_it_expires() {
+async fn a_verification_link_works_once_by_its_confirm_button_not_by_being_opened_and_not_after_it_expires(
+) {
     let relay = TestRelay::start().await;
     let browser = relay.client();
     sign_up_unverified(&relay, &browser, "links@example.com").await;
@@ -116,8 +117,38 @@ async fn a_verification_link_works_once_and_not_after_it_expires() {
         )
         .await
         .unwrap();
+    // Opening the link (as a prefetching mail scanner would) only asks to confirm: nothing used.
+    let link = relay.at(&format!("/verify-email/{token}"));
+    for _ in 0..2 {
+        let r = browser.get(&link).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let page = r.text().await.unwrap();
+        assert!(page.contains("id=\"confirm-verify\""), "{page}");
+        assert!(page.contains("links@example.com"), "{page}");
+    }
+    let user_now = store.user_by_id(&user.id).await.unwrap().unwrap();
+    assert!(!user_now.may_approve_devices(), "opening the link verified");
+    // A post without the page's CSRF token (another site's form) uses nothing either.
+    let forged = relay
+        .client()
+        .post(&link)
+        .form(&[("csrf", "0".repeat(64))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    // The page's button uses it.
+    let page = browser
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let r = browser
-        .get(relay.at(&format!("/verify-email/{token}")))
+        .post(&link)
+        .form(&[("csrf", csrf_of(&page))])
         .send()
         .await
         .unwrap();
@@ -129,8 +160,11 @@ async fn a_verification_link_works_once_and_not_after_it_expires() {
         .unwrap()
         .unwrap()
         .may_approve_devices());
+    let again = browser.get(&link).send().await.unwrap();
+    assert_eq!(again.status(), 400, "a link works once");
     let again = browser
-        .get(relay.at(&format!("/verify-email/{token}")))
+        .post(&link)
+        .form(&[("csrf", csrf_of(&page))])
         .send()
         .await
         .unwrap();
