@@ -22,14 +22,11 @@ use axum::extract::Request;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use katachi_core::signing::{RequestSigner, SystemClock};
-use katachi_core::tunnel::TunnelDialer;
-use katachi_core::{AgentCredentials as CoreCredentials, RelayUrl, SecretBytes};
+use katachi_e2e::agent_tunnel;
 use katachi_e2e::approval::{approve_device, sign_up_verified};
 use katachi_e2e::chromium::Browser;
-use katachi_e2e::relay::{AgentCredentials, InProcessRelay};
+use katachi_e2e::relay::InProcessRelay;
 use serde_json::Value;
-use tokio::task::JoinHandle;
 
 /// Whole-test budget: Chromium start-up on a loaded 2-core machine included.
 const TEST_BUDGET: Duration = Duration::from_secs(240);
@@ -146,33 +143,6 @@ fn hostile_router(recorder: &str) -> Router {
         .route("/v1/redirect", route("redirect", 302, "text/html"))
 }
 
-/// The hostile agent dials the relay's tunnel with its real credentials and serves `api` there.
-fn dial_hostile_agent(
-    relay: &InProcessRelay,
-    agent: &AgentCredentials,
-    api: Router,
-) -> JoinHandle<()> {
-    let credentials = CoreCredentials::new(
-        RelayUrl::parse(relay.url()).unwrap(),
-        agent.agent_id.clone(),
-        SecretBytes::new(agent.access_token.as_bytes().to_vec()),
-        SecretBytes::new(agent.signing_secret.as_bytes().to_vec()),
-        Some(std::fs::read_to_string(relay.ca_file()).unwrap()),
-    );
-    let signer = RequestSigner::new(
-        agent.agent_id.clone(),
-        SecretBytes::new(agent.signing_secret.as_bytes().to_vec()),
-        Arc::new(SystemClock),
-        0,
-    );
-    let dialer = TunnelDialer::new(&credentials, signer).unwrap();
-    tokio::spawn(async move {
-        if let Err(e) = dialer.dial_and_serve(api).await {
-            eprintln!("tunnel ended: {e}");
-        }
-    })
-}
-
 async fn wait_online(relay: &InProcessRelay, agent_id: &str) {
     let deadline = Instant::now() + PAGE;
     while !relay.state().tunnels.is_online(agent_id) {
@@ -220,7 +190,8 @@ async fn a_hostile_agents_answers_run_no_script_set_no_cookie_and_navigate_nowhe
         let agent = approve_device(&browser, &relay, "phished-box", PAGE)
             .await
             .unwrap();
-        let tunnel = dial_hostile_agent(&relay, &agent, hostile_router(&recorder_url));
+        let tunnel =
+            agent_tunnel::dial_and_serve(&relay, &agent, hostile_router(&recorder_url)).unwrap();
         wait_online(&relay, &agent.agent_id).await;
         let api = |rest: &str| relay.at(&format!("/agents/{}/api/v1/{rest}", agent.agent_id));
 

@@ -24,9 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use katachi_core::api::{router, ApiLimits, ApiState, FixedWorkspaces};
-use katachi_core::signing::{RequestSigner, SystemClock};
-use katachi_core::tunnel::TunnelDialer;
-use katachi_core::{AgentCredentials as CoreCredentials, RelayUrl, SecretBytes};
+use katachi_e2e::agent_tunnel;
 use katachi_e2e::approval::{approve_device, sign_up_verified};
 use katachi_e2e::chromium::Browser;
 use katachi_e2e::relay::{AgentCredentials, InProcessRelay};
@@ -109,26 +107,7 @@ fn dial_agent_serving(
     agent: &AgentCredentials,
     state: ApiState,
 ) -> JoinHandle<()> {
-    let credentials = CoreCredentials::new(
-        RelayUrl::parse(relay.url()).unwrap(),
-        agent.agent_id.clone(),
-        SecretBytes::new(agent.access_token.as_bytes().to_vec()),
-        SecretBytes::new(agent.signing_secret.as_bytes().to_vec()),
-        Some(std::fs::read_to_string(relay.ca_file()).unwrap()),
-    );
-    let signer = RequestSigner::new(
-        agent.agent_id.clone(),
-        SecretBytes::new(agent.signing_secret.as_bytes().to_vec()),
-        Arc::new(SystemClock),
-        0,
-    );
-    let dialer = TunnelDialer::new(&credentials, signer).unwrap();
-    let api = router(state);
-    tokio::spawn(async move {
-        if let Err(e) = dialer.dial_and_serve(api).await {
-            eprintln!("tunnel ended: {e}");
-        }
-    })
+    agent_tunnel::dial_and_serve(relay, agent, router(state)).unwrap()
 }
 
 async fn wait_online(relay: &InProcessRelay, agent_id: &str, online: bool) {

@@ -6,6 +6,7 @@
 //! - [`process`]: a spawned binary with captured output, bounded waits, killed on drop.
 //! - [`tray_dbus`]: a process's tray icon and menu as a panel sees them over D-Bus (Linux).
 //! - [`x11_windows`]: a process's top-level X11 windows, found and closed as a window manager would.
+//! - [`agent_tunnel`]: an agent's tunnel dialled from the test process, serving the test's router.
 //! - [`approval`]: signing up and approving a device in the browser (the code typed, as users must).
 //! - [`relay`]: a relay served inside the test process, and the agent's HTTP calls (device flow, signed calls).
 //! - [`oauth_provider`]: a local OAuth 2.0 provider speaking GitHub's and Google's protocol (PKCE checked).
@@ -13,6 +14,7 @@
 //! - [`chromium`]: Debian's headless Chromium over WebDriver (chromedriver), every wait bounded.
 //! - [`screenshot_path!`]: where a test's screenshot goes (`docs/screenshots` when updating them).
 
+pub mod agent_tunnel;
 #[cfg(target_os = "linux")]
 pub mod app_webdriver;
 pub mod approval;
