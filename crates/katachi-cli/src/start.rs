@@ -12,7 +12,7 @@ use katachi_core::agent_status::{AgentStatus, ConnectionState, StatusFile};
 use katachi_core::api::{ApiState, AuditLayer};
 use katachi_core::fingerprint::SystemFingerprint;
 use katachi_core::relay_client::RelayError;
-use katachi_core::signing::{RequestSigner, SystemClock};
+use katachi_core::signing::SystemClock;
 use katachi_core::tunnel::{
     status_channel, ReconnectOptions, SystemNetworkChanges, TunnelDialer, TunnelStatus,
 };
@@ -48,8 +48,10 @@ pub(crate) fn run(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::
     runtime.block_on(async {
         let SignedIn { credentials, saved } =
             registered_or_sign_in(&home, relay, ca_pem, &args, out).await?;
-        let dialer = tunnel_dialer(&credentials)?;
         let client = RelayClient::new(credentials, Arc::new(SystemClock))?;
+        // The tunnel signs with the client's clock offset: one idea of the relay's time.
+        let dialer = TunnelDialer::new(client.credentials(), client.tunnel_signer())
+            .context("cannot set up the tunnel to the relay")?;
         let options = SessionOptions {
             heartbeat_every: Duration::from_secs(args.heartbeat_secs),
         };
@@ -81,17 +83,6 @@ pub(crate) fn run(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::
         };
         finish(end?)
     })
-}
-
-/// A dialer for the tunnel, signing with its own copy of the agent's secret.
-fn tunnel_dialer(credentials: &AgentCredentials) -> anyhow::Result<TunnelDialer> {
-    let signer = RequestSigner::new(
-        credentials.agent_id(),
-        credentials.signing_secret().duplicate(),
-        Arc::new(SystemClock),
-        0,
-    );
-    TunnelDialer::new(credentials, signer).context("cannot set up the tunnel to the relay")
 }
 
 /// The saved credentials for this relay, or new ones from the device flow.

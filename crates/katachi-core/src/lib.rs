@@ -12,7 +12,8 @@
 //! - [`config`]: the agent's config file (`config.toml`).
 //! - [`doctor`]: checks every layer and says which one failed and how to fix it.
 //! - [`agent_home`]: opens all of the above together for one agent home.
-//! - [`relay_http`]: the HTTPS client for the relay (rustls, TLS 1.3 only, optional CA pinning).
+//! - [`relay_tls`]: the one TLS client configuration of every agent connection (TLS 1.3 only, pinned CA).
+//! - [`relay_http`]: the HTTPS client for the relay over that configuration.
 //! - [`auth`]: signing in at a relay (RFC 8628 device flow) and the sealed agent credentials.
 //! - [`signing`]: signing headers of agent → relay calls and the clock offset from the relay's `Date`.
 //! - [`relay_client`]: the signed calls: heartbeat, activity events, unregister.
@@ -38,6 +39,7 @@ pub mod fingerprint;
 pub mod relay_client;
 pub mod relay_http;
 pub mod relay_session;
+pub mod relay_tls;
 pub mod sandbox;
 pub mod secret;
 pub mod signing;
