@@ -17,6 +17,7 @@
 //! - [`auth`]: signing in at a relay (RFC 8628 device flow) and the sealed agent credentials.
 //! - [`signing`]: signing headers of agent → relay calls and the clock offset from the relay's `Date`.
 //! - [`relay_client`]: the signed calls: heartbeat, activity events, unregister.
+//! - [`agent`]: the agent runtime: one supervisor (session + tunnel) and the [`Agent`] handle.
 //! - [`activity`]: activity events through the outbox to the relay, with backoff.
 //! - [`agent_status`]: the running agent's status file (state, last heartbeat, clock offset).
 //! - [`relay_session`]: keeps a registered agent online: heartbeats, outbox flushes, status.
@@ -27,6 +28,7 @@
 #![deny(unsafe_code)]
 
 pub mod activity;
+pub mod agent;
 pub mod agent_home;
 pub mod agent_status;
 pub mod api;
@@ -47,6 +49,7 @@ pub mod store;
 pub mod tunnel;
 pub mod vault;
 
+pub use agent::Agent;
 pub use agent_home::AgentHome;
 pub use agent_status::{AgentStatus, ConnectionState, StatusFile};
 pub use auth::{AgentCredentials, DeviceFlow};
