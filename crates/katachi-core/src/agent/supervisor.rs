@@ -127,11 +127,17 @@ impl<O: Online> Supervisor<O> {
                     }
                     Some(Command::Pause { duration, reply }) => {
                         let end = stop_session(&mut stop, &mut session).await;
-                        let _ = reply.send(Ok(()));
-                        return match end {
-                            Ok(SessionEnd::Stopped) => Period::Paused(Instant::now() + duration),
+                        let period = match end {
+                            Ok(SessionEnd::Stopped) => {
+                                let until = Instant::now() + duration;
+                                // Published before the answer: "paused" is true once it is acked.
+                                self.status.send_replace(Status::Paused { until: unix_at(until) });
+                                Period::Paused(until)
+                            }
                             other => Period::Ended(self.session_ended(other)),
                         };
+                        let _ = reply.send(Ok(()));
+                        return period;
                     }
                     Some(Command::Resume { reply }) => {
                         let _ = reply.send(Err(self.not_now("resume")));
