@@ -172,7 +172,10 @@ async fn a_tunnel_refused_for_good_shows_signed_out_and_stops_the_heartbeats() {
             agent_name: "agt_test".to_owned()
         }
     );
-    let end = task.await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(120), task)
+        .await
+        .expect("the agent went on after its tunnel stopped for good")
+        .unwrap();
     assert!(
         matches!(&end, AgentEnd::TunnelStopped(e) if e.needs_sign_in()),
         "{end:?}"
