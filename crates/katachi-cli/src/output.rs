@@ -181,7 +181,7 @@ fn relay_http_code(e: &RelayHttpError) -> &'static str {
     match e {
         RelayHttpError::InvalidUrl { .. } | RelayHttpError::NotHttps { .. } => "relay.invalid_url",
         RelayHttpError::InvalidCa { .. } => "relay.invalid_ca",
-        RelayHttpError::Build(_) => "relay.tls",
+        RelayHttpError::Tls(_) | RelayHttpError::Build(_) => "relay.tls",
     }
 }
 

@@ -1,6 +1,7 @@
-//! `katachi start`: the agent without a tray. Signs in at the relay when not registered, then keeps
-//! the agent online (heartbeats, activity outbox) and its API served over the tunnel until Ctrl-C
-//! or SIGTERM. Every change of the tunnel's status goes into the status file (`katachi status`).
+//! `katachi start`: the agent without a tray. Signs in at the relay when not registered, then runs
+//! the core's agent runtime ([`katachi_core::agent::Agent`]: heartbeats, activity outbox, the API
+//! served over the tunnel) until Ctrl-C or SIGTERM, printing its changes. Every change of the
+//! tunnel's status goes into the status file (`katachi status`).
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -8,17 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use katachi_core::agent::{Agent, AgentEnd, RelayLink};
 use katachi_core::agent_status::{AgentStatus, ConnectionState, StatusFile};
 use katachi_core::api::{ApiState, AuditLayer};
 use katachi_core::fingerprint::SystemFingerprint;
 use katachi_core::relay_client::RelayError;
-use katachi_core::signing::{RequestSigner, SystemClock};
-use katachi_core::tunnel::{
-    status_channel, ReconnectOptions, SystemNetworkChanges, TunnelDialer, TunnelStatus,
-};
+use katachi_core::signing::SystemClock;
+use katachi_core::tunnel::{SystemNetworkChanges, TunnelStatus};
 use katachi_core::{
-    AgentCredentials, AgentHome, KatachiDirs, RelayClient, RelaySession, RelayUrl, SessionEnd,
-    SessionOptions,
+    AgentCredentials, AgentHome, KatachiDirs, RelayUrl, SessionEnd, SessionOptions,
 };
 use tokio::sync::watch;
 
@@ -48,50 +47,45 @@ pub(crate) fn run(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::
     runtime.block_on(async {
         let SignedIn { credentials, saved } =
             registered_or_sign_in(&home, relay, ca_pem, &args, out).await?;
-        let dialer = tunnel_dialer(&credentials)?;
-        let client = RelayClient::new(credentials, Arc::new(SystemClock))?;
         let options = SessionOptions {
             heartbeat_every: Duration::from_secs(args.heartbeat_secs),
         };
-        let session = RelaySession::new(&home, client, saved, options)?;
-        let shutdown = shutdown_signal().context("cannot listen for SIGINT/SIGTERM")?;
-        let updates = session.subscribe();
+        // Opened (and migrated) once here, before the session and the API open it concurrently.
+        drop(home.store().context("cannot open the agent's store")?);
         // The structured API is served only over the tunnel this agent dials; it never listens.
         let router = katachi_core::api::router(ApiState::new(home.clone()))
             .layer(AuditLayer::start(home.clone()));
-        let (tunnel_status, tunnel_updates) = status_channel();
+        let link = RelayLink::new(
+            home.clone(),
+            credentials,
+            saved,
+            options,
+            Arc::new(SystemClock),
+            router,
+        );
+        let shutdown = shutdown_signal().context("cannot listen for SIGINT/SIGTERM")?;
+        // The agent runtime runs the session and the tunnel; this command only renders them.
+        let (agent, task) = Agent::start(link, Box::new(SystemNetworkChanges::new()));
         let status_file = StatusFile::new(dirs.agent_status_path());
-        let tunnel = async {
-            let options = ReconnectOptions {
-                status: tunnel_status,
-                network: Box::new(SystemNetworkChanges::new()),
-            };
-            let (err, ()) = tokio::join!(
-                dialer.serve_with_reconnect(router, options),
-                record_tunnel_status(tunnel_updates, &status_file, out),
-            );
-            out.warn(&format!("tunnel closed and will not be redialled: {err}"));
-            std::future::pending::<std::convert::Infallible>().await
+        let run = async {
+            tokio::pin!(task);
+            tokio::select! {
+                end = &mut task => end,
+                () = shutdown => {
+                    // Already ended by itself when this fails: its result says how.
+                    let _ = agent.stop().await;
+                    task.await
+                }
+            }
         };
-        let online =
-            async { tokio::join!(session.run(shutdown), print_status_changes(updates, out)) };
-        let (end, ()) = tokio::select! {
-            ended = online => ended,
-            never = tunnel => match never {},
-        };
-        finish(end?)
+        // The renderers end when the agent's task has ended (its channels close).
+        let (end, (), ()) = tokio::join!(
+            run,
+            record_tunnel_status(agent.tunnel_status(), &status_file, out),
+            print_status_changes(agent.session_status(), out),
+        );
+        finish(end.context("the agent's task failed")?)
     })
-}
-
-/// A dialer for the tunnel, signing with its own copy of the agent's secret.
-fn tunnel_dialer(credentials: &AgentCredentials) -> anyhow::Result<TunnelDialer> {
-    let signer = RequestSigner::new(
-        credentials.agent_id(),
-        credentials.signing_secret().duplicate(),
-        Arc::new(SystemClock),
-        0,
-    );
-    TunnelDialer::new(credentials, signer).context("cannot set up the tunnel to the relay")
 }
 
 /// The saved credentials for this relay, or new ones from the device flow.
@@ -207,13 +201,27 @@ fn print_status(status: &AgentStatus, out: &Output) {
     );
 }
 
-/// The exit code and last words for how the session ended.
-fn finish(end: SessionEnd) -> anyhow::Result<ExitCode> {
+/// The exit code and last words for how the agent ended.
+fn finish(end: AgentEnd) -> anyhow::Result<ExitCode> {
     let (cause, wiped) = match end {
-        SessionEnd::Stopped => return Ok(ExitCode::SUCCESS),
-        SessionEnd::Revoked { credentials_wiped } => (RelayError::Revoked, credentials_wiped),
-        SessionEnd::Forgotten { credentials_wiped } => {
+        AgentEnd::Stopped => return Ok(ExitCode::SUCCESS),
+        AgentEnd::Session(SessionEnd::Stopped) => return Ok(ExitCode::SUCCESS),
+        AgentEnd::Session(SessionEnd::Revoked { credentials_wiped }) => {
+            (RelayError::Revoked, credentials_wiped)
+        }
+        AgentEnd::Session(SessionEnd::Forgotten { credentials_wiped }) => {
             (RelayError::UnknownAgent, credentials_wiped)
+        }
+        AgentEnd::SessionFailed(reason) => {
+            anyhow::bail!("the relay session could not run: {reason}")
+        }
+        AgentEnd::TunnelStopped(err) => {
+            let headline = if err.needs_sign_in() {
+                "the relay refused this agent's tunnel for good; the agent went offline; sign in again"
+            } else {
+                "the tunnel to the relay cannot work; the agent went offline"
+            };
+            return Err(anyhow::Error::new(err).context(headline));
         }
     };
     let what = if wiped {

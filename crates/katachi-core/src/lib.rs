@@ -12,10 +12,12 @@
 //! - [`config`]: the agent's config file (`config.toml`).
 //! - [`doctor`]: checks every layer and says which one failed and how to fix it.
 //! - [`agent_home`]: opens all of the above together for one agent home.
-//! - [`relay_http`]: the HTTPS client for the relay (rustls, TLS 1.3 only, optional CA pinning).
+//! - [`relay_tls`]: the one TLS client configuration of every agent connection (TLS 1.3 only, pinned CA).
+//! - [`relay_http`]: the HTTPS client for the relay over that configuration.
 //! - [`auth`]: signing in at a relay (RFC 8628 device flow) and the sealed agent credentials.
 //! - [`signing`]: signing headers of agent → relay calls and the clock offset from the relay's `Date`.
 //! - [`relay_client`]: the signed calls: heartbeat, activity events, unregister.
+//! - [`agent`]: the agent runtime: one supervisor (session + tunnel) and the [`Agent`] handle.
 //! - [`activity`]: activity events through the outbox to the relay, with backoff.
 //! - [`agent_status`]: the running agent's status file (state, last heartbeat, clock offset).
 //! - [`relay_session`]: keeps a registered agent online: heartbeats, outbox flushes, status.
@@ -27,6 +29,7 @@
 #![deny(unsafe_code)]
 
 pub mod activity;
+pub mod agent;
 pub mod agent_home;
 pub mod agent_status;
 pub mod api;
@@ -40,6 +43,7 @@ pub mod protected;
 pub mod relay_client;
 pub mod relay_http;
 pub mod relay_session;
+pub mod relay_tls;
 pub mod sandbox;
 pub mod secret;
 pub mod signing;
@@ -47,6 +51,7 @@ pub mod store;
 pub mod tunnel;
 pub mod vault;
 
+pub use agent::Agent;
 pub use agent_home::AgentHome;
 pub use agent_status::{AgentStatus, ConnectionState, StatusFile};
 pub use auth::{AgentCredentials, DeviceFlow};

@@ -15,7 +15,7 @@ use katachi_proto::agent::{
     ActivityAck, ActivityBatch, ApiErrorBody, Heartbeat, HeartbeatAck, EVENTS_PATH, HEARTBEAT_PATH,
     UNREGISTER_PATH,
 };
-use katachi_proto::signing::SignatureError;
+use katachi_proto::relay_error::{classify_refusal, Disposition, RelayErrorCode};
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, DATE};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
@@ -46,6 +46,10 @@ pub enum RelayError {
     /// The relay does not know this agent (unregistered, deleted, or the relay's data was reset).
     #[error("the relay does not know this agent (it was unregistered or the relay was reset); sign in again with `katachi start --relay URL`")]
     UnknownAgent,
+    /// The relay does not verify this agent's signatures with the secret it holds: the stored
+    /// signing secret is not the relay's any more (a restored backup, a relay reset). Sign in again.
+    #[error("the relay does not accept this agent's signing secret; sign in again with `katachi start --relay URL`")]
+    SecretRefused,
     /// The relay still refused the timestamp after the offset was re-learnt from its `Date`
     /// header (a clock jumping while running, or a proxy stripping `Date`). Transient.
     #[error("the relay refused the request time even after correcting for its clock ({code}): {message}")]
@@ -90,19 +94,31 @@ pub enum RelayError {
 }
 
 impl RelayError {
+    /// What the caller does next. Refusals were sorted by the one shared rule
+    /// ([`classify_refusal`]) when they were received; this maps each variant back onto it.
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            RelayError::Unreachable { .. }
+            | RelayError::ServerError { .. }
+            | RelayError::ClockSkew { .. } => Disposition::Retryable,
+            RelayError::Revoked | RelayError::UnknownAgent | RelayError::SecretRefused => {
+                Disposition::NeedsSignIn
+            }
+            RelayError::Http(_)
+            | RelayError::Rejected { .. }
+            | RelayError::UnusableToken
+            | RelayError::UnexpectedResponse { .. } => Disposition::Fatal,
+        }
+    }
+
     /// True when the same call may well succeed later: keep the data and retry.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            RelayError::Unreachable { .. }
-                | RelayError::ServerError { .. }
-                | RelayError::ClockSkew { .. }
-        )
+        self.disposition() == Disposition::Retryable
     }
 
     /// True when the relay will never accept these credentials again.
     pub fn needs_sign_in(&self) -> bool {
-        matches!(self, RelayError::Revoked | RelayError::UnknownAgent)
+        self.disposition() == Disposition::NeedsSignIn
     }
 
     /// A stable code for scripts (`relay.unreachable`, `agent.revoked`, …).
@@ -112,6 +128,7 @@ impl RelayError {
             RelayError::Unreachable { .. } => "relay.unreachable",
             RelayError::Revoked => "agent.revoked",
             RelayError::UnknownAgent => "agent.unknown",
+            RelayError::SecretRefused => "signature.bad_signature",
             RelayError::ClockSkew { .. } => "signature.clock_skew",
             RelayError::Rejected { .. } => "relay.rejected",
             RelayError::ServerError { .. } => "relay.server_error",
@@ -155,6 +172,12 @@ impl RelayClient {
     /// The credentials in use.
     pub fn credentials(&self) -> &AgentCredentials {
         &self.credentials
+    }
+
+    /// A signer for the tunnel's upgrade request that shares this client's clock offset: the agent
+    /// has one idea of the relay's time, whichever connection learnt it.
+    pub fn tunnel_signer(&self) -> RequestSigner {
+        self.signer.sharing_offset()
     }
 
     /// Relay clock minus local clock, as learnt from the relay's `Date` headers.
@@ -207,10 +230,10 @@ impl RelayClient {
                 return Ok(reply);
             }
             let error = reply.api_error();
+            let code = error.as_ref().map(|e| RelayErrorCode::parse(&e.error.code));
             let skew = matches!(
-                error.as_ref().map(|e| e.error.code.as_str()),
-                Some(c) if c == SignatureError::Stale { skew_secs: 0 }.code()
-                    || c == SignatureError::Future { skew_secs: 0 }.code()
+                code,
+                Some(RelayErrorCode::StaleTimestamp | RelayErrorCode::FutureTimestamp)
             );
             if skew && !relearnt {
                 relearnt = true;
@@ -301,43 +324,40 @@ impl Reply {
     }
 }
 
-/// Sorts a refusal by what the caller should do next.
+/// Sorts a refusal by what the caller should do next, by the one shared rule
+/// ([`classify_refusal`]); the variant keeps what the caller needs to say or do.
 fn classify(status: StatusCode, error: Option<ApiErrorBody>, skew: bool) -> RelayError {
+    let code = error.as_ref().map(|e| RelayErrorCode::parse(&e.error.code));
+    let disposition = classify_refusal(status.as_u16(), code.as_ref());
     let Some(ApiErrorBody { error }) = error else {
-        return if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            RelayError::ServerError {
+        return match disposition {
+            Disposition::Retryable => RelayError::ServerError {
                 status: status.as_u16(),
                 message: status.canonical_reason().unwrap_or("error").to_owned(),
-            }
-        } else {
-            RelayError::UnexpectedResponse {
+            },
+            Disposition::NeedsSignIn | Disposition::Fatal => RelayError::UnexpectedResponse {
                 status: status.as_u16(),
                 reason: "the error body is not the relay's JSON error".to_owned(),
-            }
+            },
         };
     };
-    if skew {
-        return RelayError::ClockSkew {
+    match (disposition, code) {
+        (Disposition::NeedsSignIn, Some(RelayErrorCode::AgentRevoked)) => RelayError::Revoked,
+        (Disposition::NeedsSignIn, Some(RelayErrorCode::AgentUnknown)) => RelayError::UnknownAgent,
+        (Disposition::NeedsSignIn, _) => RelayError::SecretRefused,
+        (Disposition::Retryable, _) if skew => RelayError::ClockSkew {
             code: error.code,
             message: error.message,
-        };
-    }
-    if error.code == SignatureError::RevokedAgent.code() {
-        return RelayError::Revoked;
-    }
-    if error.code == SignatureError::UnknownAgent.code() {
-        return RelayError::UnknownAgent;
-    }
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-        return RelayError::ServerError {
+        },
+        (Disposition::Retryable, _) => RelayError::ServerError {
             status: status.as_u16(),
             message: error.message,
-        };
-    }
-    RelayError::Rejected {
-        status: status.as_u16(),
-        code: error.code,
-        message: error.message,
+        },
+        (Disposition::Fatal, _) => RelayError::Rejected {
+            status: status.as_u16(),
+            code: error.code,
+            message: error.message,
+        },
     }
 }
 
@@ -380,16 +400,59 @@ mod tests {
             body("signature.bad_signature"),
             false,
         );
-        assert!(
-            matches!(&bad, RelayError::Rejected { code, .. } if code == "signature.bad_signature")
+        assert!(matches!(bad, RelayError::SecretRefused));
+        assert!(!bad.is_transient() && bad.needs_sign_in());
+        let malformed = classify(
+            StatusCode::BAD_REQUEST,
+            body("signature.malformed_header"),
+            false,
         );
-        assert!(!bad.is_transient() && !bad.needs_sign_in());
+        assert!(
+            matches!(&malformed, RelayError::Rejected { code, .. } if code == "signature.malformed_header")
+        );
+        assert!(!malformed.is_transient() && !malformed.needs_sign_in());
+        let nonce = classify(
+            StatusCode::UNAUTHORIZED,
+            body("signature.replayed_nonce"),
+            false,
+        );
+        assert!(nonce.is_transient());
         assert!(classify(StatusCode::BAD_GATEWAY, None, false).is_transient());
         assert!(classify(StatusCode::TOO_MANY_REQUESTS, body("rate"), false).is_transient());
         assert!(matches!(
             classify(StatusCode::NOT_FOUND, None, false),
             RelayError::UnexpectedResponse { status: 404, .. }
         ));
+    }
+
+    #[test]
+    fn the_tunnel_and_the_session_classify_every_code_the_same_way() {
+        let unknown = RelayErrorCode::Unknown("agent.teleported".to_owned());
+        for code in RelayErrorCode::ALL.iter().chain([&unknown]) {
+            for status in [400u16, 401, 403, 426, 429, 500, 503] {
+                let skew = matches!(
+                    code,
+                    RelayErrorCode::StaleTimestamp | RelayErrorCode::FutureTimestamp
+                );
+                let http = StatusCode::from_u16(status).unwrap();
+                let session = classify(http, body(code.as_str()), skew).disposition();
+                let tunnel = crate::tunnel::TunnelError::Refused {
+                    status,
+                    code: Some(code.clone()),
+                }
+                .disposition();
+                assert_eq!(session, tunnel, "{code} {status}");
+            }
+        }
+        for status in [401u16, 404, 429, 502] {
+            let http = StatusCode::from_u16(status).unwrap();
+            let tunnel = crate::tunnel::TunnelError::Refused { status, code: None }.disposition();
+            assert_eq!(
+                classify(http, None, false).disposition(),
+                tunnel,
+                "{status}"
+            );
+        }
     }
 
     #[test]
@@ -401,6 +464,7 @@ mod tests {
             },
             RelayError::Revoked,
             RelayError::UnknownAgent,
+            RelayError::SecretRefused,
             RelayError::ClockSkew {
                 code: String::new(),
                 message: String::new(),

@@ -1,16 +1,16 @@
 //! The HTTPS client every call to the relay goes through, and the relay's validated base URL.
 //!
 //! # Guarantees
-//! - rustls only (no OpenSSL, no native-tls), **TLS 1.3 only**: a relay offering TLS 1.2 or less
-//!   fails the handshake.
-//! - When the relay's CA is given (`katachi start --ca FILE`, kept with the credentials), it is the
-//!   **only** trust root: the system roots are switched off, so a certificate from any other CA —
-//!   even a publicly trusted one — is refused (pinning). Without it, the system's roots are used.
+//! - rustls only (no OpenSSL, no native-tls), configured by [`crate::relay_tls`] like every agent
+//!   connection: **TLS 1.3 only**, and the relay's CA, when given, as the **only** trust root
+//!   (pinning).
 //! - `https://` only, no redirects followed (a signed request is never replayed to another URL).
 //!
 //! It does not sign anything; see [`crate::signing`].
 
 use std::time::Duration;
+
+use crate::relay_tls::{relay_tls_config, Alpn, RelayTlsError};
 
 /// How long to wait for the TCP + TLS connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,7 +43,10 @@ pub enum RelayHttpError {
         /// What the parser said.
         reason: String,
     },
-    /// The TLS stack could not be set up (should not happen with a valid CA).
+    /// The TLS configuration could not be built (should not happen: TLS 1.3 is always built in).
+    #[error("cannot set up TLS for the HTTPS client: {0}")]
+    Tls(String),
+    /// The HTTPS client could not be set up (should not happen with a valid TLS configuration).
     #[error("cannot set up the HTTPS client: {0}")]
     Build(#[source] reqwest::Error),
 }
@@ -108,35 +111,26 @@ impl std::fmt::Display for RelayUrl {
     }
 }
 
-/// Builds the HTTPS client for the relay: rustls, TLS 1.3 minimum, no redirects, and — when
-/// `ca_pem` is given — that CA as the only root.
+/// Builds the HTTPS client for the relay: the shared TLS configuration
+/// ([`relay_tls_config`]: TLS 1.3 only, `ca_pem` as the only root when given), no redirects.
 ///
 /// # Errors
-/// [`RelayHttpError::InvalidCa`] when `ca_pem` holds no certificate, [`RelayHttpError::Build`].
-///
-/// # Security
-/// Pinning: with a CA, `tls_built_in_root_certs(false)` removes the system and webpki roots, so the
-/// relay's certificate must chain to that CA and nothing else.
+/// [`RelayHttpError::InvalidCa`] when `ca_pem` holds no usable certificate,
+/// [`RelayHttpError::Tls`], [`RelayHttpError::Build`].
 pub fn relay_http_client(ca_pem: Option<&str>) -> Result<reqwest::Client, RelayHttpError> {
-    let mut builder = reqwest::Client::builder()
-        .use_rustls_tls()
-        .min_tls_version(reqwest::tls::Version::TLS_1_3)
+    let tls = relay_tls_config(ca_pem, Alpn::H2OrHttp1).map_err(|e| match e {
+        RelayTlsError::InvalidCa(reason) => RelayHttpError::InvalidCa { reason },
+        RelayTlsError::Build(reason) => RelayHttpError::Tls(reason),
+    })?;
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
         .https_only(true)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
-        .user_agent(concat!("katachi-agent/", env!("CARGO_PKG_VERSION")));
-    let Some(pem) = ca_pem else {
-        return builder.build().map_err(RelayHttpError::Build);
-    };
-    builder = builder.tls_built_in_root_certs(false);
-    for cert in parse_ca(pem)? {
-        builder = builder.add_root_certificate(cert);
-    }
-    // With everything else fixed, a failure here comes from the CA (a PEM block that is no X.509).
-    builder.build().map_err(|e| RelayHttpError::InvalidCa {
-        reason: e.to_string(),
-    })
+        .user_agent(concat!("katachi-agent/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(RelayHttpError::Build)
 }
 
 /// An error and its sources on one line (`a: b: c`), for messages that must say *why* a connection
@@ -154,26 +148,6 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = e.source();
     }
     text
-}
-
-/// The certificates of a PEM bundle; at least one.
-fn parse_ca(pem: &str) -> Result<Vec<reqwest::Certificate>, RelayHttpError> {
-    if !pem.contains("-----BEGIN CERTIFICATE-----") {
-        return Err(RelayHttpError::InvalidCa {
-            reason: "no BEGIN CERTIFICATE block".to_owned(),
-        });
-    }
-    let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
-        RelayHttpError::InvalidCa {
-            reason: e.to_string(),
-        }
-    })?;
-    if certs.is_empty() {
-        return Err(RelayHttpError::InvalidCa {
-            reason: "no certificate in the file".to_owned(),
-        });
-    }
-    Ok(certs)
 }
 
 #[cfg(test)]

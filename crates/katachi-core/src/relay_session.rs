@@ -19,7 +19,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use katachi_proto::agent::Heartbeat;
-use tokio::sync::watch;
+use std::sync::Arc;
+
+use tokio::sync::{watch, Notify};
 
 use crate::activity::{flush_outbox, ActivityError};
 use crate::agent_home::AgentHome;
@@ -86,6 +88,8 @@ pub struct RelaySession<'h> {
     options: SessionOptions,
     /// The latest status, for live subscribers.
     status: watch::Sender<AgentStatus>,
+    /// Fired to send the next heartbeat at once (the tunnel was refused: confirm with the relay).
+    wake: Arc<Notify>,
     /// False while freshly obtained credentials are only in memory.
     credentials_saved: bool,
 }
@@ -126,6 +130,7 @@ impl<'h> RelaySession<'h> {
             options,
             status,
             credentials_saved,
+            wake: Arc::new(Notify::new()),
         };
         session.write_status_file();
         Ok(session)
@@ -134,6 +139,13 @@ impl<'h> RelaySession<'h> {
     /// Live status updates (the current value first).
     pub fn subscribe(&self) -> watch::Receiver<AgentStatus> {
         self.status.subscribe()
+    }
+
+    /// Makes `wake` send the next heartbeat at once (it keeps one permit when fired early), so a
+    /// refusal seen elsewhere (the tunnel) is confirmed with the relay without waiting a period.
+    pub fn wake_on(mut self, wake: Arc<Notify>) -> Self {
+        self.wake = wake;
+        self
     }
 
     /// The relay client (its credentials and clock offset).
@@ -154,7 +166,10 @@ impl<'h> RelaySession<'h> {
         tokio::pin!(shutdown);
         loop {
             let step = async {
-                ticker.tick().await;
+                tokio::select! {
+                    _ = ticker.tick() => {}
+                    () = self.wake.notified() => {}
+                }
                 self.tick().await
             };
             let outcome = tokio::select! {

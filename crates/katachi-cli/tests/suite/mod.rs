@@ -1,3 +1,4 @@
+mod agent_runtime;
 mod audit;
 mod doctor;
 mod hints;

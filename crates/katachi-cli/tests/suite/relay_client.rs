@@ -20,7 +20,7 @@ fn flow(relay: &LocalRelay, ca: Option<String>) -> DeviceFlow {
 }
 
 /// Signs in through the device flow, approving the code as a fresh user.
-fn sign_in(relay: &LocalRelay) -> (AgentCredentials, String) {
+pub(super) fn sign_in(relay: &LocalRelay) -> (AgentCredentials, String) {
     let flow = flow(relay, Some(ca_pem(relay)));
     let pending = relay
         .block_on(flow.start(&this_device(Some("lib-test"))))

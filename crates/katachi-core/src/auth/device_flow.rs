@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use katachi_proto::device::{DeviceInfo, DEVICE_CODE_PATH, TOKEN_PATH};
+use katachi_proto::relay_error::RelayErrorCode;
 use oauth2::basic::{
     BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
     BasicTokenType,
@@ -193,6 +194,16 @@ impl PendingSignIn {
     }
 }
 
+/// The error for a token endpoint refusal, sorted by the shared relay error codes: a denial, a
+/// code that only a new sign-in replaces (expired or unknown to the relay), or another refusal.
+fn token_refusal(code: String, description: Option<String>) -> AuthError {
+    match RelayErrorCode::parse(&code) {
+        RelayErrorCode::AccessDenied => AuthError::Denied,
+        RelayErrorCode::ExpiredToken | RelayErrorCode::InvalidGrant => AuthError::Expired,
+        _ => AuthError::Rejected { code, description },
+    }
+}
+
 /// This machine as the approval page shows it: host name (or `name_override`) and OS.
 pub fn this_device(name_override: Option<&str>) -> DeviceInfo {
     let device_name = name_override
@@ -288,8 +299,7 @@ impl DeviceFlow {
                 })
             })
             .map_err(|e| match e {
-                AuthError::Rejected { code, .. } if code == "access_denied" => AuthError::Denied,
-                AuthError::Rejected { code, .. } if code == "expired_token" => AuthError::Expired,
+                AuthError::Rejected { code, description } => token_refusal(code, description),
                 other => other,
             })?;
         self.credentials_from(&token)
@@ -366,6 +376,26 @@ where
 mod tests {
     use super::*;
     use katachi_proto::device::AgentGrant;
+
+    #[test]
+    fn token_refusals_are_sorted_by_the_shared_codes() {
+        assert!(matches!(
+            token_refusal("access_denied".into(), None),
+            AuthError::Denied
+        ));
+        assert!(matches!(
+            token_refusal("expired_token".into(), None),
+            AuthError::Expired
+        ));
+        assert!(matches!(
+            token_refusal("invalid_grant".into(), None),
+            AuthError::Expired
+        ));
+        assert!(matches!(
+            token_refusal("invalid_client".into(), Some("d".into())),
+            AuthError::Rejected { code, description: Some(_) } if code == "invalid_client"
+        ));
+    }
 
     fn token_json(signing_secret: &str, agent_id: &str, token_type: &str) -> String {
         let grant = AgentGrant {

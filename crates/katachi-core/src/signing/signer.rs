@@ -44,8 +44,9 @@ pub struct RequestSigner {
     secret: SecretBytes,
     /// The local clock.
     clock: Arc<dyn Clock>,
-    /// Relay clock minus local clock.
-    offset: ClockOffset,
+    /// Relay clock minus local clock, shared by every signer of the agent (see
+    /// [`RequestSigner::sharing_offset`]).
+    offset: Arc<ClockOffset>,
 }
 
 impl std::fmt::Debug for RequestSigner {
@@ -71,7 +72,19 @@ impl RequestSigner {
             agent_id: agent_id.into(),
             secret,
             clock,
-            offset: ClockOffset::new(offset_secs),
+            offset: Arc::new(ClockOffset::new(offset_secs)),
+        }
+    }
+
+    /// Another signer for the same agent that shares this one's clock offset: what either learns
+    /// from the relay's `Date` header, both use. The tunnel and the HTTPS calls sign this way, so
+    /// the agent has one idea of the relay's time.
+    pub fn sharing_offset(&self) -> Self {
+        Self {
+            agent_id: self.agent_id.clone(),
+            secret: self.secret.duplicate(),
+            clock: Arc::clone(&self.clock),
+            offset: Arc::clone(&self.offset),
         }
     }
 
@@ -146,6 +159,27 @@ mod tests {
     use crate::signing::{SkewedClock, SystemClock};
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn signers_sharing_an_offset_learn_the_relays_time_together() {
+        let first = RequestSigner::new(
+            "agt_1",
+            SecretBytes::new(SECRET.to_vec()),
+            Arc::new(SystemClock),
+            0,
+        );
+        let second = first.sharing_offset();
+        // A relay whose clock is a day ahead of ours.
+        let ahead = std::time::SystemTime::now() + std::time::Duration::from_secs(86_400);
+        let date = httpdate::fmt_http_date(ahead);
+        first.observe_date(&date);
+        assert!(
+            (second.offset_secs() - 86_400).abs() <= 2,
+            "{}",
+            second.offset_secs()
+        );
+        assert_eq!(second.agent_id(), "agt_1");
+    }
 
     /// A clock stopped at one instant.
     #[derive(Debug)]

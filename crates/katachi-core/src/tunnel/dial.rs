@@ -11,15 +11,16 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use katachi_proto::agent::{TUNNEL_PATH, TUNNEL_PROTOCOL};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use katachi_proto::agent::{ApiErrorBody, TUNNEL_PATH, TUNNEL_PROTOCOL};
+use katachi_proto::relay_error::{classify_refusal, Disposition, RelayErrorCode};
+use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use zeroize::Zeroizing;
 
 use crate::auth::AgentCredentials;
 use crate::relay_http::error_chain;
+use crate::relay_tls::{relay_tls_config, Alpn, RelayTlsError};
 use crate::signing::RequestSigner;
 use crate::RelayUrl;
 
@@ -35,16 +36,6 @@ const MAX_REFUSAL_BODY: usize = 16 * 1024;
 /// of the agent's server). The relay's own per-tunnel limit defaults to the same number, so it
 /// answers `429 agent.busy` itself before the agent would make it queue.
 pub const MAX_CONCURRENT_STREAMS: u32 = 64;
-/// Relay error codes that mean "these credentials are no longer good": sign in again.
-const SIGN_IN_CODES: [&str; 3] = ["agent.revoked", "agent.unknown", "signature.bad_signature"];
-/// Relay error codes that a later attempt can clear (the clock offset is learnt from the refusal's
-/// `Date`; a nonce is fresh on every attempt).
-const RETRYABLE_CODES: [&str; 3] = [
-    "signature.stale_timestamp",
-    "signature.future_timestamp",
-    "signature.replayed_nonce",
-];
-
 /// Why a tunnel could not be opened, or why it ended.
 #[derive(Debug, thiserror::Error)]
 pub enum TunnelError {
@@ -69,12 +60,13 @@ pub enum TunnelError {
     #[error("the relay at {0} did not open the tunnel in time")]
     Timeout(String),
     /// The relay answered the upgrade with something other than `101`.
-    #[error("the relay refused the tunnel: HTTP {status} ({code})")]
+    #[error("the relay refused the tunnel: HTTP {status} ({})", code.as_ref().map_or("no error code", RelayErrorCode::as_str))]
     Refused {
         /// HTTP status.
         status: u16,
-        /// The relay's error code (`signature.bad_signature`, `agent.revoked`…), or `unknown`.
-        code: String,
+        /// The relay's error code (`signature.bad_signature`, `agent.revoked`…); `None` when the
+        /// body was not the relay's JSON error.
+        code: Option<RelayErrorCode>,
     },
     /// The stored access token cannot be put in a header (damaged credentials).
     #[error("the stored access token cannot be sent (damaged credentials); sign in again")]
@@ -85,29 +77,32 @@ pub enum TunnelError {
 }
 
 impl TunnelError {
-    /// True when retrying later may succeed (network, timeouts, relay restarts, a clock the
-    /// relay's `Date` corrects); false when the relay refused the agent itself (revoked, unknown,
-    /// bad credentials) or the set-up is wrong.
-    pub fn is_transient(&self) -> bool {
+    /// What the agent does next: a refusal is sorted by the one shared rule
+    /// ([`classify_refusal`]); network failures, timeouts and ended tunnels are retryable; a
+    /// damaged token needs a new sign-in; a wrong set-up (URL, CA, TLS) is fatal.
+    pub fn disposition(&self) -> Disposition {
         match self {
             TunnelError::Unreachable { .. } | TunnelError::Timeout(_) | TunnelError::Ended(_) => {
-                true
+                Disposition::Retryable
             }
-            TunnelError::Refused { status, code } => {
-                *status >= 500 || *status == 429 || RETRYABLE_CODES.contains(&code.as_str())
+            TunnelError::Refused { status, code } => classify_refusal(*status, code.as_ref()),
+            TunnelError::UnusableToken => Disposition::NeedsSignIn,
+            TunnelError::BadRelayUrl(_) | TunnelError::InvalidCa(_) | TunnelError::Tls(_) => {
+                Disposition::Fatal
             }
-            _ => false,
         }
+    }
+
+    /// True when retrying later may succeed (network, timeouts, relay restarts, a clock the
+    /// relay's `Date` corrects).
+    pub fn is_transient(&self) -> bool {
+        self.disposition() == Disposition::Retryable
     }
 
     /// True when the stored credentials are no good any more (revoked, unknown to the relay, a
     /// signing secret it rejects, a damaged token): the agent must sign in again.
     pub fn needs_sign_in(&self) -> bool {
-        match self {
-            TunnelError::Refused { code, .. } => SIGN_IN_CODES.contains(&code.as_str()),
-            TunnelError::UnusableToken => true,
-            _ => false,
-        }
+        self.disposition() == Disposition::NeedsSignIn
     }
 }
 
@@ -159,7 +154,11 @@ impl TunnelDialer {
             .to_owned();
         let server_name = ServerName::try_from(bare_host)
             .map_err(|_| TunnelError::BadRelayUrl(relay.to_string()))?;
-        let tls = TlsConnector::from(Arc::new(tls_config(credentials.ca_pem())?));
+        let tls = relay_tls_config(credentials.ca_pem(), Alpn::Http1).map_err(|e| match e {
+            RelayTlsError::InvalidCa(reason) => TunnelError::InvalidCa(reason),
+            RelayTlsError::Build(reason) => TunnelError::Tls(reason),
+        })?;
+        let tls = TlsConnector::from(Arc::new(tls));
         let mut value = Zeroizing::new(b"Bearer ".to_vec());
         value.extend_from_slice(credentials.access_token().expose());
         let mut bearer = HeaderValue::from_bytes(&value).map_err(|_| TunnelError::UnusableToken)?;
@@ -293,59 +292,11 @@ where
         .map_err(|e| TunnelError::Ended(error_chain(&e)))
 }
 
-/// The `error.code` of a relay error body, or `unknown`.
-fn error_code(body: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(body)
+/// The `error.code` of a relay error body, when it is one.
+fn error_code(body: &[u8]) -> Option<RelayErrorCode> {
+    serde_json::from_slice::<ApiErrorBody>(body)
         .ok()
-        .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
-/// The tunnel's crypto: aws-lc on Linux and macOS, ring on Windows (where aws-lc needs more C
-/// tooling than a plain compiler). The agent's connection task encrypts everything the tunnel sends
-/// and is the busiest thread of a download; aws-lc's AES-GCM is about twice ring's on current x86,
-/// and that thread's CPU per GiB dropped by about 17 % (docs/PERFORMANCE.md, "Tunnel").
-fn tls_provider() -> Arc<rustls::crypto::CryptoProvider> {
-    #[cfg(unix)]
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
-    #[cfg(not(unix))]
-    let provider = rustls::crypto::ring::default_provider();
-    Arc::new(provider)
-}
-
-/// TLS 1.3 only, ALPN `http/1.1` (the upgrade is an HTTP/1.1 mechanism), and the pinned CA as the
-/// only root — or the system roots when there is none.
-fn tls_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, TunnelError> {
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_pem {
-        Some(pem) => {
-            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
-                let cert = cert.map_err(|e| TunnelError::InvalidCa(e.to_string()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| TunnelError::InvalidCa(e.to_string()))?;
-            }
-            if roots.is_empty() {
-                return Err(TunnelError::InvalidCa(
-                    "no certificate in the file".to_owned(),
-                ));
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for cert in found.certs {
-                // One odd system certificate does not stop the others from being used.
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(tls_provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| TunnelError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+        .map(|b| RelayErrorCode::parse(&b.error.code))
 }
 
 #[cfg(test)]
@@ -353,37 +304,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_ca_without_certificates_is_refused() {
-        assert!(matches!(
-            tls_config(Some("not a certificate")),
-            Err(TunnelError::InvalidCa(_))
-        ));
-    }
-
-    #[test]
     fn refusal_codes_are_read_from_the_error_body() {
         assert_eq!(
             error_code(br#"{"error":{"code":"agent.revoked","message":"x"}}"#),
-            "agent.revoked"
+            Some(RelayErrorCode::AgentRevoked)
         );
-        assert_eq!(error_code(b"<html>"), "unknown");
+        assert_eq!(error_code(b"<html>"), None);
     }
 
     #[test]
     fn revoked_and_unknown_agents_need_sign_in_and_clock_refusals_are_retried() {
         let refused = |status: u16, code: &str| TunnelError::Refused {
             status,
-            code: code.to_owned(),
+            code: Some(RelayErrorCode::parse(code)),
         };
-        for code in SIGN_IN_CODES {
+        for code in ["agent.revoked", "agent.unknown", "signature.bad_signature"] {
             let e = refused(401, code);
             assert!(e.needs_sign_in() && !e.is_transient(), "{code}");
         }
-        for code in RETRYABLE_CODES {
+        for code in [
+            "signature.stale_timestamp",
+            "signature.future_timestamp",
+            "signature.replayed_nonce",
+        ] {
             let e = refused(401, code);
             assert!(e.is_transient() && !e.needs_sign_in(), "{code}");
         }
-        assert!(refused(503, "unknown").is_transient());
+        assert!(TunnelError::Refused {
+            status: 503,
+            code: None
+        }
+        .is_transient());
         let upgrade = refused(426, "tunnel.upgrade_required");
         assert!(!upgrade.is_transient() && !upgrade.needs_sign_in());
     }

@@ -157,7 +157,7 @@ async fn a_revoked_agent_stops_the_loop_with_needs_sign_in() {
         Step::Up(Duration::from_secs(60)),
         Step::Fail(TunnelError::Refused {
             status: 401,
-            code: "agent.revoked".into(),
+            code: Some(katachi_proto::relay_error::RelayErrorCode::AgentRevoked),
         }),
     ]);
     let (task, mut status) = spawn_loop(link.clone(), Box::new(NoNetworkChanges));
