@@ -171,7 +171,7 @@ async fn a_tunnel_with_a_wrong_secret_is_refused() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, TunnelError::Refused { status: 401, code } if code == "signature.bad_signature"),
+        matches!(&err, TunnelError::Refused { status: 401, code: Some(code) } if code.as_str() == "signature.bad_signature"),
         "{err:?}"
     );
     assert!(!err.is_transient());
