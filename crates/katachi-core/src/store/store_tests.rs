@@ -23,6 +23,28 @@ fn fresh_store_is_migrated_to_the_latest_schema() {
 }
 
 #[test]
+fn connections_opening_a_fresh_store_at_once_all_find_it_migrated() {
+    // The agent's session and its API open the store together at first start.
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let start = std::sync::Arc::new(std::sync::Barrier::new(3));
+        let openers: Vec<_> = (0..3)
+            .map(|_| {
+                let (dir, start) = (dir.path().to_owned(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    Store::open(&dir.join("katachi.db"), &key(1)).map(|s| s.schema_version())
+                })
+            })
+            .collect();
+        for opener in openers {
+            let version = opener.join().unwrap().unwrap().unwrap();
+            assert_eq!(version, migrations::latest_version());
+        }
+    }
+}
+
+#[test]
 fn wrong_key_is_a_clear_error_and_leaves_the_file_byte_for_byte() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("k.db");
