@@ -96,39 +96,20 @@ pub(crate) fn latest_version() -> i64 {
     i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
 }
 
-/// Attempts at migrating while other connections may be migrating the same file.
-const MIGRATE_ATTEMPTS: u32 = 5;
-
 /// Brings the schema to the latest version; refuses a newer one without touching it.
-///
-/// Several connections may open a fresh file at once (the agent's session and its API do): each
-/// migration runs in its own transaction, so only one of them can apply a version; the others fail
-/// ("table already exists", or a busy snapshot) and find the file migrated when they look again. A
-/// failure is returned only when the schema is still behind after the last attempt.
 pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
-    let mut attempt = 1;
-    loop {
-        let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if found > latest_version() {
-            return Err(StoreError::NewerSchema {
-                path: path.to_path_buf(),
-                found,
-                supported: latest_version(),
-            });
-        }
-        if found == latest_version() {
-            return Ok(());
-        }
-        match Migrations::from_slice(MIGRATIONS).to_latest(conn) {
-            Ok(()) => return Ok(()),
-            Err(e) if attempt >= MIGRATE_ATTEMPTS => return Err(e.into()),
-            // Another connection is migrating, or just did: look again once it is done.
-            Err(_) => {
-                attempt += 1;
-                std::thread::sleep(std::time::Duration::from_millis(20 * u64::from(attempt)));
-            }
-        }
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > latest_version() {
+        return Err(StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found,
+            supported: latest_version(),
+        });
     }
+    if found < latest_version() {
+        Migrations::from_slice(MIGRATIONS).to_latest(conn)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -149,10 +149,7 @@ impl Store {
         apply_key(&conn, key)?;
         verify_key(&conn, path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        // WAL: readers never block the writer; the WAL is encrypted like the main file.
-        let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
-        migrations::migrate(&mut conn, path)?;
+        prepare_for_use(&mut conn, path)?;
         Ok(Self {
             conn,
             path: path.to_path_buf(),
@@ -239,6 +236,36 @@ fn apply_key(conn: &Connection, key: &DerivedKey) -> Result<()> {
 }
 
 /// `PRAGMA key` accepts any key; the first read tells whether it is the right one.
+/// Attempts at preparing a store that other connections may be preparing at the same moment.
+const PREPARE_ATTEMPTS: u32 = 5;
+
+/// WAL mode, pragmas and the schema migration.
+///
+/// Several connections may open a fresh file at once (the agent's session and its API do). SQLite
+/// lets only one of two deferred writers go on and answers the other `SQLITE_BUSY` at once, without
+/// waiting (it would deadlock otherwise); a losing migration may also find a table the winner just
+/// made. Such a loser looks again after a short pause and finds the file prepared; only an error
+/// that outlasts every attempt, or one that is not about another writer (a newer schema, I/O), is
+/// returned.
+fn prepare_for_use(conn: &mut Connection, path: &Path) -> Result<()> {
+    let mut attempt = 1;
+    loop {
+        let prepared = (|| {
+            // WAL: readers never block the writer; the WAL is encrypted like the main file.
+            let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+            conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
+            migrations::migrate(conn, path)
+        })();
+        match prepared {
+            Err(StoreError::Busy | StoreError::Migration(_)) if attempt < PREPARE_ATTEMPTS => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20 * u64::from(attempt)));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn verify_key(conn: &Connection, path: &Path) -> Result<()> {
     match conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)
