@@ -24,6 +24,7 @@
 //! - [`api`]: the agent's structured API as one axum `Router` (workspaces, tree, read, write, search, git).
 //! - [`sandbox`]: the OS sandbox every command runs in (policy, Linux backend, self-test).
 //! - [`protected`]: the protected-path rule set shared by the sandbox and the API.
+//! - [`workspace_admin`]: the local user's workspace and sandbox-policy changes (store + audit + activity).
 
 // `unsafe` is denied everywhere (workspace lint) and allowed only in the Linux sandbox backend
 #![deny(unsafe_code)]
@@ -50,6 +51,7 @@ pub mod signing;
 pub mod store;
 pub mod tunnel;
 pub mod vault;
+pub mod workspace_admin;
 
 pub use agent::Agent;
 pub use agent_home::AgentHome;
