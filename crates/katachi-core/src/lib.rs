@@ -3,7 +3,8 @@
 //! The tray app and the `katachi` CLI are thin shells over this crate.
 //!
 //! # Layout
-//! - [`dirs`]: where the agent keeps its data and config (XDG, `KATACHI_HOME`), with private permissions.
+//! - [`dirs`]: where the agent keeps its data, config and runtime files (XDG, `KATACHI_HOME`), with private permissions.
+//! - [`exit_codes`]: the long-running agent's exit codes for service managers (needs sign-in, revoked, config error…).
 //! - [`atomic_file`]: crash-safe replacement of state files (temp, fsync, rename).
 //! - [`secret`]: secret byte newtypes that zeroize on drop and never print.
 //! - [`fingerprint`]: the machine's hardware identity, and which component changed.
@@ -39,6 +40,7 @@ pub mod auth;
 pub mod config;
 pub mod dirs;
 pub mod doctor;
+pub mod exit_codes;
 pub mod fingerprint;
 pub mod protected;
 pub mod relay_client;
