@@ -12,6 +12,7 @@ use katachi_core::store::{AuditError, StoreError, WorkspaceError};
 use katachi_core::vault::BindingError;
 use katachi_core::vault::KeystoreError;
 use katachi_core::vault::SealError;
+use katachi_core::workspace_admin::AdminError;
 use katachi_core::RelayError;
 use serde::Serialize;
 
@@ -78,18 +79,17 @@ pub(crate) fn error_code(err: &anyhow::Error) -> &'static str {
         if let Some(e) = cause.downcast_ref::<KeystoreError>() {
             return keystore_code(e);
         }
-        if let Some(e) = cause.downcast_ref::<WorkspaceError>() {
+        if let Some(e) = cause.downcast_ref::<AdminError>() {
             return match e {
-                WorkspaceError::NotFound(_) => "workspace.not_found",
-                WorkspaceError::NotADirectory(_) => "workspace.not_a_directory",
-                WorkspaceError::Inaccessible { .. } => "workspace.inaccessible",
-                WorkspaceError::NotUtf8(_) => "workspace.not_utf8",
-                WorkspaceError::FilesystemRoot(_) => "workspace.filesystem_root",
-                WorkspaceError::Protected { .. } => "workspace.protected",
-                WorkspaceError::NotAllowed(_) => "workspace.not_allowed",
-                WorkspaceError::Relative(_) => "workspace.relative",
-                WorkspaceError::Store(e) => store_code(e),
+                AdminError::Workspace(e) => workspace_code(e),
+                AdminError::Store(e) => store_code(e),
+                AdminError::Audit(AuditError::Store(e)) => store_code(e),
+                AdminError::Audit(e) => e.code(),
+                AdminError::Override(_) => e.code(),
             };
+        }
+        if let Some(e) = cause.downcast_ref::<WorkspaceError>() {
+            return workspace_code(e);
         }
         if let Some(e) = cause.downcast_ref::<StoreError>() {
             return store_code(e);
@@ -148,6 +148,13 @@ pub(crate) fn broken_audit_seq(err: &anyhow::Error) -> Option<i64> {
     err.chain()
         .find_map(|cause| cause.downcast_ref::<AuditError>())
         .and_then(AuditError::seq)
+}
+
+fn workspace_code(e: &WorkspaceError) -> &'static str {
+    match e {
+        WorkspaceError::Store(e) => store_code(e),
+        other => katachi_core::workspace_admin::workspace_code(other),
+    }
 }
 
 fn keystore_code(e: &KeystoreError) -> &'static str {
