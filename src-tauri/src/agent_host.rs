@@ -1,165 +1,126 @@
-//! The agent this process hosts: the tray process runs the user's one agent, and the tray and the
-//! control socket drive it through the same [`Agent`] handle.
+//! The agent this process hosts: the tray process runs the user's one agent, and the tray (and
+//! the control socket) drive it through the same [`Agent`] handle.
 //!
-//! [`AgentHost`] is Tauri-managed state. It holds the handle (absent while signed out, until the
-//! core's runtime can start without credentials), the one [`Status`] channel the tray renders, and
-//! the relay's address for "Open web UI". It assembles nothing itself beyond what
-//! `katachi start` does with the same core types.
+//! [`AgentHost`] is Tauri-managed state: the handle, its task (joined at Quit), and the relay's
+//! address for "Open web UI". The agent is `katachi-core`'s runtime, launched to stay up while
+//! signed out ([`WhenSignedOut::Stay`]); this module only starts, forwards and stops it.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use katachi_core::agent::{Agent, AgentEnd, CommandError, RelayLink, Status};
-use katachi_core::api::{ApiState, AuditLayer};
+use katachi_core::agent::{Agent, AgentConfig, AgentEnd, CommandError, Status, WhenSignedOut};
 use katachi_core::fingerprint::SystemFingerprint;
 use katachi_core::signing::SystemClock;
 use katachi_core::tunnel::SystemNetworkChanges;
-use katachi_core::{AgentCredentials, AgentHome, KatachiDirs, SessionOptions};
+use katachi_core::{AgentHome, KatachiDirs, SessionOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Heartbeat period of the hosted agent (the same default as `katachi start`).
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
 
-/// Why the hosted agent could not be started or commanded.
+/// Why the hosted agent could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
-    /// The agent's folders or secrets cannot be opened (permissions, keychain locked…).
+    /// The agent's folders or secrets cannot be opened (permissions, keychain locked…); the
+    /// message names the layer, `katachi doctor` says more.
     #[error("cannot open the agent's home: {0}")]
     Home(String),
-    /// The command needs a signed-in agent; sign in first ("Sign in…").
-    #[error("not signed in: sign in first")]
-    NotSignedIn,
-    /// The agent refused the command (see [`CommandError`]).
-    #[error(transparent)]
-    Command(#[from] CommandError),
 }
 
-/// The hosted agent and its status. See the module docs.
+/// The hosted agent. See the module docs.
 pub struct AgentHost {
-    /// The running agent, once signed in.
-    agent: Option<Agent>,
+    /// The running agent.
+    agent: Agent,
     /// The agent's task, joined when the app quits.
     task: Mutex<Option<JoinHandle<AgentEnd>>>,
-    /// The status: the agent's, or a constant "signed out" while none runs.
-    status: watch::Receiver<Status>,
-    /// Keeps the "signed out" channel open while no agent runs.
-    _signed_out: Option<watch::Sender<Status>>,
-    /// The relay's URL, for "Open web UI".
-    relay: Arc<Mutex<Option<String>>>,
 }
 
 impl AgentHost {
-    /// Opens the agent's home in `dirs` and starts the agent when credentials are saved there;
-    /// without credentials the host reports [`Status::SignedOut`]. Must run inside a tokio
-    /// runtime (the agent's task is spawned on it).
+    /// Opens the agent's home in `dirs` and launches the agent: online when credentials are
+    /// saved, else signed out and waiting for a sign-in. Must run inside a tokio runtime.
     ///
     /// # Errors
-    /// [`HostError::Home`] when the home or its credentials cannot be read.
+    /// [`HostError::Home`] when the home cannot be opened.
     pub fn launch(dirs: KatachiDirs) -> Result<Self, HostError> {
-        let home = Arc::new(
-            AgentHome::open(dirs, &SystemFingerprint)
-                .map_err(|e| HostError::Home(e.to_string()))?,
-        );
-        let Some(credentials) =
-            AgentCredentials::load(&home).map_err(|e| HostError::Home(e.to_string()))?
-        else {
-            return Ok(Self::signed_out());
-        };
-        let relay = Some(credentials.relay_url().to_string());
+        let home = AgentHome::open(dirs, &SystemFingerprint)
+            .map_err(|e| HostError::Home(e.to_string()))?;
+        Self::launch_in(Arc::new(home))
+    }
+
+    /// [`Self::launch`] in an opened home (tests pass one with an in-memory keystore).
+    ///
+    /// # Errors
+    /// [`HostError::Home`] when the store cannot be opened.
+    pub fn launch_in(home: Arc<AgentHome>) -> Result<Self, HostError> {
         // Opened (and migrated) once here, before the session and the API open it concurrently.
         drop(home.store().map_err(|e| HostError::Home(e.to_string()))?);
-        let router = katachi_core::api::router(ApiState::new(home.clone()))
-            .layer(AuditLayer::start(home.clone()));
-        let options = SessionOptions {
-            heartbeat_every: HEARTBEAT_EVERY,
-        };
-        let link = RelayLink::new(
+        let (agent, task) = Agent::launch(AgentConfig {
             home,
-            credentials,
-            true,
-            options,
-            Arc::new(SystemClock),
-            router,
-        );
-        let (agent, task) = Agent::start(link, Box::new(SystemNetworkChanges::new()));
+            options: SessionOptions {
+                heartbeat_every: HEARTBEAT_EVERY,
+            },
+            clock: Arc::new(SystemClock),
+            network: Box::new(SystemNetworkChanges::new()),
+            when_signed_out: WhenSignedOut::Stay,
+        });
         Ok(Self {
-            status: agent.status(),
-            agent: Some(agent),
+            agent,
             task: Mutex::new(Some(task)),
-            _signed_out: None,
-            relay: Arc::new(Mutex::new(relay)),
         })
     }
 
-    /// A host with no agent: signed out.
-    pub fn signed_out() -> Self {
-        let (sender, status) = watch::channel(Status::SignedOut { reason: None });
-        Self {
-            agent: None,
-            task: Mutex::new(None),
-            status,
-            _signed_out: Some(sender),
-            relay: Arc::new(Mutex::new(None)),
-        }
+    /// The agent handle (for the control socket, which serves the same agent).
+    pub fn agent(&self) -> &Agent {
+        &self.agent
     }
 
     /// The status: the current value, then every change.
     pub fn status(&self) -> watch::Receiver<Status> {
-        self.status.clone()
+        self.agent.status()
     }
 
-    /// The relay's URL, once known (from the credentials or a "connected" status).
+    /// The relay the agent is registered with, while it is.
     pub fn relay_url(&self) -> Option<String> {
-        self.relay.lock().ok().and_then(|relay| relay.clone())
-    }
-
-    /// Remembers the relay a "connected" status names (for "Open web UI").
-    pub fn note_status(&self, status: &Status) {
-        if let (Status::Connected { relay, .. }, Ok(mut known)) = (status, self.relay.lock()) {
-            *known = Some(relay.clone());
-        }
+        self.agent
+            .registered()
+            .borrow()
+            .as_ref()
+            .map(|registered| registered.relay.clone())
     }
 
     /// Pauses remote access for `duration`.
     ///
     /// # Errors
-    /// [`HostError::NotSignedIn`], or the agent's refusal.
-    pub async fn pause(&self, duration: Duration) -> Result<(), HostError> {
-        Ok(self.agent()?.pause(duration).await?)
+    /// The agent's refusal ([`CommandError`]).
+    pub async fn pause(&self, duration: Duration) -> Result<(), CommandError> {
+        self.agent.pause(duration).await
     }
 
     /// Ends a pause.
     ///
     /// # Errors
-    /// [`HostError::NotSignedIn`], or the agent's refusal.
-    pub async fn resume(&self) -> Result<(), HostError> {
-        Ok(self.agent()?.resume().await?)
+    /// The agent's refusal ([`CommandError`]).
+    pub async fn resume(&self) -> Result<(), CommandError> {
+        self.agent.resume().await
     }
 
-    /// Signs out. Needs the core's sign-out (not there yet): until then, refused.
+    /// Signs out: the relay forgets this machine, the credentials are wiped.
     ///
     /// # Errors
-    /// [`HostError::NotSignedIn`] while no agent runs.
-    pub async fn sign_out(&self) -> Result<(), HostError> {
-        self.agent()?;
-        Err(HostError::NotSignedIn)
+    /// The agent's refusal ([`CommandError`]).
+    pub async fn sign_out(&self) -> Result<(), CommandError> {
+        self.agent.sign_out(false).await
     }
 
-    /// Stops the agent cleanly (its session says "stopped", pending events stay in the outbox) and
-    /// waits for its task to end. Nothing to do when none runs or it already ended.
+    /// Stops the agent cleanly (its session says "stopped", pending events stay in the outbox)
+    /// and waits for its task to end.
     pub async fn stop(&self) {
-        let Some(agent) = &self.agent else { return };
         // Already ended by itself when this fails: its task's result says how.
-        let _ = agent.stop().await;
+        let _ = self.agent.stop().await;
         let task = self.task.lock().ok().and_then(|mut task| task.take());
         if let Some(task) = task {
             let _ = task.await;
         }
-    }
-
-    /// The running agent.
-    fn agent(&self) -> Result<&Agent, HostError> {
-        self.agent.as_ref().ok_or(HostError::NotSignedIn)
     }
 }

@@ -160,12 +160,26 @@ fn keep_running_without_windows<R: Runtime>(_app: &AppHandle<R>, event: RunEvent
 mod tests {
     use tauri::Manager;
 
+    use std::sync::Arc;
+
+    use katachi_core::fingerprint::SystemFingerprint;
+    use katachi_core::vault::MemoryKeystore;
+    use katachi_core::{AgentHome, KatachiDirs};
+
     use super::{build_app, build_window_app};
     use crate::agent_host::AgentHost;
 
     #[test]
-    fn tray_app_builds_from_the_workspace_config_with_no_window() -> tauri::Result<()> {
-        let app = build_app(tauri::test::mock_builder(), AgentHost::signed_out(), 0)?;
+    fn tray_app_builds_from_the_workspace_config_with_no_window(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let home = tempfile::tempdir()?;
+        let home = AgentHome::open_with_keystore(
+            KatachiDirs::under(home.path()),
+            &SystemFingerprint,
+            Box::new(MemoryKeystore::default()),
+        )?;
+        let host = tauri::async_runtime::block_on(async { AgentHost::launch_in(Arc::new(home)) })?;
+        let app = build_app(tauri::test::mock_builder(), host, 0)?;
         assert!(app.webview_windows().is_empty());
         assert_eq!(app.config().product_name.as_deref(), Some("Katachi"));
         assert_eq!(app.config().identifier, "dev.katachi.app");

@@ -46,7 +46,6 @@ pub(crate) async fn follow_status<R: Runtime>(
 ) {
     loop {
         let current = status.borrow_and_update().clone();
-        app.state::<AgentHost>().note_status(&current);
         let context = MenuContext {
             web_ui_known: app.state::<AgentHost>().relay_url().is_some(),
             ..renderer.context.clone()
