@@ -8,7 +8,8 @@
 //! - `app`: builds the app on a given Tauri builder and runs its event loop ([`run`], [`run_app`],
 //!   [`build_app`]).
 //! - [`tray`]: the tray icon (one per [`TrayState`]), its menu ids and what each menu item does.
-//! - `window`: the status window, created on demand from `ui/index.html`.
+//! - [`window`]: `katachi-app --window`, the window as its own short-lived process (`ui/app.html`),
+//!   talking to the running agent over the control socket.
 //! - `sandbox`: katachi-core's sandbox status for the tray line and the window's `sandbox_status`
 //!   command.
 
@@ -17,7 +18,7 @@
 mod app;
 mod sandbox;
 pub mod tray;
-mod window;
+pub mod window;
 
 pub use app::build_app;
 pub use app::run;

@@ -1,9 +1,14 @@
-//! `katachi-app`: the Katachi tray app. All logic lives in the `katachi_app` library.
+//! `katachi-app`: the Katachi tray app, or with `--window` its window. All logic lives in the
+//! `katachi_app` library.
 
 // In release builds on Windows, do not open a console window next to the tray icon.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 #![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if katachi_app::window::is_window_mode(&args) {
+        return katachi_app::window::run_window(&args);
+    }
     katachi_app::run()
 }

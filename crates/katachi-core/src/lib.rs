@@ -42,6 +42,7 @@ pub mod fingerprint;
 pub mod protected;
 pub mod relay_client;
 pub mod relay_http;
+pub mod relay_reach;
 pub mod relay_session;
 pub mod relay_tls;
 pub mod sandbox;
