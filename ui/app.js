@@ -345,6 +345,7 @@
       tauri.event.listen("show-view", (e) => show(e.payload));
       tauri.event.listen("link", (e) => offerLink(e.payload));
     }
+    invoke("agent_status").then(renderStatus, agentUnreachable);
     invoke("window_start")
       .then((s) => show(s.view).then(() => s), () => show("status").then(() => ({})))
       .then((s) => {
