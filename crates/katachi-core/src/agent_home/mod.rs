@@ -185,11 +185,13 @@ impl AgentHome {
         )
     }
 
-    /// Folders that must never become workspaces: katachi's own data and config.
+    /// Folders that must never become workspaces, and that the API and the sandbox never expose:
+    /// katachi's own data, config and runtime folders (the runtime one holds the control socket).
     pub fn protected_dirs(&self) -> Vec<PathBuf> {
         vec![
             self.dirs.data().to_path_buf(),
             self.dirs.config().to_path_buf(),
+            self.dirs.runtime_dir().to_path_buf(),
         ]
     }
 }
