@@ -11,7 +11,8 @@
 //! - `agent_host`: the hosted agent, its status and its commands ([`AgentHost`]).
 //! - [`tray`]: the icon per state, the menu, and what each item does.
 //! - `window_launcher`: starts the window process on a view.
-//! - `window`: the status window, created in the window process from `ui/index.html`.
+//! - [`window`]: `katachi-app --window`, the window as its own short-lived process (`ui/app.html`),
+//!   talking to the running agent over the control socket.
 //! - `sandbox`: katachi-core's sandbox status for the tray line and the window's `sandbox_status`
 //!   command.
 
@@ -21,7 +22,7 @@ mod agent_host;
 mod app;
 mod sandbox;
 pub mod tray;
-mod window;
+pub mod window;
 mod window_launcher;
 
 pub use agent_host::AgentHost;
