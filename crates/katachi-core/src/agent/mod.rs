@@ -29,7 +29,7 @@
 mod command;
 mod handle;
 mod network;
-mod online;
+pub(crate) mod online;
 mod status;
 mod supervisor;
 
