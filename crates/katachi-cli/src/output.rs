@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use katachi_core::agent_home::HomeError;
 use katachi_core::agent_status::StatusFileError;
 use katachi_core::auth::{AuthError, CredentialsError};
+use katachi_core::control::{ControlError, LockError};
 use katachi_core::relay_http::RelayHttpError;
 use katachi_core::relay_session::SessionError;
 use katachi_core::store::{AuditError, StoreError, WorkspaceError};
@@ -73,7 +74,16 @@ impl Output {
 }
 
 /// A stable, dotted code for each error a script may branch on.
-pub(crate) fn error_code(err: &anyhow::Error) -> &'static str {
+pub(crate) fn error_code(err: &anyhow::Error) -> String {
+    // a refusal by the running agent carries its own code
+    if let Some(e) = err.chain().find_map(|c| c.downcast_ref::<ControlError>()) {
+        return crate::agent_control::control_code(e);
+    }
+    local_error_code(err).to_owned()
+}
+
+/// The code of an error of this process's own work.
+fn local_error_code(err: &anyhow::Error) -> &'static str {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<KeystoreError>() {
             return keystore_code(e);
@@ -127,6 +137,14 @@ pub(crate) fn error_code(err: &anyhow::Error) -> &'static str {
         if let Some(e) = cause.downcast_ref::<SessionError>() {
             return match e {
                 SessionError::Store(e) => store_code(e),
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<LockError>() {
+            return match e {
+                LockError::AlreadyRunning { .. } | LockError::HeldByUnknown(_) => {
+                    "agent.already_running"
+                }
+                _ => "agent.lock",
             };
         }
         if cause.downcast_ref::<StatusFileError>().is_some() {

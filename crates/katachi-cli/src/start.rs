@@ -21,11 +21,23 @@ use katachi_core::{
 };
 use tokio::sync::watch;
 
+use katachi_core::control::{AgentLock, ControlServer, FrontEnd, LockError};
+use katachi_core::exit_codes;
+
 use crate::cli::StartArgs;
 use crate::output::Output;
 use crate::sign_in::{sign_in, SignedIn};
 
 pub(crate) fn run(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    // one agent per user: a second one says who runs instead of dialling a second tunnel
+    let _lock = match AgentLock::acquire(dirs, FrontEnd::Cli) {
+        Ok(lock) => lock,
+        Err(e @ (LockError::AlreadyRunning { .. } | LockError::HeldByUnknown(_))) => {
+            out.fail(&anyhow::Error::new(e));
+            return Ok(ExitCode::from(exit_codes::ALREADY_RUNNING));
+        }
+        Err(e) => return Err(e.into()),
+    };
     // Shared by the relay session and the API served over the tunnel.
     let home = Arc::new(
         AgentHome::open(dirs.clone(), &SystemFingerprint)
@@ -66,6 +78,10 @@ pub(crate) fn run(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::
         let shutdown = shutdown_signal().context("cannot listen for SIGINT/SIGTERM")?;
         // The agent runtime runs the session and the tunnel; this command only renders them.
         let (agent, task) = Agent::start(link, Box::new(SystemNetworkChanges::new()));
+        // `katachi status|workspace|pause…` drive this agent through its control socket
+        let _control = ControlServer::start(dirs, agent.clone(), home.clone())
+            .map_err(|e| out.warn(&format!("the control socket is not served: {e}")))
+            .ok();
         let status_file = StatusFile::new(dirs.agent_status_path());
         let run = async {
             tokio::pin!(task);
