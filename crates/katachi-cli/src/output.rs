@@ -2,12 +2,13 @@
 
 use std::process::ExitCode;
 
+use katachi_core::agent::CommandError;
 use katachi_core::agent_home::HomeError;
 use katachi_core::agent_status::StatusFileError;
 use katachi_core::auth::{AuthError, CredentialsError};
 use katachi_core::control::{ControlError, LockError};
-use katachi_core::relay_http::RelayHttpError;
-use katachi_core::relay_session::SessionError;
+use katachi_core::relay_link::https::RelayHttpError;
+use katachi_core::relay_link::session::SessionError;
 use katachi_core::store::{AuditError, StoreError, WorkspaceError};
 use katachi_core::vault::BindingError;
 use katachi_core::vault::KeystoreError;
@@ -111,22 +112,18 @@ fn local_error_code(err: &anyhow::Error) -> &'static str {
         }
         if let Some(e) = cause.downcast_ref::<RelayError>() {
             return match e {
-                RelayError::Http(e) => relay_http_code(e),
+                RelayError::Http(e) => e.code(),
                 other => other.code(),
             };
         }
         if let Some(e) = cause.downcast_ref::<AuthError>() {
-            return match e {
-                AuthError::Http(e) => relay_http_code(e),
-                AuthError::Unreachable { .. } => "relay.unreachable",
-                AuthError::Denied => "auth.denied",
-                AuthError::Expired => "auth.expired",
-                AuthError::Rejected { .. } => "auth.rejected",
-                AuthError::BadResponse { .. } => "auth.bad_response",
-            };
+            return e.code();
+        }
+        if let Some(e) = cause.downcast_ref::<CommandError>() {
+            return e.code();
         }
         if let Some(e) = cause.downcast_ref::<RelayHttpError>() {
-            return relay_http_code(e);
+            return e.code();
         }
         if let Some(e) = cause.downcast_ref::<CredentialsError>() {
             return match e {
@@ -199,14 +196,6 @@ fn binding_code(e: &BindingError) -> &'static str {
         BindingError::Damaged { .. } => "binding.damaged",
         BindingError::TooManyComponents { .. } => "binding.too_many_components",
         BindingError::Read { .. } | BindingError::Write(_) => "binding.io",
-    }
-}
-
-fn relay_http_code(e: &RelayHttpError) -> &'static str {
-    match e {
-        RelayHttpError::InvalidUrl { .. } | RelayHttpError::NotHttps { .. } => "relay.invalid_url",
-        RelayHttpError::InvalidCa { .. } => "relay.invalid_ca",
-        RelayHttpError::Tls(_) | RelayHttpError::Build(_) => "relay.tls",
     }
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::agent_home::AgentHome;
-use crate::relay_http::{RelayHttpError, RelayUrl};
+use crate::relay_link::https::{RelayHttpError, RelayUrl};
 use crate::secret::SecretBytes;
 use crate::vault::{MachineKey, SealError, SealedFile};
 
@@ -102,6 +102,18 @@ impl AgentCredentials {
             access_token,
             signing_secret,
             ca_pem,
+        }
+    }
+
+    /// A second copy (each secret duplicated into its own zeroizing buffer), for a component that
+    /// must own its credentials (a relay client per online period, the sign-out call).
+    pub fn duplicate(&self) -> Self {
+        Self {
+            relay_url: self.relay_url.clone(),
+            agent_id: self.agent_id.clone(),
+            access_token: self.access_token.duplicate(),
+            signing_secret: self.signing_secret.duplicate(),
+            ca_pem: self.ca_pem.clone(),
         }
     }
 

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use zeroize::Zeroizing;
 
 use super::credentials::AgentCredentials;
-use crate::relay_http::{error_chain, relay_http_client, RelayHttpError, RelayUrl};
+use crate::relay_link::https::{error_chain, relay_http_client, RelayHttpError, RelayUrl};
 use crate::secret::SecretBytes;
 
 /// The OAuth client id every katachi agent uses (a public client: no client secret).
@@ -66,6 +66,20 @@ pub enum AuthError {
         /// What is wrong (never the response body: it may hold a token).
         reason: String,
     },
+}
+
+impl AuthError {
+    /// The stable code of this error (`relay.unreachable`, `auth.denied`, `auth.expired`…).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Http(e) => e.code(),
+            Self::Unreachable { .. } => "relay.unreachable",
+            Self::Denied => "auth.denied",
+            Self::Expired => "auth.expired",
+            Self::Rejected { .. } => "auth.rejected",
+            Self::BadResponse { .. } => "auth.bad_response",
+        }
+    }
 }
 
 /// The fields the relay adds to a successful token response (see
