@@ -11,6 +11,7 @@ use super::error::ControlError;
 use super::lock::FrontEnd;
 use super::protocol::{Reply, Request, RequestLine, StatusReport, MAX_LINE};
 use super::session::write_line;
+use crate::agent::SignInStarted;
 use crate::dirs::KatachiDirs;
 use crate::store::{AddOutcome, Workspace};
 use crate::workspace_admin::{ListedWorkspace, PolicyChange, PolicySet};
@@ -148,6 +149,40 @@ impl Client {
     /// As [`Self::pause`].
     pub async fn reconnect_now(&mut self) -> Result<(), ControlError> {
         self.call_unit(Request::ReconnectNow).await
+    }
+
+    /// Starts signing in at `relay`; answers once the relay gave the code to approve.
+    ///
+    /// # Errors
+    /// As [`Self::status`]; `relay.invalid_url`, `agent.already_signed_in`… as refusals.
+    pub async fn sign_in(
+        &mut self,
+        relay: &str,
+        ca_pem: Option<String>,
+        device_name: Option<String>,
+    ) -> Result<SignInStarted, ControlError> {
+        self.call(Request::SignIn {
+            relay: relay.to_owned(),
+            ca_pem,
+            device_name,
+        })
+        .await
+    }
+
+    /// Abandons a sign-in that waits for approval.
+    ///
+    /// # Errors
+    /// As [`Self::pause`].
+    pub async fn cancel_sign_in(&mut self) -> Result<(), ControlError> {
+        self.call_unit(Request::CancelSignIn).await
+    }
+
+    /// Signs out (the relay forgets this agent unless `local_only`; credentials are wiped).
+    ///
+    /// # Errors
+    /// As [`Self::pause`].
+    pub async fn sign_out(&mut self, local_only: bool) -> Result<(), ControlError> {
+        self.call_unit(Request::SignOut { local_only }).await
     }
 
     /// Stops the agent cleanly; returns once its session stopped.

@@ -69,6 +69,26 @@ pub enum Request {
     Resume,
     /// Redial the relay now instead of waiting for the backoff.
     ReconnectNow,
+    /// Start signing in at a relay ([`crate::agent::SignInStarted`]: the code to approve).
+    SignIn {
+        /// The relay, `https://host[:port]`.
+        relay: String,
+        /// The only CA to trust for it (PEM), for self-hosted relays.
+        #[serde(default)]
+        ca_pem: Option<String>,
+        /// The name the relay shows for this machine (default: the host name).
+        #[serde(default)]
+        device_name: Option<String>,
+    },
+    /// Abandon a sign-in that waits for approval.
+    CancelSignIn,
+    /// Sign out: the relay forgets this agent (unless `local_only`), credentials are wiped.
+    #[serde(alias = "unregister")]
+    SignOut {
+        /// Wipe the local credentials without telling the relay (it cannot be reached).
+        #[serde(default)]
+        local_only: bool,
+    },
     /// Stop the agent cleanly (its process exits with [`crate::exit_codes::STOPPED`]).
     Stop,
 }
@@ -86,6 +106,9 @@ impl Request {
             Request::Pause { .. } => "pause",
             Request::Resume => "resume",
             Request::ReconnectNow => "reconnect_now",
+            Request::SignIn { .. } => "sign_in",
+            Request::CancelSignIn => "cancel_sign_in",
+            Request::SignOut { .. } => "sign_out",
             Request::Stop => "stop",
         }
     }

@@ -287,3 +287,40 @@ async fn a_peer_running_as_another_user_is_refused_by_its_uid() {
     // the agent's own user is still served
     assert!(client(&r.dirs).await.status().await.is_ok());
 }
+
+#[tokio::test]
+async fn sign_in_commands_reach_the_agent_and_answer_with_its_codes() {
+    let r = running().await;
+    wait_for(&r.agent, "connected").await;
+    let mut c = client(&r.dirs).await;
+    let err = c.sign_in("not a url", None, None).await.unwrap_err();
+    assert_eq!(err.refusal_code(), Some("relay.invalid_url"), "{err}");
+    let err = c
+        .sign_in("https://relay.test", None, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.refusal_code(), Some("agent.already_signed_in"), "{err}");
+    let err = c.cancel_sign_in().await.unwrap_err();
+    assert_eq!(err.refusal_code(), Some("agent.not_now"), "{err}");
+}
+
+#[test]
+fn request_lines_parse_with_defaults_and_aliases() {
+    use super::lock::FrontEnd;
+    use super::protocol::{Request, RequestLine};
+    let line: RequestLine = serde_json::from_str(r#"{"cmd":"unregister"}"#).unwrap();
+    assert_eq!(line.by, FrontEnd::Cli);
+    assert_eq!(line.request, Request::SignOut { local_only: false });
+    let line: RequestLine = serde_json::from_str(
+        r#"{"cmd":"policy_set","by":"app","workspace":"/w","allow_hosts":["a.b"]}"#,
+    )
+    .unwrap();
+    assert_eq!(line.by, FrontEnd::App);
+    let Request::PolicySet(change) = &line.request else {
+        panic!("{line:?}")
+    };
+    assert_eq!(change.allow_hosts, ["a.b"]);
+    let back: RequestLine = serde_json::from_str(&serde_json::to_string(&line).unwrap()).unwrap();
+    assert_eq!(back, line);
+    assert!(serde_json::from_str::<RequestLine>(r#"{"cmd":"pause"}"#).is_err());
+}

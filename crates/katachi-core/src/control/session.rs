@@ -16,8 +16,9 @@ use tokio::time::timeout;
 
 use super::lock::FrontEnd;
 use super::protocol::{codes, Failure, Reply, Request, RequestLine, StatusReport, MAX_LINE};
-use crate::agent::{Agent, CommandError};
+use crate::agent::{Agent, CommandError, SignInRequest};
 use crate::agent_home::AgentHome;
+use crate::relay_link::https::RelayUrl;
 use crate::store::Actor;
 use crate::workspace_admin::{self, AdminError};
 
@@ -250,6 +251,27 @@ async fn handle(line: RequestLine, shared: &Shared) -> Reply {
         }
         Request::Resume => command(agent.resume().await),
         Request::ReconnectNow => command(agent.reconnect_now().await),
+        Request::SignIn {
+            relay,
+            ca_pem,
+            device_name,
+        } => {
+            let relay = match RelayUrl::parse(&relay) {
+                Ok(r) => r,
+                Err(e) => return Reply::Error(Failure::new("relay.invalid_url", e.to_string())),
+            };
+            let request = SignInRequest {
+                relay,
+                ca_pem,
+                device_name,
+            };
+            match agent.sign_in(request).await {
+                Ok(started) => Reply::Ok(json(&started)),
+                Err(e) => Reply::Error(command_failure(&e)),
+            }
+        }
+        Request::CancelSignIn => command(agent.cancel_sign_in().await),
+        Request::SignOut { local_only } => command(agent.sign_out(local_only).await),
         Request::Stop => command(agent.stop().await),
     }
 }
