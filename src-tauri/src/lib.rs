@@ -8,6 +8,7 @@
 //! - `app`: builds the app on a given Tauri builder and runs its event loop ([`run`], [`run_app`],
 //!   [`build_app`]).
 //! - [`tray`]: the tray icon (one per [`TrayState`]), its menu ids and what each menu item does.
+//! - `logging`: the app's log, a daily-rotated file in katachi's state dir ([`init_logging`]).
 //! - `window`: the status window, created on demand from `ui/index.html`.
 //! - `sandbox`: katachi-core's sandbox status for the tray line and the window's `sandbox_status`
 //!   command.
@@ -15,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod app;
+mod logging;
 mod sandbox;
 pub mod tray;
 mod window;
@@ -22,4 +24,6 @@ mod window;
 pub use app::build_app;
 pub use app::run;
 pub use app::run_app;
+pub use logging::init_logging;
+pub use logging::LoggingError;
 pub use tray::TrayState;

@@ -1,8 +1,8 @@
-//! Where the agent keeps its state: the data dir (store, sealed files, fingerprint record) and the
-//! config dir (`config.toml`).
+//! Where the agent keeps its state: the data dir (store, sealed files, fingerprint record), the
+//! config dir (`config.toml`) and the state dir (the app's log files).
 //!
 //! Defaults follow the platform conventions (XDG on Linux) via the `directories` crate; setting
-//! `KATACHI_HOME` puts both under one folder (tests, portable installs). Folders are created `0700`;
+//! `KATACHI_HOME` puts all three under one folder (tests, portable installs). Folders are created `0700`;
 //! files written by the agent are `0600`. Existing folders are never chmod-ed behind the user's back:
 //! [`permission_problem`] reports when they are wider, and `katachi doctor` shows it.
 
@@ -42,6 +42,8 @@ pub struct KatachiDirs {
     data: PathBuf,
     /// Holds `config.toml`.
     config: PathBuf,
+    /// Holds what is worth keeping across runs but is not data: the app's rotating log files.
+    state: PathBuf,
     /// Names this home's entries in the OS keychain, so two homes never share a secret.
     keychain_service: String,
 }
@@ -62,9 +64,15 @@ impl KatachiDirs {
             _ => {
                 let project = directories::ProjectDirs::from("dev", "katachi", "katachi")
                     .ok_or(DirsError::NoHome)?;
+                // Linux: `$XDG_STATE_HOME/katachi`, else `~/.local/state/katachi`. macOS and
+                // Windows have no state folder: a `state` folder in the local data folder.
+                let state = project
+                    .state_dir()
+                    .map_or_else(|| project.data_local_dir().join("state"), Path::to_path_buf);
                 Ok(Self {
                     data: project.data_dir().to_path_buf(),
                     config: project.config_dir().to_path_buf(),
+                    state,
                     keychain_service: DEFAULT_KEYCHAIN_SERVICE.to_owned(),
                 })
             }
@@ -79,7 +87,8 @@ impl KatachiDirs {
         Self::resolve(std::env::var_os(HOME_ENV).map(PathBuf::from))
     }
 
-    /// All state under one folder: `HOME/data`, `HOME/config`, and a keychain service name unique to it.
+    /// All state under one folder: `HOME/data`, `HOME/config`, `HOME/state`, and a keychain service
+    /// name unique to it.
     pub fn under(home: &Path) -> Self {
         // A separate keychain entry per home: tests and portable installs never share or clobber
         // the secret of the user's real agent.
@@ -87,6 +96,7 @@ impl KatachiDirs {
         Self {
             data: home.join("data"),
             config: home.join("config"),
+            state: home.join("state"),
             keychain_service: format!("{DEFAULT_KEYCHAIN_SERVICE}-{}", &hex::encode(digest)[..16]),
         }
     }
@@ -99,6 +109,13 @@ impl KatachiDirs {
     /// The config folder.
     pub fn config(&self) -> &Path {
         &self.config
+    }
+
+    /// The state folder: the app's log files. Like the data and config folders it is katachi's own,
+    /// never shown through the API or inside the sandbox. Created on first use
+    /// ([`create_private_dir`]), not by [`KatachiDirs::ensure`].
+    pub fn state(&self) -> &Path {
+        &self.state
     }
 
     /// The keychain service name for this home's entries.
@@ -222,6 +239,24 @@ mod tests {
     fn relative_katachi_home_is_rejected() {
         let err = KatachiDirs::resolve(Some(PathBuf::from("rel/home"))).err();
         assert!(matches!(err, Some(DirsError::RelativeHome(_))));
+    }
+
+    #[test]
+    fn one_katachi_home_holds_the_state_folder_too() {
+        let dirs = KatachiDirs::under(Path::new("/tmp/k"));
+        assert_eq!(dirs.state(), Path::new("/tmp/k/state"));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn default_state_folder_is_the_xdg_state_folder_on_linux() {
+        // `directories` reads XDG_STATE_HOME itself; the test must not mutate the environment.
+        let dirs = KatachiDirs::resolve(None).unwrap();
+        let expected = match std::env::var_os("XDG_STATE_HOME").map(PathBuf::from) {
+            Some(state) if state.is_absolute() => state.join("katachi"),
+            _ => PathBuf::from(std::env::var_os("HOME").unwrap()).join(".local/state/katachi"),
+        };
+        assert_eq!(dirs.state(), expected);
     }
 
     #[test]

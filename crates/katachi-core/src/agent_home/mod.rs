@@ -185,11 +185,12 @@ impl AgentHome {
         )
     }
 
-    /// Folders that must never become workspaces: katachi's own data and config.
+    /// Folders that must never become workspaces: katachi's own data, config and state (logs).
     pub fn protected_dirs(&self) -> Vec<PathBuf> {
         vec![
             self.dirs.data().to_path_buf(),
             self.dirs.config().to_path_buf(),
+            self.dirs.state().to_path_buf(),
         ]
     }
 }
