@@ -19,7 +19,12 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("KATACHI_LOG"))
+        // By default only the agent runtime's warnings (credentials not saved, tunnel stopped for
+        // good…) reach stderr; `KATACHI_LOG` chooses otherwise.
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KATACHI_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("katachi_core::agent=warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
     cli::run(args)

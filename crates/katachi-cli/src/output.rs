@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use katachi_core::agent::CommandError;
 use katachi_core::agent_home::HomeError;
 use katachi_core::agent_status::StatusFileError;
 use katachi_core::auth::{AuthError, CredentialsError};
@@ -11,6 +12,7 @@ use katachi_core::store::{AuditError, StoreError, WorkspaceError};
 use katachi_core::vault::BindingError;
 use katachi_core::vault::KeystoreError;
 use katachi_core::vault::SealError;
+use katachi_core::workspace_admin::AdminError;
 use katachi_core::RelayError;
 use serde::Serialize;
 
@@ -77,18 +79,17 @@ pub(crate) fn error_code(err: &anyhow::Error) -> &'static str {
         if let Some(e) = cause.downcast_ref::<KeystoreError>() {
             return keystore_code(e);
         }
-        if let Some(e) = cause.downcast_ref::<WorkspaceError>() {
+        if let Some(e) = cause.downcast_ref::<AdminError>() {
             return match e {
-                WorkspaceError::NotFound(_) => "workspace.not_found",
-                WorkspaceError::NotADirectory(_) => "workspace.not_a_directory",
-                WorkspaceError::Inaccessible { .. } => "workspace.inaccessible",
-                WorkspaceError::NotUtf8(_) => "workspace.not_utf8",
-                WorkspaceError::FilesystemRoot(_) => "workspace.filesystem_root",
-                WorkspaceError::Protected { .. } => "workspace.protected",
-                WorkspaceError::NotAllowed(_) => "workspace.not_allowed",
-                WorkspaceError::Relative(_) => "workspace.relative",
-                WorkspaceError::Store(e) => store_code(e),
+                AdminError::Workspace(e) => workspace_code(e),
+                AdminError::Store(e) => store_code(e),
+                AdminError::Audit(AuditError::Store(e)) => store_code(e),
+                AdminError::Audit(e) => e.code(),
+                AdminError::Override(_) => e.code(),
             };
+        }
+        if let Some(e) = cause.downcast_ref::<WorkspaceError>() {
+            return workspace_code(e);
         }
         if let Some(e) = cause.downcast_ref::<StoreError>() {
             return store_code(e);
@@ -101,22 +102,18 @@ pub(crate) fn error_code(err: &anyhow::Error) -> &'static str {
         }
         if let Some(e) = cause.downcast_ref::<RelayError>() {
             return match e {
-                RelayError::Http(e) => relay_http_code(e),
+                RelayError::Http(e) => e.code(),
                 other => other.code(),
             };
         }
         if let Some(e) = cause.downcast_ref::<AuthError>() {
-            return match e {
-                AuthError::Http(e) => relay_http_code(e),
-                AuthError::Unreachable { .. } => "relay.unreachable",
-                AuthError::Denied => "auth.denied",
-                AuthError::Expired => "auth.expired",
-                AuthError::Rejected { .. } => "auth.rejected",
-                AuthError::BadResponse { .. } => "auth.bad_response",
-            };
+            return e.code();
+        }
+        if let Some(e) = cause.downcast_ref::<CommandError>() {
+            return e.code();
         }
         if let Some(e) = cause.downcast_ref::<RelayHttpError>() {
-            return relay_http_code(e);
+            return e.code();
         }
         if let Some(e) = cause.downcast_ref::<CredentialsError>() {
             return match e {
@@ -153,6 +150,13 @@ pub(crate) fn broken_audit_seq(err: &anyhow::Error) -> Option<i64> {
         .and_then(AuditError::seq)
 }
 
+fn workspace_code(e: &WorkspaceError) -> &'static str {
+    match e {
+        WorkspaceError::Store(e) => store_code(e),
+        other => katachi_core::workspace_admin::workspace_code(other),
+    }
+}
+
 fn keystore_code(e: &KeystoreError) -> &'static str {
     match e {
         KeystoreError::NoSessionBus => "keystore.no_session_bus",
@@ -174,14 +178,6 @@ fn binding_code(e: &BindingError) -> &'static str {
         BindingError::Damaged { .. } => "binding.damaged",
         BindingError::TooManyComponents { .. } => "binding.too_many_components",
         BindingError::Read { .. } | BindingError::Write(_) => "binding.io",
-    }
-}
-
-fn relay_http_code(e: &RelayHttpError) -> &'static str {
-    match e {
-        RelayHttpError::InvalidUrl { .. } | RelayHttpError::NotHttps { .. } => "relay.invalid_url",
-        RelayHttpError::InvalidCa { .. } => "relay.invalid_ca",
-        RelayHttpError::Tls(_) | RelayHttpError::Build(_) => "relay.tls",
     }
 }
 

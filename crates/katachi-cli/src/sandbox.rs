@@ -13,6 +13,7 @@ use katachi_core::sandbox::{
     self_test, LimitOverrides, OutputStream, RunRequest, Sandbox, SandboxError, SandboxPolicy,
     Strictness, WorkspaceOverrides,
 };
+use katachi_core::workspace_admin::PolicyChange;
 use katachi_core::{AgentHome, KatachiDirs, Store};
 
 use crate::output::Output;
@@ -97,9 +98,20 @@ pub(crate) struct LimitArgs {
 }
 
 impl PolicySetArgs {
-    /// The limits this call sets.
-    pub(crate) fn limits_overrides(&self) -> LimitOverrides {
-        self.limits.overrides()
+    /// The change these flags ask for.
+    pub(crate) fn change(&self) -> PolicyChange {
+        PolicyChange {
+            workspace: self.workspace.clone(),
+            allow_commands: self.allow_cmd.clone(),
+            allow_hosts: self.allow_host.clone(),
+            env_files: match (self.allow_env_files, self.deny_env_files) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
+            allow_unsandboxed: self.allow_unsandboxed,
+            limits: self.limits.overrides(),
+        }
     }
 }
 
@@ -204,6 +216,7 @@ fn run_one(dirs: &KatachiDirs, sandbox: &Sandbox, args: RunArgs) -> anyhow::Resu
     let mut builder = SandboxPolicy::builder()
         .hide(dirs.data())
         .hide(dirs.config())
+        .hide(dirs.runtime_dir())
         .hide(dirs.state());
     // each allowed workspace brings its stored overrides (no store yet: there are none)
     let store = open_existing_store(dirs)?;

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use katachi_core::fingerprint::SystemFingerprint;
-use katachi_core::sandbox::{OverrideError, SandboxPolicy, WorkspaceOverrides};
-use katachi_core::store::{Actor, AuditEntry, AuditKey, Workspace};
+use katachi_core::sandbox::{SandboxPolicy, WorkspaceOverrides};
+use katachi_core::store::{Actor, Workspace};
+use katachi_core::workspace_admin::{self, PolicySet};
 use katachi_core::{AgentHome, KatachiDirs, Store};
 use serde::Serialize;
 
@@ -71,84 +72,38 @@ pub(crate) fn run(
             out.emit(&shown, || render(&shown));
         }
         PolicyCommand::Set(args) => {
-            let (ws, mut overrides) = lookup(&store, &args.workspace)?;
-            let newer = WorkspaceOverrides {
-                allow_commands: args.allow_cmd.clone(),
-                allow_hosts: args.allow_host.clone(),
-                allow_env_files: false,
-                limits: args.limits_overrides(),
-                allow_unsandboxed: args.allow_unsandboxed,
-            };
-            let env_files = match (args.allow_env_files, args.deny_env_files) {
-                (true, _) => Some(true),
-                (_, true) => Some(false),
-                _ => None,
-            };
-            overrides.merge(&newer, env_files);
-            overrides.save(&store, &ws)?;
-            audit(&home, &store, &ws, "sandbox.policy.set", &overrides)?;
-            out.emit(&overrides, || {
-                format!("sandbox overrides of {} saved", ws.path)
-            });
+            let set = workspace_admin::set_policy(&home, Actor::Cli, &args.change())?;
+            print_set(out, &set);
         }
         PolicyCommand::Reset { workspace } => {
-            let ws = workspace_of(&store, &workspace)?;
-            let removed = store.sandbox_overrides().reset(ws.id)?;
-            audit(
-                &home,
-                &store,
-                &ws,
-                "sandbox.policy.reset",
-                &WorkspaceOverrides::default(),
-            )?;
-            out.emit(
-                &serde_json::json!({ "workspace": ws.path, "removed": removed }),
-                || {
-                    if removed {
-                        format!(
-                            "sandbox overrides of {} removed: the default policy applies",
-                            ws.path
-                        )
-                    } else {
-                        format!("{} had no sandbox overrides", ws.path)
-                    }
-                },
-            );
+            let reset = workspace_admin::reset_policy(&home, Actor::Cli, &workspace)?;
+            out.emit(&reset, || {
+                if reset.removed {
+                    format!(
+                        "sandbox overrides of {} removed: the default policy applies",
+                        reset.workspace
+                    )
+                } else {
+                    format!("{} had no sandbox overrides", reset.workspace)
+                }
+            });
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn workspace_of(store: &Store, dir: &Path) -> anyhow::Result<Workspace> {
-    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    store
-        .workspaces()
-        .containing(&canonical)?
-        .ok_or_else(|| OverrideError::NotAWorkspace(dir.to_path_buf()).into())
-}
-
 /// The workspace and its overrides; a stored value that no longer reads can still be reset.
 fn lookup(store: &Store, dir: &Path) -> anyhow::Result<(Workspace, WorkspaceOverrides)> {
-    let ws = workspace_of(store, dir)?;
+    let ws = workspace_admin::workspace_of(store, dir)?;
     let overrides = WorkspaceOverrides::load(store, &ws)?;
     Ok((ws, overrides))
 }
 
-fn audit(
-    home: &AgentHome,
-    store: &Store,
-    ws: &Workspace,
-    action: &str,
-    overrides: &WorkspaceOverrides,
-) -> anyhow::Result<()> {
-    let key = AuditKey::derive(home.machine_key());
-    let detail = serde_json::to_string(overrides).unwrap_or_default();
-    store.audit(&key).append(
-        &AuditEntry::new(Actor::Cli, action)
-            .in_workspace(ws)
-            .with_detail(detail),
-    )?;
-    Ok(())
+/// Prints what `policy set` stored.
+pub(crate) fn print_set(out: &Output, set: &PolicySet) {
+    out.emit(&set.overrides, || {
+        format!("sandbox overrides of {} saved", set.workspace)
+    });
 }
 
 fn render(s: &Shown<'_>) -> String {

@@ -1,7 +1,7 @@
-//! `katachi start`: the agent without a tray. Signs in at the relay when not registered, then runs
-//! the core's agent runtime ([`katachi_core::agent::Agent`]: heartbeats, activity outbox, the API
-//! served over the tunnel) until Ctrl-C or SIGTERM, printing its changes. Every change of the
-//! tunnel's status goes into the status file (`katachi status`).
+//! `katachi start`: the agent without a tray. Runs the core's agent runtime
+//! ([`katachi_core::agent::Agent`]: sign-in, heartbeats, activity outbox, the API served over the
+//! tunnel) until Ctrl-C or SIGTERM, printing its changes; signs in first when not registered.
+//! Every change of the tunnel's status goes into the status file (`katachi status`).
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use katachi_core::agent::{Agent, AgentEnd, RelayLink};
+use katachi_core::agent::{Agent, AgentConfig, AgentEnd, SignInRequest, WhenSignedOut};
 use katachi_core::agent_status::{AgentStatus, ConnectionState, StatusFile};
-use katachi_core::api::{ApiState, AuditLayer};
 use katachi_core::fingerprint::SystemFingerprint;
 use katachi_core::relay_client::RelayError;
 use katachi_core::signing::SystemClock;
@@ -23,10 +22,9 @@ use tokio::sync::watch;
 
 use crate::cli::StartArgs;
 use crate::output::Output;
-use crate::sign_in::{sign_in, SignedIn};
+use crate::sign_in::SignInView;
 
 pub(crate) fn run(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::Result<ExitCode> {
-    // Shared by the relay session and the API served over the tunnel.
     let home = Arc::new(
         AgentHome::open(dirs.clone(), &SystemFingerprint)
             .context("cannot open the agent's secrets")?,
@@ -40,33 +38,49 @@ pub(crate) fn run(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::
                 .with_context(|| format!("cannot read the CA file {}", path.display()))
         })
         .transpose()?;
+    let sign_in = match check_registration(&home, relay, ca_pem, out)? {
+        Registration::Registered => None,
+        Registration::SignInAt(request) => Some(SignInRequest {
+            device_name: args.device_name.clone(),
+            ..request
+        }),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let SignedIn { credentials, saved } =
-            registered_or_sign_in(&home, relay, ca_pem, &args, out).await?;
-        let options = SessionOptions {
-            heartbeat_every: Duration::from_secs(args.heartbeat_secs),
-        };
         // Opened (and migrated) once here, before the session and the API open it concurrently.
         drop(home.store().context("cannot open the agent's store")?);
-        // The structured API is served only over the tunnel this agent dials; it never listens.
-        let router = katachi_core::api::router(ApiState::new(home.clone()))
-            .layer(AuditLayer::start(home.clone()));
-        let link = RelayLink::new(
-            home.clone(),
-            credentials,
-            saved,
-            options,
-            Arc::new(SystemClock),
-            router,
-        );
         let shutdown = shutdown_signal().context("cannot listen for SIGINT/SIGTERM")?;
-        // The agent runtime runs the session and the tunnel; this command only renders them.
-        let (agent, task) = Agent::start(link, Box::new(SystemNetworkChanges::new()));
+        // The agent runtime does everything; this command only renders it.
+        let (agent, task) = Agent::launch(AgentConfig {
+            home: Arc::clone(&home),
+            options: SessionOptions {
+                heartbeat_every: Duration::from_secs(args.heartbeat_secs),
+            },
+            clock: Arc::new(SystemClock),
+            network: Box::new(SystemNetworkChanges::new()),
+            when_signed_out: WhenSignedOut::End,
+        });
         let status_file = StatusFile::new(dirs.agent_status_path());
+        let mut first_code = None;
+        if let Some(request) = sign_in {
+            let relay = request.relay.clone();
+            match agent.sign_in(request).await {
+                Ok(started) => {
+                    // Written before the code is shown: `katachi status` says "waiting" at once.
+                    crate::sign_in::write_waiting_status(&status_file, &relay);
+                    SignInView::new(&relay, !args.no_browser).show(&started, out);
+                    first_code = Some((relay, started.user_code));
+                }
+                Err(e) => {
+                    let _ = agent.stop().await;
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("cannot start signing in at {relay}")));
+                }
+            }
+        }
         let run = async {
             tokio::pin!(task);
             tokio::select! {
@@ -79,59 +93,62 @@ pub(crate) fn run(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::
             }
         };
         // The renderers end when the agent's task has ended (its channels close).
-        let (end, (), ()) = tokio::join!(
+        let (end, (), (), ()) = tokio::join!(
             run,
             record_tunnel_status(agent.tunnel_status(), &status_file, out),
             print_status_changes(agent.session_status(), out),
+            crate::sign_in::follow(&agent, first_code, &status_file, !args.no_browser, out),
         );
         finish(end.context("the agent's task failed")?)
     })
 }
 
-/// The saved credentials for this relay, or new ones from the device flow.
-async fn registered_or_sign_in(
+/// What `katachi start` has to do before going online.
+enum Registration {
+    /// Credentials are saved (and match what was asked).
+    Registered,
+    /// Not registered: sign in there first.
+    SignInAt(SignInRequest),
+}
+
+/// Checks the saved credentials against what the command line asks; pins a new CA given for
+/// the registered relay.
+fn check_registration(
     home: &AgentHome,
     relay: Option<RelayUrl>,
     ca_pem: Option<String>,
-    args: &StartArgs,
     out: &Output,
-) -> anyhow::Result<SignedIn> {
-    match AgentCredentials::load(home)? {
-        Some(mut credentials) => {
-            if let Some(asked) = &relay {
-                if asked != credentials.relay_url() {
-                    anyhow::bail!(
-                        "this agent is registered with {}, not {asked}; run `katachi unregister` first to move it",
-                        credentials.relay_url()
-                    );
-                }
-            }
-            let mut saved = true;
-            if ca_pem.is_some() && ca_pem.as_deref() != credentials.ca_pem() {
-                // The relay's CA changed and the user passed the new one: pin it from now on.
-                credentials.set_ca_pem(ca_pem);
-                if let Err(e) = credentials.save(home) {
-                    out.warn(&format!("cannot save the new relay CA yet ({e}); retrying"));
-                    saved = false;
-                }
-            }
-            Ok(SignedIn { credentials, saved })
-        }
-        None => {
-            let relay = relay.context(
-                "this agent is not registered yet; pass the relay to sign in at: katachi start --relay https://HOST:PORT",
-            )?;
-            sign_in(
-                home,
-                relay,
-                ca_pem,
-                args.device_name.as_deref(),
-                !args.no_browser,
-                out,
-            )
-            .await
+) -> anyhow::Result<Registration> {
+    let Some(mut credentials) = AgentCredentials::load(home)? else {
+        let relay = relay.context(
+            "this agent is not registered yet; pass the relay to sign in at: katachi start --relay https://HOST:PORT",
+        )?;
+        return Ok(Registration::SignInAt(SignInRequest {
+            relay,
+            ca_pem,
+            device_name: None,
+        }));
+    };
+    if let Some(asked) = &relay {
+        if asked != credentials.relay_url() {
+            anyhow::bail!(
+                "this agent is registered with {}, not {asked}; run `katachi unregister` first to move it",
+                credentials.relay_url()
+            );
         }
     }
+    if ca_pem.is_some() && ca_pem.as_deref() != credentials.ca_pem() {
+        // The relay's CA changed and the user passed the new one: pin it from now on.
+        credentials.set_ca_pem(ca_pem);
+        credentials
+            .save(home)
+            .context("cannot save the new relay CA")?;
+        out.event(
+            &serde_json::json!({ "event": "ca_pinned", "relay_url": credentials.relay_url().as_str() }),
+            || format!("pinned the new CA for {}", credentials.relay_url()),
+        );
+    }
+    Ok(Registration::Registered)
 }
 
 /// Writes every tunnel status into the status file and prints each new state once (`tunnel:
@@ -215,6 +232,8 @@ fn finish(end: AgentEnd) -> anyhow::Result<ExitCode> {
         AgentEnd::SessionFailed(reason) => {
             anyhow::bail!("the relay session could not run: {reason}")
         }
+        AgentEnd::SignInFailed(err) => return Err(anyhow::Error::new(err)),
+        AgentEnd::Credentials(reason) => anyhow::bail!("{reason}"),
         AgentEnd::TunnelStopped(err) => {
             let headline = if err.needs_sign_in() {
                 "the relay refused this agent's tunnel for good; the agent went offline; sign in again"

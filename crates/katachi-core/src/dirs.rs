@@ -1,8 +1,10 @@
 //! Where the agent keeps its state: the data dir (store, sealed files, fingerprint record), the
-//! config dir (`config.toml`) and the state dir (the app's log files).
+//! config dir (`config.toml`), the runtime dir (the one-agent lock and the control socket) and the
+//! state dir (the app's log files).
 //!
 //! Defaults follow the platform conventions (XDG on Linux) via the `directories` crate; setting
-//! `KATACHI_HOME` puts all three under one folder (tests, portable installs). Folders are created `0700`;
+//! `KATACHI_HOME` puts all four under one folder (tests, portable installs). The runtime dir is
+//! `$XDG_RUNTIME_DIR/katachi` where the platform has one (Linux), else `run` in the data dir. Folders are created `0700`;
 //! files written by the agent are `0600`. Existing folders are never chmod-ed behind the user's back:
 //! [`permission_problem`] reports when they are wider, and `katachi doctor` shows it.
 
@@ -12,6 +14,10 @@ use sha2::{Digest, Sha256};
 
 /// Environment variable that moves all agent state under one folder.
 pub const HOME_ENV: &str = "KATACHI_HOME";
+
+/// The runtime folder's name inside a `KATACHI_HOME`, and inside the data dir where the platform
+/// has no runtime dir.
+const RUNTIME_FALLBACK: &str = "run";
 
 /// Keychain service name used for the default agent home.
 pub const DEFAULT_KEYCHAIN_SERVICE: &str = "katachi";
@@ -42,6 +48,8 @@ pub struct KatachiDirs {
     data: PathBuf,
     /// Holds `config.toml`.
     config: PathBuf,
+    /// Holds what lives only while an agent runs: its lock and its control socket.
+    runtime: PathBuf,
     /// Holds what is worth keeping across runs but is not data: the app's rotating log files.
     state: PathBuf,
     /// Names this home's entries in the OS keychain, so two homes never share a secret.
@@ -64,6 +72,12 @@ impl KatachiDirs {
             _ => {
                 let project = directories::ProjectDirs::from("dev", "katachi", "katachi")
                     .ok_or(DirsError::NoHome)?;
+                // XDG_RUNTIME_DIR (Linux) is per user, private and cleared at logout; elsewhere
+                // (macOS, Windows, a session without one) a folder in the private data dir
+                let runtime = directories::BaseDirs::new()
+                    .and_then(|b| b.runtime_dir().map(|r| r.join("katachi")))
+                    .filter(|r| r.is_absolute())
+                    .unwrap_or_else(|| project.data_dir().join(RUNTIME_FALLBACK));
                 // Linux: `$XDG_STATE_HOME/katachi`, else `~/.local/state/katachi`. macOS and
                 // Windows have no state folder: a `state` folder in the local data folder.
                 let state = project
@@ -72,6 +86,7 @@ impl KatachiDirs {
                 Ok(Self {
                     data: project.data_dir().to_path_buf(),
                     config: project.config_dir().to_path_buf(),
+                    runtime,
                     state,
                     keychain_service: DEFAULT_KEYCHAIN_SERVICE.to_owned(),
                 })
@@ -87,7 +102,8 @@ impl KatachiDirs {
         Self::resolve(std::env::var_os(HOME_ENV).map(PathBuf::from))
     }
 
-    /// All state under one folder: `HOME/data`, `HOME/config`, `HOME/state`, and a keychain service
+    /// All state under one folder: `HOME/data`, `HOME/config`, `HOME/run`, `HOME/state`, and a
+    /// keychain service
     /// name unique to it.
     pub fn under(home: &Path) -> Self {
         // A separate keychain entry per home: tests and portable installs never share or clobber
@@ -96,6 +112,7 @@ impl KatachiDirs {
         Self {
             data: home.join("data"),
             config: home.join("config"),
+            runtime: home.join(RUNTIME_FALLBACK),
             state: home.join("state"),
             keychain_service: format!("{DEFAULT_KEYCHAIN_SERVICE}-{}", &hex::encode(digest)[..16]),
         }
@@ -109,6 +126,21 @@ impl KatachiDirs {
     /// The config folder.
     pub fn config(&self) -> &Path {
         &self.config
+    }
+
+    /// The runtime folder: the one-agent lock and the control socket. Not created here:
+    /// [`Self::ensure_runtime`] creates it when an agent starts.
+    pub fn runtime_dir(&self) -> &Path {
+        &self.runtime
+    }
+
+    /// Creates the runtime folder (`0700`) when missing and returns it.
+    ///
+    /// # Errors
+    /// [`DirsError::Create`] naming the folder.
+    pub fn ensure_runtime(&self) -> Result<&Path, DirsError> {
+        create_private_dir(&self.runtime)?;
+        Ok(&self.runtime)
     }
 
     /// The state folder: the app's log files. Like the data and config folders it is katachi's own,
@@ -265,6 +297,28 @@ mod tests {
         let b = KatachiDirs::under(Path::new("/tmp/b"));
         assert_ne!(a.keychain_service(), b.keychain_service());
         assert!(a.keychain_service().starts_with("katachi-"));
+    }
+
+    #[test]
+    fn a_katachi_home_keeps_its_runtime_dir_inside_it() {
+        let dirs = KatachiDirs::under(Path::new("/tmp/k"));
+        assert_eq!(dirs.runtime_dir(), Path::new("/tmp/k/run"));
+        let default = KatachiDirs::resolve(None).unwrap();
+        assert!(default.runtime_dir().is_absolute());
+        assert!(
+            default.runtime_dir().ends_with("katachi") || default.runtime_dir().ends_with("run")
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn runtime_dir_is_created_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = KatachiDirs::under(tmp.path());
+        let run = dirs.ensure_runtime().unwrap();
+        let mode = std::fs::metadata(run).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
     }
 
     #[cfg(unix)]

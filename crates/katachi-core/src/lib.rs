@@ -3,7 +3,8 @@
 //! The tray app and the `katachi` CLI are thin shells over this crate.
 //!
 //! # Layout
-//! - [`dirs`]: where the agent keeps its data and config (XDG, `KATACHI_HOME`), with private permissions.
+//! - [`dirs`]: where the agent keeps its data, config and runtime files (XDG, `KATACHI_HOME`), with private permissions.
+//! - [`exit_codes`]: the long-running agent's exit codes for service managers (needs sign-in, revoked, config error…).
 //! - [`atomic_file`]: crash-safe replacement of state files (temp, fsync, rename).
 //! - [`secret`]: secret byte newtypes that zeroize on drop and never print.
 //! - [`fingerprint`]: the machine's hardware identity, and which component changed.
@@ -24,6 +25,7 @@
 //! - [`api`]: the agent's structured API as one axum `Router` (workspaces, tree, read, write, search, git).
 //! - [`sandbox`]: the OS sandbox every command runs in (policy, Linux backend, self-test).
 //! - [`protected`]: the protected-path rule set shared by the sandbox and the API.
+//! - [`workspace_admin`]: the local user's workspace and sandbox-policy changes (store + audit + activity).
 
 // `unsafe` is denied everywhere (workspace lint) and allowed only in the Linux sandbox backend
 #![deny(unsafe_code)]
@@ -38,6 +40,7 @@ pub mod auth;
 pub mod config;
 pub mod dirs;
 pub mod doctor;
+pub mod exit_codes;
 pub mod fingerprint;
 pub mod protected;
 pub mod relay_client;
@@ -50,6 +53,7 @@ pub mod signing;
 pub mod store;
 pub mod tunnel;
 pub mod vault;
+pub mod workspace_admin;
 
 pub use agent::Agent;
 pub use agent_home::AgentHome;

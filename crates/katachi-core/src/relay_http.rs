@@ -51,6 +51,17 @@ pub enum RelayHttpError {
     Build(#[source] reqwest::Error),
 }
 
+impl RelayHttpError {
+    /// The stable code of this error (`relay.invalid_url`, `relay.invalid_ca`, `relay.tls`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidUrl { .. } | Self::NotHttps { .. } => "relay.invalid_url",
+            Self::InvalidCa { .. } => "relay.invalid_ca",
+            Self::Tls(_) | Self::Build(_) => "relay.tls",
+        }
+    }
+}
+
 /// A relay's base URL: `https://`, no query or fragment, no trailing slash.
 ///
 /// Two spellings of the same relay (`https://r.example/` and `https://r.example`) compare equal.

@@ -4,12 +4,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use katachi_core::agent::{Agent, AgentEnd, RelayLink, Status};
-use katachi_core::api::ApiState;
+use katachi_core::agent::{
+    Agent, AgentConfig, AgentEnd, CommandError, SignInRequest, Status, WhenSignedOut,
+};
 use katachi_core::fingerprint::SystemFingerprint;
 use katachi_core::signing::SystemClock;
 use katachi_core::tunnel::NoNetworkChanges;
-use katachi_core::{AgentCredentials, AgentHome, KatachiDirs, SessionEnd, SessionOptions};
+use katachi_core::{
+    AgentCredentials, AgentHome, KatachiDirs, RelayUrl, SessionEnd, SessionOptions,
+};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
@@ -17,7 +20,7 @@ use super::relay_client::sign_in;
 use super::relay_support::{LocalRelay, PATIENCE};
 use super::support::Home;
 
-/// A registered agent home (credentials saved) and its running runtime.
+/// An agent home and its running runtime.
 struct Running {
     rt: Runtime,
     home: Arc<AgentHome>,
@@ -28,39 +31,57 @@ struct Running {
     _dir: Home,
 }
 
-fn start_agent(relay: &LocalRelay) -> Running {
-    let (credentials, user_id) = sign_in(relay);
-    let dir = Home::new();
+/// Launches the runtime on `dir` with one-second heartbeats.
+fn launch(dir: Home, when: WhenSignedOut) -> Running {
     let home =
         Arc::new(AgentHome::open(KatachiDirs::under(&dir.home()), &SystemFingerprint).unwrap());
-    credentials.save(&home).unwrap();
     drop(home.store().unwrap());
-    let agent_id = credentials.agent_id().to_owned();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let router = katachi_core::api::router(ApiState::new(home.clone()));
-    let link = RelayLink::new(
-        home.clone(),
-        credentials,
-        true,
-        SessionOptions {
+    let config = AgentConfig {
+        home: home.clone(),
+        options: SessionOptions {
             heartbeat_every: Duration::from_secs(1),
         },
-        Arc::new(SystemClock),
-        router,
-    );
-    let (agent, task) = rt.block_on(async { Agent::start(link, Box::new(NoNetworkChanges)) });
+        clock: Arc::new(SystemClock),
+        network: Box::new(NoNetworkChanges),
+        when_signed_out: when,
+    };
+    let (agent, task) = rt.block_on(async { Agent::launch(config) });
     Running {
         rt,
         home,
         agent,
         task: Some(task),
-        agent_id,
-        user_id,
+        agent_id: String::new(),
+        user_id: String::new(),
         _dir: dir,
+    }
+}
+
+/// A home registered at `relay` (credentials saved), its runtime launched.
+fn start_agent(relay: &LocalRelay, when: WhenSignedOut) -> Running {
+    let (credentials, user_id) = sign_in(relay);
+    let dir = Home::new();
+    {
+        let home = AgentHome::open(KatachiDirs::under(&dir.home()), &SystemFingerprint).unwrap();
+        credentials.save(&home).unwrap();
+    }
+    let mut running = launch(dir, when);
+    running.agent_id = credentials.agent_id().to_owned();
+    running.user_id = user_id;
+    running
+}
+
+/// The sign-in request for `relay`, pinned to its CA.
+fn request(relay: &LocalRelay) -> SignInRequest {
+    SignInRequest {
+        relay: RelayUrl::parse(relay.url()).unwrap(),
+        ca_pem: Some(std::fs::read_to_string(relay.ca()).unwrap()),
+        device_name: Some("runtime-test".to_owned()),
     }
 }
 
@@ -100,7 +121,7 @@ fn eventually(what: &str, check: impl Fn() -> bool) {
 #[test]
 fn the_runtime_connects_and_a_pause_takes_the_agent_off_the_relay_until_resumed() {
     let relay = LocalRelay::start();
-    let mut agent = start_agent(&relay);
+    let mut agent = start_agent(&relay, WhenSignedOut::End);
     let connected = agent.status_until("connected", |s| matches!(s, Status::Connected { .. }));
     let Status::Connected {
         relay: url,
@@ -145,7 +166,7 @@ fn the_runtime_connects_and_a_pause_takes_the_agent_off_the_relay_until_resumed(
 #[test]
 fn a_revoked_agent_ends_signed_out_with_its_credentials_wiped() {
     let relay = LocalRelay::start();
-    let mut agent = start_agent(&relay);
+    let mut agent = start_agent(&relay, WhenSignedOut::End);
     agent.status_until("connected", |s| matches!(s, Status::Connected { .. }));
     relay.revoke(&agent.agent_id, &agent.user_id);
     let end = agent.end();
@@ -166,4 +187,155 @@ fn a_revoked_agent_ends_signed_out_with_its_credentials_wiped() {
     // Nothing runs any more: commands are refused.
     let handle = agent.agent.clone();
     assert!(agent.rt.block_on(handle.reconnect_now()).is_err());
+}
+
+#[test]
+fn a_fresh_agent_signs_in_through_the_runtime_and_goes_online_by_itself() {
+    let relay = LocalRelay::start();
+    let mut agent = launch(Home::new(), WhenSignedOut::Stay);
+    agent.status_until("signed out", |s| {
+        matches!(s, Status::SignedOut { reason: None })
+    });
+    // Not registered: what needs a registration is refused with a typed error.
+    let handle = agent.agent.clone();
+    assert_eq!(
+        agent.rt.block_on(handle.sign_out(false)),
+        Err(CommandError::NotSignedIn)
+    );
+    assert!(matches!(
+        agent.rt.block_on(handle.pause(Duration::from_secs(60))),
+        Err(CommandError::NotNow { .. })
+    ));
+
+    let started = agent.rt.block_on(handle.sign_in(request(&relay))).unwrap();
+    assert!(started.safe_to_open, "{}", started.url_to_open);
+    assert!(started.url_to_open.starts_with(relay.url()));
+    let waiting = agent.status_until("waiting", |s| {
+        matches!(s, Status::WaitingForApproval { .. })
+    });
+    let Status::WaitingForApproval {
+        user_code,
+        expires_at,
+        ..
+    } = waiting
+    else {
+        unreachable!()
+    };
+    assert_eq!(user_code, started.user_code);
+    assert!(expires_at > katachi_cli_now());
+    // A second sign-in while registered is refused; while waiting it replaces the first code.
+    let user = relay.create_user();
+    relay.decide(&started.user_code, &user, true);
+    let connected = agent.status_until("connected", |s| matches!(s, Status::Connected { .. }));
+    let Status::Connected { agent_name, .. } = connected else {
+        unreachable!()
+    };
+    let saved = AgentCredentials::load(&agent.home).unwrap().unwrap();
+    assert_eq!(saved.agent_id(), agent_name);
+    assert_eq!(
+        agent
+            .agent
+            .registered()
+            .borrow()
+            .as_ref()
+            .map(|r| r.agent_id.clone()),
+        Some(agent_name.clone())
+    );
+    assert_eq!(relay.agents_of(&user).len(), 1);
+    assert!(matches!(
+        agent.rt.block_on(handle.sign_in(request(&relay))),
+        Err(CommandError::AlreadySignedIn { .. })
+    ));
+
+    // Sign out: the relay forgets the agent, the credentials go, and it can sign in again.
+    agent.rt.block_on(handle.sign_out(false)).unwrap();
+    assert!(matches!(
+        *agent.agent.status().borrow(),
+        Status::SignedOut { reason: None }
+    ));
+    assert!(AgentCredentials::load(&agent.home).unwrap().is_none());
+    assert!(relay.agents_of(&user).is_empty());
+    assert!(agent.agent.registered().borrow().is_none());
+    let again = agent.rt.block_on(handle.sign_in(request(&relay))).unwrap();
+    assert_ne!(again.user_code, started.user_code);
+    agent.rt.block_on(handle.cancel_sign_in()).unwrap();
+    agent.status_until("signed out after cancel", |s| {
+        matches!(s, Status::SignedOut { reason: None })
+    });
+    agent.rt.block_on(handle.stop()).unwrap();
+    assert!(matches!(agent.end(), AgentEnd::Stopped));
+}
+
+#[test]
+fn a_sign_in_at_an_unreachable_relay_is_refused_with_its_code_and_the_agent_stays_signed_out() {
+    let relay = LocalRelay::start();
+    let mut request = request(&relay);
+    request.relay = RelayUrl::parse("https://127.0.0.1:9").unwrap();
+    let agent = launch(Home::new(), WhenSignedOut::Stay);
+    let handle = agent.agent.clone();
+    let err = agent.rt.block_on(handle.sign_in(request)).unwrap_err();
+    assert_eq!(err.code(), "relay.unreachable", "{err}");
+    assert!(err.to_string().contains("check that the relay"), "{err}");
+    let status = agent.status_until("signed out", |s| matches!(s, Status::SignedOut { .. }));
+    assert!(
+        matches!(&status, Status::SignedOut { reason: Some(r) } if r.contains("127.0.0.1:9")),
+        "{status:?}"
+    );
+    // Still running: a sign-in at the right relay works.
+    let started = agent.rt.block_on(handle.sign_in(self::request(&relay)));
+    assert!(started.is_ok(), "{started:?}");
+}
+
+#[test]
+fn a_denied_sign_in_leaves_the_tray_agent_signed_out_with_the_reason() {
+    let relay = LocalRelay::start();
+    let agent = launch(Home::new(), WhenSignedOut::Stay);
+    let handle = agent.agent.clone();
+    let started = agent.rt.block_on(handle.sign_in(request(&relay))).unwrap();
+    let user = relay.create_user();
+    relay.decide(&started.user_code, &user, false);
+    agent.status_until(
+        "signed out, denied",
+        |s| matches!(s, Status::SignedOut { reason: Some(r) } if r.contains("denied")),
+    );
+    assert!(AgentCredentials::load(&agent.home).unwrap().is_none());
+}
+
+#[test]
+fn an_expired_code_is_replaced_by_a_fresh_one_without_asking() {
+    let relay = LocalRelay::start_with(|config| config.device_code_ttl = 2);
+    let agent = launch(Home::new(), WhenSignedOut::Stay);
+    let handle = agent.agent.clone();
+    let started = agent.rt.block_on(handle.sign_in(request(&relay))).unwrap();
+    let fresh = agent.status_until("a fresh code", |s| {
+        matches!(s, Status::WaitingForApproval { user_code, .. } if *user_code != started.user_code)
+    });
+    let Status::WaitingForApproval { user_code, .. } = fresh else {
+        unreachable!()
+    };
+    // The fresh code is the one the relay now accepts.
+    let user = relay.create_user();
+    relay.decide(&user_code, &user, true);
+    agent.status_until("connected", |s| matches!(s, Status::Connected { .. }));
+}
+
+#[test]
+fn a_revoked_tray_agent_stays_up_signed_out_and_can_sign_in_again() {
+    let relay = LocalRelay::start();
+    let agent = start_agent(&relay, WhenSignedOut::Stay);
+    agent.status_until("connected", |s| matches!(s, Status::Connected { .. }));
+    relay.revoke(&agent.agent_id, &agent.user_id);
+    agent.status_until(
+        "signed out",
+        |s| matches!(s, Status::SignedOut { reason: Some(r) } if r.contains("revoked")),
+    );
+    assert!(agent.agent.registered().borrow().is_none());
+    let handle = agent.agent.clone();
+    let started = agent.rt.block_on(handle.sign_in(request(&relay)));
+    assert!(started.is_ok(), "{started:?}");
+}
+
+/// Wall-clock unix seconds.
+fn katachi_cli_now() -> i64 {
+    super::relay_support::now()
 }

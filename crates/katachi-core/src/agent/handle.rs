@@ -7,17 +7,44 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::command::{Command, CommandError};
+use super::lifecycle::{Lifecycle, Registration, WhenSignedOut};
 use super::network::RedialSignal;
-use super::online::{Online, RelayLink};
+use super::sign_in::{SignInRequest, SignInStarted};
 use super::status::Status;
-use super::supervisor::{AgentEnd, Supervisor};
+use super::supervisor::{AgentEnd, Channels, Registered};
 use crate::agent_status::{AgentStatus, ConnectionState};
+use crate::api::{ApiState, AuditLayer};
+use crate::signing::Clock;
 use crate::tunnel::{NetworkChanges, TunnelStatus};
+use crate::{AgentCredentials, AgentHome, SessionOptions};
 
-/// Commands waiting for the supervisor at most; senders wait beyond that.
+/// Commands waiting for the agent's task at most; senders wait beyond that.
 const COMMAND_QUEUE: usize = 16;
 
-/// A running agent. Cheap to clone; every clone drives the same supervisor.
+/// What [`Agent::launch`] needs.
+pub struct AgentConfig {
+    /// The agent's secrets and store.
+    pub home: Arc<AgentHome>,
+    /// Heartbeat period.
+    pub options: SessionOptions,
+    /// The local clock (signatures, expiry times).
+    pub clock: Arc<dyn Clock>,
+    /// Says when the network changed, so the tunnel redials at once.
+    pub network: Box<dyn NetworkChanges>,
+    /// Stay up or end the task when signed out.
+    pub when_signed_out: WhenSignedOut,
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("options", &self.options)
+            .field("when_signed_out", &self.when_signed_out)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running agent. Cheap to clone; every clone drives the same task.
 #[derive(Debug, Clone)]
 pub struct Agent {
     /// The command queue.
@@ -28,43 +55,111 @@ pub struct Agent {
     session: watch::Receiver<AgentStatus>,
     /// The tunnel's detail.
     tunnel: watch::Receiver<TunnelStatus>,
+    /// The registration.
+    registered: watch::Receiver<Option<Registered>>,
 }
 
 impl Agent {
-    /// Starts the supervisor for `link` on the current tokio runtime; `network` says when the
-    /// network changed (so the tunnel redials at once). The task's result says how it ended.
-    pub fn start(
-        link: RelayLink,
-        network: Box<dyn NetworkChanges>,
-    ) -> (Self, JoinHandle<AgentEnd>) {
-        Self::start_with(link, network)
+    /// Starts the agent's task on the current tokio runtime: online when credentials are saved,
+    /// else signed out ([`Status::SignedOut`]) waiting for [`Self::sign_in`]. The API is served
+    /// over the tunnel only, audited. The task's result says how it ended.
+    pub fn launch(config: AgentConfig) -> (Self, JoinHandle<AgentEnd>) {
+        let AgentConfig {
+            home,
+            options,
+            clock,
+            network,
+            when_signed_out,
+        } = config;
+        let (agent, ch) = Self::channels(network);
+        let router = crate::api::router(ApiState::new(home.clone()))
+            .layer(AuditLayer::start(Arc::clone(&home)));
+        let saved = AgentCredentials::load(&home);
+        let lifecycle = Lifecycle {
+            home,
+            options,
+            clock,
+            router,
+            when_signed_out,
+            ch,
+        };
+        let task = tokio::spawn(async move {
+            let registered = match saved {
+                Ok(Some(credentials)) => Some(Registration {
+                    credentials,
+                    saved: true,
+                }),
+                Ok(None) => {
+                    lifecycle
+                        .ch
+                        .status
+                        .send_replace(Status::SignedOut { reason: None });
+                    None
+                }
+                Err(e) => {
+                    let message = format!("the saved credentials cannot be read: {e}");
+                    lifecycle.ch.status.send_replace(Status::Error {
+                        message: message.clone(),
+                        fix: "run `katachi doctor`; if they cannot be recovered, run `katachi unregister --local-only` and sign in again".to_owned(),
+                    });
+                    return AgentEnd::Credentials(message);
+                }
+            };
+            lifecycle.run(registered).await
+        });
+        (agent, task)
     }
 
-    /// [`Self::start`] over any relay link (tests script theirs).
-    pub(crate) fn start_with<O: Online>(
-        online: O,
-        network: Box<dyn NetworkChanges>,
-    ) -> (Self, JoinHandle<AgentEnd>) {
+    /// The handle and the task's channels.
+    fn channels(network: Box<dyn NetworkChanges>) -> (Self, Channels) {
         let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (status, status_rx) = watch::channel(Status::Connecting);
         let (session_status, session_rx) =
             watch::channel(AgentStatus::new(ConnectionState::Connecting));
         let (tunnel_status, tunnel_rx) = watch::channel(TunnelStatus::Connecting);
-        let supervisor = Supervisor {
-            online: Arc::new(online),
+        let (registered, registered_rx) = watch::channel(None);
+        let ch = Channels {
+            registered,
             commands: commands_rx,
             status,
             session_status,
             tunnel_status,
             redial: RedialSignal::new(network),
         };
-        let task = tokio::spawn(supervisor.run());
         let agent = Self {
             commands,
             status: status_rx,
             session: session_rx,
             tunnel: tunnel_rx,
+            registered: registered_rx,
         };
+        (agent, ch)
+    }
+
+    /// The supervisor alone over a scripted relay link (the supervisor's tests).
+    #[cfg(test)]
+    pub(crate) fn start_with<O: super::online::Online>(
+        online: O,
+        network: Box<dyn NetworkChanges>,
+    ) -> (Self, JoinHandle<AgentEnd>) {
+        use super::supervisor::{OnlineEnd, Supervisor};
+        let (agent, mut ch) = Self::channels(network);
+        let online = Arc::new(online);
+        let task = tokio::spawn(async move {
+            match (Supervisor {
+                online,
+                ch: &mut ch,
+            })
+            .run()
+            .await
+            {
+                OnlineEnd::Ended(end) => end,
+                OnlineEnd::SignOut { reply, .. } => {
+                    let _ = reply.send(Err(CommandError::NotSignedIn));
+                    AgentEnd::Stopped
+                }
+            }
+        });
         (agent, task)
     }
 
@@ -79,20 +174,55 @@ impl Agent {
         self.session.clone()
     }
 
+    /// Which relay the agent is registered with and as whom; `None` while signed out.
+    pub fn registered(&self) -> watch::Receiver<Option<Registered>> {
+        self.registered.clone()
+    }
+
     /// The tunnel's own status of the current period.
     pub fn tunnel_status(&self) -> watch::Receiver<TunnelStatus> {
         self.tunnel.clone()
     }
 
+    /// Starts signing in at a relay (signed out only); answers once the relay gave a code, which
+    /// is also published as [`Status::WaitingForApproval`]. After approval the agent goes online
+    /// by itself.
+    ///
+    /// # Errors
+    /// [`CommandError::SignIn`] (relay unreachable, CA refused…), [`CommandError::AlreadySignedIn`],
+    /// [`CommandError::NotRunning`].
+    pub async fn sign_in(&self, request: SignInRequest) -> Result<SignInStarted, CommandError> {
+        self.ask(|reply| Command::SignIn { request, reply }).await
+    }
+
+    /// Abandons a sign-in that waits for approval; the agent is signed out.
+    ///
+    /// # Errors
+    /// [`CommandError::NotNow`] when no sign-in waits, [`CommandError::NotRunning`].
+    pub async fn cancel_sign_in(&self) -> Result<(), CommandError> {
+        self.ask(|reply| Command::CancelSignIn { reply }).await
+    }
+
+    /// Signs out: tunnel and heartbeats stop, the relay is told to forget this agent (unless
+    /// `local_only`), and the credentials are wiped.
+    ///
+    /// # Errors
+    /// [`CommandError::SignOut`] when the relay could not be told (the agent goes back online,
+    /// credentials kept), [`CommandError::NotSignedIn`], [`CommandError::NotRunning`].
+    pub async fn sign_out(&self, local_only: bool) -> Result<(), CommandError> {
+        self.ask(|reply| Command::SignOut { local_only, reply })
+            .await
+    }
+
     /// Takes the tunnel down and stops heartbeats for `duration` (or until [`Self::resume`]).
     ///
     /// # Errors
-    /// [`CommandError::NotRunning`].
+    /// [`CommandError::NotNow`] when not online, [`CommandError::NotRunning`].
     pub async fn pause(&self, duration: Duration) -> Result<(), CommandError> {
         self.ask(|reply| Command::Pause { duration, reply }).await
     }
 
-    /// Ends a pause now.
+    /// Ends a pause now (or retries a stalled link).
     ///
     /// # Errors
     /// [`CommandError::NotNow`] when not paused, [`CommandError::NotRunning`].
@@ -103,7 +233,7 @@ impl Agent {
     /// Redials the relay now instead of waiting for the backoff.
     ///
     /// # Errors
-    /// [`CommandError::NotNow`] while paused, [`CommandError::NotRunning`].
+    /// [`CommandError::NotNow`] while paused or signed out, [`CommandError::NotRunning`].
     pub async fn reconnect_now(&self) -> Result<(), CommandError> {
         self.ask(|reply| Command::ReconnectNow { reply }).await
     }
@@ -117,10 +247,10 @@ impl Agent {
     }
 
     /// Sends a command and waits for its answer.
-    async fn ask(
+    async fn ask<T>(
         &self,
-        command: impl FnOnce(oneshot::Sender<Result<(), CommandError>>) -> Command,
-    ) -> Result<(), CommandError> {
+        command: impl FnOnce(oneshot::Sender<Result<T, CommandError>>) -> Command,
+    ) -> Result<T, CommandError> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(command(reply))

@@ -2,9 +2,13 @@
 //! [`Agent`], that every front end (`katachi start`, the tray, the tests) drives the same way.
 //!
 //! # Contract
-//! - [`Agent`] is `Clone + Send + Sync`. [`Agent::status`] gives a `watch` receiver of the one
-//!   [`Status`]; commands ([`Agent::pause`], [`Agent::resume`], [`Agent::reconnect_now`],
-//!   [`Agent::stop`]) go through an mpsc queue and each gets a typed answer on a oneshot.
+//! - [`Agent`] is `Clone + Send + Sync`. [`Agent::launch`] starts it signed out or, with saved
+//!   credentials, online. [`Agent::status`] gives a `watch` receiver of the one [`Status`];
+//!   commands ([`Agent::sign_in`], [`Agent::cancel_sign_in`], [`Agent::sign_out`],
+//!   [`Agent::pause`], [`Agent::resume`], [`Agent::reconnect_now`], [`Agent::stop`]) go through
+//!   an mpsc queue and each gets a typed answer ([`CommandError`] has stable codes).
+//! - States (see `lifecycle`): signed out → waiting for approval → registered (online, paused)
+//!   → signed out; a link that cannot work is shown as an error until retried or signed out.
 //! - The supervisor owns the relay session (heartbeats, outbox) and the tunnel (dial + reconnect)
 //!   and runs them as one unit: when the tunnel stops for good (the relay refuses the agent, or the
 //!   set-up cannot work), the session is stopped too — heartbeats end, the relay stops showing the
@@ -14,13 +18,14 @@
 //! - [`Agent::stop`] stops the session cleanly (its last status says "stopped"), drops the
 //!   tunnel, and ends the task with [`AgentEnd::Stopped`].
 //!
-//! # Not yet here
-//! Signing in (the device flow), signing out and workspace commands are still driven by the CLI
-//! (`katachi start`, `katachi workspace`); [`Status`] already has the states they will publish.
+//! - Workspaces are not the task's business: they live in the store, which the API reads on
+//!   every call, so a change made by any front end applies at once.
 //!
 //! # Layout
 //! - `status`: [`Status`], what front ends render.
 //! - `command`: the command queue's messages and their errors.
+//! - `lifecycle`: the task's states from launch to stop, and signing out.
+//! - `sign_in`: the device flow as a state of the task.
 //! - `network`: "redial now" — network changes and [`Agent::reconnect_now`].
 //! - `online`: the seam between the supervisor and the relay link (real: session + tunnel).
 //! - `supervisor`: the task.
@@ -28,16 +33,27 @@
 
 mod command;
 mod handle;
+mod lifecycle;
 mod network;
 mod online;
+mod sign_in;
 mod status;
 mod supervisor;
 
 pub use command::CommandError;
-pub use handle::Agent;
-pub use online::RelayLink;
+pub use handle::{Agent, AgentConfig};
+pub use lifecycle::WhenSignedOut;
+pub use sign_in::{SignInRequest, SignInStarted};
 pub use status::Status;
-pub use supervisor::AgentEnd;
+pub use supervisor::{AgentEnd, Registered};
+
+/// Wall-clock unix seconds.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
 
 #[cfg(test)]
 #[path = "supervisor_tests.rs"]

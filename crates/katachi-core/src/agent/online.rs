@@ -89,14 +89,7 @@ impl RelayLink {
 
     /// A relay client for one online period: a fresh copy of the credentials.
     fn client(&self) -> Result<RelayClient, String> {
-        let c = &self.credentials;
-        let copy = AgentCredentials::new(
-            c.relay_url().clone(),
-            c.agent_id().to_owned(),
-            c.access_token().duplicate(),
-            c.signing_secret().duplicate(),
-            c.ca_pem().map(str::to_owned),
-        );
+        let copy = self.credentials.duplicate();
         RelayClient::new(copy, Arc::clone(&self.clock)).map_err(|e| e.to_string())
     }
 }

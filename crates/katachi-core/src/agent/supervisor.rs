@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 
-use super::command::{Command, CommandError};
+use super::command::{Command, CommandError, Reply};
 use super::network::RedialSignal;
 use super::online::{Online, Running, SessionOutcome};
 use super::status::Status;
@@ -37,20 +37,37 @@ pub enum AgentEnd {
     /// The tunnel stopped for good: the relay refused the agent ([`TunnelError::needs_sign_in`])
     /// or the set-up cannot work. The session was stopped with it.
     TunnelStopped(TunnelError),
+    /// Signed out with no sign-in possible ([`super::WhenSignedOut::End`]): the device flow
+    /// failed (denied, relay unreachable…); a [`CommandError::SignIn`].
+    SignInFailed(CommandError),
+    /// The saved credentials cannot be read (tampered, another machine's…), with why.
+    Credentials(String),
+}
+
+impl AgentEnd {
+    /// Whether the agent ended because a (new) sign-in is needed: the relay refused, revoked or
+    /// forgot it, or a sign-in did not complete.
+    pub fn needs_sign_in(&self) -> bool {
+        match self {
+            Self::Session(SessionEnd::Revoked { .. } | SessionEnd::Forgotten { .. })
+            | Self::SignInFailed(_) => true,
+            Self::TunnelStopped(err) => err.needs_sign_in(),
+            _ => false,
+        }
+    }
 }
 
 /// What one online period ended with.
 enum Period {
-    /// The task ends.
-    Ended(AgentEnd),
+    /// The registration's online part ends.
+    Ended(OnlineEnd),
     /// Paused until then.
     Paused(Instant),
 }
 
-/// The task's state.
-pub(crate) struct Supervisor<O: Online> {
-    /// The relay link.
-    pub(crate) online: Arc<O>,
+/// What the agent's task keeps across registrations and online periods: the command queue, the
+/// published statuses and the "redial now" signal.
+pub(crate) struct Channels {
     /// The command queue.
     pub(crate) commands: mpsc::Receiver<Command>,
     /// The one published status.
@@ -61,11 +78,53 @@ pub(crate) struct Supervisor<O: Online> {
     pub(crate) tunnel_status: watch::Sender<TunnelStatus>,
     /// "Redial now": network changes and [`Command::ReconnectNow`].
     pub(crate) redial: RedialSignal,
+    /// Which relay the agent is registered with, as whom (`None`: signed out).
+    pub(crate) registered: watch::Sender<Option<Registered>>,
 }
 
-impl<O: Online> Supervisor<O> {
-    /// Runs until stopped or until the relay link ends for good.
-    pub(crate) async fn run(mut self) -> AgentEnd {
+/// Which relay an agent is registered with, and its id there.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Registered {
+    /// The relay's URL.
+    pub relay: String,
+    /// The agent's id at the relay.
+    pub agent_id: String,
+}
+
+impl Channels {
+    /// A [`CommandError::NotNow`] for `command` in the current state.
+    pub(crate) fn not_now(&self, command: &'static str) -> CommandError {
+        CommandError::NotNow {
+            command,
+            state: self.status.borrow().state_word(),
+        }
+    }
+}
+
+/// How the online part of a registration ended.
+pub(crate) enum OnlineEnd {
+    /// For good: the task ends, or (when the relay refused the agent) a sign-in is needed.
+    Ended(AgentEnd),
+    /// The user asked to sign out; the session is stopped, the tunnel dropped.
+    SignOut {
+        /// Wipe the credentials without telling the relay.
+        local_only: bool,
+        /// The answer, once signed out.
+        reply: Reply,
+    },
+}
+
+/// The online part of one registration: the relay link and the task's channels.
+pub(crate) struct Supervisor<'c, O: Online> {
+    /// The relay link.
+    pub(crate) online: Arc<O>,
+    /// The task's channels.
+    pub(crate) ch: &'c mut Channels,
+}
+
+impl<O: Online> Supervisor<'_, O> {
+    /// Runs until stopped, signed out, or until the relay link ends for good.
+    pub(crate) async fn run(mut self) -> OnlineEnd {
         loop {
             match self.online_period().await {
                 Period::Ended(end) => return end,
@@ -81,21 +140,22 @@ impl<O: Online> Supervisor<O> {
     /// Session and tunnel up, until a command or either of them ends the period.
     async fn online_period(&mut self) -> Period {
         let (stop, stop_rx) = oneshot::channel();
-        self.tunnel_status.send_replace(TunnelStatus::Connecting);
-        self.status.send_replace(Status::Connecting);
+        self.ch.tunnel_status.send_replace(TunnelStatus::Connecting);
+        self.ch.status.send_replace(Status::Connecting);
         let wake = Arc::new(Notify::new());
         let mut session =
             self.online
-                .session(stop_rx, self.session_status.clone(), Arc::clone(&wake));
-        let mut tunnel = self
-            .online
-            .tunnel(self.tunnel_status.clone(), Box::new(self.redial.clone()));
-        let mut tunnel_updates = self.tunnel_status.subscribe();
+                .session(stop_rx, self.ch.session_status.clone(), Arc::clone(&wake));
+        let mut tunnel = self.online.tunnel(
+            self.ch.tunnel_status.clone(),
+            Box::new(self.ch.redial.clone()),
+        );
+        let mut tunnel_updates = self.ch.tunnel_status.subscribe();
         tunnel_updates.mark_unchanged();
         let mut stop = Some(stop);
         loop {
             tokio::select! {
-                end = &mut session => return Period::Ended(self.session_ended(end)),
+                end = &mut session => return Period::Ended(OnlineEnd::Ended(self.session_ended(end))),
                 err = &mut tunnel => {
                     if err.needs_sign_in() {
                         // The relay refused the agent: let the session confirm it with a
@@ -103,27 +163,39 @@ impl<O: Online> Supervisor<O> {
                         // status file written) — within a bounded time.
                         wake.notify_one();
                         tokio::select! {
-                            end = &mut session => return Period::Ended(self.session_ended(end)),
+                            end = &mut session => return Period::Ended(OnlineEnd::Ended(self.session_ended(end))),
                             () = tokio::time::sleep(CONFIRM_REFUSAL) => {}
                         }
                     }
                     // Nobody can reach the agent any more: stop saying it is online.
                     let _ = stop_session(&mut stop, &mut session).await;
-                    return Period::Ended(self.tunnel_stopped(err));
+                    return Period::Ended(OnlineEnd::Ended(self.tunnel_stopped(err)));
                 }
                 Ok(()) = tunnel_updates.changed() => {
                     let tunnel = tunnel_updates.borrow_and_update().clone();
                     self.publish_tunnel(tunnel);
                 }
-                command = self.commands.recv() => match command {
+                command = self.ch.commands.recv() => match command {
                     None => {
                         let _ = stop_session(&mut stop, &mut session).await;
-                        return Period::Ended(AgentEnd::Stopped);
+                        return Period::Ended(OnlineEnd::Ended(AgentEnd::Stopped));
                     }
                     Some(Command::Stop { reply }) => {
                         let _ = stop_session(&mut stop, &mut session).await;
                         let _ = reply.send(Ok(()));
-                        return Period::Ended(AgentEnd::Stopped);
+                        return Period::Ended(OnlineEnd::Ended(AgentEnd::Stopped));
+                    }
+                    Some(Command::SignOut { local_only, reply }) => {
+                        let end = stop_session(&mut stop, &mut session).await;
+                        return Period::Ended(match end {
+                            Ok(SessionEnd::Stopped) => OnlineEnd::SignOut { local_only, reply },
+                            other => {
+                                // The relay ended the registration first: nothing left to sign out of.
+                                let ended = self.session_ended(other);
+                                let _ = reply.send(Ok(()));
+                                OnlineEnd::Ended(ended)
+                            }
+                        });
                     }
                     Some(Command::Pause { duration, reply }) => {
                         let end = stop_session(&mut stop, &mut session).await;
@@ -131,39 +203,40 @@ impl<O: Online> Supervisor<O> {
                             Ok(SessionEnd::Stopped) => {
                                 let until = Instant::now() + duration;
                                 // Published before the answer: "paused" is true once it is acked.
-                                self.status.send_replace(Status::Paused { until: unix_at(until) });
+                                self.ch.status.send_replace(Status::Paused { until: unix_at(until) });
                                 Period::Paused(until)
                             }
-                            other => Period::Ended(self.session_ended(other)),
+                            other => Period::Ended(OnlineEnd::Ended(self.session_ended(other))),
                         };
                         let _ = reply.send(Ok(()));
                         return period;
                     }
-                    Some(Command::Resume { reply }) => {
-                        let _ = reply.send(Err(self.not_now("resume")));
-                    }
                     Some(Command::ReconnectNow { reply }) => {
-                        self.redial.redial_now();
+                        self.ch.redial.redial_now();
                         let _ = reply.send(Ok(()));
                     }
+                    Some(other) => self.refuse(other),
                 },
             }
         }
     }
 
-    /// Paused: nothing runs until `until`, a resume or a stop; `Some` when the task ends.
-    async fn paused(&mut self, mut until: Instant) -> Option<AgentEnd> {
+    /// Paused: nothing runs until `until`, a resume or a stop; `Some` when the online part ends.
+    async fn paused(&mut self, mut until: Instant) -> Option<OnlineEnd> {
         loop {
-            self.status.send_replace(Status::Paused {
+            self.ch.status.send_replace(Status::Paused {
                 until: unix_at(until),
             });
             tokio::select! {
                 () = tokio::time::sleep_until(until) => return None,
-                command = self.commands.recv() => match command {
-                    None => return Some(AgentEnd::Stopped),
+                command = self.ch.commands.recv() => match command {
+                    None => return Some(OnlineEnd::Ended(AgentEnd::Stopped)),
                     Some(Command::Stop { reply }) => {
                         let _ = reply.send(Ok(()));
-                        return Some(AgentEnd::Stopped);
+                        return Some(OnlineEnd::Ended(AgentEnd::Stopped));
+                    }
+                    Some(Command::SignOut { local_only, reply }) => {
+                        return Some(OnlineEnd::SignOut { local_only, reply });
                     }
                     Some(Command::Resume { reply }) => {
                         let _ = reply.send(Ok(()));
@@ -173,12 +246,21 @@ impl<O: Online> Supervisor<O> {
                         until = Instant::now() + duration;
                         let _ = reply.send(Ok(()));
                     }
-                    Some(Command::ReconnectNow { reply }) => {
-                        let _ = reply.send(Err(self.not_now("reconnect")));
-                    }
+                    Some(other) => self.refuse(other),
                 },
             }
         }
+    }
+
+    /// Answers a command that does not apply while registered.
+    fn refuse(&self, command: Command) {
+        let err = match &command {
+            Command::SignIn { .. } => CommandError::AlreadySignedIn {
+                relay: self.online.relay(),
+            },
+            other => self.ch.not_now(other.name()),
+        };
+        command.refuse(err);
     }
 
     /// The status for a tunnel status while the period runs (its final states are published
@@ -202,7 +284,7 @@ impl<O: Online> Supervisor<O> {
             },
             TunnelStatus::NeedsSignIn { .. } | TunnelStatus::Error { .. } => return,
         };
-        self.status.send_replace(status);
+        self.ch.status.send_replace(status);
     }
 
     /// Publishes and returns how the session ended by itself.
@@ -210,19 +292,21 @@ impl<O: Online> Supervisor<O> {
         match end {
             Ok(SessionEnd::Stopped) => AgentEnd::Stopped,
             Ok(end @ SessionEnd::Revoked { .. }) => {
-                self.status.send_replace(Status::SignedOut {
+                self.ch.registered.send_replace(None);
+                self.ch.status.send_replace(Status::SignedOut {
                     reason: Some("this agent was revoked at the relay".to_owned()),
                 });
                 AgentEnd::Session(end)
             }
             Ok(end @ SessionEnd::Forgotten { .. }) => {
-                self.status.send_replace(Status::SignedOut {
+                self.ch.registered.send_replace(None);
+                self.ch.status.send_replace(Status::SignedOut {
                     reason: Some("the relay no longer knows this agent".to_owned()),
                 });
                 AgentEnd::Session(end)
             }
             Err(message) => {
-                self.status.send_replace(Status::Error {
+                self.ch.status.send_replace(Status::Error {
                     message: format!("the relay session could not run: {message}"),
                     fix: "run `katachi doctor`".to_owned(),
                 });
@@ -234,6 +318,7 @@ impl<O: Online> Supervisor<O> {
     /// Publishes and returns a tunnel that stopped for good.
     fn tunnel_stopped(&self, err: TunnelError) -> AgentEnd {
         let status = if err.needs_sign_in() {
+            self.ch.registered.send_replace(None);
             Status::SignedOut {
                 reason: Some(err.to_string()),
             }
@@ -244,16 +329,8 @@ impl<O: Online> Supervisor<O> {
             }
         };
         tracing::warn!(error = %err, "tunnel stopped for good; relay session stopped with it");
-        self.status.send_replace(status);
+        self.ch.status.send_replace(status);
         AgentEnd::TunnelStopped(err)
-    }
-
-    /// A [`CommandError::NotNow`] for `command` in the current state.
-    fn not_now(&self, command: &'static str) -> CommandError {
-        CommandError::NotNow {
-            command,
-            state: self.status.borrow().state_word(),
-        }
     }
 }
 

@@ -185,11 +185,13 @@ impl AgentHome {
         )
     }
 
-    /// Folders that must never become workspaces: katachi's own data, config and state (logs).
+    /// Folders that must never become workspaces, and that the API and the sandbox never expose:
+    /// katachi's own data, config, runtime (the control socket) and state (the app's logs) folders.
     pub fn protected_dirs(&self) -> Vec<PathBuf> {
         vec![
             self.dirs.data().to_path_buf(),
             self.dirs.config().to_path_buf(),
+            self.dirs.runtime_dir().to_path_buf(),
             self.dirs.state().to_path_buf(),
         ]
     }

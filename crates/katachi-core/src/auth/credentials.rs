@@ -105,6 +105,18 @@ impl AgentCredentials {
         }
     }
 
+    /// A second copy (each secret duplicated into its own zeroizing buffer), for a component that
+    /// must own its credentials (a relay client per online period, the sign-out call).
+    pub fn duplicate(&self) -> Self {
+        Self {
+            relay_url: self.relay_url.clone(),
+            agent_id: self.agent_id.clone(),
+            access_token: self.access_token.duplicate(),
+            signing_secret: self.signing_secret.duplicate(),
+            ca_pem: self.ca_pem.clone(),
+        }
+    }
+
     /// The relay that issued them.
     pub fn relay_url(&self) -> &RelayUrl {
         &self.relay_url

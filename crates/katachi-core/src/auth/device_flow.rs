@@ -68,6 +68,20 @@ pub enum AuthError {
     },
 }
 
+impl AuthError {
+    /// The stable code of this error (`relay.unreachable`, `auth.denied`, `auth.expired`…).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Http(e) => e.code(),
+            Self::Unreachable { .. } => "relay.unreachable",
+            Self::Denied => "auth.denied",
+            Self::Expired => "auth.expired",
+            Self::Rejected { .. } => "auth.rejected",
+            Self::BadResponse { .. } => "auth.bad_response",
+        }
+    }
+}
+
 /// The fields the relay adds to a successful token response (see
 /// [`katachi_proto::device::AgentGrant`]): the agent's id and its signing secret.
 #[derive(Deserialize)]

@@ -16,3 +16,4 @@ mod keychain;
 mod sealed_files;
 mod store_at_rest;
 pub mod support;
+mod workspace_admin;
