@@ -12,7 +12,8 @@
 #      context switches summed over every thread (/proc/PID/task/*/status);
 #   5. where a figure misses its target (agent ≤ 15 MB RSS, tray ≤ 90 MB PSS), the mappings that
 #      dominate it (/proc/PID/smaps, by PSS).
-# Prints one "bench-app:" line per figure.
+# Prints one "bench-app:" line per figure. BENCH_PROFILE=debug runs the same steps on the debug build
+# (`make build`'s binaries, no package) to try the script out: its figures are not the release's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -26,14 +27,20 @@ say() { echo "bench-app: $*"; }
 [ -n "${DISPLAY:-}" ] || { echo "bench-app: needs a display: run it through scripts/with-session.sh (make bench-app)" >&2; exit 1; }
 
 # 1. sizes: the packages' build is the release build of katachi-app and katachi (as users get them)
-if [ -z "${BENCH_SKIP_PACKAGE:-}" ]; then
-  scripts/package.sh
-fi
-cargo build --locked --release -p katachi-relay
-rel="$target/release"
+profile=${BENCH_PROFILE:-release}
+case "$profile" in
+  release)
+    [ -n "${BENCH_SKIP_PACKAGE:-}" ] || scripts/package.sh
+    cargo build --locked --release -p katachi-relay ;;
+  debug)
+    say "DEBUG BUILD: trying the script out; these figures are not the release's"
+    cargo build --locked --workspace --all-targets ;;
+  *) echo "bench-app: BENCH_PROFILE must be release or debug, got '$profile'" >&2; exit 2 ;;
+esac
+rel="$target/$profile"
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 for bin in katachi katachi-app katachi-relay; do
-  say "binary $bin: $(mib "$(stat -c %s "$rel/$bin")") (stripped release)"
+  say "binary $bin: $(mib "$(stat -c %s "$rel/$bin")") ($profile)"
 done
 for pkg in "$rel"/bundle/deb/*.deb "$rel"/bundle/appimage/*.AppImage; do
   [ -f "$pkg" ] && say "package $(basename "$pkg"): $(mib "$(stat -c %s "$pkg")")"
