@@ -147,14 +147,26 @@ else
   say "window process mode (katachi-app --window) not in this build: the after-window figure is not measured"
 fi
 
-# 4. wake-ups
+# 4. wake-ups (and which threads of the agent wake: name and switches over the window)
+thread_switches() {
+  for t in /proc/"$1"/task/*; do
+    printf '%s %s %s\n' "${t##*/}" "$(tr ' ' _ <"$t/comm")" \
+      "$(awk '/^(voluntary|nonvoluntary)_ctxt_switches:/ { s += $2 } END { print s + 0 }' "$t/status")"
+  done
+}
+thread_switches "$agent" >"$work/agent-threads.0"
 a0=$(switches "$agent"); t0=0
 for p in "${tray_pids[@]}"; do t0=$((t0 + $(switches "$p"))); done
 sleep "$wake_secs"
 a1=$(switches "$agent"); t1=0
+thread_switches "$agent" >"$work/agent-threads.1"
 for p in "${tray_pids[@]}"; do t1=$((t1 + $(switches "$p"))); done
 per_min() { awk -v d="$1" -v s="$wake_secs" 'BEGIN { printf "%.0f", d * 60 / s }'; }
 say "wake-ups per minute over ${wake_secs}s (context switches, all threads): agent $(per_min $((a1 - a0))), tray $(per_min $((t1 - t0)))"
+
+join "$work/agent-threads.0" "$work/agent-threads.1" | while read -r tid name before _ after; do
+  say "  agent thread $tid $name: $(per_min $((after - before))) per minute"
+done
 
 # 5. what dominates a missed target
 if [ "$agent_rss" -gt 15000 ]; then
