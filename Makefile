@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
 
-.PHONY: run test deps build lint bench bench-tunnel cross-check bench-sandbox fuzz-smoke
+.PHONY: run test deps build lint bench bench-tunnel cross-check bench-sandbox fuzz-smoke package check-package bench-app
 
 deps:
 	@scripts/install-deps.sh
@@ -17,9 +17,29 @@ lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 
-test: lint build cross-check
+test: lint build cross-check check-package
 	scripts/with-session.sh scripts/with-postgres.sh $(CARGO) test $(CARGO_FLAGS) --workspace --lib --bins --tests
 	scripts/fuzz-smoke.sh
+
+# The Linux packages from the top-level tauri.conf.json (scripts/package.sh, Tauri CLI from npm): a .deb
+# with the tray app, the `katachi` CLI, the systemd user unit katachi-agent.service and the XDG
+# autostart entry, and an AppImage of the tray app (skipped, and said why, where linuxdeploy cannot
+# be downloaded from GitHub). Release build; PACKAGE_PROFILE=debug for a quick one.
+package: deps
+	scripts/package.sh
+
+# CI builds the .deb once and checks what it installs (scripts/check-package.sh). Debug profile: a
+# release build of the app alone takes ~4 min here; the contents are the same.
+check-package: deps
+	PACKAGE_PROFILE=debug PACKAGE_BUNDLES=deb scripts/package.sh
+	scripts/check-package.sh "$$(ls -t $${CARGO_TARGET_DIR:-target}/debug/bundle/deb/*.deb | head -n1)"
+
+# The tray app's and headless agent's figures (issue 12, docs/PERFORMANCE.md): binary and package
+# sizes, the idle agent's RSS and threads, the idle tray's PSS / private dirty over all its processes,
+# wake-ups per minute. Release build under Xvfb with a local relay; not part of `make test`. ~3 min
+# after the build.
+bench-app: deps
+	scripts/with-session.sh scripts/bench-app.sh
 
 bench: deps
 	scripts/with-session.sh $(CARGO) bench $(CARGO_FLAGS) -p katachi-core

@@ -20,6 +20,8 @@ apt_packages=(
   postgresql
   # MinGW: `make cross-check` compiles the Windows code paths
   gcc-mingw-w64-x86-64
+  # `make package` / check-package: the .deb's desktop entries validated (dpkg-deb, fakeroot are base)
+  desktop-file-utils
 )
 
 # Node.js and npm bundle the relay's web UI at build time (crates/katachi-relay/build.rs); Debian's

@@ -10,6 +10,7 @@
 //!   [`run_app`], [`build_app`]).
 //! - `agent_host`: the hosted agent, its status and its commands ([`AgentHost`]).
 //! - [`tray`]: the icon per state, the menu, and what each item does.
+//! - `logging`: the app's log, a daily-rotated file in katachi's state dir ([`init_logging`]).
 //! - `window_launcher`: starts the window process on a view.
 //! - [`window`]: `katachi-app --window`, the window as its own short-lived process (`ui/app.html`),
 //!   talking to the running agent over the control socket.
@@ -20,6 +21,7 @@
 
 mod agent_host;
 mod app;
+mod logging;
 mod sandbox;
 pub mod tray;
 pub mod window;
@@ -30,5 +32,7 @@ pub use agent_host::HostError;
 pub use app::build_app;
 pub use app::run;
 pub use app::run_app;
+pub use logging::init_logging;
+pub use logging::LoggingError;
 pub use tray::TrayIcon;
 pub use tray::TrayView;

@@ -6,5 +6,9 @@
 #![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
+    // A log that cannot be opened must not keep the tray from starting: say why and go on.
+    if let Err(err) = katachi_app::init_logging() {
+        eprintln!("katachi-app: no log file: {err}");
+    }
     katachi_app::run()
 }

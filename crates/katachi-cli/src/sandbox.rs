@@ -215,7 +215,9 @@ fn run_one(dirs: &KatachiDirs, sandbox: &Sandbox, args: RunArgs) -> anyhow::Resu
     // the agent's own state is never visible, even inside a workspace
     let mut builder = SandboxPolicy::builder()
         .hide(dirs.data())
-        .hide(dirs.config());
+        .hide(dirs.config())
+        .hide(dirs.runtime_dir())
+        .hide(dirs.state());
     // each allowed workspace brings its stored overrides (no store yet: there are none)
     let store = open_existing_store(dirs)?;
     for w in &args.workspaces {

@@ -1,8 +1,9 @@
 //! Where the agent keeps its state: the data dir (store, sealed files, fingerprint record), the
-//! config dir (`config.toml`) and the runtime dir (the one-agent lock and the control socket).
+//! config dir (`config.toml`), the runtime dir (the one-agent lock and the control socket) and the
+//! state dir (the app's log files).
 //!
 //! Defaults follow the platform conventions (XDG on Linux) via the `directories` crate; setting
-//! `KATACHI_HOME` puts all three under one folder (tests, portable installs). The runtime dir is
+//! `KATACHI_HOME` puts all four under one folder (tests, portable installs). The runtime dir is
 //! `$XDG_RUNTIME_DIR/katachi` where the platform has one (Linux), else `run` in the data dir. Folders are created `0700`;
 //! files written by the agent are `0600`. Existing folders are never chmod-ed behind the user's back:
 //! [`permission_problem`] reports when they are wider, and `katachi doctor` shows it.
@@ -49,6 +50,8 @@ pub struct KatachiDirs {
     config: PathBuf,
     /// Holds what lives only while an agent runs: its lock and its control socket.
     runtime: PathBuf,
+    /// Holds what is worth keeping across runs but is not data: the app's rotating log files.
+    state: PathBuf,
     /// Names this home's entries in the OS keychain, so two homes never share a secret.
     keychain_service: String,
 }
@@ -75,10 +78,16 @@ impl KatachiDirs {
                     .and_then(|b| b.runtime_dir().map(|r| r.join("katachi")))
                     .filter(|r| r.is_absolute())
                     .unwrap_or_else(|| project.data_dir().join(RUNTIME_FALLBACK));
+                // Linux: `$XDG_STATE_HOME/katachi`, else `~/.local/state/katachi`. macOS and
+                // Windows have no state folder: a `state` folder in the local data folder.
+                let state = project
+                    .state_dir()
+                    .map_or_else(|| project.data_local_dir().join("state"), Path::to_path_buf);
                 Ok(Self {
                     data: project.data_dir().to_path_buf(),
                     config: project.config_dir().to_path_buf(),
                     runtime,
+                    state,
                     keychain_service: DEFAULT_KEYCHAIN_SERVICE.to_owned(),
                 })
             }
@@ -93,7 +102,8 @@ impl KatachiDirs {
         Self::resolve(std::env::var_os(HOME_ENV).map(PathBuf::from))
     }
 
-    /// All state under one folder: `HOME/data`, `HOME/config`, `HOME/run`, and a keychain service
+    /// All state under one folder: `HOME/data`, `HOME/config`, `HOME/run`, `HOME/state`, and a
+    /// keychain service
     /// name unique to it.
     pub fn under(home: &Path) -> Self {
         // A separate keychain entry per home: tests and portable installs never share or clobber
@@ -103,6 +113,7 @@ impl KatachiDirs {
             data: home.join("data"),
             config: home.join("config"),
             runtime: home.join(RUNTIME_FALLBACK),
+            state: home.join("state"),
             keychain_service: format!("{DEFAULT_KEYCHAIN_SERVICE}-{}", &hex::encode(digest)[..16]),
         }
     }
@@ -130,6 +141,13 @@ impl KatachiDirs {
     pub fn ensure_runtime(&self) -> Result<&Path, DirsError> {
         create_private_dir(&self.runtime)?;
         Ok(&self.runtime)
+    }
+
+    /// The state folder: the app's log files. Like the data and config folders it is katachi's own,
+    /// never shown through the API or inside the sandbox. Created on first use
+    /// ([`create_private_dir`]), not by [`KatachiDirs::ensure`].
+    pub fn state(&self) -> &Path {
+        &self.state
     }
 
     /// The keychain service name for this home's entries.
@@ -253,6 +271,24 @@ mod tests {
     fn relative_katachi_home_is_rejected() {
         let err = KatachiDirs::resolve(Some(PathBuf::from("rel/home"))).err();
         assert!(matches!(err, Some(DirsError::RelativeHome(_))));
+    }
+
+    #[test]
+    fn one_katachi_home_holds_the_state_folder_too() {
+        let dirs = KatachiDirs::under(Path::new("/tmp/k"));
+        assert_eq!(dirs.state(), Path::new("/tmp/k/state"));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn default_state_folder_is_the_xdg_state_folder_on_linux() {
+        // `directories` reads XDG_STATE_HOME itself; the test must not mutate the environment.
+        let dirs = KatachiDirs::resolve(None).unwrap();
+        let expected = match std::env::var_os("XDG_STATE_HOME").map(PathBuf::from) {
+            Some(state) if state.is_absolute() => state.join("katachi"),
+            _ => PathBuf::from(std::env::var_os("HOME").unwrap()).join(".local/state/katachi"),
+        };
+        assert_eq!(dirs.state(), expected);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! | `git.hooks`     | `.git/hooks` and everything in it                | write refused            | read-only                    |
 //! | `git.create`    | a file or folder named `.git`, anywhere          | write refused            | an existing `.git` cannot be replaced; a new one in a root is moved aside after the run |
 //! | `env.file`      | `.env`, `.env.local`, … (unless allowed)         | read and write refused   | hidden                       |
-//! | `katachi.folder`| katachi's own data, config and runtime folders   | invisible: left out of tree and search, read and write refused | hidden |
+//! | `katachi.folder`| katachi's own data, config, runtime and state (log) folders | invisible: left out of tree and search, read and write refused | hidden |
 //!
 //! A refusal is `path.protected` with the rule's name in the message. `.git`, `hooks` and `config`
 //! are compared ignoring ASCII case on every OS: on a case-insensitive filesystem (macOS, Windows)
@@ -48,7 +48,7 @@ pub enum ProtectedRule {
     /// `.env*` files: they usually hold secrets.
     EnvFile,
     /// katachi's own folders (store, sealed credentials, config, the runtime folder with the
-    /// control socket).
+    /// control socket, the state folder with the app's logs).
     KatachiFolder,
 }
 

@@ -186,12 +186,13 @@ impl AgentHome {
     }
 
     /// Folders that must never become workspaces, and that the API and the sandbox never expose:
-    /// katachi's own data, config and runtime folders (the runtime one holds the control socket).
+    /// katachi's own data, config, runtime (the control socket) and state (the app's logs) folders.
     pub fn protected_dirs(&self) -> Vec<PathBuf> {
         vec![
             self.dirs.data().to_path_buf(),
             self.dirs.config().to_path_buf(),
             self.dirs.runtime_dir().to_path_buf(),
+            self.dirs.state().to_path_buf(),
         ]
     }
 }

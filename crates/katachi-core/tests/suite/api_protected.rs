@@ -226,7 +226,9 @@ async fn an_agent_home_gives_the_api_the_rules_its_sandbox_gets() {
     let policy = agent.sandbox_policy(&ws).unwrap().build().unwrap();
     let rules = agent.protected_paths(&ws).unwrap();
     assert_eq!(rules.katachi_folders(), policy.hidden());
-    assert_eq!(rules.katachi_folders().len(), 2);
+    // data, config, runtime (lock, control socket) and state (the app's logs)
+    assert_eq!(rules.katachi_folders().len(), 4);
+    assert!(policy.hidden().iter().any(|h| h.ends_with("state")));
     assert!(rules.allow_env_files());
     assert!(policy.workspaces()[0].allow_env_files);
 
