@@ -96,6 +96,10 @@ impl Window {
         self.driver.execute(script)
     }
 
+    fn run_async(&mut self, script: &str) -> Result<Value, String> {
+        self.driver.execute_async(script)
+    }
+
     fn screenshot(&mut self, name: &str) {
         // a courtesy for reviewers: a failed shot does not fail the test
         if self.driver.wait_for_paint().is_ok() {
@@ -131,9 +135,7 @@ fn every_view_opens_from_the_navigation_and_the_window_is_interactive_quickly() 
                  document.getElementById('tab-{view}').getAttribute('aria-selected') === 'true';"
             ),
         )?;
-        let others_hidden = window.run(&format!(
-            "return Array.from(document.querySelectorAll('.view')).filter(v => !v.hidden).map(v => v.id);"
-        ))?;
+        let others_hidden = window.run("return Array.from(document.querySelectorAll('.view')).filter(v => !v.hidden).map(v => v.id);")?;
         if others_hidden != Value::from(vec![format!("view-{view}")]) {
             return Err(window
                 .driver
@@ -306,5 +308,72 @@ fn isolate_user_dirs(command: &mut Command, home: &Path) -> Result<(), String> {
             .map_err(|err| format!("cannot create {}: {err}", path.display()))?;
         command.env(variable, path);
     }
+    Ok(())
+}
+
+/// Calls a window command from the page as the UI does, and waits for its answer (`[ok, value]`).
+fn invoke_script(cmd: &str, args: &str) -> String {
+    format!(
+        "const done = arguments[arguments.length - 1]; \
+         window.__TAURI__.core.invoke('{cmd}', {args}).then(v => done([true, v]), e => done([false, e]));"
+    )
+}
+
+#[test]
+fn a_folder_added_through_the_pickers_command_is_listed_with_its_policy_and_removed(
+) -> Result<(), String> {
+    let folder = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = folder.path().to_string_lossy().into_owned();
+    let mut window = Window::open("workspaces")?;
+
+    let added = window.run_async(&invoke_script(
+        "add_workspace",
+        &format!("{{path: {path:?}}}"),
+    ))?;
+    if added[0] != true {
+        return Err(window
+            .driver
+            .describe(&format!("add_workspace failed: {added}")));
+    }
+    // the view shows what the store now holds
+    window.run("document.getElementById('tab-status').click(); document.getElementById('tab-workspaces').click(); return true;")?;
+    window.wait_for(
+        "the folder in the list",
+        &format!("return Array.from(document.querySelectorAll('#workspaces .ws-path')).some(p => p.textContent === {path:?});"),
+    )?;
+    let policy = format!(
+        "{{policy: {{path: {path:?}, allowed_commands: ['git'], allowed_hosts: ['crates.io']}}}}"
+    );
+    let set = window.run_async(&invoke_script("set_workspace_policy", &policy))?;
+    let item = &set[1][0];
+    if set[0] != true
+        || item["allowed_commands"] != serde_json::json!(["git"])
+        || item["allowed_hosts"] != serde_json::json!(["crates.io"])
+    {
+        return Err(window.driver.describe(&format!("policy not stored: {set}")));
+    }
+    window.run("document.getElementById('tab-status').click(); document.getElementById('tab-workspaces').click(); return true;")?;
+    window.wait_for("the policy in the view", "return Array.from(document.querySelectorAll('#workspaces input')).some(i => i.value === 'git');")?;
+    window.screenshot("window-workspaces-listed.png");
+
+    let missing = window.run_async(&invoke_script(
+        "add_workspace",
+        "{path: '/nonexistent/katachi-e2e'}",
+    ))?;
+    if missing[0] != false || missing[1]["code"] != "invalid_input" {
+        return Err(window.driver.describe(&format!(
+            "a missing folder was not refused clearly: {missing}"
+        )));
+    }
+    let removed = window.run_async(&invoke_script(
+        "remove_workspace",
+        &format!("{{path: {path:?}}}"),
+    ))?;
+    if removed != serde_json::json!([true, []]) {
+        return Err(window
+            .driver
+            .describe(&format!("remove_workspace answered {removed}")));
+    }
+    window.close();
     Ok(())
 }

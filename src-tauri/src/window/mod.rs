@@ -15,7 +15,7 @@
 //! # Layout
 //! - `args`: the command line; `context`: shared state; `port`: the agent port;
 //! - `commands`: the Tauri commands; `connect`: links, relay URLs and QR codes;
-//! - `local`: `katachi-core` calls that need no agent; `desktop`: browser, folder picker, login item;
+//! - `local`: `katachi-core` calls that need no agent; `workspaces`: changes via `workspace_admin`; `desktop`: browser, folder picker, login item;
 //! - `status_window`: the tray's former in-process status window (kept until the tray stops using it).
 
 mod args;
@@ -27,6 +27,7 @@ pub mod ipc_error;
 pub mod local;
 pub mod port;
 mod status_window;
+mod workspaces;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -66,7 +67,12 @@ pub fn run_window(args: &[String]) -> ExitCode {
         eprintln!("katachi-app: ignoring argument {ignored:?}");
     }
     let dirs = katachi_core::KatachiDirs::from_env().map_err(|err| err.to_string());
-    let context = WindowContext::new(Arc::new(ControlPort), dirs, parsed.view, parsed.link);
+    let context = WindowContext::new(
+        Arc::new(ControlPort::new(dirs.clone())),
+        dirs,
+        parsed.view,
+        parsed.link,
+    );
     let builder = tauri::Builder::default()
         .plugin(
             tauri_plugin_single_instance::Builder::new()

@@ -1,8 +1,8 @@
 //! [`AgentPort`]: everything the window asks of the *running* agent, as one small trait.
 //!
 //! The window process never runs agent logic: sign-in, status and workspace changes go to the
-//! agent that runs in the tray (or `katachi start`) over its control socket, so a change applies
-//! to that agent at once. The real implementation is [`ControlPort`]; tests use a fake. Calls that
+//! agent that runs in the tray (or `katachi start`), so a change applies to that agent at once.
+//! The real implementation is [`ControlPort`]; tests use a fake. Calls that
 //! need no running agent (the sandbox self-test, the audit ledger, API keys) are not here: they go
 //! straight to `katachi-core` (see `local`).
 
@@ -13,7 +13,10 @@ use katachi_core::agent::Status;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use katachi_core::KatachiDirs;
+
 use super::ipc_error::{IpcCode, IpcError};
+use super::workspaces;
 
 /// The future every port call returns.
 pub type PortFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, IpcError>> + Send + 'a>>;
@@ -86,19 +89,46 @@ pub trait AgentPort: Send + Sync + 'static {
     fn set_policy(&self, policy: WorkspacePolicy) -> PortFuture<'_, Vec<WorkspaceItem>>;
 }
 
-/// The port to the agent that runs on this machine, over its control socket.
-#[derive(Debug, Default)]
-pub struct ControlPort;
+/// The port to the agent that runs on this machine.
+///
+/// Workspace and policy changes go through `katachi_core::workspace_admin` on this user's store,
+/// which the running agent reads on every request (see `workspaces`): they apply at once. Status
+/// and sign-in need the agent's control socket; until this build has its client they answer
+/// [`IpcCode::AgentUnreachable`].
+#[derive(Debug)]
+pub struct ControlPort {
+    /// This user's folders (or why they cannot be found).
+    dirs: Result<KatachiDirs, String>,
+}
 
 impl ControlPort {
-    /// The error of every call while no control socket can be reached.
+    /// The port for the agent of the user whose folders are `dirs`.
+    pub fn new(dirs: Result<KatachiDirs, String>) -> Self {
+        Self { dirs }
+    }
+
+    /// The error of every call that needs the control socket.
     fn unreachable<T>() -> PortFuture<'static, T> {
         Box::pin(async {
             Err(IpcError::new(
                 IpcCode::AgentUnreachable,
                 "cannot reach the Katachi agent: it is not running, or this build has no control \
-                 socket yet; start Katachi from the tray or run `katachi start`",
+                 socket client yet; start Katachi from the tray or run `katachi start`",
             ))
+        })
+    }
+
+    /// Runs a workspace change on a blocking thread.
+    fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&KatachiDirs) -> Result<T, IpcError> + Send + 'static,
+    ) -> PortFuture<'static, T> {
+        let dirs = self.dirs.clone();
+        Box::pin(async move {
+            let dirs = dirs.map_err(|reason| IpcError::new(IpcCode::Window, reason))?;
+            tokio::task::spawn_blocking(move || work(&dirs))
+                .await
+                .map_err(|err| IpcError::new(IpcCode::Window, err.to_string()))?
         })
     }
 }
@@ -120,15 +150,15 @@ impl AgentPort for ControlPort {
         Self::unreachable()
     }
     fn workspaces(&self) -> PortFuture<'_, Vec<WorkspaceItem>> {
-        Self::unreachable()
+        self.blocking(workspaces::list)
     }
-    fn add_workspace(&self, _path: String) -> PortFuture<'_, Vec<WorkspaceItem>> {
-        Self::unreachable()
+    fn add_workspace(&self, path: String) -> PortFuture<'_, Vec<WorkspaceItem>> {
+        self.blocking(move |dirs| workspaces::add(dirs, &path))
     }
-    fn remove_workspace(&self, _path: String) -> PortFuture<'_, Vec<WorkspaceItem>> {
-        Self::unreachable()
+    fn remove_workspace(&self, path: String) -> PortFuture<'_, Vec<WorkspaceItem>> {
+        self.blocking(move |dirs| workspaces::remove(dirs, &path))
     }
-    fn set_policy(&self, _policy: WorkspacePolicy) -> PortFuture<'_, Vec<WorkspaceItem>> {
-        Self::unreachable()
+    fn set_policy(&self, policy: WorkspacePolicy) -> PortFuture<'_, Vec<WorkspaceItem>> {
+        self.blocking(move |dirs| workspaces::set_policy(dirs, &policy))
     }
 }

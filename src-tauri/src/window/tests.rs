@@ -251,7 +251,7 @@ fn every_status_of_the_agent_reaches_the_window_as_an_event() -> TestResult {
 #[test]
 fn without_a_running_agent_commands_answer_agent_unreachable() -> TestResult {
     let context = WindowContext::new(
-        Arc::new(ControlPort),
+        Arc::new(ControlPort::new(Err("none".into()))),
         Err("none".into()),
         View::Status,
         None,
