@@ -349,6 +349,7 @@
     invoke("window_start")
       .then((s) => show(s.view).then(() => s), () => show("status").then(() => ({})))
       .then((s) => {
+        if (s.reason) banner(s.reason);
         offerLink(s.link);
         const focused = document.querySelector("[role=tab][aria-selected=true]");
         if (focused && !s.link) focused.focus();

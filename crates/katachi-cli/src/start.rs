@@ -12,7 +12,7 @@ use anyhow::Context;
 use katachi_core::agent::{Agent, AgentConfig, AgentEnd, SignInRequest, WhenSignedOut};
 use katachi_core::agent_status::{AgentStatus, ConnectionState, StatusFile};
 use katachi_core::fingerprint::SystemFingerprint;
-use katachi_core::relay_client::RelayError;
+use katachi_core::relay_link::calls::RelayError;
 use katachi_core::signing::SystemClock;
 use katachi_core::tunnel::{SystemNetworkChanges, TunnelStatus};
 use katachi_core::{
@@ -54,7 +54,7 @@ fn exit_code_of(err: &anyhow::Error) -> u8 {
     use katachi_core::agent::CommandError;
     use katachi_core::auth::AuthError;
     use katachi_core::tunnel::TunnelError;
-    use katachi_core::{exit_codes, relay_http::RelayHttpError};
+    use katachi_core::{exit_codes, relay_link::https::RelayHttpError};
     for cause in err.chain() {
         if cause.is::<NotRegistered>() {
             return exit_codes::NEEDS_SIGN_IN;

@@ -12,7 +12,7 @@
 
 use katachi_proto::device::VERIFY_PATH;
 
-use crate::relay_http::{error_chain, relay_http_client, RelayHttpError, RelayUrl};
+use crate::relay_link::https::{error_chain, relay_http_client, RelayHttpError, RelayUrl};
 
 /// Why the relay is not usable for a sign-in.
 #[derive(Debug, thiserror::Error)]

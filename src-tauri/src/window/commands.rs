@@ -21,15 +21,18 @@ pub struct WindowStart {
     pub view: View,
     /// A `katachi://` link given at start, validated (the page asks before acting on it).
     pub link: Option<Result<ConnectLink, IpcError>>,
+    /// Why the window was opened (shown on top, as text).
+    pub reason: Option<String>,
 }
 
 /// The page's first call: which view to show and the link given at start (handed out once).
 #[tauri::command]
 pub fn window_start(context: State<'_, WindowContext>) -> WindowStart {
-    let (view, link) = context.take_start();
+    let start = context.take_start();
     WindowStart {
-        view,
-        link: link.map(|link| connect::parse_link(&link)),
+        view: start.view,
+        link: start.link.map(|link| connect::parse_link(&link)),
+        reason: start.reason,
     }
 }
 

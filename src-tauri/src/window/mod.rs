@@ -62,17 +62,17 @@ const RETRY_AGENT: Duration = Duration::from_secs(3);
 
 /// Runs the window process with `args` (without the program name) until its window closes.
 pub fn run_window(args: &[String]) -> ExitCode {
+    if !has_graphical_session() {
+        eprintln!("katachi-app: no graphical session (DISPLAY and WAYLAND_DISPLAY are unset) for the window");
+        return ExitCode::FAILURE;
+    }
     let parsed = parse_args(args);
     for ignored in &parsed.ignored {
         eprintln!("katachi-app: ignoring argument {ignored:?}");
     }
     let dirs = katachi_core::KatachiDirs::from_env().map_err(|err| err.to_string());
-    let context = WindowContext::new(
-        Arc::new(ControlPort::new(dirs.clone())),
-        dirs,
-        parsed.view,
-        parsed.link,
-    );
+    let port = Arc::new(ControlPort::new(dirs.clone()));
+    let context = WindowContext::new(port, dirs, parsed);
     let builder = tauri::Builder::default()
         .plugin(
             tauri_plugin_single_instance::Builder::new()
@@ -147,6 +147,17 @@ pub fn build_window_app<R: Runtime>(
             forward_status(app.handle().clone(), port);
             Ok(app)
         })
+}
+
+/// Whether a display server is there (GTK would panic without one). Only Linux and the BSDs need
+/// a variable to find theirs.
+fn has_graphical_session() -> bool {
+    if cfg!(any(target_os = "macos", target_os = "windows")) {
+        return true;
+    }
+    ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
 }
 
 /// Creates the window showing [`WINDOW_PAGE`].

@@ -95,7 +95,11 @@ impl AgentPort for FakeAgent {
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn window_app(agent: Arc<FakeAgent>, view: View) -> Result<App<MockRuntime>, tauri::Error> {
-    let context = WindowContext::new(agent, Err("no dirs in this test".into()), view, None);
+    let args = WindowArgs {
+        view,
+        ..WindowArgs::default()
+    };
+    let context = WindowContext::new(agent, Err("no dirs in this test".into()), args);
     build_window_app(mock_builder(), context)
 }
 
@@ -124,7 +128,10 @@ fn the_window_opens_on_the_view_from_the_command_line_and_hands_it_out_once() ->
     let app = window_app(Arc::default(), View::Workspaces)?;
     let window = main_window(&app)?;
     let first = invoke(&window, "window_start", json!({})).map_err(|e| e.to_string())?;
-    assert_eq!(first, json!({"view": "workspaces", "link": null}));
+    assert_eq!(
+        first,
+        json!({"view": "workspaces", "link": null, "reason": null})
+    );
     let again = invoke(&window, "window_start", json!({})).map_err(|e| e.to_string())?;
     assert_eq!(again["view"], "status");
     Ok(())
@@ -253,8 +260,7 @@ fn without_a_running_agent_commands_answer_agent_unreachable() -> TestResult {
     let context = WindowContext::new(
         Arc::new(ControlPort::new(Err("none".into()))),
         Err("none".into()),
-        View::Status,
-        None,
+        WindowArgs::default(),
     );
     let app = build_window_app(mock_builder(), context)?;
     let err = invoke(&main_window(&app)?, "agent_status", json!({}))
@@ -269,13 +275,18 @@ fn a_link_given_at_start_is_validated_and_handed_to_the_page() -> TestResult {
     let context = WindowContext::new(
         Arc::new(FakeAgent::default()),
         Err("none".into()),
-        View::Connect,
-        Some("katachi://connect?relay=https://relay.example:8443/".into()),
+        WindowArgs {
+            view: View::Connect,
+            link: Some("katachi://connect?relay=https://relay.example:8443/".into()),
+            reason: Some("no tray on this desktop".into()),
+            ignored: Vec::new(),
+        },
     );
     let app = build_window_app(mock_builder(), context)?;
     let start =
         invoke(&main_window(&app)?, "window_start", json!({})).map_err(|e| e.to_string())?;
     assert_eq!(start["view"], "connect");
+    assert_eq!(start["reason"], "no tray on this desktop");
     assert_eq!(
         start["link"],
         json!({"Ok": {"relay": "https://relay.example:8443"}})

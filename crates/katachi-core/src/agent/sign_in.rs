@@ -19,7 +19,7 @@ use super::lifecycle::{Lifecycle, Next, Registration};
 use super::status::Status;
 use super::AgentEnd;
 use crate::auth::{this_device, AuthError, DeviceFlow, PendingSignIn};
-use crate::relay_http::RelayUrl;
+use crate::relay_link::https::RelayUrl;
 
 /// Where and how to sign in.
 #[derive(Debug, Clone, PartialEq, Eq)]
