@@ -13,7 +13,7 @@ use katachi_core::agent::Status;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use katachi_core::KatachiDirs;
+use katachi_core::{AgentHome, KatachiDirs};
 
 use super::ipc_error::{IpcCode, IpcError};
 use super::workspaces;
@@ -121,12 +121,12 @@ impl ControlPort {
     /// Runs a workspace change on a blocking thread.
     fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&KatachiDirs) -> Result<T, IpcError> + Send + 'static,
+        work: impl FnOnce(&AgentHome) -> Result<T, IpcError> + Send + 'static,
     ) -> PortFuture<'static, T> {
         let dirs = self.dirs.clone();
         Box::pin(async move {
             let dirs = dirs.map_err(|reason| IpcError::new(IpcCode::Window, reason))?;
-            tokio::task::spawn_blocking(move || work(&dirs))
+            tokio::task::spawn_blocking(move || work(&workspaces::open_home(&dirs)?))
                 .await
                 .map_err(|err| IpcError::new(IpcCode::Window, err.to_string()))?
         })
@@ -153,12 +153,12 @@ impl AgentPort for ControlPort {
         self.blocking(workspaces::list)
     }
     fn add_workspace(&self, path: String) -> PortFuture<'_, Vec<WorkspaceItem>> {
-        self.blocking(move |dirs| workspaces::add(dirs, &path))
+        self.blocking(move |home| workspaces::add(home, &path))
     }
     fn remove_workspace(&self, path: String) -> PortFuture<'_, Vec<WorkspaceItem>> {
-        self.blocking(move |dirs| workspaces::remove(dirs, &path))
+        self.blocking(move |home| workspaces::remove(home, &path))
     }
     fn set_policy(&self, policy: WorkspacePolicy) -> PortFuture<'_, Vec<WorkspaceItem>> {
-        self.blocking(move |dirs| workspaces::set_policy(dirs, &policy))
+        self.blocking(move |home| workspaces::set_policy(home, &policy))
     }
 }

@@ -4,6 +4,10 @@
 //!
 //! These functions block (SQLite, keychain): callers run them on a blocking thread.
 
+#[cfg(test)]
+#[path = "workspaces_tests.rs"]
+mod tests;
+
 use std::path::Path;
 
 use katachi_core::fingerprint::SystemFingerprint;
@@ -19,12 +23,11 @@ use super::port::{WorkspaceItem, WorkspacePolicy};
 ///
 /// # Errors
 /// [`IpcCode::Keychain`] or [`IpcCode::Store`].
-pub fn list(dirs: &KatachiDirs) -> Result<Vec<WorkspaceItem>, IpcError> {
-    let home = open_home(dirs)?;
+pub fn list(home: &AgentHome) -> Result<Vec<WorkspaceItem>, IpcError> {
     let store = home
         .store()
         .map_err(|e| IpcError::new(IpcCode::Store, e.to_string()))?;
-    workspace_admin::list_workspaces(&home)
+    workspace_admin::list_workspaces(home)
         .map_err(admin_error)?
         .into_iter()
         .map(|listed| {
@@ -46,21 +49,19 @@ pub fn list(dirs: &KatachiDirs) -> Result<Vec<WorkspaceItem>, IpcError> {
 /// # Errors
 /// [`IpcCode::InvalidInput`] for a folder that cannot be allowed (missing, protected…), with the
 /// reason; [`IpcCode::Keychain`] or [`IpcCode::Store`].
-pub fn add(dirs: &KatachiDirs, path: &str) -> Result<Vec<WorkspaceItem>, IpcError> {
-    let home = open_home(dirs)?;
+pub fn add(home: &AgentHome, path: &str) -> Result<Vec<WorkspaceItem>, IpcError> {
     // already allowed (itself or a folder around it) is no error: the list shows it
-    workspace_admin::add_workspace(&home, Actor::Tray, Path::new(path)).map_err(admin_error)?;
-    list(dirs)
+    workspace_admin::add_workspace(home, Actor::Tray, Path::new(path)).map_err(admin_error)?;
+    list(home)
 }
 
 /// Stops allowing `path`; the list after the change.
 ///
 /// # Errors
 /// As [`add`].
-pub fn remove(dirs: &KatachiDirs, path: &str) -> Result<Vec<WorkspaceItem>, IpcError> {
-    let home = open_home(dirs)?;
-    workspace_admin::remove_workspace(&home, Actor::Tray, Path::new(path)).map_err(admin_error)?;
-    list(dirs)
+pub fn remove(home: &AgentHome, path: &str) -> Result<Vec<WorkspaceItem>, IpcError> {
+    workspace_admin::remove_workspace(home, Actor::Tray, Path::new(path)).map_err(admin_error)?;
+    list(home)
 }
 
 /// Replaces the allowed commands and hosts of a workspace, keeping its other overrides (`.env`
@@ -69,10 +70,9 @@ pub fn remove(dirs: &KatachiDirs, path: &str) -> Result<Vec<WorkspaceItem>, IpcE
 /// # Errors
 /// As [`add`]; an invalid command or host is [`IpcCode::InvalidInput`].
 pub fn set_policy(
-    dirs: &KatachiDirs,
+    home: &AgentHome,
     policy: &WorkspacePolicy,
 ) -> Result<Vec<WorkspaceItem>, IpcError> {
-    let home = open_home(dirs)?;
     let dir = Path::new(&policy.path);
     let store = home
         .store()
@@ -81,7 +81,7 @@ pub fn set_policy(
     let kept =
         WorkspaceOverrides::load(&store, &ws).map_err(|e| admin_error(AdminError::from(e)))?;
     // `set` adds to what is stored: start from none so the lists are replaced, then put back the rest
-    workspace_admin::reset_policy(&home, Actor::Tray, dir).map_err(admin_error)?;
+    workspace_admin::reset_policy(home, Actor::Tray, dir).map_err(admin_error)?;
     let change = PolicyChange {
         workspace: dir.to_path_buf(),
         allow_commands: policy.allowed_commands.clone(),
@@ -90,15 +90,19 @@ pub fn set_policy(
         allow_unsandboxed: kept.allow_unsandboxed,
         limits: kept.limits,
     };
-    if let Err(err) = workspace_admin::set_policy(&home, Actor::Tray, &change) {
+    if let Err(err) = workspace_admin::set_policy(home, Actor::Tray, &change) {
         // an invalid entry: put the previous overrides back so nothing is lost
         let _ = kept.save(&store, &ws);
         return Err(admin_error(err));
     }
-    list(dirs)
+    list(home)
 }
 
-fn open_home(dirs: &KatachiDirs) -> Result<AgentHome, IpcError> {
+/// Opens this user's agent home (its keychain entry and store).
+///
+/// # Errors
+/// [`IpcCode::Keychain`].
+pub fn open_home(dirs: &KatachiDirs) -> Result<AgentHome, IpcError> {
     AgentHome::open(dirs.clone(), &SystemFingerprint).map_err(|err| {
         IpcError::new(
             IpcCode::Keychain,
