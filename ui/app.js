@@ -101,7 +101,9 @@
     $("st-error").textContent = errorText(err);
   }
 
-  function renderStatus(s) {
+  function renderStatus(view) {
+    const s = view.status;
+    $("st-heartbeat").textContent = when(view.last_heartbeat_at);
     const previous = status;
     status = s;
     const chip = $("chip");

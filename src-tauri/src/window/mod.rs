@@ -9,7 +9,7 @@
 //!   the asked view (`tauri-plugin-single-instance`); a `katachi://` link (`tauri-plugin-deep-link`)
 //!   opens the Connect view, and the page asks before acting on it.
 //! - The page calls only the commands of [`commands`] (granted in `capabilities/window.json`),
-//!   receives `agent-status` events (every [`katachi_core::agent::Status`]), `agent-unreachable`
+//!   receives `agent-status` events (every status, as a [`port::AgentView`]), `agent-unreachable`
 //!   (an [`IpcError`]), `show-view` and `link` events, and never receives a secret.
 //!
 //! # Layout

@@ -21,6 +21,15 @@ use super::workspaces;
 /// The future every port call returns.
 pub type PortFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, IpcError>> + Send + 'a>>;
 
+/// The running agent as the Status view shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentView {
+    /// The one status (connected, waiting for approval…).
+    pub status: Status,
+    /// When the relay last acknowledged a heartbeat (unix seconds).
+    pub last_heartbeat_at: Option<i64>,
+}
+
 /// A sign-in request as the Connect view makes it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct SignInRequest {
@@ -70,9 +79,9 @@ pub struct WorkspacePolicy {
 /// What the window asks of the running agent.
 pub trait AgentPort: Send + Sync + 'static {
     /// The agent's status now.
-    fn status(&self) -> PortFuture<'_, Status>;
+    fn status(&self) -> PortFuture<'_, AgentView>;
     /// Every status change from now on (the current one first); ends when the agent goes away.
-    fn watch(&self) -> PortFuture<'_, mpsc::Receiver<Status>>;
+    fn watch(&self) -> PortFuture<'_, mpsc::Receiver<AgentView>>;
     /// Starts the device flow at the relay; the agent publishes the code in its status.
     fn sign_in(&self, request: SignInRequest) -> PortFuture<'_, SignInStarted>;
     /// Abandons a started sign-in.
@@ -134,10 +143,10 @@ impl ControlPort {
 }
 
 impl AgentPort for ControlPort {
-    fn status(&self) -> PortFuture<'_, Status> {
+    fn status(&self) -> PortFuture<'_, AgentView> {
         Self::unreachable()
     }
-    fn watch(&self) -> PortFuture<'_, mpsc::Receiver<Status>> {
+    fn watch(&self) -> PortFuture<'_, mpsc::Receiver<AgentView>> {
         Self::unreachable()
     }
     fn sign_in(&self, _request: SignInRequest) -> PortFuture<'_, SignInStarted> {

@@ -10,7 +10,9 @@ use tauri::webview::InvokeRequest;
 use tauri::{App, Listener, Manager, WebviewWindow};
 use tokio::sync::mpsc;
 
-use super::port::{PortFuture, SignInRequest, SignInStarted, WorkspaceItem, WorkspacePolicy};
+use super::port::{
+    AgentView, PortFuture, SignInRequest, SignInStarted, WorkspaceItem, WorkspacePolicy,
+};
 use super::*;
 
 /// An agent that records what it was asked and keeps workspaces in memory.
@@ -18,7 +20,7 @@ use super::*;
 struct FakeAgent {
     calls: Mutex<Vec<String>>,
     workspaces: Mutex<Vec<WorkspaceItem>>,
-    statuses: Mutex<Option<mpsc::Receiver<Status>>>,
+    statuses: Mutex<Option<mpsc::Receiver<AgentView>>>,
 }
 
 impl FakeAgent {
@@ -34,10 +36,10 @@ impl FakeAgent {
 }
 
 impl AgentPort for FakeAgent {
-    fn status(&self) -> PortFuture<'_, Status> {
-        Box::pin(async { Ok(Status::SignedOut { reason: None }) })
+    fn status(&self) -> PortFuture<'_, AgentView> {
+        Box::pin(async { Ok(view(Status::SignedOut { reason: None })) })
     }
-    fn watch(&self) -> PortFuture<'_, mpsc::Receiver<Status>> {
+    fn watch(&self) -> PortFuture<'_, mpsc::Receiver<AgentView>> {
         let taken = self.statuses.lock().unwrap().take();
         Box::pin(async move {
             taken.ok_or_else(|| IpcError::new(IpcCode::AgentUnreachable, "fake: watched once"))
@@ -93,6 +95,13 @@ impl AgentPort for FakeAgent {
 }
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn view(status: Status) -> AgentView {
+    AgentView {
+        status,
+        last_heartbeat_at: Some(1_700_000_100),
+    }
+}
 
 fn window_app(agent: Arc<FakeAgent>, view: View) -> Result<App<MockRuntime>, tauri::Error> {
     let args = WindowArgs {
@@ -246,12 +255,15 @@ fn every_status_of_the_agent_reaches_the_window_as_an_event() -> TestResult {
         relay: "https://relay.example".into(),
         agent_name: "laptop".into(),
     };
-    tx.blocking_send(Status::Connecting)?;
-    tx.blocking_send(connected.clone())?;
+    tx.blocking_send(view(Status::Connecting))?;
+    tx.blocking_send(view(connected.clone()))?;
     let first: Value = serde_json::from_str(&seen_rx.recv_timeout(Duration::from_secs(10))?)?;
     let second: Value = serde_json::from_str(&seen_rx.recv_timeout(Duration::from_secs(10))?)?;
-    assert_eq!(first, json!({"state": "connecting"}));
-    assert_eq!(second, serde_json::to_value(&connected)?);
+    assert_eq!(
+        first,
+        json!({"status": {"state": "connecting"}, "last_heartbeat_at": 1_700_000_100})
+    );
+    assert_eq!(second["status"], serde_json::to_value(&connected)?);
     Ok(())
 }
 
