@@ -6,9 +6,5 @@
 #![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if katachi_app::window::is_window_mode(&args) {
-        return katachi_app::window::run_window(&args);
-    }
     katachi_app::run()
 }

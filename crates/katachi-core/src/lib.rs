@@ -43,7 +43,6 @@ pub mod exit_codes;
 pub mod fingerprint;
 pub mod protected;
 pub mod relay_link;
-pub mod relay_reach;
 pub mod sandbox;
 pub mod secret;
 pub mod signing;

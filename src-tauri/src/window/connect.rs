@@ -7,7 +7,7 @@
 //! Anything else (another action, other parameters, a relay that is not `https://`) is refused with
 //! a sentence saying what is wrong.
 
-use katachi_core::relay_link::https::RelayUrl;
+use katachi_core::RelayUrl;
 use qrcode::render::svg;
 use qrcode::QrCode;
 use serde::Serialize;

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use katachi_core::fingerprint::SystemFingerprint;
-use katachi_core::relay_reach::{check_relay_reachable, RelayReachError};
+use katachi_core::relay_link::reach::{check_relay_reachable, RelayReachError};
 use katachi_core::sandbox::{self_test, Sandbox, SelfTestReport};
 use katachi_core::secret::SecretBytes;
 use katachi_core::store::{AuditKey, AuditRecord, WorkspaceEgress};

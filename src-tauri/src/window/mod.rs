@@ -15,8 +15,8 @@
 //! # Layout
 //! - `args`: the command line; `context`: shared state; `port`: the agent port;
 //! - `commands`: the Tauri commands; `connect`: links, relay URLs and QR codes;
-//! - `local`: `katachi-core` calls that need no agent; `workspaces`: changes via `workspace_admin`; `desktop`: browser, folder picker, login item;
-//! - `status_window`: the tray's former in-process status window (kept until the tray stops using it).
+//! - `local`: `katachi-core` calls that need no agent; `workspaces`: changes through
+//!   `workspace_admin`; `desktop`: browser, folder picker, login item.
 
 mod args;
 pub mod commands;
@@ -26,7 +26,6 @@ mod desktop;
 pub mod ipc_error;
 pub mod local;
 pub mod port;
-mod status_window;
 mod workspaces;
 
 use std::process::ExitCode;
@@ -39,7 +38,6 @@ pub use args::{is_window_mode, parse as parse_args, View, WindowArgs};
 pub use context::WindowContext;
 pub use ipc_error::{IpcCode, IpcError};
 pub use port::{AgentPort, ControlPort};
-pub(crate) use status_window::show_status_window;
 
 /// Label of the window.
 pub const WINDOW_LABEL: &str = "main";

@@ -307,14 +307,14 @@ fn a_link_given_at_start_is_validated_and_handed_to_the_page() -> TestResult {
 }
 
 #[test]
-fn the_tray_status_window_cannot_call_the_windows_commands() -> TestResult {
+fn a_window_other_than_the_main_one_cannot_call_the_windows_commands() -> TestResult {
     let agent = Arc::new(FakeAgent::default());
     let app = window_app(Arc::clone(&agent), View::Status)?;
     let status =
         tauri::WebviewWindowBuilder::new(&app, "status", tauri::WebviewUrl::default()).build()?;
     let err = invoke(&status, "add_workspace", json!({ "path": "/tmp" }))
         .err()
-        .ok_or("the status window added a workspace")?;
+        .ok_or("another window added a workspace")?;
     assert!(err.to_string().contains("not allowed"), "{err}");
     assert!(agent.calls().is_empty());
     Ok(())
