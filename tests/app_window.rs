@@ -6,6 +6,7 @@
 //!   `docs/screenshots`).
 //! - The Connect view checks the relay before any sign-in and says clearly when it is unreachable.
 //! - With no agent running, the window says so instead of showing a state it does not know.
+//! - A second `--window` launch hands its view to the first window and exits (single instance).
 //! - The time from process start to the first rendered view is printed (window open → interactive).
 //!
 //! Run: `scripts/with-session.sh scripts/with-postgres.sh cargo test -p katachi-e2e --test app_window`
@@ -374,6 +375,33 @@ fn a_folder_added_through_the_pickers_command_is_listed_with_its_policy_and_remo
             .driver
             .describe(&format!("remove_workspace answered {removed}")));
     }
+    window.close();
+    Ok(())
+}
+
+#[test]
+fn a_second_window_launch_exits_and_switches_the_first_to_its_view() -> Result<(), String> {
+    let mut window = Window::open("status")?;
+    let mut second = Command::new(app_binary()?);
+    second
+        .args(["--window", "--view", "activity"])
+        .env("GDK_BACKEND", "x11")
+        .env_remove("WAYLAND_DISPLAY");
+    let second_home = window._home.path().join("second");
+    std::fs::create_dir(&second_home).map_err(|e| e.to_string())?;
+    isolate_user_dirs(&mut second, &second_home)?;
+    let mut second = katachi_e2e::process::SpawnedProcess::spawn(second)
+        .map_err(|e| format!("cannot start the second window: {e}"))?;
+    let exited = second.wait_for_exit(STARTUP_TIMEOUT);
+    if !exited.is_some_and(|status| status.success()) {
+        return Err(second.describe(&format!(
+            "the second launch did not hand over and exit: {exited:?}"
+        )));
+    }
+    window.wait_for(
+        "the first window to show the asked view",
+        "return document.body.dataset.view === 'activity';",
+    )?;
     window.close();
     Ok(())
 }
