@@ -405,3 +405,56 @@ fn a_second_window_launch_exits_and_switches_the_first_to_its_view() -> Result<(
     window.close();
     Ok(())
 }
+
+#[test]
+fn the_sandbox_self_test_shows_each_escape_attempt_blocked() -> Result<(), String> {
+    let mut window = Window::open("sandbox")?;
+    window.run("document.getElementById('self-test').click(); return true;")?;
+    window.wait_for(
+        "the self-test results",
+        "return document.querySelectorAll('#self-test-results li.ok, #self-test-results li.bad').length > 0 \
+         && !document.getElementById('self-test').disabled;",
+    )?;
+    let shown = window.run(
+        "return Array.from(document.querySelectorAll('#self-test-results li')).map(li => [li.className, li.querySelector('.badge') ? li.querySelector('.badge').textContent : li.textContent]);",
+    )?;
+    let rows = shown.as_array().cloned().unwrap_or_default();
+    // this machine confines commands (see the sandbox view test): every attempt must be blocked
+    let escaped: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r[0] != "ok" || r[1] != "blocked")
+        .collect();
+    if rows.len() < 3 || !escaped.is_empty() {
+        return Err(window.driver.describe(&format!("self-test rows: {shown}")));
+    }
+    window.screenshot("window-sandbox-self-test.png");
+    window.close();
+    Ok(())
+}
+
+#[test]
+fn a_folder_allowed_from_the_window_shows_in_activity_as_done_by_the_tray() -> Result<(), String> {
+    let folder = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = folder.path().to_string_lossy().into_owned();
+    let mut window = Window::open("activity")?;
+    let added = window.run_async(&invoke_script(
+        "add_workspace",
+        &format!("{{path: {path:?}}}"),
+    ))?;
+    if added[0] != true {
+        return Err(window
+            .driver
+            .describe(&format!("add_workspace failed: {added}")));
+    }
+    window.run("document.getElementById('tab-status').click(); document.getElementById('tab-activity').click(); return true;")?;
+    window.wait_for(
+        "the workspace.add record",
+        &format!(
+            "return Array.from(document.querySelectorAll('#records li')).some(li => \
+             li.textContent.includes('workspace.add') && li.textContent.includes('tray') && li.textContent.includes({path:?}));"
+        ),
+    )?;
+    window.screenshot("window-activity-record.png");
+    window.close();
+    Ok(())
+}

@@ -283,6 +283,7 @@
         el("div", { className: "hint", textContent: r.detail })]));
       if (!report.controls_ok) items.unshift(el("li", { className: "bad", textContent: "Controls failed: allowed actions do not work here." }));
       $("self-test-results").replaceChildren(...items);
+      $("self-test").scrollIntoView({ block: "start" });
     }, (err) => $("self-test-results").replaceChildren(el("li", { className: "bad", textContent: errorText(err) })))
       .finally(() => { button.disabled = false; });
   });
