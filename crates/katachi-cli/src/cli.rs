@@ -36,8 +36,13 @@ pub(crate) enum Command {
     /// Run the agent without a tray: sign in at the relay if needed, then stay online until
     /// Ctrl-C or SIGTERM.
     Start(StartArgs),
-    /// Show whether this agent is registered and how its connection to the relay is doing.
-    Status,
+    /// Show whether this agent is registered and how its connection to the relay is doing (live
+    /// from the running agent when one runs).
+    Status(StatusArgs),
+    /// Take the running agent's remote access down for a while: no tunnel, no heartbeats.
+    Pause(crate::pause::PauseArgs),
+    /// End the running agent's pause now.
+    Resume,
     /// Remove this agent from its relay, then wipe its local credentials.
     Unregister(UnregisterArgs),
     /// Show the audit and egress ledger: recent calls, and per workspace the bytes that left this
@@ -90,6 +95,14 @@ pub(crate) struct StartArgs {
     pub heartbeat_secs: u64,
 }
 
+/// `katachi status` options.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StatusArgs {
+    /// Keep printing each change of the running agent's status until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+}
+
 /// `katachi unregister` options.
 #[derive(Debug, clap::Args)]
 pub(crate) struct UnregisterArgs {
@@ -128,7 +141,9 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Doctor => crate::doctor::run(&dirs, &out),
         Command::Workspace(cmd) => crate::workspace::run(&dirs, cmd, &out),
         Command::Start(args) => crate::start::run(&dirs, args, &out),
-        Command::Status => crate::status::run(&dirs, &out),
+        Command::Status(args) => crate::status::run(&dirs, &args, &out),
+        Command::Pause(args) => crate::pause::pause(&dirs, &args, &out),
+        Command::Resume => crate::pause::resume(&dirs, &out),
         Command::Unregister(args) => crate::unregister::run(&dirs, &args, &out),
         Command::Audit(args) => crate::audit::run(&dirs, &args, &out),
         Command::Sandbox(cmd) => crate::sandbox::run(&dirs, cmd, &out),

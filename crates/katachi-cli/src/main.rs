@@ -2,10 +2,12 @@
 
 #![forbid(unsafe_code)]
 
+mod agent_control;
 mod audit;
 mod cli;
 mod doctor;
 mod output;
+mod pause;
 mod sandbox;
 mod sandbox_policy;
 mod sign_in;

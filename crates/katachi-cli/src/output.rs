@@ -6,6 +6,7 @@ use katachi_core::agent::CommandError;
 use katachi_core::agent_home::HomeError;
 use katachi_core::agent_status::StatusFileError;
 use katachi_core::auth::{AuthError, CredentialsError};
+use katachi_core::control::{ControlError, LockError};
 use katachi_core::relay_link::https::RelayHttpError;
 use katachi_core::relay_link::session::SessionError;
 use katachi_core::store::{AuditError, StoreError, WorkspaceError};
@@ -74,7 +75,16 @@ impl Output {
 }
 
 /// A stable, dotted code for each error a script may branch on.
-pub(crate) fn error_code(err: &anyhow::Error) -> &'static str {
+pub(crate) fn error_code(err: &anyhow::Error) -> String {
+    // a refusal by the running agent carries its own code
+    if let Some(e) = err.chain().find_map(|c| c.downcast_ref::<ControlError>()) {
+        return crate::agent_control::control_code(e);
+    }
+    local_error_code(err).to_owned()
+}
+
+/// The code of an error of this process's own work.
+fn local_error_code(err: &anyhow::Error) -> &'static str {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<KeystoreError>() {
             return keystore_code(e);
@@ -126,6 +136,14 @@ pub(crate) fn error_code(err: &anyhow::Error) -> &'static str {
                 SessionError::Store(e) => store_code(e),
             };
         }
+        if let Some(e) = cause.downcast_ref::<LockError>() {
+            return match e {
+                LockError::AlreadyRunning { .. } | LockError::HeldByUnknown(_) => {
+                    "agent.already_running"
+                }
+                _ => "agent.lock",
+            };
+        }
         if cause.downcast_ref::<StatusFileError>().is_some() {
             return "status.file";
         }
@@ -145,8 +163,16 @@ pub(crate) fn error_code(err: &anyhow::Error) -> &'static str {
 
 /// The first broken sequence number when `err` is a broken audit chain.
 pub(crate) fn broken_audit_seq(err: &anyhow::Error) -> Option<i64> {
+    // `AdminError` is transparent: its audit error is not a separate link of the chain.
     err.chain()
-        .find_map(|cause| cause.downcast_ref::<AuditError>())
+        .find_map(|cause| {
+            cause.downcast_ref::<AuditError>().or_else(|| {
+                match cause.downcast_ref::<katachi_core::workspace_admin::AdminError>() {
+                    Some(katachi_core::workspace_admin::AdminError::Audit(e)) => Some(e),
+                    _ => None,
+                }
+            })
+        })
         .and_then(AuditError::seq)
 }
 

@@ -41,6 +41,14 @@ pub(crate) fn run(
     cmd: PolicyCommand,
     out: &Output,
 ) -> anyhow::Result<ExitCode> {
+    if let PolicyCommand::Set(args) = &cmd {
+        // a running agent applies the change at once
+        let rt = crate::agent_control::runtime()?;
+        if let Some(mut agent) = crate::agent_control::connect(&rt, dirs)? {
+            print_set(out, &rt.block_on(agent.policy_set(args.change()))?);
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     let home = AgentHome::open(dirs.clone(), &SystemFingerprint)
         .context("cannot open the agent's secrets")?;
     let store = home.store()?;

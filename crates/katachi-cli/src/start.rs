@@ -20,6 +20,9 @@ use katachi_core::{
 };
 use tokio::sync::watch;
 
+use katachi_core::control::{AgentLock, ControlServer, FrontEnd, LockError};
+use katachi_core::exit_codes;
+
 use crate::cli::StartArgs;
 use crate::output::Output;
 use crate::sign_in::SignInView;
@@ -53,8 +56,8 @@ struct RegisteredElsewhere {
 fn exit_code_of(err: &anyhow::Error) -> u8 {
     use katachi_core::agent::CommandError;
     use katachi_core::auth::AuthError;
+    use katachi_core::relay_link::https::RelayHttpError;
     use katachi_core::tunnel::TunnelError;
-    use katachi_core::{exit_codes, relay_link::https::RelayHttpError};
     for cause in err.chain() {
         if cause.is::<NotRegistered>() {
             return exit_codes::NEEDS_SIGN_IN;
@@ -100,6 +103,15 @@ fn exit_code_of(err: &anyhow::Error) -> u8 {
 }
 
 fn run_agent(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    // one agent per user: a second one says who runs instead of dialling a second tunnel
+    let _lock = match AgentLock::acquire(dirs, FrontEnd::Cli) {
+        Ok(lock) => lock,
+        Err(e @ (LockError::AlreadyRunning { .. } | LockError::HeldByUnknown(_))) => {
+            out.fail(&anyhow::Error::new(e));
+            return Ok(ExitCode::from(exit_codes::ALREADY_RUNNING));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let home = Arc::new(
         AgentHome::open(dirs.clone(), &SystemFingerprint)
             .context("cannot open the agent's secrets")?,
@@ -138,6 +150,10 @@ fn run_agent(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::Resul
             network: Box::new(SystemNetworkChanges::new()),
             when_signed_out: WhenSignedOut::End,
         });
+        // `katachi status|workspace|pause…` drive this agent through its control socket
+        let _control = ControlServer::start(dirs, agent.clone(), home.clone())
+            .map_err(|e| out.warn(&format!("the control socket is not served: {e}")))
+            .ok();
         let status_file = StatusFile::new(dirs.agent_status_path());
         let mut first_code = None;
         if let Some(request) = sign_in {

@@ -1,16 +1,20 @@
-//! `katachi status`: registered or not, with which relay, and how the connection is doing (from the
-//! running agent's status file).
+//! `katachi status [--watch]`: registered or not, with which relay, and how the connection is doing:
+//! live from the running agent's control socket when one runs, plus its status file.
 
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
+use katachi_core::agent::Status;
 use katachi_core::agent_status::{AgentStatus, ConnectionState, StatusFile};
+use katachi_core::control::lock::local_time;
+use katachi_core::control::{Client, StatusReport};
 use katachi_core::fingerprint::SystemFingerprint;
 use katachi_core::tunnel::TunnelStatus;
 use katachi_core::{AgentCredentials, AgentHome, KatachiDirs};
 use serde::Serialize;
 
+use crate::cli::StatusArgs;
 use crate::output::Output;
 
 /// What `katachi status --json` prints.
@@ -37,9 +41,26 @@ struct StatusView {
     /// The running agent's tunnel (`{"state":"reconnecting","at":…,"in_secs":…,"reason":…}`…);
     /// absent when no agent runs.
     tunnel: Option<TunnelStatus>,
+    /// The running agent's live status from its control socket; absent when no agent runs.
+    live: Option<StatusReport>,
 }
 
-pub(crate) fn run(dirs: &KatachiDirs, out: &Output) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(dirs: &KatachiDirs, args: &StatusArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    let rt = crate::agent_control::runtime()?;
+    let agent = crate::agent_control::connect(&rt, dirs)?;
+    if args.watch {
+        let agent = agent.ok_or_else(|| {
+            anyhow::anyhow!(
+                "no agent is running; start one with `katachi start` (or the Katachi app)"
+            )
+        })?;
+        return rt.block_on(watch(agent, out));
+    }
+    let live = match agent {
+        Some(mut agent) => Some(rt.block_on(agent.status())?),
+        None => None,
+    };
+    drop(rt);
     let recorded = StatusFile::new(dirs.agent_status_path()).read()?;
     // The credentials file is what "registered" means; the status file only says how it goes.
     // Without one there is nothing to open, so no keychain is needed.
@@ -50,7 +71,11 @@ pub(crate) fn run(dirs: &KatachiDirs, out: &Output) -> anyhow::Result<ExitCode> 
     } else {
         None
     };
-    let view = combine(credentials.as_ref(), recorded);
+    let mut view = combine(credentials.as_ref(), recorded);
+    if let Some(report) = live {
+        view.running = true;
+        view.live = Some(report);
+    }
     out.emit(&view, || render(&view));
     Ok(ExitCode::SUCCESS)
 }
@@ -77,6 +102,7 @@ fn combine(credentials: Option<&AgentCredentials>, recorded: Option<AgentStatus>
         clock_offset_secs: 0,
         pending_events: 0,
         tunnel: None,
+        live: None,
     };
     let Some(status) = recorded else {
         return view;
@@ -99,8 +125,66 @@ fn combine(credentials: Option<&AgentCredentials>, recorded: Option<AgentStatus>
     view
 }
 
+/// Prints the running agent's status, then each change, until Ctrl-C or the agent stops.
+async fn watch(agent: Client, out: &Output) -> anyhow::Result<ExitCode> {
+    let mut stream = agent.watch().await?;
+    loop {
+        tokio::select! {
+            next = stream.next() => match next? {
+                Some(report) => out.event(&report, || describe(&report)),
+                None => {
+                    out.warn("the agent stopped");
+                    return Ok(ExitCode::SUCCESS);
+                }
+            },
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+/// The live status in one line for people.
+pub(crate) fn describe(report: &StatusReport) -> String {
+    let state = match &report.status {
+        Status::SignedOut {
+            reason: Some(reason),
+        } => format!("signed out: {reason}"),
+        Status::SignedOut { reason: None } => "signed out".to_owned(),
+        Status::WaitingForApproval {
+            user_code,
+            verification_uri,
+            expires_at,
+        } => format!(
+            "waiting for approval: enter {user_code} at {verification_uri} (until {})",
+            local_time(*expires_at)
+        ),
+        Status::Connecting => "connecting".to_owned(),
+        Status::Connected {
+            since,
+            relay,
+            agent_name,
+        } => format!(
+            "connected to {relay} as {agent_name} since {}",
+            local_time(*since)
+        ),
+        Status::Reconnecting {
+            in_secs, reason, ..
+        } => {
+            format!("reconnecting in {in_secs} s: {reason}")
+        }
+        Status::Paused { until } => format!("paused until {}", local_time(*until)),
+        Status::Error { message, fix } => format!("error: {message}; {fix}"),
+    };
+    match report.by {
+        Some(by) => format!("{state} (pid {}, {by})", report.pid),
+        None => format!("{state} (pid {})", report.pid),
+    }
+}
+
 fn render(v: &StatusView) -> String {
     let mut lines = Vec::new();
+    if let Some(report) = &v.live {
+        lines.push(format!("agent:           {}", describe(report)));
+    }
     match (&v.agent_id, &v.relay_url) {
         (Some(id), Some(relay)) if v.registered => {
             lines.push(format!("registered:      yes, agent {id} at {relay}"));

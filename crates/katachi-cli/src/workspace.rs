@@ -1,4 +1,5 @@
-//! `katachi workspace add|rm|ls`, on the store through [`katachi_core::workspace_admin`].
+//! `katachi workspace add|rm|ls`: through the running agent's control socket when one runs (the
+//! change takes effect at once), else on the store through [`katachi_core::workspace_admin`].
 
 use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
@@ -17,6 +18,20 @@ pub(crate) fn run(
     cmd: WorkspaceCommand,
     out: &Output,
 ) -> anyhow::Result<ExitCode> {
+    let rt = crate::agent_control::runtime()?;
+    if let Some(mut agent) = crate::agent_control::connect(&rt, dirs)? {
+        match cmd {
+            WorkspaceCommand::Add { path } => {
+                print_added(out, &rt.block_on(agent.workspace_add(&path))?);
+            }
+            WorkspaceCommand::Rm { path } => {
+                print_removed(out, &rt.block_on(agent.workspace_remove(&path))?);
+            }
+            WorkspaceCommand::Ls => print_list(out, &rt.block_on(agent.workspace_list())?),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    drop(rt);
     let home = AgentHome::open(dirs.clone(), &SystemFingerprint)
         .context("cannot open the agent's secrets")?;
     match cmd {

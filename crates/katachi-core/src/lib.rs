@@ -18,6 +18,7 @@
 //!   session that keeps a registered agent online (heartbeats, outbox flushes).
 //! - [`auth`]: signing in at a relay (RFC 8628 device flow) and the sealed agent credentials.
 //! - [`signing`]: signing headers of agent → relay calls and the clock offset from the relay's `Date`.
+//! - [`control`]: one agent per user (a lock) and the local control socket of the running agent.
 //! - [`agent`]: the agent runtime: one supervisor (session + tunnel) and the [`Agent`] handle.
 //! - [`activity`]: activity events through the outbox to the relay, with backoff.
 //! - [`agent_status`]: the running agent's status file (state, last heartbeat, clock offset).
@@ -37,6 +38,7 @@ pub mod api;
 pub mod atomic_file;
 pub mod auth;
 pub mod config;
+pub mod control;
 pub mod dirs;
 pub mod doctor;
 pub mod exit_codes;

@@ -1,5 +1,6 @@
 mod agent_runtime;
 mod audit;
+mod control_socket;
 mod doctor;
 mod hints;
 mod keychain_unavailable;

@@ -36,7 +36,7 @@ mod command;
 mod handle;
 mod lifecycle;
 mod network;
-mod online;
+pub(crate) mod online;
 mod sign_in;
 mod status;
 mod supervisor;

@@ -33,7 +33,7 @@ pub struct SignInRequest {
 }
 
 /// The code a started sign-in waits on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SignInStarted {
     /// The code the user confirms (XXXX-XXXX).
     pub user_code: String,

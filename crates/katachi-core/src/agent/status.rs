@@ -1,9 +1,9 @@
 //! [`Status`]: the one state of the agent that the CLI, the tray and the window render.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where the agent stands, as one value. Times are unix seconds, so another process can show them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Status {
     /// No credentials, or the relay refused them for good: a sign-in is needed.

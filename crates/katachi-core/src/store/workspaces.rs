@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{now_unix, StoreError};
 
@@ -60,7 +60,7 @@ impl From<rusqlite::Error> for WorkspaceError {
 }
 
 /// An allowed workspace folder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workspace {
     /// Stable id (chat sessions and memory refer to it).
     pub id: i64,
@@ -71,7 +71,7 @@ pub struct Workspace {
 }
 
 /// What [`AllowedWorkspaces::add`] did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum AddOutcome {
     /// Newly allowed.

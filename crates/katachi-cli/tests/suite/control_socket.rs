@@ -1,0 +1,77 @@
+//! A running `katachi start` is the one agent of its home, and the CLI drives it through its
+//! control socket: a second start is refused (exit 75), `status` is live, workspace changes and
+//! pause/resume reach it at once.
+
+use std::time::{Duration, Instant};
+
+use super::relay_support::{start_and_register, LocalRelay, PATIENCE};
+use super::support::Home;
+
+/// Polls `katachi --json status` until the live state is `state`.
+fn live_state_until(home: &Home, state: &str) -> serde_json::Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let status = home.run(&["--json", "status"]).json();
+        if status["live"]["status"]["state"] == state {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "never {state}: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_running_agent_is_driven_through_its_control_socket() {
+    let relay = LocalRelay::start();
+    let home = Home::new();
+    let mut reg = start_and_register(&relay, &home);
+
+    let second = home.run(&["start", "--heartbeat-secs", "1"]);
+    assert_eq!(second.code, 75, "stderr: {}", second.stderr);
+    assert!(
+        second.stderr.contains("already running (pid ")
+            && second.stderr.contains("started by katachi start)"),
+        "{}",
+        second.stderr
+    );
+
+    let status = live_state_until(&home, "connected");
+    assert_eq!(status["running"], true);
+    assert_eq!(status["live"]["by"], "cli");
+    let text = home.run(&["status"]);
+    assert!(
+        text.stdout.contains("agent:           connected to "),
+        "{}",
+        text.stdout
+    );
+
+    let ws = home.mkdir("code");
+    let added = home.run(&["--json", "workspace", "add", ws.to_str().unwrap()]);
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    assert_eq!(added.json()["outcome"], "added");
+    let listed = home.run(&["--json", "workspace", "ls"]).json();
+    assert_eq!(listed[0]["exists"], true, "{listed}");
+    let refused = home.run(&["--json", "workspace", "rm", "/nonexistent-katachi-ws"]);
+    assert_eq!(refused.code, 1);
+    assert_eq!(refused.json()["error"]["code"], "workspace.not_allowed");
+
+    let paused = home.run(&["pause", "--for", "1h"]);
+    assert_eq!(paused.code, 0, "{}", paused.stderr);
+    live_state_until(&home, "paused");
+    let resumed = home.run(&["resume"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    live_state_until(&home, "connected");
+    let again = home.run(&["--json", "resume"]);
+    assert_eq!(again.json()["error"]["code"], "agent.not_now");
+
+    assert_eq!(reg.agent.terminate(), 0, "stderr: {}", reg.agent.stderr());
+    let after = home.run(&["--json", "status"]).json();
+    assert!(after["live"].is_null(), "{after}");
+    let no_agent = home.run(&["pause"]);
+    assert_eq!(no_agent.code, 1);
+    assert!(
+        no_agent.stderr.contains("no agent is running"),
+        "{}",
+        no_agent.stderr
+    );
+}
