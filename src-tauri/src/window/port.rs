@@ -13,6 +13,7 @@ use katachi_core::agent::Status;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use katachi_core::control::{Client, ControlError, FrontEnd, StatusReport};
 use katachi_core::{AgentHome, KatachiDirs};
 
 use super::ipc_error::{IpcCode, IpcError};
@@ -100,10 +101,11 @@ pub trait AgentPort: Send + Sync + 'static {
 
 /// The port to the agent that runs on this machine.
 ///
-/// Workspace and policy changes go through `katachi_core::workspace_admin` on this user's store,
-/// which the running agent reads on every request (see `workspaces`): they apply at once. Status
-/// and sign-in need the agent's control socket; until this build has its client they answer
-/// [`IpcCode::AgentUnreachable`].
+/// Status, its changes and sign-in/out go over the agent's control socket
+/// ([`katachi_core::control::Client`], as the app's front end); with no agent running they answer
+/// [`IpcCode::AgentUnreachable`]. Workspace and policy changes go through
+/// `katachi_core::workspace_admin` on this user's store, which the running agent reads on every
+/// request (see `workspaces`): they apply at once, and work with no agent running too.
 #[derive(Debug)]
 pub struct ControlPort {
     /// This user's folders (or why they cannot be found).
@@ -114,17 +116,6 @@ impl ControlPort {
     /// The port for the agent of the user whose folders are `dirs`.
     pub fn new(dirs: Result<KatachiDirs, String>) -> Self {
         Self { dirs }
-    }
-
-    /// The error of every call that needs the control socket.
-    fn unreachable<T>() -> PortFuture<'static, T> {
-        Box::pin(async {
-            Err(IpcError::new(
-                IpcCode::AgentUnreachable,
-                "cannot reach the Katachi agent: it is not running, or this build has no control \
-                 socket client yet; start Katachi from the tray or run `katachi start`",
-            ))
-        })
     }
 
     /// Runs a workspace change on a blocking thread.
@@ -144,19 +135,59 @@ impl ControlPort {
 
 impl AgentPort for ControlPort {
     fn status(&self) -> PortFuture<'_, AgentView> {
-        Self::unreachable()
+        let dirs = self.dirs.clone();
+        Box::pin(async move {
+            let mut client = connect(dirs).await?;
+            let report = client.status().await.map_err(control_error)?;
+            Ok(view_of(report))
+        })
     }
     fn watch(&self) -> PortFuture<'_, mpsc::Receiver<AgentView>> {
-        Self::unreachable()
+        let dirs = self.dirs.clone();
+        Box::pin(async move {
+            let client = connect(dirs).await?;
+            let mut stream = client.watch().await.map_err(control_error)?;
+            let (tx, rx) = mpsc::channel(8);
+            tokio::spawn(async move {
+                // ends when the agent goes away or the window stops listening
+                while let Ok(Some(report)) = stream.next().await {
+                    if tx.send(view_of(report)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            Ok(rx)
+        })
     }
-    fn sign_in(&self, _request: SignInRequest) -> PortFuture<'_, SignInStarted> {
-        Self::unreachable()
+    fn sign_in(&self, request: SignInRequest) -> PortFuture<'_, SignInStarted> {
+        let dirs = self.dirs.clone();
+        Box::pin(async move {
+            let mut client = connect(dirs).await?;
+            let started = client
+                .sign_in(&request.relay, request.ca_pem, None)
+                .await
+                .map_err(control_error)?;
+            Ok(SignInStarted {
+                user_code: started.user_code,
+                verification_uri: started.verification_uri,
+                verification_uri_complete: started.verification_uri_complete,
+                expires_at: started.expires_at,
+            })
+        })
     }
     fn cancel_sign_in(&self) -> PortFuture<'_, ()> {
-        Self::unreachable()
+        let dirs = self.dirs.clone();
+        Box::pin(async move {
+            let mut client = connect(dirs).await?;
+            client.cancel_sign_in().await.map_err(control_error)
+        })
     }
     fn sign_out(&self) -> PortFuture<'_, ()> {
-        Self::unreachable()
+        let dirs = self.dirs.clone();
+        Box::pin(async move {
+            let mut client = connect(dirs).await?;
+            client.sign_out(false).await.map_err(control_error)
+        })
     }
     fn workspaces(&self) -> PortFuture<'_, Vec<WorkspaceItem>> {
         self.blocking(workspaces::list)
@@ -169,5 +200,44 @@ impl AgentPort for ControlPort {
     }
     fn set_policy(&self, policy: WorkspacePolicy) -> PortFuture<'_, Vec<WorkspaceItem>> {
         self.blocking(move |home| workspaces::set_policy(home, &policy))
+    }
+}
+
+/// A control client to the running agent, as the app.
+async fn connect(dirs: Result<KatachiDirs, String>) -> Result<Client, IpcError> {
+    let dirs = dirs.map_err(|reason| IpcError::new(IpcCode::Window, reason))?;
+    match Client::connect(&dirs).await {
+        Ok(Some(client)) => Ok(client.as_front_end(FrontEnd::App)),
+        Ok(None) => Err(IpcError::new(
+            IpcCode::AgentUnreachable,
+            "cannot reach the Katachi agent: it is not running; start Katachi from the tray or \
+             run `katachi start`",
+        )),
+        Err(err) => Err(IpcError::new(
+            IpcCode::AgentUnreachable,
+            format!("cannot reach the Katachi agent: {err}"),
+        )),
+    }
+}
+
+/// The agent's refusals keep their code in the message; the rest means it cannot be reached.
+fn control_error(err: ControlError) -> IpcError {
+    match err {
+        ControlError::Refused(failure) => IpcError::new(
+            IpcCode::AgentRefused,
+            format!("{} ({})", failure.message, failure.code),
+        ),
+        other => IpcError::new(
+            IpcCode::AgentUnreachable,
+            format!("cannot reach the Katachi agent: {other}"),
+        ),
+    }
+}
+
+/// What the window shows of a status report.
+fn view_of(report: StatusReport) -> AgentView {
+    AgentView {
+        status: report.status,
+        last_heartbeat_at: report.session.last_heartbeat_at,
     }
 }

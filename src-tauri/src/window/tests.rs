@@ -269,16 +269,29 @@ fn every_status_of_the_agent_reaches_the_window_as_an_event() -> TestResult {
 
 #[test]
 fn without_a_running_agent_commands_answer_agent_unreachable() -> TestResult {
+    // a home with no agent: no control socket in its runtime folder
+    let root = tempfile::tempdir()?;
+    let dirs = katachi_core::KatachiDirs::under(root.path());
     let context = WindowContext::new(
-        Arc::new(ControlPort::new(Err("none".into()))),
-        Err("none".into()),
+        Arc::new(ControlPort::new(Ok(dirs.clone()))),
+        Ok(dirs),
         WindowArgs::default(),
     );
     let app = build_window_app(mock_builder(), context)?;
-    let err = invoke(&main_window(&app)?, "agent_status", json!({}))
-        .err()
-        .ok_or("a status without an agent")?;
-    assert_eq!(err["code"], "agent_unreachable");
+    let window = main_window(&app)?;
+    for cmd in ["agent_status", "cancel_sign_in", "sign_out"] {
+        let err = invoke(&window, cmd, json!({}))
+            .err()
+            .ok_or(format!("{cmd} answered without an agent"))?;
+        assert_eq!(err["code"], "agent_unreachable", "{cmd}: {err}");
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("not running"),
+            "{cmd}: {err}"
+        );
+    }
     Ok(())
 }
 
