@@ -4,7 +4,8 @@
 //! - Each view opens from the navigation and renders what `katachi-core` reports (the sandbox
 //!   layers); a screenshot of every view is saved (`KATACHI_UPDATE_SCREENSHOTS=1` writes them to
 //!   `docs/screenshots`).
-//! - The Connect view checks the relay before any sign-in and says clearly when it is unreachable.
+//! - The Connect view checks the relay before any sign-in and says clearly when it is unreachable;
+//!   a real relay answers the check only with its CA pinned.
 //! - With no agent running, the window says so instead of showing a state it does not know.
 //! - A second `--window` launch hands its view to the first window and exits (single instance).
 //! - The time from process start to the first rendered view is printed (window open → interactive).
@@ -456,5 +457,53 @@ fn a_folder_allowed_from_the_window_shows_in_activity_as_done_by_the_tray() -> R
     )?;
     window.screenshot("window-activity-record.png");
     window.close();
+    Ok(())
+}
+
+#[test]
+fn a_real_relay_answers_the_check_only_with_its_ca_pinned() -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let relay = runtime
+        .block_on(katachi_e2e::relay::InProcessRelay::start(|_| {}))
+        .map_err(|e| format!("no relay: {e:#}"))?;
+    let ca = std::fs::read_to_string(relay.ca_file()).map_err(|e| e.to_string())?;
+    let url = relay.url().to_owned();
+    let mut window = Window::open("connect")?;
+
+    let pinned = window.run_async(&invoke_script(
+        "check_relay",
+        &format!("{{relay: {url:?}, caPem: {ca:?}}}"),
+    ))?;
+    if pinned[0] != true || pinned[1]["relay"] != url.as_str() {
+        return Err(window
+            .driver
+            .describe(&format!("the pinned check failed: {pinned}")));
+    }
+    // the relay's own CA is not a system root: without it the certificate is refused
+    let unpinned = window.run_async(&invoke_script(
+        "check_relay",
+        &format!("{{relay: {url:?}}}"),
+    ))?;
+    if unpinned[0] != false || unpinned[1]["code"] != "relay_unreachable" {
+        return Err(window
+            .driver
+            .describe(&format!("the unpinned check answered {unpinned}")));
+    }
+    // reachable relay, no agent: the sign-in gets past the check and says the agent is not running
+    let sign_in = window.run_async(&invoke_script(
+        "sign_in",
+        &format!("{{relay: {url:?}, caPem: {ca:?}}}"),
+    ))?;
+    if sign_in[0] != false || sign_in[1]["code"] != "agent_unreachable" {
+        return Err(window
+            .driver
+            .describe(&format!("sign_in without an agent answered {sign_in}")));
+    }
+    window.close();
+    runtime.block_on(relay.stop()).map_err(|e| e.to_string())?;
     Ok(())
 }
