@@ -4,8 +4,10 @@
 //! - Each view opens from the navigation and renders what `katachi-core` reports (the sandbox
 //!   layers); a screenshot of every view is saved (`KATACHI_UPDATE_SCREENSHOTS=1` writes them to
 //!   `docs/screenshots`).
-//! - The Connect view checks the relay before any sign-in and says clearly when it is unreachable.
+//! - The Connect view checks the relay before any sign-in and says clearly when it is unreachable;
+//!   a real relay answers the check only with its CA pinned.
 //! - With no agent running, the window says so instead of showing a state it does not know.
+//! - A second `--window` launch hands its view to the first window and exits (single instance).
 //! - The time from process start to the first rendered view is printed (window open → interactive).
 //!
 //! Run: `scripts/with-session.sh scripts/with-postgres.sh cargo test -p katachi-e2e --test app_window`
@@ -96,6 +98,10 @@ impl Window {
         self.driver.execute(script)
     }
 
+    fn run_async(&mut self, script: &str) -> Result<Value, String> {
+        self.driver.execute_async(script)
+    }
+
     fn screenshot(&mut self, name: &str) {
         // a courtesy for reviewers: a failed shot does not fail the test
         if self.driver.wait_for_paint().is_ok() {
@@ -131,9 +137,7 @@ fn every_view_opens_from_the_navigation_and_the_window_is_interactive_quickly() 
                  document.getElementById('tab-{view}').getAttribute('aria-selected') === 'true';"
             ),
         )?;
-        let others_hidden = window.run(&format!(
-            "return Array.from(document.querySelectorAll('.view')).filter(v => !v.hidden).map(v => v.id);"
-        ))?;
+        let others_hidden = window.run("return Array.from(document.querySelectorAll('.view')).filter(v => !v.hidden).map(v => v.id);")?;
         if others_hidden != Value::from(vec![format!("view-{view}")]) {
             return Err(window
                 .driver
@@ -306,5 +310,200 @@ fn isolate_user_dirs(command: &mut Command, home: &Path) -> Result<(), String> {
             .map_err(|err| format!("cannot create {}: {err}", path.display()))?;
         command.env(variable, path);
     }
+    Ok(())
+}
+
+/// Calls a window command from the page as the UI does, and waits for its answer (`[ok, value]`).
+fn invoke_script(cmd: &str, args: &str) -> String {
+    format!(
+        "const done = arguments[arguments.length - 1]; \
+         window.__TAURI__.core.invoke('{cmd}', {args}).then(v => done([true, v]), e => done([false, e]));"
+    )
+}
+
+#[test]
+fn a_folder_added_through_the_pickers_command_is_listed_with_its_policy_and_removed(
+) -> Result<(), String> {
+    let folder = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = folder.path().to_string_lossy().into_owned();
+    let mut window = Window::open("workspaces")?;
+
+    let added = window.run_async(&invoke_script(
+        "add_workspace",
+        &format!("{{path: {path:?}}}"),
+    ))?;
+    if added[0] != true {
+        return Err(window
+            .driver
+            .describe(&format!("add_workspace failed: {added}")));
+    }
+    // the view shows what the store now holds
+    window.run("document.getElementById('tab-status').click(); document.getElementById('tab-workspaces').click(); return true;")?;
+    window.wait_for(
+        "the folder in the list",
+        &format!("return Array.from(document.querySelectorAll('#workspaces .ws-path')).some(p => p.textContent === {path:?});"),
+    )?;
+    let policy = format!(
+        "{{policy: {{path: {path:?}, allowed_commands: ['git'], allowed_hosts: ['crates.io']}}}}"
+    );
+    let set = window.run_async(&invoke_script("set_workspace_policy", &policy))?;
+    let item = &set[1][0];
+    if set[0] != true
+        || item["allowed_commands"] != serde_json::json!(["git"])
+        || item["allowed_hosts"] != serde_json::json!(["crates.io"])
+    {
+        return Err(window.driver.describe(&format!("policy not stored: {set}")));
+    }
+    window.run("document.getElementById('tab-status').click(); document.getElementById('tab-workspaces').click(); return true;")?;
+    window.wait_for("the policy in the view", "return Array.from(document.querySelectorAll('#workspaces input')).some(i => i.value === 'git');")?;
+    window.screenshot("window-workspaces-listed.png");
+
+    let missing = window.run_async(&invoke_script(
+        "add_workspace",
+        "{path: '/nonexistent/katachi-e2e'}",
+    ))?;
+    if missing[0] != false || missing[1]["code"] != "invalid_input" {
+        return Err(window.driver.describe(&format!(
+            "a missing folder was not refused clearly: {missing}"
+        )));
+    }
+    let removed = window.run_async(&invoke_script(
+        "remove_workspace",
+        &format!("{{path: {path:?}}}"),
+    ))?;
+    if removed != serde_json::json!([true, []]) {
+        return Err(window
+            .driver
+            .describe(&format!("remove_workspace answered {removed}")));
+    }
+    window.close();
+    Ok(())
+}
+
+#[test]
+fn a_second_window_launch_exits_and_switches_the_first_to_its_view() -> Result<(), String> {
+    let mut window = Window::open("status")?;
+    let mut second = Command::new(app_binary()?);
+    second
+        .args(["--window", "--view", "activity"])
+        .env("GDK_BACKEND", "x11")
+        .env_remove("WAYLAND_DISPLAY");
+    let second_home = window._home.path().join("second");
+    std::fs::create_dir(&second_home).map_err(|e| e.to_string())?;
+    isolate_user_dirs(&mut second, &second_home)?;
+    let mut second = katachi_e2e::process::SpawnedProcess::spawn(second)
+        .map_err(|e| format!("cannot start the second window: {e}"))?;
+    let exited = second.wait_for_exit(STARTUP_TIMEOUT);
+    if !exited.is_some_and(|status| status.success()) {
+        return Err(second.describe(&format!(
+            "the second launch did not hand over and exit: {exited:?}"
+        )));
+    }
+    window.wait_for(
+        "the first window to show the asked view",
+        "return document.body.dataset.view === 'activity';",
+    )?;
+    window.close();
+    Ok(())
+}
+
+#[test]
+fn the_sandbox_self_test_shows_each_escape_attempt_blocked() -> Result<(), String> {
+    let mut window = Window::open("sandbox")?;
+    window.run("document.getElementById('self-test').click(); return true;")?;
+    window.wait_for(
+        "the self-test results",
+        "return document.querySelectorAll('#self-test-results li.ok, #self-test-results li.bad').length > 0 \
+         && !document.getElementById('self-test').disabled;",
+    )?;
+    let shown = window.run(
+        "return Array.from(document.querySelectorAll('#self-test-results li')).map(li => [li.className, li.querySelector('.badge') ? li.querySelector('.badge').textContent : li.textContent]);",
+    )?;
+    let rows = shown.as_array().cloned().unwrap_or_default();
+    // this machine confines commands (see the sandbox view test): every attempt must be blocked
+    let escaped: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r[0] != "ok" || r[1] != "blocked")
+        .collect();
+    if rows.len() < 3 || !escaped.is_empty() {
+        return Err(window.driver.describe(&format!("self-test rows: {shown}")));
+    }
+    window.screenshot("window-sandbox-self-test.png");
+    window.close();
+    Ok(())
+}
+
+#[test]
+fn a_folder_allowed_from_the_window_shows_in_activity_as_done_by_the_tray() -> Result<(), String> {
+    let folder = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = folder.path().to_string_lossy().into_owned();
+    let mut window = Window::open("activity")?;
+    let added = window.run_async(&invoke_script(
+        "add_workspace",
+        &format!("{{path: {path:?}}}"),
+    ))?;
+    if added[0] != true {
+        return Err(window
+            .driver
+            .describe(&format!("add_workspace failed: {added}")));
+    }
+    window.run("document.getElementById('tab-status').click(); document.getElementById('tab-activity').click(); return true;")?;
+    window.wait_for(
+        "the workspace.add record",
+        &format!(
+            "return Array.from(document.querySelectorAll('#records li')).some(li => \
+             li.textContent.includes('workspace.add') && li.textContent.includes('tray') && li.textContent.includes({path:?}));"
+        ),
+    )?;
+    window.screenshot("window-activity-record.png");
+    window.close();
+    Ok(())
+}
+
+#[test]
+fn a_real_relay_answers_the_check_only_with_its_ca_pinned() -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let relay = runtime
+        .block_on(katachi_e2e::relay::InProcessRelay::start(|_| {}))
+        .map_err(|e| format!("no relay: {e:#}"))?;
+    let ca = std::fs::read_to_string(relay.ca_file()).map_err(|e| e.to_string())?;
+    let url = relay.url().to_owned();
+    let mut window = Window::open("connect")?;
+
+    let pinned = window.run_async(&invoke_script(
+        "check_relay",
+        &format!("{{relay: {url:?}, caPem: {ca:?}}}"),
+    ))?;
+    if pinned[0] != true || pinned[1]["relay"] != url.as_str() {
+        return Err(window
+            .driver
+            .describe(&format!("the pinned check failed: {pinned}")));
+    }
+    // the relay's own CA is not a system root: without it the certificate is refused
+    let unpinned = window.run_async(&invoke_script(
+        "check_relay",
+        &format!("{{relay: {url:?}}}"),
+    ))?;
+    if unpinned[0] != false || unpinned[1]["code"] != "relay_unreachable" {
+        return Err(window
+            .driver
+            .describe(&format!("the unpinned check answered {unpinned}")));
+    }
+    // reachable relay, no agent: the sign-in gets past the check and says the agent is not running
+    let sign_in = window.run_async(&invoke_script(
+        "sign_in",
+        &format!("{{relay: {url:?}, caPem: {ca:?}}}"),
+    ))?;
+    if sign_in[0] != false || sign_in[1]["code"] != "agent_unreachable" {
+        return Err(window
+            .driver
+            .describe(&format!("sign_in without an agent answered {sign_in}")));
+    }
+    window.close();
+    runtime.block_on(relay.stop()).map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -101,7 +101,9 @@
     $("st-error").textContent = errorText(err);
   }
 
-  function renderStatus(s) {
+  function renderStatus(view) {
+    const s = view.status;
+    $("st-heartbeat").textContent = when(view.last_heartbeat_at);
     const previous = status;
     status = s;
     const chip = $("chip");
@@ -281,6 +283,7 @@
         el("div", { className: "hint", textContent: r.detail })]));
       if (!report.controls_ok) items.unshift(el("li", { className: "bad", textContent: "Controls failed: allowed actions do not work here." }));
       $("self-test-results").replaceChildren(...items);
+      $("self-test").scrollIntoView({ block: "start" });
     }, (err) => $("self-test-results").replaceChildren(el("li", { className: "bad", textContent: errorText(err) })))
       .finally(() => { button.disabled = false; });
   });
@@ -349,6 +352,7 @@
     invoke("window_start")
       .then((s) => show(s.view).then(() => s), () => show("status").then(() => ({})))
       .then((s) => {
+        if (s.reason) banner(s.reason);
         offerLink(s.link);
         const focused = document.querySelector("[role=tab][aria-selected=true]");
         if (focused && !s.link) focused.focus();

@@ -12,8 +12,8 @@
 //! - [`tray`]: the icon per state, the menu, and what each item does.
 //! - `logging`: the app's log, a daily-rotated file in katachi's state dir ([`init_logging`]).
 //! - `window_launcher`: starts the window process on a view.
-//! - [`window`]: `katachi-app --window`, the window as its own short-lived process (`ui/app.html`),
-//!   talking to the running agent over the control socket.
+//! - [`window`]: the window process (`katachi-app --window`, `ui/app.html`): its views, commands
+//!   and the port to the running agent.
 //! - `sandbox`: katachi-core's sandbox status for the tray line and the window's `sandbox_status`
 //!   command.
 

@@ -165,6 +165,24 @@ impl AppDriver {
         })
     }
 
+    /// Runs `script` in the window and waits for it to call its last argument (the WebDriver
+    /// callback) with a value.
+    ///
+    /// # Errors
+    /// No session yet, a script error, or no answer in time.
+    pub fn execute_async(&self, script: &str) -> Result<Value, String> {
+        let client = self.client.as_ref().ok_or("no WebDriver session")?;
+        self.runtime.block_on(async {
+            match tokio::time::timeout(COMMAND_TIMEOUT, client.execute_async(script, Vec::new()))
+                .await
+            {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(e)) => Err(format!("script failed: {e}")),
+                Err(_) => Err(format!("script: no answer within {COMMAND_TIMEOUT:?}")),
+            }
+        })
+    }
+
     /// Waits until the window has painted its current DOM (two animation frames), so a screenshot
     /// shows what a script just read.
     ///

@@ -10,6 +10,8 @@ use serde::Serialize;
 pub const WINDOW_FLAG: &str = "--window";
 /// The flag that selects the view to show.
 pub const VIEW_FLAG: &str = "--view";
+/// The flag carrying a sentence the window shows on top (why the tray opened it by itself).
+pub const REASON_FLAG: &str = "--reason";
 
 /// A view of the window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -66,6 +68,8 @@ pub struct WindowArgs {
     pub view: View,
     /// A `katachi://` link the desktop passed (not validated yet).
     pub link: Option<String>,
+    /// Why the window was opened, to show on top (plain text).
+    pub reason: Option<String>,
     /// Arguments that were not understood (reported on stderr, otherwise ignored).
     pub ignored: Vec<String>,
 }
@@ -83,6 +87,10 @@ pub fn parse(args: &[String]) -> WindowArgs {
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         if arg == WINDOW_FLAG {
+            continue;
+        }
+        if arg == REASON_FLAG {
+            parsed.reason = rest.next().cloned();
             continue;
         }
         let view = if arg == VIEW_FLAG {
@@ -141,6 +149,20 @@ mod tests {
         let parsed = parse(&args(&["--window", "--view", "nope", "--bogus"]));
         assert_eq!(parsed.view, View::Status);
         assert_eq!(parsed.ignored, ["--view nope", "--bogus"]);
+    }
+
+    #[test]
+    fn a_reason_is_kept_for_the_page_to_show() {
+        let parsed = parse(&args(&[
+            "--window",
+            "--view",
+            "connect",
+            "--reason",
+            "no tray here",
+        ]));
+        assert_eq!(parsed.view, View::Connect);
+        assert_eq!(parsed.reason.as_deref(), Some("no tray here"));
+        assert!(parsed.ignored.is_empty());
     }
 
     #[test]

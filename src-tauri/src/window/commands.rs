@@ -2,7 +2,6 @@
 //! call, returning [`IpcError`] on failure. Their names are the ones granted in
 //! `src-tauri/capabilities/window.json`; nothing else is callable from the window.
 
-use katachi_core::agent::Status;
 use katachi_core::sandbox::SelfTestReport;
 use serde::Serialize;
 use tauri::{AppHandle, Runtime, State};
@@ -11,7 +10,7 @@ use super::connect::{self, ConnectLink};
 use super::context::WindowContext;
 use super::ipc_error::{IpcCode, IpcError};
 use super::local::{self, Activity, ApiKeyState, AppSettings, RelayCheck};
-use super::port::{SignInRequest, SignInStarted, WorkspaceItem, WorkspacePolicy};
+use super::port::{AgentView, SignInRequest, SignInStarted, WorkspaceItem, WorkspacePolicy};
 use super::{desktop, View};
 
 /// What the page needs when it starts: the view to show and a link to ask about.
@@ -21,15 +20,18 @@ pub struct WindowStart {
     pub view: View,
     /// A `katachi://` link given at start, validated (the page asks before acting on it).
     pub link: Option<Result<ConnectLink, IpcError>>,
+    /// Why the window was opened (shown on top, as text).
+    pub reason: Option<String>,
 }
 
 /// The page's first call: which view to show and the link given at start (handed out once).
 #[tauri::command]
 pub fn window_start(context: State<'_, WindowContext>) -> WindowStart {
-    let (view, link) = context.take_start();
+    let start = context.take_start();
     WindowStart {
-        view,
-        link: link.map(|link| connect::parse_link(&link)),
+        view: start.view,
+        link: start.link.map(|link| connect::parse_link(&link)),
+        reason: start.reason,
     }
 }
 
@@ -43,7 +45,7 @@ pub fn window_ready(context: State<'_, WindowContext>) -> u128 {
 
 /// The agent's status now.
 #[tauri::command]
-pub async fn agent_status(context: State<'_, WindowContext>) -> Result<Status, IpcError> {
+pub async fn agent_status(context: State<'_, WindowContext>) -> Result<AgentView, IpcError> {
     context.port.status().await
 }
 

@@ -7,7 +7,7 @@ use katachi_core::KatachiDirs;
 
 use super::ipc_error::{IpcCode, IpcError};
 use super::port::AgentPort;
-use super::View;
+use super::WindowArgs;
 
 /// The window process's shared state.
 pub struct WindowContext {
@@ -17,31 +17,30 @@ pub struct WindowContext {
     dirs: Result<KatachiDirs, String>,
     /// When the process started (for the open → interactive figure).
     pub started: Instant,
-    /// The view and link given at start, until the page asks for them.
-    start: Mutex<Option<(View, Option<String>)>>,
+    /// What was given at start, until the page asks for it.
+    start: Mutex<Option<WindowArgs>>,
     /// The approval page of the sign-in in progress (a page of its relay).
     approval_page: Mutex<Option<String>>,
 }
 
 impl WindowContext {
-    /// A context over `port`, for `dirs`, showing `view` (and asking about `link`) first.
+    /// A context over `port`, for `dirs`, showing what `args` ask for first.
     pub fn new(
         port: Arc<dyn AgentPort>,
         dirs: Result<KatachiDirs, String>,
-        view: View,
-        link: Option<String>,
+        args: WindowArgs,
     ) -> Self {
         Self {
             port,
             dirs,
             started: Instant::now(),
-            start: Mutex::new(Some((view, link))),
+            start: Mutex::new(Some(args)),
             approval_page: Mutex::new(None),
         }
     }
 
-    /// The view and link given at start; the default view and no link once taken.
-    pub fn take_start(&self) -> (View, Option<String>) {
+    /// What was given at start; the default view and nothing else once taken.
+    pub fn take_start(&self) -> WindowArgs {
         self.start
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

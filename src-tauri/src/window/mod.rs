@@ -9,13 +9,14 @@
 //!   the asked view (`tauri-plugin-single-instance`); a `katachi://` link (`tauri-plugin-deep-link`)
 //!   opens the Connect view, and the page asks before acting on it.
 //! - The page calls only the commands of [`commands`] (granted in `capabilities/window.json`),
-//!   receives `agent-status` events (every [`katachi_core::agent::Status`]), `agent-unreachable`
+//!   receives `agent-status` events (every status, as a [`port::AgentView`]), `agent-unreachable`
 //!   (an [`IpcError`]), `show-view` and `link` events, and never receives a secret.
 //!
 //! # Layout
 //! - `args`: the command line; `context`: shared state; `port`: the agent port;
 //! - `commands`: the Tauri commands; `connect`: links, relay URLs and QR codes;
-//! - `local`: `katachi-core` calls that need no agent; `desktop`: browser, folder picker, login item;
+//! - `local`: `katachi-core` calls that need no agent; `workspaces`: changes through
+//!   `workspace_admin`; `desktop`: browser, folder picker, login item.
 
 mod args;
 pub mod commands;
@@ -25,6 +26,7 @@ mod desktop;
 pub mod ipc_error;
 pub mod local;
 pub mod port;
+mod workspaces;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -58,12 +60,17 @@ const RETRY_AGENT: Duration = Duration::from_secs(3);
 
 /// Runs the window process with `args` (without the program name) until its window closes.
 pub fn run_window(args: &[String]) -> ExitCode {
+    if !has_graphical_session() {
+        eprintln!("katachi-app: no graphical session (DISPLAY and WAYLAND_DISPLAY are unset) for the window");
+        return ExitCode::FAILURE;
+    }
     let parsed = parse_args(args);
     for ignored in &parsed.ignored {
         eprintln!("katachi-app: ignoring argument {ignored:?}");
     }
     let dirs = katachi_core::KatachiDirs::from_env().map_err(|err| err.to_string());
-    let context = WindowContext::new(Arc::new(ControlPort), dirs, parsed.view, parsed.link);
+    let port = Arc::new(ControlPort::new(dirs.clone()));
+    let context = WindowContext::new(port, dirs, parsed);
     let builder = tauri::Builder::default()
         .plugin(
             tauri_plugin_single_instance::Builder::new()
@@ -138,6 +145,17 @@ pub fn build_window_app<R: Runtime>(
             forward_status(app.handle().clone(), port);
             Ok(app)
         })
+}
+
+/// Whether a display server is there (GTK would panic without one). Only Linux and the BSDs need
+/// a variable to find theirs.
+fn has_graphical_session() -> bool {
+    if cfg!(any(target_os = "macos", target_os = "windows")) {
+        return true;
+    }
+    ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
 }
 
 /// Creates the window showing [`WINDOW_PAGE`].

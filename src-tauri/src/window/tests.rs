@@ -10,7 +10,9 @@ use tauri::webview::InvokeRequest;
 use tauri::{App, Listener, Manager, WebviewWindow};
 use tokio::sync::mpsc;
 
-use super::port::{PortFuture, SignInRequest, SignInStarted, WorkspaceItem, WorkspacePolicy};
+use super::port::{
+    AgentView, PortFuture, SignInRequest, SignInStarted, WorkspaceItem, WorkspacePolicy,
+};
 use super::*;
 
 /// An agent that records what it was asked and keeps workspaces in memory.
@@ -18,7 +20,7 @@ use super::*;
 struct FakeAgent {
     calls: Mutex<Vec<String>>,
     workspaces: Mutex<Vec<WorkspaceItem>>,
-    statuses: Mutex<Option<mpsc::Receiver<Status>>>,
+    statuses: Mutex<Option<mpsc::Receiver<AgentView>>>,
 }
 
 impl FakeAgent {
@@ -34,10 +36,10 @@ impl FakeAgent {
 }
 
 impl AgentPort for FakeAgent {
-    fn status(&self) -> PortFuture<'_, Status> {
-        Box::pin(async { Ok(Status::SignedOut { reason: None }) })
+    fn status(&self) -> PortFuture<'_, AgentView> {
+        Box::pin(async { Ok(view(Status::SignedOut { reason: None })) })
     }
-    fn watch(&self) -> PortFuture<'_, mpsc::Receiver<Status>> {
+    fn watch(&self) -> PortFuture<'_, mpsc::Receiver<AgentView>> {
         let taken = self.statuses.lock().unwrap().take();
         Box::pin(async move {
             taken.ok_or_else(|| IpcError::new(IpcCode::AgentUnreachable, "fake: watched once"))
@@ -94,8 +96,19 @@ impl AgentPort for FakeAgent {
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
+fn view(status: Status) -> AgentView {
+    AgentView {
+        status,
+        last_heartbeat_at: Some(1_700_000_100),
+    }
+}
+
 fn window_app(agent: Arc<FakeAgent>, view: View) -> Result<App<MockRuntime>, tauri::Error> {
-    let context = WindowContext::new(agent, Err("no dirs in this test".into()), view, None);
+    let args = WindowArgs {
+        view,
+        ..WindowArgs::default()
+    };
+    let context = WindowContext::new(agent, Err("no dirs in this test".into()), args);
     build_window_app(mock_builder(), context)
 }
 
@@ -124,7 +137,10 @@ fn the_window_opens_on_the_view_from_the_command_line_and_hands_it_out_once() ->
     let app = window_app(Arc::default(), View::Workspaces)?;
     let window = main_window(&app)?;
     let first = invoke(&window, "window_start", json!({})).map_err(|e| e.to_string())?;
-    assert_eq!(first, json!({"view": "workspaces", "link": null}));
+    assert_eq!(
+        first,
+        json!({"view": "workspaces", "link": null, "reason": null})
+    );
     let again = invoke(&window, "window_start", json!({})).map_err(|e| e.to_string())?;
     assert_eq!(again["view"], "status");
     Ok(())
@@ -239,28 +255,43 @@ fn every_status_of_the_agent_reaches_the_window_as_an_event() -> TestResult {
         relay: "https://relay.example".into(),
         agent_name: "laptop".into(),
     };
-    tx.blocking_send(Status::Connecting)?;
-    tx.blocking_send(connected.clone())?;
+    tx.blocking_send(view(Status::Connecting))?;
+    tx.blocking_send(view(connected.clone()))?;
     let first: Value = serde_json::from_str(&seen_rx.recv_timeout(Duration::from_secs(10))?)?;
     let second: Value = serde_json::from_str(&seen_rx.recv_timeout(Duration::from_secs(10))?)?;
-    assert_eq!(first, json!({"state": "connecting"}));
-    assert_eq!(second, serde_json::to_value(&connected)?);
+    assert_eq!(
+        first,
+        json!({"status": {"state": "connecting"}, "last_heartbeat_at": 1_700_000_100})
+    );
+    assert_eq!(second["status"], serde_json::to_value(&connected)?);
     Ok(())
 }
 
 #[test]
 fn without_a_running_agent_commands_answer_agent_unreachable() -> TestResult {
+    // a home with no agent: no control socket in its runtime folder
+    let root = tempfile::tempdir()?;
+    let dirs = katachi_core::KatachiDirs::under(root.path());
     let context = WindowContext::new(
-        Arc::new(ControlPort),
-        Err("none".into()),
-        View::Status,
-        None,
+        Arc::new(ControlPort::new(Ok(dirs.clone()))),
+        Ok(dirs),
+        WindowArgs::default(),
     );
     let app = build_window_app(mock_builder(), context)?;
-    let err = invoke(&main_window(&app)?, "agent_status", json!({}))
-        .err()
-        .ok_or("a status without an agent")?;
-    assert_eq!(err["code"], "agent_unreachable");
+    let window = main_window(&app)?;
+    for cmd in ["agent_status", "cancel_sign_in", "sign_out"] {
+        let err = invoke(&window, cmd, json!({}))
+            .err()
+            .ok_or(format!("{cmd} answered without an agent"))?;
+        assert_eq!(err["code"], "agent_unreachable", "{cmd}: {err}");
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("not running"),
+            "{cmd}: {err}"
+        );
+    }
     Ok(())
 }
 
@@ -269,13 +300,18 @@ fn a_link_given_at_start_is_validated_and_handed_to_the_page() -> TestResult {
     let context = WindowContext::new(
         Arc::new(FakeAgent::default()),
         Err("none".into()),
-        View::Connect,
-        Some("katachi://connect?relay=https://relay.example:8443/".into()),
+        WindowArgs {
+            view: View::Connect,
+            link: Some("katachi://connect?relay=https://relay.example:8443/".into()),
+            reason: Some("no tray on this desktop".into()),
+            ignored: Vec::new(),
+        },
     );
     let app = build_window_app(mock_builder(), context)?;
     let start =
         invoke(&main_window(&app)?, "window_start", json!({})).map_err(|e| e.to_string())?;
     assert_eq!(start["view"], "connect");
+    assert_eq!(start["reason"], "no tray on this desktop");
     assert_eq!(
         start["link"],
         json!({"Ok": {"relay": "https://relay.example:8443"}})
