@@ -159,6 +159,65 @@ fn open_katachi_starts_a_window_process_and_the_tray_process_stays_windowless(
 }
 
 #[test]
+fn without_a_tray_host_the_app_opens_its_window_and_says_why() -> Result<(), Failure> {
+    require_desktop_session()?;
+    let binary = app_binary()?;
+    let home = tempfile::tempdir().map_err(|err| Failure(format!("no temp dir: {err}")))?;
+    // A session bus of its own, where no panel owns the watcher name (and no keyring runs: the
+    // agent home keeps its secret in the opt-in file keystore).
+    let katachi_home = home.path().join("katachi");
+    let config = katachi_home.join("config");
+    std::fs::create_dir_all(&config)
+        .and_then(|()| {
+            std::fs::write(
+                config.join("config.toml"),
+                "[keystore]\nbackend = \"file\"\n",
+            )
+        })
+        .map_err(|err| Failure(format!("cannot write the agent's config: {err}")))?;
+    let mut command = Command::new("dbus-run-session");
+    command.arg("--").arg(&binary);
+    isolate_user_dirs(&mut command, home.path())?;
+    command.env("KATACHI_HOME", &katachi_home);
+    command
+        .env("GDK_BACKEND", "x11")
+        .env_remove("WAYLAND_DISPLAY");
+    let mut app = SpawnedProcess::spawn(command)
+        .map_err(|err| Failure(format!("cannot start {}: {err}", binary.display())))?;
+    app.wait_for_stdout_line(READY_LINE, STARTUP_TIMEOUT)
+        .map_err(Failure)?;
+
+    let display = X11Display::connect()?;
+    let session = app
+        .id()
+        .ok_or_else(|| Failure(app.describe("has no pid")))?;
+    let window = wait_until(WINDOW_TIMEOUT, || {
+        descendants_of(session).into_iter().find_map(|pid| {
+            display
+                .visible_windows_of(pid)
+                .ok()
+                .filter(|w| !w.is_empty())
+        })
+    });
+    let Some(window) = window else {
+        return Err(Failure(
+            app.describe("opened no window without a tray host"),
+        ));
+    };
+    if window.first().map(|w| w.title.as_str()) != Some("Katachi") {
+        return Err(Failure(app.describe(&format!("window is {window:?}"))));
+    }
+    if !app.stderr().contains("no tray host on this desktop") {
+        return Err(Failure(
+            app.describe("did not say why it opened its window"),
+        ));
+    }
+    app.terminate(EXIT_TIMEOUT)
+        .map(|_| ())
+        .map_err(|err| Failure(format!("could not be stopped: {err}")))
+}
+
+#[test]
 fn quit_menu_item_ends_the_app_with_exit_status_zero() -> Result<(), Failure> {
     let mut app = TrayApp::start(None)?;
     let tray = app.tray_item()?;
@@ -254,6 +313,7 @@ impl TrayApp {
     /// waits for its tray-ready line.
     fn start(katachi_home: Option<&Path>) -> Result<Self, Failure> {
         require_desktop_session()?;
+        tray_dbus::serve_status_notifier_watcher()?;
         let binary = app_binary()?;
         let home = tempfile::tempdir().map_err(|err| Failure(format!("no temp dir: {err}")))?;
         let mut command = Command::new(&binary);
@@ -453,6 +513,18 @@ fn children_of(pid: u32) -> Vec<u32> {
             })
             == Some(pid)
     })
+}
+
+/// The processes under `pid`, children first.
+fn descendants_of(pid: u32) -> Vec<u32> {
+    let mut found = children_of(pid);
+    let mut next = 0;
+    while next < found.len() {
+        let more = children_of(found[next]);
+        found.extend(more);
+        next += 1;
+    }
+    found
 }
 
 /// Fails with a how-to unless a display and a session bus are there: skipping silently would let
