@@ -11,6 +11,7 @@
 //! - `agent_host`: the hosted agent, its status and its commands ([`AgentHost`]).
 //! - [`tray`]: the icon per state, the menu, and what each item does.
 //! - `tray_host`: whether the desktop shows tray icons (else the window opens at start).
+//! - `notices`: desktop notifications (connected, disconnected, sign-in needed, code expired).
 //! - `window_launcher`: starts the window process on a view.
 //! - `window`: the status window, created in the window process from `ui/index.html`.
 //! - `sandbox`: katachi-core's sandbox status for the tray line and the window's `sandbox_status`
@@ -20,6 +21,7 @@
 
 mod agent_host;
 mod app;
+mod notices;
 mod sandbox;
 pub mod tray;
 mod tray_host;
