@@ -12,7 +12,7 @@ use tauri::{App, AppHandle, Builder, Manager, RunEvent, Runtime};
 
 use crate::agent_host::AgentHost;
 use crate::tray::{self, MenuContext, TrayRenderer};
-use crate::window_launcher::{WindowView, WINDOW_ARG};
+use crate::window_launcher::WindowView;
 use crate::{sandbox, tray_host, window, window_launcher};
 
 /// Starts the app on the real (wry) runtime: the window process when the first argument is
@@ -33,8 +33,9 @@ pub fn run() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    if std::env::args().nth(1).as_deref() == Some(WINDOW_ARG) {
-        return exit_code(run_window_process(tauri::Builder::default()));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if window::is_window_mode(&args) {
+        return window::run_window(&args);
     }
     let host = match start_agent() {
         Ok(host) => host,
@@ -132,23 +133,6 @@ fn open_window_without_tray_host() {
     }
 }
 
-/// The window process: shows the status window and exits when it closes.
-fn run_window_process<R: Runtime>(builder: Builder<R>) -> tauri::Result<i32> {
-    let app = build_window_app(builder)?;
-    Ok(app.run_return(|_, _| {}))
-}
-
-/// Builds the window process's app: the window's commands, and the status window opened at start.
-fn build_window_app<R: Runtime>(builder: Builder<R>) -> tauri::Result<App<R>> {
-    builder
-        .invoke_handler(tauri::generate_handler![sandbox::sandbox_status])
-        .setup(|app| {
-            window::show_status_window(app.handle())?;
-            Ok(())
-        })
-        .build(tauri::generate_context!("../tauri.conf.json"))
-}
-
 /// Whether a display server is there for the tray and window. Only Linux and the BSDs need a
 /// variable to find theirs; macOS and Windows always have one for a logged-in user.
 fn has_graphical_session() -> bool {
@@ -181,7 +165,7 @@ mod tests {
     use katachi_core::vault::MemoryKeystore;
     use katachi_core::{AgentHome, KatachiDirs};
 
-    use super::{build_app, build_window_app};
+    use super::build_app;
     use crate::agent_host::AgentHost;
 
     #[test]
@@ -198,29 +182,6 @@ mod tests {
         assert!(app.webview_windows().is_empty());
         assert_eq!(app.config().product_name.as_deref(), Some("Katachi"));
         assert_eq!(app.config().identifier, "dev.katachi.app");
-        Ok(())
-    }
-
-    #[test]
-    fn window_process_window_can_ask_for_the_sandbox_status(
-    ) -> Result<(), Box<dyn std::error::Error>> {
-        let app = build_window_app(tauri::test::mock_builder())?;
-        let window = crate::window::show_status_window(app.handle())?;
-        let request = tauri::webview::InvokeRequest {
-            cmd: "sandbox_status".into(),
-            callback: tauri::ipc::CallbackFn(0),
-            error: tauri::ipc::CallbackFn(1),
-            url: "tauri://localhost".parse()?,
-            body: tauri::ipc::InvokeBody::default(),
-            headers: Default::default(),
-            invoke_key: tauri::test::INVOKE_KEY.to_owned(),
-        };
-        let response = tauri::test::get_ipc_response(&window, request)
-            .map_err(|err| format!("sandbox_status failed: {err}"))?
-            .deserialize::<serde_json::Value>()?;
-        let status = crate::sandbox::this_machine();
-        assert_eq!(response["enforced"], status.enforced);
-        assert_eq!(response["layers"], serde_json::to_value(&status.layers)?);
         Ok(())
     }
 }

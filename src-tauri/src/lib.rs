@@ -13,7 +13,8 @@
 //! - `tray_host`: whether the desktop shows tray icons (else the window opens at start).
 //! - `notices`: desktop notifications (connected, disconnected, sign-in needed, code expired).
 //! - `window_launcher`: starts the window process on a view.
-//! - `window`: the status window, created in the window process from `ui/index.html`.
+//! - [`window`]: `katachi-app --window`, the window as its own short-lived process (`ui/app.html`),
+//!   talking to the running agent over the control socket.
 //! - `sandbox`: katachi-core's sandbox status for the tray line and the window's `sandbox_status`
 //!   command.
 
@@ -25,7 +26,7 @@ mod notices;
 mod sandbox;
 pub mod tray;
 mod tray_host;
-mod window;
+pub mod window;
 mod window_launcher;
 
 pub use agent_host::AgentHost;

@@ -6,6 +6,7 @@
 //! - [`calls`]: the signed calls — heartbeat, activity events, unregister — and the relay's
 //!   refusals sorted by what to do next (retry, sign in again, give up).
 //! - [`session`]: keeps a registered agent online: heartbeats, outbox flushes, status.
+//! - [`reach`]: "is the relay there?" before a sign-in starts (the window's Connect view).
 //!
 //! Every caller classifies a relay refusal the same way
 //! ([`katachi_proto::relay_error::classify_refusal`]) and every signed call and the tunnel share
@@ -13,5 +14,6 @@
 
 pub mod calls;
 pub mod https;
+pub mod reach;
 pub mod session;
 pub mod tls;
