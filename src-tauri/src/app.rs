@@ -1,17 +1,29 @@
-//! Building and running the Tauri app: the tray is created once the event loop is up, and the loop
-//! outlives every window so the agent keeps running in the tray.
+//! Building and running the Tauri app.
+//!
+//! Two kinds of process share this executable: the tray process (the default), which hosts the
+//! agent and shows the tray and never creates a webview; and the window process
+//! (`katachi-app --window --view VIEW`), short-lived, which shows the window and exits when it
+//! closes. The tray's event loop outlives every window so the agent keeps running.
 
 use std::process::ExitCode;
 
-use tauri::{App, AppHandle, Builder, RunEvent, Runtime};
+use katachi_core::KatachiDirs;
+use tauri::{App, AppHandle, Builder, Manager, RunEvent, Runtime};
 
-use crate::{sandbox, tray};
+use crate::agent_host::AgentHost;
+use crate::tray::{self, MenuContext, TrayRenderer};
+use crate::{sandbox, window};
 
-/// Starts the tray app on the real (wry) runtime and blocks until the user quits from the tray.
+/// Starts the app on the real (wry) runtime: the window process when the first argument is
+/// `--window`, else the tray process, which blocks until the user quits from the tray.
 ///
 /// Returns the app's exit code; if the app cannot start (no graphical session, ...) it prints why on
 /// stderr and returns failure.
 pub fn run() -> ExitCode {
+    // Read while the process has one thread: `time` refuses to read it once others run.
+    let local_offset_secs = time::UtcOffset::current_local_offset()
+        .map(time::UtcOffset::whole_seconds)
+        .unwrap_or(0);
     if !has_graphical_session() {
         // GTK would otherwise panic with "Failed to initialize gtk backend!".
         eprintln!(
@@ -20,7 +32,23 @@ pub fn run() -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    match run_app(tauri::Builder::default()) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if window::is_window_mode(&args) {
+        return window::run_window(&args);
+    }
+    let host = match start_agent() {
+        Ok(host) => host,
+        Err(err) => {
+            eprintln!("katachi-app: cannot start the agent: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    exit_code(run_app(tauri::Builder::default(), host, local_offset_secs))
+}
+
+/// The process's exit code from the event loop's.
+fn exit_code(result: tauri::Result<i32>) -> ExitCode {
+    match result {
         Ok(0) => ExitCode::SUCCESS,
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(err) => {
@@ -30,29 +58,59 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// Builds the app on `builder` (see [`build_app`]) and runs its event loop until the app exits.
+/// Opens the agent's home (`KATACHI_HOME` or the user's folders) and starts the agent on Tauri's
+/// async runtime.
+fn start_agent() -> Result<AgentHost, String> {
+    let dirs = KatachiDirs::from_env().map_err(|e| e.to_string())?;
+    tauri::async_runtime::block_on(async { AgentHost::launch(dirs) }).map_err(|e| e.to_string())
+}
+
+/// Builds the tray app on `builder` (see [`build_app`]) and runs its event loop until the app
+/// exits.
 ///
 /// Generic over the runtime so tests can pass `tauri::test::mock_builder()`.
 ///
 /// # Errors
 /// Whatever [`build_app`] returns. Once the loop runs, a failure to create the tray panics inside
 /// Tauri's setup hook, which ends the process with the error on stderr.
-pub fn run_app<R: Runtime>(builder: Builder<R>) -> tauri::Result<i32> {
-    let app = build_app(builder)?;
+pub fn run_app<R: Runtime>(
+    builder: Builder<R>,
+    host: AgentHost,
+    local_offset_secs: i32,
+) -> tauri::Result<i32> {
+    let app = build_app(builder, host, local_offset_secs)?;
     Ok(app.run_return(keep_running_without_windows))
 }
 
-/// Builds the app from the workspace's `tauri.conf.json` (no window at start-up), registers the
-/// status window's commands (`sandbox_status`) and the set-up hook that creates the tray when the
-/// event loop starts.
+/// Builds the tray app from the workspace's `tauri.conf.json` (no window, ever): the set-up hook
+/// creates the tray showing `host`'s status and starts the task that redraws it on every change.
 ///
 /// # Errors
 /// Returns Tauri's error if the app cannot be built, e.g. the runtime cannot open the display.
-pub fn build_app<R: Runtime>(builder: Builder<R>) -> tauri::Result<App<R>> {
+pub fn build_app<R: Runtime>(
+    builder: Builder<R>,
+    host: AgentHost,
+    local_offset_secs: i32,
+) -> tauri::Result<App<R>> {
     builder
-        .invoke_handler(tauri::generate_handler![sandbox::sandbox_status])
-        .setup(|app| {
-            tray::create_tray(app.handle())?;
+        .plugin(tauri_plugin_opener::init())
+        .setup(move |app| {
+            let status = host.status();
+            let renderer = TrayRenderer {
+                context: MenuContext {
+                    sandbox_line: sandbox::this_machine().summary(),
+                    web_ui_known: host.relay_url().is_some(),
+                },
+                local_offset_secs,
+            };
+            app.manage(host);
+            let first = renderer.view(&status.borrow());
+            tray::create_tray(app.handle(), &first, &renderer.context)?;
+            tauri::async_runtime::spawn(tray::follow_status(
+                app.handle().clone(),
+                renderer,
+                status,
+            ));
             tray::announce_tray_ready();
             Ok(())
         })
@@ -70,8 +128,8 @@ fn has_graphical_session() -> bool {
         .any(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()))
 }
 
-/// Event-loop callback: closing the last window must not end the agent, so an exit request that
-/// did not come from an explicit `exit(code)` (the tray's "Quit") is refused.
+/// Event-loop callback: the tray process has no window, and nothing but an explicit `exit(code)`
+/// (the tray's "Quit") may end the agent, so any other exit request is refused.
 fn keep_running_without_windows<R: Runtime>(_app: &AppHandle<R>, event: RunEvent) {
     if let RunEvent::ExitRequested {
         code: None, api, ..
@@ -85,40 +143,29 @@ fn keep_running_without_windows<R: Runtime>(_app: &AppHandle<R>, event: RunEvent
 mod tests {
     use tauri::Manager;
 
+    use std::sync::Arc;
+
+    use katachi_core::fingerprint::SystemFingerprint;
+    use katachi_core::vault::MemoryKeystore;
+    use katachi_core::{AgentHome, KatachiDirs};
+
     use super::build_app;
+    use crate::agent_host::AgentHost;
 
     #[test]
-    fn app_builds_from_the_workspace_config_with_no_window_at_start_up() -> tauri::Result<()> {
-        let app = build_app(tauri::test::mock_builder())?;
+    fn tray_app_builds_from_the_workspace_config_with_no_window(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let home = tempfile::tempdir()?;
+        let home = AgentHome::open_with_keystore(
+            KatachiDirs::under(home.path()),
+            &SystemFingerprint,
+            Box::new(MemoryKeystore::default()),
+        )?;
+        let host = tauri::async_runtime::block_on(async { AgentHost::launch_in(Arc::new(home)) })?;
+        let app = build_app(tauri::test::mock_builder(), host, 0)?;
         assert!(app.webview_windows().is_empty());
         assert_eq!(app.config().product_name.as_deref(), Some("Katachi"));
         assert_eq!(app.config().identifier, "dev.katachi.app");
-        Ok(())
-    }
-
-    #[test]
-    fn status_window_can_ask_for_the_sandbox_status_over_ipc(
-    ) -> Result<(), Box<dyn std::error::Error>> {
-        let app = build_app(tauri::test::mock_builder())?;
-        let window = tauri::WebviewWindowBuilder::new(&app, "status", tauri::WebviewUrl::default())
-            .build()?;
-        let request = tauri::webview::InvokeRequest {
-            cmd: "sandbox_status".into(),
-            callback: tauri::ipc::CallbackFn(0),
-            error: tauri::ipc::CallbackFn(1),
-            url: "tauri://localhost".parse()?,
-            body: tauri::ipc::InvokeBody::default(),
-            headers: Default::default(),
-            invoke_key: tauri::test::INVOKE_KEY.to_owned(),
-        };
-        let response = tauri::test::get_ipc_response(&window, request)
-            .map_err(|err| format!("sandbox_status failed: {err}"))?
-            .deserialize::<serde_json::Value>()?;
-
-        let status = crate::sandbox::this_machine();
-        assert_eq!(response["enforced"], status.enforced);
-        assert_eq!(response["layers"], serde_json::to_value(&status.layers)?);
-        assert_eq!(response.get("notice").is_some(), !status.enforced);
         Ok(())
     }
 }

@@ -1,29 +1,38 @@
-//! Katachi's tray app: a thin Tauri shell that shows the agent's state in the system tray.
+//! Katachi's tray app: a thin Tauri shell that hosts the user's agent and shows it in the tray.
 //!
-//! The app starts with no window: a tray icon whose menu shows the agent's status, opens the small
-//! status window ("Open Katachi") and quits. Closing the window leaves the app running in the tray;
-//! only "Quit" ends it. Everything the agent does lives in `katachi-core`; this crate only renders it.
+//! The tray process runs the agent (`katachi-core`'s runtime) and a tray icon whose menu states
+//! the agent's status and drives it; it never creates a webview. The window is a separate,
+//! short-lived process of the same executable (`--window`). Everything the agent does lives in
+//! `katachi-core`; this crate only renders it and forwards the user's choices.
 //!
 //! # Layout
-//! - `app`: builds the app on a given Tauri builder and runs its event loop ([`run`], [`run_app`],
-//!   [`build_app`]).
-//! - [`tray`]: the tray icon (one per [`TrayState`]), its menu ids and what each menu item does.
+//! - `app`: which process this is, building the app and running its event loop ([`run`],
+//!   [`run_app`], [`build_app`]).
+//! - `agent_host`: the hosted agent, its status and its commands ([`AgentHost`]).
+//! - [`tray`]: the icon per state, the menu, and what each item does.
 //! - `logging`: the app's log, a daily-rotated file in katachi's state dir ([`init_logging`]).
-//! - `window`: the status window, created on demand from `ui/index.html`.
+//! - `window_launcher`: starts the window process on a view.
+//! - [`window`]: `katachi-app --window`, the window as its own short-lived process (`ui/app.html`),
+//!   talking to the running agent over the control socket.
 //! - `sandbox`: katachi-core's sandbox status for the tray line and the window's `sandbox_status`
 //!   command.
 
 #![forbid(unsafe_code)]
 
+mod agent_host;
 mod app;
 mod logging;
 mod sandbox;
 pub mod tray;
-mod window;
+pub mod window;
+mod window_launcher;
 
+pub use agent_host::AgentHost;
+pub use agent_host::HostError;
 pub use app::build_app;
 pub use app::run;
 pub use app::run_app;
 pub use logging::init_logging;
 pub use logging::LoggingError;
-pub use tray::TrayState;
+pub use tray::TrayIcon;
+pub use tray::TrayView;

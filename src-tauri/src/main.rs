@@ -1,4 +1,5 @@
-//! `katachi-app`: the Katachi tray app. All logic lives in the `katachi_app` library.
+//! `katachi-app`: the Katachi tray app, or with `--window` its window. All logic lives in the
+//! `katachi_app` library.
 
 // In release builds on Windows, do not open a console window next to the tray icon.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]

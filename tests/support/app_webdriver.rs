@@ -102,8 +102,13 @@ impl AppDriver {
     /// Asks for a session on `binary`; the driver launches it at once, the session attaches when
     /// it shows a webview.
     pub fn request_session(&self, binary: &Path) -> PendingSession {
+        self.request_session_with_args(binary, &[])
+    }
+
+    /// [`Self::request_session`] launching `binary` with `args` (e.g. `--window --view status`).
+    pub fn request_session_with_args(&self, binary: &Path, args: &[&str]) -> PendingSession {
         let capabilities = json!({
-            "webkitgtk:browserOptions": { "binary": binary, "args": [] },
+            "webkitgtk:browserOptions": { "binary": binary, "args": args },
         });
         let url = self.url.clone();
         PendingSession(self.runtime.spawn(async move {

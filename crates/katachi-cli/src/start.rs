@@ -12,7 +12,7 @@ use anyhow::Context;
 use katachi_core::agent::{Agent, AgentConfig, AgentEnd, SignInRequest, WhenSignedOut};
 use katachi_core::agent_status::{AgentStatus, ConnectionState, StatusFile};
 use katachi_core::fingerprint::SystemFingerprint;
-use katachi_core::relay_client::RelayError;
+use katachi_core::relay_link::calls::RelayError;
 use katachi_core::signing::SystemClock;
 use katachi_core::tunnel::{SystemNetworkChanges, TunnelStatus};
 use katachi_core::{
@@ -24,7 +24,82 @@ use crate::cli::StartArgs;
 use crate::output::Output;
 use crate::sign_in::SignInView;
 
+/// Runs the agent; a failure is printed here and exits with the code a service manager can act
+/// on ([`katachi_core::exit_codes`]).
 pub(crate) fn run(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::Result<ExitCode> {
+    match run_agent(dirs, args, out) {
+        Ok(code) => Ok(code),
+        Err(err) => {
+            let _ = out.fail(&err);
+            Ok(ExitCode::from(exit_code_of(&err)))
+        }
+    }
+}
+
+/// This agent is not registered and no relay was given to sign in at.
+#[derive(Debug, thiserror::Error)]
+#[error("this agent is not registered yet; pass the relay to sign in at: katachi start --relay https://HOST:PORT")]
+struct NotRegistered;
+
+/// The agent is registered with another relay than the one asked for.
+#[derive(Debug, thiserror::Error)]
+#[error("this agent is registered with {registered}, not {asked}; run `katachi unregister` first to move it")]
+struct RegisteredElsewhere {
+    registered: String,
+    asked: String,
+}
+
+/// The exit code for how `katachi start` failed.
+fn exit_code_of(err: &anyhow::Error) -> u8 {
+    use katachi_core::agent::CommandError;
+    use katachi_core::auth::AuthError;
+    use katachi_core::tunnel::TunnelError;
+    use katachi_core::{exit_codes, relay_link::https::RelayHttpError};
+    for cause in err.chain() {
+        if cause.is::<NotRegistered>() {
+            return exit_codes::NEEDS_SIGN_IN;
+        }
+        if cause.is::<RegisteredElsewhere>() || cause.is::<RelayHttpError>() {
+            return exit_codes::CONFIG_ERROR;
+        }
+        if let Some(e) = cause.downcast_ref::<CommandError>() {
+            return match e.code() {
+                "relay.invalid_url" | "relay.invalid_ca" | "relay.tls" => exit_codes::CONFIG_ERROR,
+                "relay.unreachable" => exit_codes::FAILED,
+                _ => exit_codes::NEEDS_SIGN_IN,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<AuthError>() {
+            return match e {
+                AuthError::Http(_) => exit_codes::CONFIG_ERROR,
+                AuthError::Unreachable { .. } => exit_codes::FAILED,
+                _ => exit_codes::NEEDS_SIGN_IN,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<RelayError>() {
+            if matches!(e, RelayError::Revoked | RelayError::UnknownAgent) {
+                return exit_codes::REVOKED;
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<TunnelError>() {
+            return if e.needs_sign_in() {
+                exit_codes::NEEDS_SIGN_IN
+            } else {
+                exit_codes::CONFIG_ERROR
+            };
+        }
+        if cause.is::<katachi_core::agent_home::HomeError>()
+            || cause.is::<katachi_core::vault::KeystoreError>()
+            || cause.is::<katachi_core::store::StoreError>()
+            || cause.is::<katachi_core::auth::CredentialsError>()
+        {
+            return exit_codes::CONFIG_ERROR;
+        }
+    }
+    exit_codes::FAILED
+}
+
+fn run_agent(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::Result<ExitCode> {
     let home = Arc::new(
         AgentHome::open(dirs.clone(), &SystemFingerprint)
             .context("cannot open the agent's secrets")?,
@@ -120,9 +195,7 @@ fn check_registration(
     out: &Output,
 ) -> anyhow::Result<Registration> {
     let Some(mut credentials) = AgentCredentials::load(home)? else {
-        let relay = relay.context(
-            "this agent is not registered yet; pass the relay to sign in at: katachi start --relay https://HOST:PORT",
-        )?;
+        let relay = relay.ok_or(NotRegistered)?;
         return Ok(Registration::SignInAt(SignInRequest {
             relay,
             ca_pem,
@@ -131,10 +204,11 @@ fn check_registration(
     };
     if let Some(asked) = &relay {
         if asked != credentials.relay_url() {
-            anyhow::bail!(
-                "this agent is registered with {}, not {asked}; run `katachi unregister` first to move it",
-                credentials.relay_url()
-            );
+            return Err(RegisteredElsewhere {
+                registered: credentials.relay_url().to_string(),
+                asked: asked.to_string(),
+            }
+            .into());
         }
     }
     if ca_pem.is_some() && ca_pem.as_deref() != credentials.ca_pem() {
@@ -233,7 +307,9 @@ fn finish(end: AgentEnd) -> anyhow::Result<ExitCode> {
             anyhow::bail!("the relay session could not run: {reason}")
         }
         AgentEnd::SignInFailed(err) => return Err(anyhow::Error::new(err)),
-        AgentEnd::Credentials(reason) => anyhow::bail!("{reason}"),
+        AgentEnd::Credentials(reason) => {
+            return Err(anyhow::anyhow!("{reason}")).context("the agent cannot start")
+        }
         AgentEnd::TunnelStopped(err) => {
             let headline = if err.needs_sign_in() {
                 "the relay refused this agent's tunnel for good; the agent went offline; sign in again"

@@ -16,7 +16,7 @@ use std::future::Future;
 
 use katachi_proto::agent::{ActivityAck, ActivityBatch, ActivityEvent, MAX_EVENTS_PER_BATCH};
 
-use crate::relay_client::{RelayClient, RelayError};
+use crate::relay_link::calls::{RelayClient, RelayError};
 use crate::store::{Outbox, OutboxEvent, Store, StoreError};
 
 /// Longest wait before an event is retried.

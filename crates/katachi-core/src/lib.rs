@@ -13,15 +13,14 @@
 //! - [`config`]: the agent's config file (`config.toml`).
 //! - [`doctor`]: checks every layer and says which one failed and how to fix it.
 //! - [`agent_home`]: opens all of the above together for one agent home.
-//! - [`relay_tls`]: the one TLS client configuration of every agent connection (TLS 1.3 only, pinned CA).
-//! - [`relay_http`]: the HTTPS client for the relay over that configuration.
+//! - [`relay_link`]: everything the agent says to its relay: the one TLS configuration (TLS 1.3
+//!   only, pinned CA), the HTTPS client, the signed calls (heartbeat, events, unregister) and the
+//!   session that keeps a registered agent online (heartbeats, outbox flushes).
 //! - [`auth`]: signing in at a relay (RFC 8628 device flow) and the sealed agent credentials.
 //! - [`signing`]: signing headers of agent → relay calls and the clock offset from the relay's `Date`.
-//! - [`relay_client`]: the signed calls: heartbeat, activity events, unregister.
 //! - [`agent`]: the agent runtime: one supervisor (session + tunnel) and the [`Agent`] handle.
 //! - [`activity`]: activity events through the outbox to the relay, with backoff.
 //! - [`agent_status`]: the running agent's status file (state, last heartbeat, clock offset).
-//! - [`relay_session`]: keeps a registered agent online: heartbeats, outbox flushes, status.
 //! - [`api`]: the agent's structured API as one axum `Router` (workspaces, tree, read, write, search, git).
 //! - [`sandbox`]: the OS sandbox every command runs in (policy, Linux backend, self-test).
 //! - [`protected`]: the protected-path rule set shared by the sandbox and the API.
@@ -43,10 +42,7 @@ pub mod doctor;
 pub mod exit_codes;
 pub mod fingerprint;
 pub mod protected;
-pub mod relay_client;
-pub mod relay_http;
-pub mod relay_session;
-pub mod relay_tls;
+pub mod relay_link;
 pub mod sandbox;
 pub mod secret;
 pub mod signing;
@@ -62,9 +58,9 @@ pub use auth::{AgentCredentials, DeviceFlow};
 pub use config::Config;
 pub use dirs::KatachiDirs;
 pub use fingerprint::Fingerprint;
-pub use relay_client::{RelayClient, RelayError};
-pub use relay_http::RelayUrl;
-pub use relay_session::{RelaySession, SessionEnd, SessionOptions};
+pub use relay_link::calls::{RelayClient, RelayError};
+pub use relay_link::https::RelayUrl;
+pub use relay_link::session::{RelaySession, SessionEnd, SessionOptions};
 pub use secret::SecretBytes;
 pub use store::Store;
 pub use vault::MachineKey;

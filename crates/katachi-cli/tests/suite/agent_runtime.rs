@@ -9,6 +9,7 @@ use katachi_core::agent::{
 };
 use katachi_core::fingerprint::SystemFingerprint;
 use katachi_core::signing::SystemClock;
+use katachi_core::store::Actor;
 use katachi_core::tunnel::NoNetworkChanges;
 use katachi_core::{
     AgentCredentials, AgentHome, KatachiDirs, RelayUrl, SessionEnd, SessionOptions,
@@ -151,10 +152,10 @@ fn the_runtime_connects_and_a_pause_takes_the_agent_off_the_relay_until_resumed(
 
     agent.rt.block_on(handle.resume()).unwrap();
     agent.status_until("connected again", |s| matches!(s, Status::Connected { .. }));
-    assert!(
-        relay.close_tunnel(&agent.agent_id),
-        "no tunnel after resume"
-    );
+    // The relay registers the tunnel just after the agent sees it up.
+    eventually("a tunnel at the relay after resume", || {
+        relay.close_tunnel(&agent.agent_id)
+    });
 
     agent.rt.block_on(handle.stop()).unwrap();
     assert!(matches!(agent.end(), AgentEnd::Stopped));
@@ -338,4 +339,42 @@ fn a_revoked_tray_agent_stays_up_signed_out_and_can_sign_in_again() {
 /// Wall-clock unix seconds.
 fn katachi_cli_now() -> i64 {
     super::relay_support::now()
+}
+
+#[test]
+fn workspaces_changed_through_the_handle_are_listed_at_once_with_missing_folders_marked() {
+    let agent = launch(Home::new(), WhenSignedOut::Stay);
+    let handle = agent.agent.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let kept = dir.path().join("kept");
+    let gone = dir.path().join("gone");
+    std::fs::create_dir(&kept).unwrap();
+    std::fs::create_dir(&gone).unwrap();
+    for path in [&kept, &gone] {
+        agent
+            .rt
+            .block_on(handle.add_workspace(Actor::Tray, path.clone()))
+            .unwrap();
+    }
+    std::fs::remove_dir(&gone).unwrap();
+    let listed = agent.rt.block_on(handle.list_workspaces()).unwrap();
+    let exists: Vec<(bool, bool)> = listed
+        .iter()
+        .map(|w| (w.path.ends_with("kept"), w.exists))
+        .collect();
+    assert_eq!(exists.len(), 2, "{listed:?}");
+    assert!(exists.contains(&(true, true)) && exists.contains(&(false, false)));
+    // The same store the API reads: what the handle removed is gone for it too.
+    agent
+        .rt
+        .block_on(handle.remove_workspace(Actor::Tray, kept.canonicalize().unwrap()))
+        .unwrap();
+    let store = agent.home.store().unwrap();
+    let left = store.workspaces().list().unwrap();
+    assert_eq!(left.len(), 1);
+    let refused = agent
+        .rt
+        .block_on(handle.add_workspace(Actor::Tray, dir.path().join("nowhere")))
+        .unwrap_err();
+    assert_eq!(refused.code(), "workspace.not_found", "{refused}");
 }

@@ -169,7 +169,8 @@ fn revoked_agent_wipes_its_credentials_and_exits_non_zero() {
     let mut reg = start_and_register(&relay, &home);
     relay.revoke(&reg.agent_id, &reg.user_id);
     let code = reg.agent.wait_exit();
-    assert_ne!(code, 0);
+    // 79: a service manager must not restart a revoked agent.
+    assert_eq!(code, 79);
     let stderr = reg.agent.stderr();
     assert!(stderr.contains("revoked"), "{stderr}");
     assert!(stderr.contains("wiped"), "{stderr}");
@@ -253,7 +254,8 @@ fn a_denied_sign_in_ends_with_its_own_error_code() {
         .contains(&code));
     let user = relay.create_user();
     relay.decide(&code, &user, false);
-    assert_eq!(agent.wait_exit(), 1);
+    // 77: needs sign-in, not a crash to restart.
+    assert_eq!(agent.wait_exit(), 77);
     let last: serde_json::Value = serde_json::from_str(agent.seen().last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "auth.denied", "{last}");
     assert!(!home
@@ -287,8 +289,9 @@ fn start_refuses_a_relay_it_cannot_trust() {
     );
     let http = home.run(&["--json", "start", "--relay", "http://localhost:1"]);
     assert_eq!(http.json()["error"]["code"], "relay.invalid_url");
+    assert_eq!(http.code, 78, "a config error");
     let none = home.run(&["--json", "start"]);
-    assert_eq!(none.code, 1);
+    assert_eq!(none.code, 77);
     assert!(
         none.json()["error"]["message"]
             .as_str()
@@ -307,7 +310,7 @@ fn a_registered_agent_will_not_silently_move_to_another_relay() {
     let mut reg = start_and_register(&relay, &home);
     assert_eq!(reg.agent.terminate(), 0);
     let out = home.run(&["start", "--relay", other.url(), "--ca", other.ca_arg()]);
-    assert_eq!(out.code, 1);
+    assert_eq!(out.code, 78, "a config error");
     assert!(out.stderr.contains("katachi unregister"), "{}", out.stderr);
 }
 

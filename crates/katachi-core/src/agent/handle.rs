@@ -57,6 +57,8 @@ pub struct Agent {
     tunnel: watch::Receiver<TunnelStatus>,
     /// The registration.
     registered: watch::Receiver<Option<Registered>>,
+    /// The agent's home (`None` for the supervisor's scripted tests).
+    home: Option<Arc<AgentHome>>,
 }
 
 impl Agent {
@@ -71,7 +73,8 @@ impl Agent {
             network,
             when_signed_out,
         } = config;
-        let (agent, ch) = Self::channels(network);
+        let (mut agent, ch) = Self::channels(network);
+        agent.home = Some(Arc::clone(&home));
         let router = crate::api::router(ApiState::new(home.clone()))
             .layer(AuditLayer::start(Arc::clone(&home)));
         let saved = AgentCredentials::load(&home);
@@ -132,6 +135,7 @@ impl Agent {
             session: session_rx,
             tunnel: tunnel_rx,
             registered: registered_rx,
+            home: None,
         };
         (agent, ch)
     }
@@ -161,6 +165,11 @@ impl Agent {
             }
         });
         (agent, task)
+    }
+
+    /// The agent's home: its secrets and store.
+    pub fn home(&self) -> Option<&Arc<AgentHome>> {
+        self.home.as_ref()
     }
 
     /// The agent's status: the current value, then every change. The channel closes when the

@@ -18,8 +18,9 @@
 //! - [`Agent::stop`] stops the session cleanly (its last status says "stopped"), drops the
 //!   tunnel, and ends the task with [`AgentEnd::Stopped`].
 //!
-//! - Workspaces are not the task's business: they live in the store, which the API reads on
-//!   every call, so a change made by any front end applies at once.
+//! - Workspace and policy commands ([`Agent::add_workspace`]…) are not the task's business: they
+//!   change the store (with audit and activity), which the API reads on every call, so they apply
+//!   at once.
 //!
 //! # Layout
 //! - `status`: [`Status`], what front ends render.
@@ -39,6 +40,7 @@ mod online;
 mod sign_in;
 mod status;
 mod supervisor;
+mod workspaces;
 
 pub use command::CommandError;
 pub use handle::{Agent, AgentConfig};
@@ -46,6 +48,7 @@ pub use lifecycle::WhenSignedOut;
 pub use sign_in::{SignInRequest, SignInStarted};
 pub use status::Status;
 pub use supervisor::{AgentEnd, Registered};
+pub use workspaces::WorkspaceCommandError;
 
 /// Wall-clock unix seconds.
 pub(crate) fn unix_now() -> i64 {

@@ -19,7 +19,7 @@ use super::lifecycle::{Lifecycle, Next, Registration};
 use super::status::Status;
 use super::AgentEnd;
 use crate::auth::{this_device, AuthError, DeviceFlow, PendingSignIn};
-use crate::relay_http::RelayUrl;
+use crate::relay_link::https::RelayUrl;
 
 /// Where and how to sign in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,10 +102,12 @@ impl Lifecycle {
                 Ok(started) => started,
                 Err(e) => {
                     let failure = start_failure(&request.relay, &e);
+                    // Published before the answer: "signed out" is true once it is answered.
+                    let next = self.signed_out_after_failure(failure.clone());
                     if let Some(reply) = reply.take() {
-                        let _ = reply.send(Err(failure.clone()));
+                        let _ = reply.send(Err(failure));
                     }
-                    return self.signed_out_after_failure(failure);
+                    return next;
                 }
             };
             let mut started = SignInStarted::of(&pending);

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::agent_home::AgentHome;
-use crate::relay_http::{RelayHttpError, RelayUrl};
+use crate::relay_link::https::{RelayHttpError, RelayUrl};
 use crate::secret::SecretBytes;
 use crate::vault::{MachineKey, SealError, SealedFile};
 

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use zeroize::Zeroizing;
 
 use super::credentials::AgentCredentials;
-use crate::relay_http::{error_chain, relay_http_client, RelayHttpError, RelayUrl};
+use crate::relay_link::https::{error_chain, relay_http_client, RelayHttpError, RelayUrl};
 use crate::secret::SecretBytes;
 
 /// The OAuth client id every katachi agent uses (a public client: no client secret).

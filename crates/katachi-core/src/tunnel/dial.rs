@@ -19,8 +19,8 @@ use tokio_rustls::TlsConnector;
 use zeroize::Zeroizing;
 
 use crate::auth::AgentCredentials;
-use crate::relay_http::error_chain;
-use crate::relay_tls::{relay_tls_config, Alpn, RelayTlsError};
+use crate::relay_link::https::error_chain;
+use crate::relay_link::tls::{relay_tls_config, Alpn, RelayTlsError};
 use crate::signing::RequestSigner;
 use crate::RelayUrl;
 

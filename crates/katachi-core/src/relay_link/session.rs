@@ -27,7 +27,7 @@ use crate::activity::{flush_outbox, ActivityError};
 use crate::agent_home::AgentHome;
 use crate::agent_status::{AgentStatus, ConnectionState, StatusFile};
 use crate::auth::AgentCredentials;
-use crate::relay_client::{RelayClient, RelayError};
+use crate::relay_link::calls::{RelayClient, RelayError};
 use crate::store::{Store, StoreError};
 
 /// Default time between heartbeats.

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use crate::auth::AgentCredentials;
-use crate::relay_http::{error_chain, relay_http_client, RelayHttpError};
+use crate::relay_link::https::{error_chain, relay_http_client, RelayHttpError};
 use crate::signing::{Clock, RequestSigner};
 
 /// Why a signed call did not succeed.

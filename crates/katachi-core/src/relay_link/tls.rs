@@ -1,5 +1,5 @@
 //! The one TLS client configuration every agent connection to the relay uses: the HTTPS calls
-//! (device flow, heartbeats, events, unregister, through [`crate::relay_http`]) and the tunnel
+//! (device flow, heartbeats, events, unregister, through [`crate::relay_link::https`]) and the tunnel
 //! ([`crate::tunnel`]).
 //!
 //! # Guarantees

@@ -1,7 +1,7 @@
 //! The HTTPS client every call to the relay goes through, and the relay's validated base URL.
 //!
 //! # Guarantees
-//! - rustls only (no OpenSSL, no native-tls), configured by [`crate::relay_tls`] like every agent
+//! - rustls only (no OpenSSL, no native-tls), configured by [`crate::relay_link::tls`] like every agent
 //!   connection: **TLS 1.3 only**, and the relay's CA, when given, as the **only** trust root
 //!   (pinning).
 //! - `https://` only, no redirects followed (a signed request is never replayed to another URL).
@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use crate::relay_tls::{relay_tls_config, Alpn, RelayTlsError};
+use crate::relay_link::tls::{relay_tls_config, Alpn, RelayTlsError};
 
 /// How long to wait for the TCP + TLS connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

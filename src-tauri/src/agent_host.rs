@@ -1,0 +1,126 @@
+//! The agent this process hosts: the tray process runs the user's one agent, and the tray (and
+//! the control socket) drive it through the same [`Agent`] handle.
+//!
+//! [`AgentHost`] is Tauri-managed state: the handle, its task (joined at Quit), and the relay's
+//! address for "Open web UI". The agent is `katachi-core`'s runtime, launched to stay up while
+//! signed out ([`WhenSignedOut::Stay`]); this module only starts, forwards and stops it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use katachi_core::agent::{Agent, AgentConfig, AgentEnd, CommandError, Status, WhenSignedOut};
+use katachi_core::fingerprint::SystemFingerprint;
+use katachi_core::signing::SystemClock;
+use katachi_core::tunnel::SystemNetworkChanges;
+use katachi_core::{AgentHome, KatachiDirs, SessionOptions};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Heartbeat period of the hosted agent (the same default as `katachi start`).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
+
+/// Why the hosted agent could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The agent's folders or secrets cannot be opened (permissions, keychain locked…); the
+    /// message names the layer, `katachi doctor` says more.
+    #[error("cannot open the agent's home: {0}")]
+    Home(String),
+}
+
+/// The hosted agent. See the module docs.
+pub struct AgentHost {
+    /// The running agent.
+    agent: Agent,
+    /// The agent's task, joined when the app quits.
+    task: Mutex<Option<JoinHandle<AgentEnd>>>,
+}
+
+impl AgentHost {
+    /// Opens the agent's home in `dirs` and launches the agent: online when credentials are
+    /// saved, else signed out and waiting for a sign-in. Must run inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`HostError::Home`] when the home cannot be opened.
+    pub fn launch(dirs: KatachiDirs) -> Result<Self, HostError> {
+        let home = AgentHome::open(dirs, &SystemFingerprint)
+            .map_err(|e| HostError::Home(e.to_string()))?;
+        Self::launch_in(Arc::new(home))
+    }
+
+    /// [`Self::launch`] in an opened home (tests pass one with an in-memory keystore).
+    ///
+    /// # Errors
+    /// [`HostError::Home`] when the store cannot be opened.
+    pub fn launch_in(home: Arc<AgentHome>) -> Result<Self, HostError> {
+        // Opened (and migrated) once here, before the session and the API open it concurrently.
+        drop(home.store().map_err(|e| HostError::Home(e.to_string()))?);
+        let (agent, task) = Agent::launch(AgentConfig {
+            home,
+            options: SessionOptions {
+                heartbeat_every: HEARTBEAT_EVERY,
+            },
+            clock: Arc::new(SystemClock),
+            network: Box::new(SystemNetworkChanges::new()),
+            when_signed_out: WhenSignedOut::Stay,
+        });
+        Ok(Self {
+            agent,
+            task: Mutex::new(Some(task)),
+        })
+    }
+
+    /// The agent handle (for the control socket, which serves the same agent).
+    pub fn agent(&self) -> &Agent {
+        &self.agent
+    }
+
+    /// The status: the current value, then every change.
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.agent.status()
+    }
+
+    /// The relay the agent is registered with, while it is.
+    pub fn relay_url(&self) -> Option<String> {
+        self.agent
+            .registered()
+            .borrow()
+            .as_ref()
+            .map(|registered| registered.relay.clone())
+    }
+
+    /// Pauses remote access for `duration`.
+    ///
+    /// # Errors
+    /// The agent's refusal ([`CommandError`]).
+    pub async fn pause(&self, duration: Duration) -> Result<(), CommandError> {
+        self.agent.pause(duration).await
+    }
+
+    /// Ends a pause.
+    ///
+    /// # Errors
+    /// The agent's refusal ([`CommandError`]).
+    pub async fn resume(&self) -> Result<(), CommandError> {
+        self.agent.resume().await
+    }
+
+    /// Signs out: the relay forgets this machine, the credentials are wiped.
+    ///
+    /// # Errors
+    /// The agent's refusal ([`CommandError`]).
+    pub async fn sign_out(&self) -> Result<(), CommandError> {
+        self.agent.sign_out(false).await
+    }
+
+    /// Stops the agent cleanly (its session says "stopped", pending events stay in the outbox)
+    /// and waits for its task to end.
+    pub async fn stop(&self) {
+        // Already ended by itself when this fails: its task's result says how.
+        let _ = self.agent.stop().await;
+        let task = self.task.lock().ok().and_then(|mut task| task.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Applying a [`TrayView`] to the live tray, and the task that keeps it in step with the status.
+//!
+//! The view is computed off the main thread; the icon, tooltip and menu are replaced on the main
+//! thread (GTK's). While the agent waits to reconnect, the status line's countdown is refreshed
+//! once a second by changing that line's text only (the open menu stays open).
+
+use std::time::Duration;
+
+use katachi_core::agent::Status;
+use tauri::menu::Menu;
+use tauri::{AppHandle, Manager, Runtime};
+use tokio::sync::watch;
+
+use super::menu::{build_tray_menu, MenuContext, MENU_STATUS};
+use super::view::{TrayView, ViewClock};
+use super::TRAY_ID;
+use crate::agent_host::AgentHost;
+
+/// What rendering needs besides the status: the fixed menu context and the local offset.
+pub(crate) struct TrayRenderer {
+    /// The sandbox line (fixed for the process) and whether the relay is known.
+    pub(crate) context: MenuContext,
+    /// The user's offset from UTC, read at start-up.
+    pub(crate) local_offset_secs: i32,
+}
+
+impl TrayRenderer {
+    /// The view of `status` now.
+    pub(crate) fn view(&self, status: &Status) -> TrayView {
+        TrayView::of(
+            status,
+            ViewClock {
+                now: unix_now(),
+                local_offset_secs: self.local_offset_secs,
+            },
+        )
+    }
+}
+
+/// Follows `status` until its channel closes: every change is rendered at once; while
+/// reconnecting, the countdown is refreshed every second.
+pub(crate) async fn follow_status<R: Runtime>(
+    app: AppHandle<R>,
+    renderer: TrayRenderer,
+    mut status: watch::Receiver<Status>,
+) {
+    loop {
+        let current = status.borrow_and_update().clone();
+        let context = MenuContext {
+            web_ui_known: app.state::<AgentHost>().relay_url().is_some(),
+            ..renderer.context.clone()
+        };
+        let view = renderer.view(&current);
+        let redraw = app.clone();
+        let applied = app.run_on_main_thread(move || {
+            if let Err(err) = apply_view(&redraw, &view, &context) {
+                eprintln!("katachi-app: cannot redraw the tray: {err}");
+            }
+        });
+        if applied.is_err() {
+            return; // the event loop has ended
+        }
+        let counting_down = matches!(current, Status::Reconnecting { .. });
+        loop {
+            tokio::select! {
+                changed = status.changed() => {
+                    if changed.is_err() {
+                        return; // the agent's task has ended; its last status stays shown
+                    }
+                    break;
+                }
+                () = tokio::time::sleep(Duration::from_secs(1)), if counting_down => {
+                    let line = renderer.view(&current).status_line;
+                    let app2 = app.clone();
+                    let _ = app.run_on_main_thread(move || refresh_status_line(&app2, &line));
+                }
+            }
+        }
+    }
+}
+
+/// Replaces the tray's icon, tooltip and menu with `view`'s. Main thread only.
+fn apply_view<R: Runtime>(
+    app: &AppHandle<R>,
+    view: &TrayView,
+    context: &MenuContext,
+) -> tauri::Result<()> {
+    let Some(tray) = app.tray_by_id(TRAY_ID) else {
+        return Ok(()); // no tray (no tray host): nothing to draw
+    };
+    let menu = build_tray_menu(app, view, context)?;
+    tray.set_icon(Some(view.icon.image()))?;
+    tray.set_tooltip(Some(view.tooltip()))?;
+    tray.set_menu(Some(menu.clone()))?;
+    app.manage(CurrentMenu::<R>::default());
+    if let Ok(mut current) = app.state::<CurrentMenu<R>>().0.lock() {
+        *current = Some(menu);
+    }
+    Ok(())
+}
+
+/// Sets the status line's text in the menu shown now. Main thread only.
+fn refresh_status_line<R: Runtime>(app: &AppHandle<R>, line: &str) {
+    let Some(state) = app.try_state::<CurrentMenu<R>>() else {
+        return;
+    };
+    let item = state
+        .0
+        .lock()
+        .ok()
+        .and_then(|menu| menu.as_ref()?.get(MENU_STATUS));
+    if let Some(item) = item.as_ref().and_then(|kind| kind.as_menuitem()) {
+        let _ = item.set_text(line);
+    }
+}
+
+/// The menu the tray shows now (for the countdown's text).
+struct CurrentMenu<R: Runtime>(std::sync::Mutex<Option<Menu<R>>>);
+
+impl<R: Runtime> Default for CurrentMenu<R> {
+    fn default() -> Self {
+        Self(std::sync::Mutex::new(None))
+    }
+}
+
+/// Now, unix seconds.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
