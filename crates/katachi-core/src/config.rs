@@ -38,6 +38,14 @@ pub enum ConfigError {
         /// What is wrong and where.
         message: String,
     },
+    /// The file could not be written.
+    #[error("cannot write config {path}: {source}")]
+    Write {
+        /// The config file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
     /// The file is too large to be a config.
     #[error("config {path} is {size} bytes, over the {MAX_CONFIG_BYTES}-byte limit")]
     TooLarge {
@@ -129,9 +137,91 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Turns the tray app's desktop notifications on or off in the config file at `path`: only
+    /// `[notifications] enabled` changes; the user's other keys, comments and layout are kept.
+    /// The file is checked as a whole first (an invalid one is refused, never overwritten) and
+    /// replaced atomically.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] for a file that does not parse as a config, [`ConfigError::Read`],
+    /// [`ConfigError::TooLarge`], [`ConfigError::Write`].
+    pub fn set_notifications(path: &Path, enabled: bool) -> Result<(), ConfigError> {
+        Self::load(path)?;
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut doc: toml_edit::DocumentMut = text
+            .parse()
+            .map_err(|e: toml_edit::TomlError| invalid(e.to_string().trim().replace('\n', " ")))?;
+        let table = doc
+            .entry("notifications")
+            .or_insert_with(|| toml_edit::Item::Table(toml_edit::Table::new()));
+        let Some(table) = table.as_table_like_mut() else {
+            return Err(invalid("`notifications` is not a table".to_owned()));
+        };
+        table.insert("enabled", toml_edit::value(enabled));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| ConfigError::Write {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        }
+        crate::atomic_file::write_private_atomically(path, doc.to_string().as_bytes()).map_err(
+            |e| ConfigError::Write {
+                path: path.to_path_buf(),
+                source: e.source,
+            },
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notifications_are_switched_keeping_the_users_comments_and_keys() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("config.toml");
+        Config::set_notifications(&p, false).unwrap();
+        assert!(!Config::load(&p).unwrap().notifications.enabled);
+        std::fs::write(
+            &p,
+            "# mine\n[keystore]\nbackend = \"file\" # weaker\n\n[notifications]\nenabled = false\n",
+        )
+        .unwrap();
+        Config::set_notifications(&p, true).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.contains("# mine") && text.contains("# weaker"),
+            "{text}"
+        );
+        let config = Config::load(&p).unwrap();
+        assert!(config.notifications.enabled);
+        assert_eq!(config.keystore.backend, KeystoreBackend::File);
+        // An invalid file is refused and left as it was.
+        std::fs::write(&p, "[keystore]\nbackend = 3\n").unwrap();
+        assert!(matches!(
+            Config::set_notifications(&p, false),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "[keystore]\nbackend = 3\n"
+        );
+    }
 
     #[test]
     fn missing_config_gives_defaults() {

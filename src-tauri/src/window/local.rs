@@ -21,8 +21,6 @@ use super::ipc_error::{IpcCode, IpcError};
 
 /// The AI providers whose keys the Settings view manages.
 pub const PROVIDERS: [&str; 3] = ["anthropic", "openai", "google"];
-/// The window's settings file, in the config folder.
-pub const SETTINGS_FILE: &str = "app-settings.json";
 /// Longest API key accepted from the webview.
 const MAX_KEY_LEN: usize = 4096;
 
@@ -183,10 +181,11 @@ pub fn clear_api_key(dirs: &KatachiDirs, provider: &str) -> Result<bool, IpcErro
         .map_err(keychain_error)
 }
 
-/// The window's own settings (what the OS does not keep for us).
+/// The settings the window shows that the agent keeps in its config file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppSettings {
-    /// Desktop notifications (connected, disconnected, sign-in needed…).
+    /// Desktop notifications of the tray (connected, disconnected, sign-in needed…):
+    /// `[notifications] enabled` in `config.toml`, which the tray reads before each one.
     pub notifications: bool,
 }
 
@@ -198,45 +197,30 @@ impl Default for AppSettings {
     }
 }
 
-/// Where the settings live.
+/// Where the settings live: the agent's `config.toml`.
 pub fn settings_path(dirs: &KatachiDirs) -> PathBuf {
-    dirs.config().join(SETTINGS_FILE)
+    dirs.config_file()
 }
 
-/// The saved settings; the defaults when none were saved.
+/// The settings in the config file at `path`; the defaults when there is none.
 ///
 /// # Errors
 /// [`IpcCode::Window`] when the file exists but cannot be read or parsed.
 pub fn load_settings(path: &Path) -> Result<AppSettings, IpcError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| {
-            IpcError::new(
-                IpcCode::Window,
-                format!("{} is not valid settings: {err}", path.display()),
-            )
-        }),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(AppSettings::default()),
-        Err(err) => Err(IpcError::new(
-            IpcCode::Window,
-            format!("cannot read {}: {err}", path.display()),
-        )),
-    }
+    let config = katachi_core::Config::load(path)
+        .map_err(|err| IpcError::new(IpcCode::Window, err.to_string()))?;
+    Ok(AppSettings {
+        notifications: config.notifications.enabled,
+    })
 }
 
-/// Saves the settings atomically (owner-only file).
+/// Saves the settings into the config file at `path`, keeping everything else in it.
 ///
 /// # Errors
-/// [`IpcCode::Window`] when the file cannot be written.
+/// [`IpcCode::Window`] when the file is invalid or cannot be written.
 pub fn save_settings(path: &Path, settings: AppSettings) -> Result<(), IpcError> {
-    let fail = |what: String| IpcError::new(IpcCode::Window, what);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|err| fail(format!("cannot create {}: {err}", parent.display())))?;
-    }
-    let bytes = serde_json::to_vec_pretty(&settings)
-        .map_err(|err| fail(format!("cannot encode the settings: {err}")))?;
-    katachi_core::atomic_file::write_private_atomically(path, &bytes)
-        .map_err(|err| fail(format!("cannot save {}: {err}", path.display())))
+    katachi_core::Config::set_notifications(path, settings.notifications)
+        .map_err(|err| IpcError::new(IpcCode::Window, err.to_string()))
 }
 
 fn known_provider(provider: &str) -> Result<&'static str, IpcError> {
@@ -273,9 +257,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn settings_default_to_notifications_on_and_round_trip() -> Result<(), IpcError> {
+    fn settings_default_to_notifications_on_and_round_trip_through_the_config_the_tray_reads(
+    ) -> Result<(), IpcError> {
         let dir = tempfile::tempdir().map_err(|e| IpcError::invalid(e.to_string()))?;
-        let path = dir.path().join("config").join(SETTINGS_FILE);
+        let path = dir.path().join("config").join("config.toml");
         assert_eq!(load_settings(&path)?, AppSettings::default());
         assert!(AppSettings::default().notifications);
         save_settings(
@@ -290,17 +275,23 @@ mod tests {
                 notifications: false
             }
         );
+        // What the tray reads before each notification.
+        let config =
+            katachi_core::Config::load(&path).map_err(|e| IpcError::invalid(e.to_string()))?;
+        assert!(!config.notifications.enabled);
         Ok(())
     }
 
     #[test]
     fn a_corrupt_settings_file_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(SETTINGS_FILE);
-        std::fs::write(&path, "{not json").unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "{not toml").unwrap();
         let err = load_settings(&path).unwrap_err();
         assert_eq!(err.code, IpcCode::Window);
-        assert!(err.message.contains(SETTINGS_FILE), "{}", err.message);
+        assert!(err.message.contains("config.toml"), "{}", err.message);
+        assert!(save_settings(&path, AppSettings::default()).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{not toml");
     }
 
     #[test]
