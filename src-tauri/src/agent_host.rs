@@ -5,6 +5,7 @@
 //! address for "Open web UI". The agent is `katachi-core`'s runtime, launched to stay up while
 //! signed out ([`WhenSignedOut::Stay`]); this module only starts, forwards and stops it.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use katachi_core::agent::{Agent, AgentConfig, AgentEnd, CommandError, Status, Wh
 use katachi_core::fingerprint::SystemFingerprint;
 use katachi_core::signing::SystemClock;
 use katachi_core::tunnel::SystemNetworkChanges;
-use katachi_core::{AgentHome, KatachiDirs, SessionOptions};
+use katachi_core::{AgentHome, Config, KatachiDirs, SessionOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -34,6 +35,8 @@ pub struct AgentHost {
     agent: Agent,
     /// The agent's task, joined when the app quits.
     task: Mutex<Option<JoinHandle<AgentEnd>>>,
+    /// The agent's config file, read again for each notification (the window may change it).
+    config_file: PathBuf,
 }
 
 impl AgentHost {
@@ -53,6 +56,7 @@ impl AgentHost {
     /// # Errors
     /// [`HostError::Home`] when the store cannot be opened.
     pub fn launch_in(home: Arc<AgentHome>) -> Result<Self, HostError> {
+        let config_file = home.dirs().config_file();
         // Opened (and migrated) once here, before the session and the API open it concurrently.
         drop(home.store().map_err(|e| HostError::Home(e.to_string()))?);
         let (agent, task) = Agent::launch(AgentConfig {
@@ -67,6 +71,7 @@ impl AgentHost {
         Ok(Self {
             agent,
             task: Mutex::new(Some(task)),
+            config_file,
         })
     }
 
@@ -87,6 +92,12 @@ impl AgentHost {
             .borrow()
             .as_ref()
             .map(|registered| registered.relay.clone())
+    }
+
+    /// Whether the user wants desktop notifications (`[notifications] enabled`, default on; an
+    /// unreadable config counts as the default).
+    pub fn notifications_enabled(&self) -> bool {
+        Config::load(&self.config_file).map_or(true, |config| config.notifications.enabled)
     }
 
     /// Pauses remote access for `duration`.

@@ -12,7 +12,8 @@ use tauri::{App, AppHandle, Builder, Manager, RunEvent, Runtime};
 
 use crate::agent_host::AgentHost;
 use crate::tray::{self, MenuContext, TrayRenderer};
-use crate::{sandbox, window};
+use crate::window_launcher::WindowView;
+use crate::{sandbox, tray_host, window, window_launcher};
 
 /// Starts the app on the real (wry) runtime: the window process when the first argument is
 /// `--window`, else the tray process, which blocks until the user quits from the tray.
@@ -112,9 +113,24 @@ pub fn build_app<R: Runtime>(
                 status,
             ));
             tray::announce_tray_ready();
+            open_window_without_tray_host();
             Ok(())
         })
         .build(tauri::generate_context!("../tauri.conf.json"))
+}
+
+/// Where no panel shows tray icons, opens the window (saying why in it and on stderr), so the
+/// user is not left with an invisible app.
+fn open_window_without_tray_host() {
+    if tray_host::tray_host_present() {
+        return;
+    }
+    eprintln!("katachi-app: {}", tray_host::NO_TRAY_HOST);
+    if let Err(err) =
+        window_launcher::open_window(WindowView::Status, Some(tray_host::NO_TRAY_HOST))
+    {
+        eprintln!("katachi-app: cannot open the window either: {err}");
+    }
 }
 
 /// Whether a display server is there for the tray and window. Only Linux and the BSDs need a

@@ -11,6 +11,8 @@
 //! - `agent_host`: the hosted agent, its status and its commands ([`AgentHost`]).
 //! - [`tray`]: the icon per state, the menu, and what each item does.
 //! - `logging`: the app's log, a daily-rotated file in katachi's state dir ([`init_logging`]).
+//! - `tray_host`: whether the desktop shows tray icons (else the window opens at start).
+//! - `notices`: desktop notifications (connected, disconnected, sign-in needed, code expired).
 //! - `window_launcher`: starts the window process on a view.
 //! - [`window`]: the window process (`katachi-app --window`, `ui/app.html`): its views, commands
 //!   and the port to the running agent.
@@ -22,8 +24,10 @@
 mod agent_host;
 mod app;
 mod logging;
+mod notices;
 mod sandbox;
 pub mod tray;
+mod tray_host;
 pub mod window;
 mod window_launcher;
 

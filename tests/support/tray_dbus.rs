@@ -58,6 +58,76 @@ pub fn session_bus() -> Result<Connection, String> {
         .map_err(|err| format!("cannot connect to the D-Bus session bus: {err}"))
 }
 
+/// The bus name a panel's tray host owns.
+pub const WATCHER_NAME: &str = "org.kde.StatusNotifierWatcher";
+
+/// Makes this test process the session bus's tray host (once per process): it owns
+/// [`WATCHER_NAME`] and accepts every item that registers, as a panel does, so an app sees a
+/// desktop that shows tray icons. Items are read with [`find_tray_item`], not through it.
+///
+/// # Errors
+/// The bus cannot be reached, or another process owns the name already.
+pub fn serve_status_notifier_watcher() -> Result<(), String> {
+    static SERVED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    SERVED
+        .get_or_init(|| {
+            let (ready, started) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name("tray-host".to_owned())
+                .spawn(move || {
+                    let bus = match own_watcher_name() {
+                        Ok(bus) => bus,
+                        Err(err) => {
+                            let _ = ready.send(Err(err));
+                            return;
+                        }
+                    };
+                    let _ = ready.send(Ok(()));
+                    loop {
+                        if bus.process(Duration::from_secs(1)).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .map_err(|err| format!("cannot start the tray host thread: {err}"))?;
+            started
+                .recv_timeout(CALL_TIMEOUT)
+                .map_err(|err| format!("the tray host did not start: {err}"))?
+        })
+        .clone()
+}
+
+/// A session-bus connection that owns [`WATCHER_NAME`] and answers the watcher's calls.
+fn own_watcher_name() -> Result<Connection, String> {
+    use dbus::channel::{MatchingReceiver, Sender};
+    use dbus::message::MatchRule;
+
+    let bus = session_bus()?;
+    let reply = bus
+        .request_name(WATCHER_NAME, false, false, true)
+        .map_err(|err| format!("cannot own {WATCHER_NAME}: {err}"))?;
+    if reply != dbus::blocking::stdintf::org_freedesktop_dbus::RequestNameReply::PrimaryOwner {
+        return Err(format!(
+            "{WATCHER_NAME} is owned by another process ({reply:?})"
+        ));
+    }
+    bus.start_receive(
+        MatchRule::new_method_call(),
+        Box::new(|call, bus| {
+            let answer = call.method_return();
+            // the one property an item asks for: yes, a host shows the items
+            let answer = match call.member().as_deref() {
+                Some("Get") => answer.append1(Variant(true)),
+                Some("GetAll") => answer.append1(PropMap::new()),
+                _ => answer,
+            };
+            let _ = bus.send(answer);
+            true
+        }),
+    );
+    Ok(bus)
+}
+
 /// Finds the StatusNotifierItem exported by process `pid`, or `None` if it has none (yet).
 ///
 /// # Errors

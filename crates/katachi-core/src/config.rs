@@ -6,6 +6,10 @@
 //! # "keychain" (default): the OS keychain. "file": a file sealed with a fingerprint-only key, for
 //! # headless machines without a keychain; weaker, and reported as such everywhere.
 //! backend = "keychain"
+//!
+//! [notifications]
+//! # Desktop notifications from the tray app (connected, disconnected, sign-in needed). Default on.
+//! enabled = true
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -64,6 +68,26 @@ pub struct KeystoreConfig {
     pub backend: KeystoreBackend,
 }
 
+/// `[notifications]` section: the tray app's desktop notifications.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// Whether the tray app shows desktop notifications (default: yes).
+    #[serde(default = "notifications_on")]
+    pub enabled: bool,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// The default of [`NotificationsConfig::enabled`].
+fn notifications_on() -> bool {
+    true
+}
+
 /// The whole config file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,6 +95,9 @@ pub struct Config {
     /// Keystore settings.
     #[serde(default)]
     pub keystore: KeystoreConfig,
+    /// Desktop notification settings.
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
 }
 
 impl Config {
@@ -113,6 +140,16 @@ mod tests {
             Config::load(&tmp.path().join("none.toml")).unwrap(),
             Config::default()
         );
+    }
+
+    #[test]
+    fn notifications_are_on_unless_the_config_turns_them_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        std::fs::write(&p, "").unwrap();
+        assert!(Config::load(&p).unwrap().notifications.enabled);
+        std::fs::write(&p, "[notifications]\nenabled = false\n").unwrap();
+        assert!(!Config::load(&p).unwrap().notifications.enabled);
     }
 
     #[test]

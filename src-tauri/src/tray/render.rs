@@ -15,6 +15,7 @@ use super::menu::{build_tray_menu, MenuContext, MENU_STATUS};
 use super::view::{TrayView, ViewClock};
 use super::TRAY_ID;
 use crate::agent_host::AgentHost;
+use crate::notices::{self, Notice, Notices};
 
 /// What rendering needs besides the status: the fixed menu context and the local offset.
 pub(crate) struct TrayRenderer {
@@ -44,8 +45,12 @@ pub(crate) async fn follow_status<R: Runtime>(
     renderer: TrayRenderer,
     mut status: watch::Receiver<Status>,
 ) {
+    let mut notices = Notices::default();
     loop {
         let current = status.borrow_and_update().clone();
+        if let Some(notice) = notices.on_status(&current, unix_now()) {
+            notify(&app, notice);
+        }
         let context = MenuContext {
             web_ui_known: app.state::<AgentHost>().relay_url().is_some(),
             ..renderer.context.clone()
@@ -69,6 +74,11 @@ pub(crate) async fn follow_status<R: Runtime>(
                     }
                     break;
                 }
+                () = sleep_until_unix(notices.next_tick()) => {
+                    if let Some(notice) = notices.on_tick(unix_now()) {
+                        notify(&app, notice);
+                    }
+                }
                 () = tokio::time::sleep(Duration::from_secs(1)), if counting_down => {
                     let line = renderer.view(&current).status_line;
                     let app2 = app.clone();
@@ -77,6 +87,33 @@ pub(crate) async fn follow_status<R: Runtime>(
             }
         }
     }
+}
+
+/// Sleeps until the unix time `at`; forever when `None`.
+async fn sleep_until_unix(at: Option<i64>) {
+    match at {
+        Some(at) => {
+            let wait = u64::try_from(at - unix_now()).unwrap_or(0);
+            tokio::time::sleep(Duration::from_secs(wait)).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Shows `notice` unless the user turned notifications off; off the async workers (a blocking
+/// D-Bus call). A desktop with no notification service only costs a line on stderr.
+fn notify<R: Runtime>(app: &AppHandle<R>, notice: Notice) {
+    if !app.state::<AgentHost>().notifications_enabled() {
+        return;
+    }
+    tauri::async_runtime::spawn_blocking(move || {
+        if let Err(err) = notices::show(&notice) {
+            eprintln!(
+                "katachi-app: cannot show the notification {:?}: {err}",
+                notice.summary
+            );
+        }
+    });
 }
 
 /// Replaces the tray's icon, tooltip and menu with `view`'s. Main thread only.
