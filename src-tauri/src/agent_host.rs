@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use katachi_core::agent::{Agent, AgentConfig, AgentEnd, CommandError, Status, WhenSignedOut};
+use katachi_core::control::{AgentLock, ControlServer, FrontEnd, LockError};
 use katachi_core::fingerprint::SystemFingerprint;
 use katachi_core::signing::SystemClock;
 use katachi_core::tunnel::SystemNetworkChanges;
@@ -27,6 +28,13 @@ pub enum HostError {
     /// message names the layer, `katachi doctor` says more.
     #[error("cannot open the agent's home: {0}")]
     Home(String),
+    /// Another agent already runs for this user (another app, or `katachi start`); it keeps
+    /// running and this process does not start a second one.
+    #[error("{0}")]
+    AlreadyRunning(LockError),
+    /// The one-agent lock could not be taken (runtime folder, a filesystem without locks).
+    #[error("cannot take the one-agent lock: {0}")]
+    Lock(LockError),
 }
 
 /// The hosted agent. See the module docs.
@@ -37,6 +45,11 @@ pub struct AgentHost {
     task: Mutex<Option<JoinHandle<AgentEnd>>>,
     /// The agent's config file, read again for each notification (the window may change it).
     config_file: PathBuf,
+    /// The one-agent lock, held while this process runs (`None` in tests).
+    _lock: Option<AgentLock>,
+    /// The control socket the window process and the `katachi` CLI drive this agent through
+    /// (`None` in tests, or when it could not be served: then the tray still works).
+    _control: Option<ControlServer>,
 }
 
 impl AgentHost {
@@ -45,10 +58,31 @@ impl AgentHost {
     ///
     /// # Errors
     /// [`HostError::Home`] when the home cannot be opened.
+    /// Takes the one-agent lock first (a second app, or an app while `katachi start` runs, gets
+    /// [`HostError::AlreadyRunning`] and starts nothing), and serves the control socket next to
+    /// the agent.
     pub fn launch(dirs: KatachiDirs) -> Result<Self, HostError> {
-        let home = AgentHome::open(dirs, &SystemFingerprint)
-            .map_err(|e| HostError::Home(e.to_string()))?;
-        Self::launch_in(Arc::new(home))
+        let lock = AgentLock::acquire(&dirs, FrontEnd::App).map_err(|e| match e {
+            e @ (LockError::AlreadyRunning { .. } | LockError::HeldByUnknown(_)) => {
+                HostError::AlreadyRunning(e)
+            }
+            other => HostError::Lock(other),
+        })?;
+        let home = Arc::new(
+            AgentHome::open(dirs.clone(), &SystemFingerprint)
+                .map_err(|e| HostError::Home(e.to_string()))?,
+        );
+        let mut host = Self::launch_in(Arc::clone(&home))?;
+        host._lock = Some(lock);
+        host._control = match ControlServer::start(&dirs, host.agent.clone(), home) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                tracing::warn!(error = %e, "the control socket is not served; the window and `katachi` cannot reach this agent");
+                eprintln!("katachi-app: the control socket is not served: {e}");
+                None
+            }
+        };
+        Ok(host)
     }
 
     /// [`Self::launch`] in an opened home (tests pass one with an in-memory keystore).
@@ -72,6 +106,8 @@ impl AgentHost {
             agent,
             task: Mutex::new(Some(task)),
             config_file,
+            _lock: None,
+            _control: None,
         })
     }
 

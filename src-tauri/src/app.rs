@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use katachi_core::KatachiDirs;
 use tauri::{App, AppHandle, Builder, Manager, RunEvent, Runtime};
 
-use crate::agent_host::AgentHost;
+use crate::agent_host::{AgentHost, HostError};
 use crate::tray::{self, MenuContext, TrayRenderer};
 use crate::window_launcher::WindowView;
 use crate::{sandbox, tray_host, window, window_launcher};
@@ -39,6 +39,14 @@ pub fn run() -> ExitCode {
     }
     let host = match start_agent() {
         Ok(host) => host,
+        Err(StartError::Host(err @ HostError::AlreadyRunning(_))) => {
+            // One agent per user: show the running one's window instead of starting another.
+            eprintln!("katachi-app: {err}; opening its window");
+            if let Err(e) = crate::window_launcher::open_window(WindowView::Status, None) {
+                eprintln!("katachi-app: cannot open the window: {e}");
+            }
+            return ExitCode::from(katachi_core::exit_codes::ALREADY_RUNNING);
+        }
         Err(err) => {
             eprintln!("katachi-app: cannot start the agent: {err}");
             return ExitCode::FAILURE;
@@ -61,9 +69,20 @@ fn exit_code(result: tauri::Result<i32>) -> ExitCode {
 
 /// Opens the agent's home (`KATACHI_HOME` or the user's folders) and starts the agent on Tauri's
 /// async runtime.
-fn start_agent() -> Result<AgentHost, String> {
-    let dirs = KatachiDirs::from_env().map_err(|e| e.to_string())?;
-    tauri::async_runtime::block_on(async { AgentHost::launch(dirs) }).map_err(|e| e.to_string())
+fn start_agent() -> Result<AgentHost, StartError> {
+    let dirs = KatachiDirs::from_env().map_err(|e| StartError::Dirs(e.to_string()))?;
+    tauri::async_runtime::block_on(async { AgentHost::launch(dirs) }).map_err(StartError::Host)
+}
+
+/// Why the tray process could not start its agent.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    /// The agent's folders cannot be found or created.
+    #[error("{0}")]
+    Dirs(String),
+    /// The agent could not be started (or another one runs).
+    #[error(transparent)]
+    Host(HostError),
 }
 
 /// Builds the tray app on `builder` (see [`build_app`]) and runs its event loop until the app

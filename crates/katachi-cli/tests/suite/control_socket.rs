@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::relay_support::{start_and_register, LocalRelay, PATIENCE};
+use super::relay_support::{start_and_register, AgentProcess, LocalRelay, PATIENCE};
 use super::support::Home;
 
 /// Polls `katachi --json status` until the live state is `state`.
@@ -55,8 +55,18 @@ fn a_running_agent_is_driven_through_its_control_socket() {
     assert_eq!(refused.code, 1);
     assert_eq!(refused.json()["error"]["code"], "workspace.not_allowed");
 
+    // a live stream: the current state, then each change
+    let mut watch = AgentProcess::spawn(&home, &["--json", "status", "--watch"]);
+    let state_is = |want: &'static str| {
+        move |l: &str| {
+            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v["status"]["state"] == want)
+        }
+    };
+    watch.wait_for_line("connected", state_is("connected"));
+
     let paused = home.run(&["pause", "--for", "1h"]);
     assert_eq!(paused.code, 0, "{}", paused.stderr);
+    watch.wait_for_line("paused", state_is("paused"));
     live_state_until(&home, "paused");
     let resumed = home.run(&["resume"]);
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
@@ -65,6 +75,8 @@ fn a_running_agent_is_driven_through_its_control_socket() {
     assert_eq!(again.json()["error"]["code"], "agent.not_now");
 
     assert_eq!(reg.agent.terminate(), 0, "stderr: {}", reg.agent.stderr());
+    // the stream ends with the agent
+    assert_eq!(watch.wait_exit(), 0, "stderr: {}", watch.stderr());
     let after = home.run(&["--json", "status"]).json();
     assert!(after["live"].is_null(), "{after}");
     let no_agent = home.run(&["pause"]);

@@ -81,8 +81,12 @@ impl NetworkChanges for ManualNetworkChanges {
 #[derive(Debug)]
 pub struct SystemNetworkChanges {
     /// Notified by the watcher thread; `None` when changes cannot be watched here. The thread
-    /// holds only a weak reference and ends within a second of this source being dropped.
+    /// holds only a weak reference.
     notify: Option<Arc<Notify>>,
+    /// The write end of the watcher thread's stop pipe: dropping this source closes it, which
+    /// ends the thread at once (it sleeps in `poll` otherwise: no periodic wake-ups).
+    #[cfg(target_os = "linux")]
+    _stop: Option<std::os::fd::OwnedFd>,
 }
 
 impl SystemNetworkChanges {
@@ -93,12 +97,16 @@ impl SystemNetworkChanges {
         {
             let notify = Arc::new(Notify::new());
             match linux::spawn_route_watcher(Arc::downgrade(&notify)) {
-                Ok(()) => Self {
+                Ok((stop, _thread)) => Self {
                     notify: Some(notify),
+                    _stop: Some(stop),
                 },
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot watch network changes; reconnecting relies on backoff alone");
-                    Self { notify: None }
+                    Self {
+                        notify: None,
+                        _stop: None,
+                    }
                 }
             }
         }
@@ -128,15 +136,15 @@ impl NetworkChanges for SystemNetworkChanges {
 #[cfg(target_os = "linux")]
 mod linux {
     //! The netlink route socket behind [`super::SystemNetworkChanges`] on Linux, read by a small
-    //! thread with blocking receives (no `unsafe` fd registration with the async reactor).
+    //! thread that sleeps in `poll` on it and on a stop pipe (no `unsafe` fd registration with the
+    //! async reactor, and no wake-up unless the network changed or the source was dropped).
 
     use std::os::fd::OwnedFd;
     use std::sync::Weak;
-    use std::time::Duration;
 
+    use rustix::event::{poll, PollFd, PollFlags};
     use rustix::io::Errno;
     use rustix::net::netlink::SocketAddrNetlink;
-    use rustix::net::sockopt::{set_socket_timeout, Timeout};
     use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType};
     use tokio::sync::Notify;
 
@@ -146,44 +154,64 @@ mod linux {
     const RTMGRP_IPV4_IFADDR: u32 = 0x10;
     /// `RTMGRP_IPV6_IFADDR`: IPv6 addresses added/removed.
     const RTMGRP_IPV6_IFADDR: u32 = 0x100;
-    /// How often the thread checks whether anyone still listens.
-    const POLL_OWNER_EVERY: Duration = Duration::from_secs(1);
 
     /// Opens a `NETLINK_ROUTE` socket subscribed to link and address events and starts the
-    /// thread that turns its messages into notifications of `notify`.
-    pub(super) fn spawn_route_watcher(notify: Weak<Notify>) -> std::io::Result<()> {
+    /// thread that turns its messages into notifications of `notify`. Returns the write end of
+    /// the thread's stop pipe (closing it ends the thread) and the thread.
+    pub(super) fn spawn_route_watcher(
+        notify: Weak<Notify>,
+    ) -> std::io::Result<(OwnedFd, std::thread::JoinHandle<()>)> {
         let fd = rustix::net::socket_with(
             AddressFamily::NETLINK,
             SocketType::RAW,
-            SocketFlags::CLOEXEC,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
             None, // NETLINK_ROUTE
         )?;
         let groups = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
         rustix::net::bind(&fd, &SocketAddrNetlink::new(0, groups))?;
-        set_socket_timeout(&fd, Timeout::Recv, Some(POLL_OWNER_EVERY))?;
-        std::thread::Builder::new()
+        let (stop_read, stop_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        let thread = std::thread::Builder::new()
             .name("katachi-netwatch".to_owned())
             .stack_size(64 * 1024)
-            .spawn(move || watch_route_events(&fd, &notify))?;
-        Ok(())
+            .spawn(move || watch_route_events(&fd, &stop_read, &notify))?;
+        Ok((stop_write, thread))
     }
 
-    /// Notifies on every message (a burst coalesces in the `Notify` permit) until the source is
-    /// dropped or the socket fails.
-    fn watch_route_events(fd: &OwnedFd, notify: &Weak<Notify>) {
+    /// Notifies on every burst of messages (coalesced in the `Notify` permit) until the stop
+    /// pipe closes, the source is dropped or the socket fails.
+    fn watch_route_events(fd: &OwnedFd, stop: &OwnedFd, notify: &Weak<Notify>) {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
-            let changed = match rustix::net::recv(fd, &mut buf[..], RecvFlags::empty()) {
-                Ok(_) => true,
-                // The kernel dropped events because we read too slowly: changes happened.
-                Err(Errno::NOBUFS) => true,
-                // The receive timeout: time to check whether anyone still listens.
-                Err(Errno::AGAIN | Errno::INTR) => false,
+            let mut fds = [
+                PollFd::new(fd, PollFlags::IN),
+                PollFd::new(stop, PollFlags::IN),
+            ];
+            match poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(Errno::INTR) => continue,
                 Err(e) => {
-                    tracing::warn!(error = %e, "the network change socket failed; reconnecting relies on backoff alone");
+                    tracing::warn!(error = %e, "cannot wait for network changes; reconnecting relies on backoff alone");
                     return;
                 }
-            };
+            }
+            if !fds[1].revents().is_empty() {
+                return; // the source was dropped: its end of the pipe closed
+            }
+            let mut changed = false;
+            // Drain what is there (non-blocking): one notification per burst.
+            loop {
+                match rustix::net::recv(fd, &mut buf[..], RecvFlags::empty()) {
+                    Ok(_) => changed = true,
+                    // The kernel dropped events because we read too slowly: changes happened.
+                    Err(Errno::NOBUFS) => changed = true,
+                    Err(Errno::AGAIN) => break,
+                    Err(Errno::INTR) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the network change socket failed; reconnecting relies on backoff alone");
+                        return;
+                    }
+                }
+            }
             let Some(notify) = notify.upgrade() else {
                 return;
             };
@@ -213,6 +241,27 @@ mod tests {
                 .is_err(),
             "the burst was reported twice"
         );
+    }
+
+    /// The watcher sleeps in `poll` with no timeout, so it must end when its source is dropped:
+    /// closing the stop pipe ends the thread at once.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_watcher_thread_ends_when_its_source_is_dropped() {
+        let notify = Arc::new(Notify::new());
+        let (stop, thread) = linux::spawn_route_watcher(Arc::downgrade(&notify)).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!thread.is_finished(), "the watcher ended by itself");
+        drop(stop);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !thread.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the watcher outlived its source"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        thread.join().unwrap();
     }
 
     /// Moves the calling thread (only) into a fresh network namespace, so links added from it
