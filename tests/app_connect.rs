@@ -8,7 +8,8 @@
 //! - A folder added through the folder picker's command is listed, and a file in it is readable
 //!   from the browser through the relay and the tunnel the tray's agent dialled.
 //! - `katachi status --json` on the same home reports the tray's agent live; a second tray launch
-//!   starts no second agent; `katachi start` says "already running" with exit code 75.
+//!   starts no second agent (it turns the open window to Status and exits 75); `katachi start`
+//!   says "already running" with exit code 75.
 //! - "Pause remote access for 1 hour" in the tray menu takes the agent offline at the relay.
 //!
 //! `KATACHI_UPDATE_SCREENSHOTS=1` saves the Connect view showing a code and its QR, and the
@@ -47,7 +48,8 @@ const OFFLINE_AFTER_SECS: u64 = 5;
 const SEEN_OFFLINE: Duration = Duration::from_secs(25);
 /// Budget for a process to exit once asked to (or once it has nothing to do).
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
-/// What `katachi start` exits with when an agent already runs for the home (`EX_TEMPFAIL`).
+/// What `katachi start` and a second tray exit with when an agent already runs for the home
+/// (`EX_TEMPFAIL`).
 const ALREADY_RUNNING: i32 = 75;
 /// The file the browser reads through the relay.
 const NOTE: (&str, &str) = (
@@ -168,7 +170,7 @@ fn a_user_connects_the_app_from_its_window_and_the_tray_runs_the_one_agent() -> 
         window.run("document.getElementById('tab-workspaces').click(); return true;")?;
         window.wait_for(
             "the folder in the list",
-            &format!("return Array.from(document.querySelectorAll('#workspaces .ws-path')).some(p => p.textContent === {folder_path:?});"),
+            &format!("return document.body.dataset.view === 'workspaces' && Array.from(document.querySelectorAll('#workspaces .ws-path')).some(p => p.textContent === {folder_path:?});"),
         )?;
 
         // `katachi status` on the same home reports the tray's agent, live over its socket.
@@ -219,11 +221,17 @@ fn a_user_connects_the_app_from_its_window_and_the_tray_runs_the_one_agent() -> 
     (|| {
         let mut second = SpawnedProcess::spawn(user.command(&app_binary()?))
             .map_err(|e| format!("cannot start a second katachi-app: {e}"))?;
-        if second.wait_for_exit(STARTUP_TIMEOUT).is_none() {
+        let exit = second.wait_for_exit(STARTUP_TIMEOUT);
+        if exit.and_then(|status| status.code()) != Some(ALREADY_RUNNING) {
             return Err(second.describe(&format!(
-                "a second tray launch still runs after {STARTUP_TIMEOUT:?} (it must hand over and exit)"
+                "a second tray launch must hand over and exit {ALREADY_RUNNING}; it ended with {exit:?}"
             )));
         }
+        // it shows the running agent's window instead: the open window turns to Status
+        window.wait_for(
+            "the open window to show the running agent's status",
+            "return document.body.dataset.view === 'status';",
+        )?;
         let status = katachi_json(&user, &["status", "--json"])?;
         let tray_pid = tray.pid()?;
         if status["live"]["pid"] != tray_pid {
