@@ -10,6 +10,8 @@
   let current = null;
   let status = null;
   let shownCode = null;
+  // a code was shown and the sign-in has not ended yet (approval passes through connecting)
+  let signingIn = false;
   let expiresAt = 0;
   let caPem = null;
   let pendingLink = null;
@@ -104,7 +106,6 @@
   function renderStatus(view) {
     const s = view.status;
     $("st-heartbeat").textContent = when(view.last_heartbeat_at);
-    const previous = status;
     status = s;
     const chip = $("chip");
     chip.dataset.state = s.state;
@@ -122,7 +123,13 @@
       $("code-panel").hidden = true;
       shownCode = null;
     }
-    if (s.state === "connected" && previous && previous.state === "waiting_for_approval") {
+    if (s.state === "waiting_for_approval") {
+      signingIn = true;
+    } else if (s.state === "signed_out" || s.state === "error") {
+      signingIn = false;
+    }
+    if (s.state === "connected" && signingIn) {
+      signingIn = false;
       $("connect-message").textContent = "Connected to " + s.relay + ".";
       show("status");
     }
