@@ -46,6 +46,19 @@ const VIEWS: [&str; 6] = [
 struct Window {
     driver: AppDriver,
     _home: tempfile::TempDir,
+    /// One window at a time in this binary: ten WebKit processes starting at once on a 2-core
+    /// machine miss the driver's start-up budget, and the tests measure nothing about contention.
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+/// Whose turn it is to have a window (see [`Window::_turn`]).
+static ONE_WINDOW: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Waits for this test's turn; a test that failed holding it does not block the others.
+fn my_turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_WINDOW
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Window {
@@ -57,6 +70,7 @@ impl Window {
                 ));
             }
         }
+        let turn = my_turn();
         let binary = app_binary()?;
         let home = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
         let mut driver = AppDriver::start(|command| {
@@ -71,6 +85,7 @@ impl Window {
         let mut window = Self {
             driver,
             _home: home,
+            _turn: turn,
         };
         window.wait_for(
             "the page to be ready",
@@ -261,6 +276,7 @@ fn without_a_running_agent_the_status_view_says_the_agent_is_not_running() -> Re
 
 impl Window {
     fn open_with_link(link: &str) -> Result<Self, String> {
+        let turn = my_turn();
         let binary = app_binary()?;
         let home = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
         let mut driver = AppDriver::start(|command| {
@@ -275,6 +291,7 @@ impl Window {
         let mut window = Self {
             driver,
             _home: home,
+            _turn: turn,
         };
         window.wait_for(
             "the page to be ready",
