@@ -19,8 +19,9 @@ for _ in $(seq 1 100); do
   kill -0 "$relay_pid" 2>/dev/null || { echo "katachi: the relay did not start" >&2; exit 1; }
   sleep 0.1
 done
-echo "katachi: relay at https://localhost:${listen##*:} — sign up there; connect this machine with:"
-echo "katachi:   $target/debug/katachi start --relay https://localhost:${listen##*:} --ca $relay_dir/tls/ca.pem"
+echo "katachi: relay at https://localhost:${listen##*:} — sign up there, then connect this machine from the"
+echo "katachi:   tray's menu: Sign in… → relay https://localhost:${listen##*:}, CA file $relay_dir/tls/ca.pem"
+echo "katachi:   (the tray runs this user's agent; headless, without the tray: $target/debug/katachi start --relay https://localhost:${listen##*:} --ca $relay_dir/tls/ca.pem)"
 echo "katachi: agent state in ${KATACHI_HOME:-the platform default folders}; '$target/debug/katachi doctor' checks it"
 
 if [ -n "${DISPLAY:-}" ] && [ -n "${DBUS_SESSION_BUS_ADDRESS:-}" ]; then
