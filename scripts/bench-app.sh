@@ -89,7 +89,15 @@ done
 grep -qx 'online' "$work/agent.log" || { cat "$work/agent.log" >&2; echo "bench-app: the agent did not go online" >&2; exit 1; }
 say "agent online (pid $agent); tray starting"
 
-# 3. the tray (its own home: one agent per user home)
+# 3. the tray (its own home: one agent per user home), on a desktop with a system tray: trayer
+# (XEmbed) shows its icon, as a panel would; without a tray host the app would open its window at
+# start, and the idle figure would be the window's.
+trayer --edge top --align right --widthtype request --height 32 >"$work/trayer.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 100); do
+  xwininfo -root -tree 2>/dev/null | grep -qi '"trayer"' && break
+  sleep 0.1
+done
 "$rel/katachi-app" >"$work/tray.log" 2>&1 &
 tray=$!
 pids+=("$tray")
@@ -98,6 +106,9 @@ for _ in $(seq 1 300); do
   kill -0 "$tray" 2>/dev/null || { cat "$work/tray.log" >&2; echo "bench-app: the tray app ended" >&2; exit 1; }
   sleep 0.1
 done
+if grep -q 'no tray host' "$work/tray.log"; then
+  cat "$work/tray.log" >&2; echo "bench-app: the tray app saw no tray host (trayer did not start?)" >&2; exit 1
+fi
 sleep "$settle"
 
 tree() { # PID and all its descendants
@@ -131,21 +142,30 @@ tray_pss=$(rollup Pss "${tray_pids[@]}")
 tray_dirty=$(rollup Private_Dirty "${tray_pids[@]}")
 say "tray idle after ${settle}s, ${#tray_pids[@]} process(es): PSS $(kb "$tray_pss"), private dirty $(kb "$tray_dirty") (target ≤ 90 MB PSS, ≤ 30 MB private dirty)"
 
-if strings "$rel/katachi-app" | grep -qx -- '--window'; then
+# the window: opened from the tray's process tree as "Open Katachi" does (`katachi-app --window`),
+# BENCH_WINDOW_RUNS times; each prints when its page answered (open → interactive), then is closed
+for run in $(seq 1 "${BENCH_WINDOW_RUNS:-3}"); do
   "$rel/katachi-app" --window >"$work/window.log" 2>&1 &
   window=$!
-  sleep 10
+  for _ in $(seq 1 300); do
+    grep -q 'window interactive after' "$work/window.log" && break
+    kill -0 "$window" 2>/dev/null || break
+    sleep 0.1
+  done
+  ms=$(sed -n 's/.*window interactive after \([0-9]*\) ms.*/\1/p' "$work/window.log" | head -n1)
+  [ -n "$ms" ] || { cat "$work/window.log" >&2; echo "bench-app: the window did not become interactive" >&2; exit 1; }
+  sleep 2
   mapfile -t window_pids < <(tree "$window")
-  say "window process open: PSS $(kb "$(rollup Pss "${window_pids[@]}")") over ${#window_pids[@]} process(es)"
+  say "window $run: open → interactive $ms ms (target ≤ 500 ms); its processes: PSS $(kb "$(rollup Pss "${window_pids[@]}")") over ${#window_pids[@]} process(es)"
   kill "$window" 2>/dev/null || true
   wait "$window" 2>/dev/null || true
-  sleep 5
-  mapfile -t tray_pids < <(tree "$tray")
-  webkit=$(for p in "${tray_pids[@]}"; do cat /proc/"$p"/comm; done | grep -ci webkit || true)
-  say "tray after the window closed, ${#tray_pids[@]} process(es) ($webkit WebKit): PSS $(kb "$(rollup Pss "${tray_pids[@]}")"), private dirty $(kb "$(rollup Private_Dirty "${tray_pids[@]}")")"
-else
-  say "window process mode (katachi-app --window) not in this build: the after-window figure is not measured"
-fi
+done
+sleep 5
+mapfile -t tray_pids < <(tree "$tray")
+webkit=$( (for p in "${tray_pids[@]}"; do cat /proc/"$p"/comm; done; pgrep -f WebKit | tr -d '\n') | grep -ci webkit || true)
+tray_pss=$(rollup Pss "${tray_pids[@]}")
+tray_dirty=$(rollup Private_Dirty "${tray_pids[@]}")
+say "tray after the window closed, ${#tray_pids[@]} process(es), $webkit WebKit process(es) left: PSS $(kb "$tray_pss"), private dirty $(kb "$tray_dirty") (target ≤ 90 MB PSS, ≤ 30 MB private dirty)"
 
 # 4. wake-ups (and which threads of the agent wake: name and switches over the window)
 thread_switches() {
@@ -155,20 +175,28 @@ thread_switches() {
   done
 }
 thread_switches "$agent" >"$work/agent-threads.0"
+thread_switches "$tray" >"$work/tray-threads.0"
 a0=$(switches "$agent"); t0=0
 for p in "${tray_pids[@]}"; do t0=$((t0 + $(switches "$p"))); done
 sleep "$wake_secs"
 a1=$(switches "$agent"); t1=0
 thread_switches "$agent" >"$work/agent-threads.1"
+thread_switches "$tray" >"$work/tray-threads.1"
 for p in "${tray_pids[@]}"; do t1=$((t1 + $(switches "$p"))); done
 per_min() { awk -v d="$1" -v s="$wake_secs" 'BEGIN { printf "%.0f", d * 60 / s }'; }
 say "wake-ups per minute over ${wake_secs}s (context switches, all threads): agent $(per_min $((a1 - a0))), tray $(per_min $((t1 - t0)))"
 
-join "$work/agent-threads.0" "$work/agent-threads.1" | while read -r tid name before _ after; do
-  say "  agent thread $tid $name: $(per_min $((after - before))) per minute"
+for who in agent tray; do
+  join "$work/$who-threads.0" "$work/$who-threads.1" | while read -r tid name before _ after; do
+    say "  $who thread $tid $name: $(per_min $((after - before))) per minute"
+  done
 done
 
 # 5. what dominates a missed target
+if [ "$tray_pss" -gt 90000 ]; then
+  say "tray PSS after the window over target; largest mappings by PSS (main process):"
+  top_mappings "$tray" | sed 's/^/bench-app:   /'
+fi
 if [ "$agent_rss" -gt 15000 ]; then
   say "agent RSS over target; largest mappings by PSS:"
   top_mappings "$agent" | sed 's/^/bench-app:   /'

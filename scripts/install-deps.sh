@@ -9,7 +9,9 @@ apt_packages=(
   # OS keychain (Secret Service) and a D-Bus session for it
   gnome-keyring dbus-x11 libsecret-1-dev libdbus-1-dev
   # headless display, window automation and screenshots for the window tests
-  xvfb xauth webkit2gtk-driver xdotool imagemagick
+  xvfb xauth webkit2gtk-driver xdotool imagemagick x11-utils
+  # an XEmbed system tray: the tray menu pictured in each state, and `make bench-app`'s tray host
+  trayer
   # C toolchain for SQLCipher's vendored OpenSSL
   build-essential perl make
   # headless browser and its WebDriver for the relay's page tests

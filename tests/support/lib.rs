@@ -5,6 +5,7 @@
 //! - [`workspace_binary`]: path of a binary built by this workspace (target/debug/NAME).
 //! - [`process`]: a spawned binary with captured output, bounded waits, killed on drop.
 //! - [`tray_dbus`]: a process's tray icon and menu as a panel sees them over D-Bus (Linux).
+//! - [`system_tray`]: a private X display with a real XEmbed system tray (trayer): click the icon, picture the menu.
 //! - [`x11_windows`]: a process's top-level X11 windows, found and closed as a window manager would.
 //! - [`agent_tunnel`]: an agent's tunnel dialled from the test process, serving the test's router.
 //! - [`approval`]: signing up and approving a device in the browser (the code typed, as users must).
@@ -23,6 +24,8 @@ pub mod oauth_provider;
 pub mod process;
 pub mod relay;
 pub mod smtp;
+#[cfg(target_os = "linux")]
+pub mod system_tray;
 #[cfg(target_os = "linux")]
 pub mod tray_dbus;
 #[cfg(target_os = "linux")]

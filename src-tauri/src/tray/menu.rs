@@ -9,7 +9,7 @@
 use tauri::menu::{Menu, MenuItem, PredefinedMenuItem};
 use tauri::{AppHandle, Runtime};
 
-use super::view::{AccountItem, RemoteItem, TrayView};
+use super::view::{menu_line, AccountItem, RemoteItem, TrayView};
 
 /// Id of the disabled first line that states the agent's status.
 pub const MENU_STATUS: &str = "status";
@@ -74,7 +74,7 @@ pub fn build_tray_menu<R: Runtime>(
     let item = |id: &str, label: &str, enabled: bool| {
         MenuItem::with_id(app, id, label, enabled, None::<&str>)
     };
-    let status = item(MENU_STATUS, &view.status_line, false)?;
+    let status = item(MENU_STATUS, &menu_line(&view.status_line), false)?;
     let account = match view.account {
         AccountItem::SignIn => item(MENU_SIGN_IN, LABEL_SIGN_IN, true)?,
         AccountItem::SignOut => item(MENU_SIGN_OUT, LABEL_SIGN_OUT, true)?,

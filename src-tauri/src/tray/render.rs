@@ -1,8 +1,10 @@
 //! Applying a [`TrayView`] to the live tray, and the task that keeps it in step with the status.
 //!
 //! The view is computed off the main thread; the icon, tooltip and menu are replaced on the main
-//! thread (GTK's). While the agent waits to reconnect, the status line's countdown is refreshed
-//! once a second by changing that line's text only (the open menu stays open).
+//! thread (GTK's). A change that leaves the menu's items as they were (connecting ↔ reconnecting,
+//! a new approval code) changes the status line's text and the icon only, so a menu the user has
+//! open stays open; so does the countdown, refreshed once a second while the agent waits to
+//! reconnect.
 
 use std::time::Duration;
 
@@ -11,8 +13,9 @@ use tauri::menu::Menu;
 use tauri::{AppHandle, Manager, Runtime};
 use tokio::sync::watch;
 
+use super::icon::TrayIcon;
 use super::menu::{build_tray_menu, MenuContext, MENU_STATUS};
-use super::view::{TrayView, ViewClock};
+use super::view::{menu_line, TrayView, ViewClock};
 use super::TRAY_ID;
 use crate::agent_host::AgentHost;
 use crate::notices::{self, Notice, Notices};
@@ -116,7 +119,8 @@ fn notify<R: Runtime>(app: &AppHandle<R>, notice: Notice) {
     });
 }
 
-/// Replaces the tray's icon, tooltip and menu with `view`'s. Main thread only.
+/// Shows `view` in the tray: its icon and tooltip, and its menu — a new one only where the items
+/// differ from the shown menu's (else that menu's status line gets the new words). Main thread only.
 fn apply_view<R: Runtime>(
     app: &AppHandle<R>,
     view: &TrayView,
@@ -125,36 +129,69 @@ fn apply_view<R: Runtime>(
     let Some(tray) = app.tray_by_id(TRAY_ID) else {
         return Ok(()); // no tray (no tray host): nothing to draw
     };
-    let menu = build_tray_menu(app, view, context)?;
-    tray.set_icon(Some(view.icon.image()))?;
+    app.manage(ShownMenu::<R>::default());
+    let state = app.state::<ShownMenu<R>>();
+    let Ok(mut shown) = state.0.lock() else {
+        return Ok(()); // a panic while drawing poisoned it: keep what is shown
+    };
+    if shown.as_ref().map(|s| &s.icon) != Some(&view.icon) {
+        tray.set_icon(Some(view.icon.image()))?;
+    }
     tray.set_tooltip(Some(view.tooltip()))?;
-    tray.set_menu(Some(menu.clone()))?;
-    app.manage(CurrentMenu::<R>::default());
-    if let Ok(mut current) = app.state::<CurrentMenu<R>>().0.lock() {
-        *current = Some(menu);
+    match shown.as_mut() {
+        Some(s) if s.view.same_menu_items(view) && s.context == *context => {
+            set_status_line(&s.menu, &view.status_line);
+            s.icon = view.icon;
+            s.view = view.clone();
+        }
+        _ => {
+            let menu = build_tray_menu(app, view, context)?;
+            tray.set_menu(Some(menu.clone()))?;
+            *shown = Some(Shown {
+                menu,
+                view: view.clone(),
+                icon: view.icon,
+                context: context.clone(),
+            });
+        }
     }
     Ok(())
 }
 
 /// Sets the status line's text in the menu shown now. Main thread only.
 fn refresh_status_line<R: Runtime>(app: &AppHandle<R>, line: &str) {
-    let Some(state) = app.try_state::<CurrentMenu<R>>() else {
+    let Some(state) = app.try_state::<ShownMenu<R>>() else {
         return;
     };
-    let item = state
-        .0
-        .lock()
-        .ok()
-        .and_then(|menu| menu.as_ref()?.get(MENU_STATUS));
-    if let Some(item) = item.as_ref().and_then(|kind| kind.as_menuitem()) {
-        let _ = item.set_text(line);
+    let shown = state.0.lock();
+    if let Ok(Some(shown)) = shown.as_deref() {
+        set_status_line(&shown.menu, line);
     }
 }
 
-/// The menu the tray shows now (for the countdown's text).
-struct CurrentMenu<R: Runtime>(std::sync::Mutex<Option<Menu<R>>>);
+/// Sets the text of `menu`'s status line.
+fn set_status_line<R: Runtime>(menu: &Menu<R>, line: &str) {
+    if let Some(item) = menu.get(MENU_STATUS).as_ref().and_then(|k| k.as_menuitem()) {
+        let _ = item.set_text(menu_line(line));
+    }
+}
 
-impl<R: Runtime> Default for CurrentMenu<R> {
+/// The menu the tray shows now, and what it was built from.
+struct Shown<R: Runtime> {
+    /// The menu.
+    menu: Menu<R>,
+    /// The view it shows (its status line may have changed since it was built).
+    view: TrayView,
+    /// The icon shown.
+    icon: TrayIcon,
+    /// The context it was built in.
+    context: MenuContext,
+}
+
+/// The tray's shown menu, once there is one.
+struct ShownMenu<R: Runtime>(std::sync::Mutex<Option<Shown<R>>>);
+
+impl<R: Runtime> Default for ShownMenu<R> {
     fn default() -> Self {
         Self(std::sync::Mutex::new(None))
     }

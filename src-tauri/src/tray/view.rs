@@ -124,6 +124,29 @@ impl TrayView {
     pub fn tooltip(&self) -> String {
         format!("Katachi — {}", self.status_line)
     }
+
+    /// Whether `other`'s menu has the same items, each as usable, as this one's: then only the
+    /// status line's words (and the icon) change, and a menu the user has open can stay open.
+    pub fn same_menu_items(&self, other: &TrayView) -> bool {
+        self.account == other.account
+            && self.remote == other.remote
+            && self.stop_all_enabled == other.stop_all_enabled
+    }
+}
+
+/// The longest status line a menu shows, in characters: menus are as wide as their widest line,
+/// and a relay's error can be a paragraph (the tooltip and the window show it whole).
+pub const MENU_LINE_MAX: usize = 80;
+
+/// `line` as the menu shows it: cut at [`MENU_LINE_MAX`] characters with "…".
+pub fn menu_line(line: &str) -> String {
+    if line.chars().count() <= MENU_LINE_MAX {
+        return line.to_owned();
+    }
+    let mut cut: String = line.chars().take(MENU_LINE_MAX - 1).collect();
+    cut.truncate(cut.trim_end().len());
+    cut.push('…');
+    cut
 }
 
 /// "relay.example.com" (with its port, if any) from the relay's URL.

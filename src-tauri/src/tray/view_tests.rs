@@ -181,3 +181,55 @@ fn every_state_has_its_own_icon() {
 fn tooltip_repeats_the_status_line() {
     assert_eq!(view(&Status::Connecting).tooltip(), "Katachi — Connecting…");
 }
+
+#[test]
+fn an_open_menu_survives_retries_and_fresh_codes_but_not_a_change_of_actions() {
+    let reconnecting = view(&Status::Reconnecting {
+        at: NOW + 8,
+        in_secs: 8,
+        reason: "relay unreachable".to_owned(),
+    });
+    let connecting = view(&Status::Connecting);
+    let connected = view(&Status::Connected {
+        since: NOW,
+        relay: "https://relay.example.com".to_owned(),
+        agent_name: "my-laptop".to_owned(),
+    });
+    let waiting = |code: &str| {
+        view(&Status::WaitingForApproval {
+            user_code: code.to_owned(),
+            verification_uri: "https://relay.example.com/device".to_owned(),
+            expires_at: NOW + 600,
+        })
+    };
+    let paused = view(&Status::Paused { until: NOW + 3600 });
+    let signed_out = view(&Status::SignedOut { reason: None });
+
+    // Same actions, other words: the shown menu keeps its items and only its first line changes.
+    assert!(reconnecting.same_menu_items(&connecting));
+    assert!(connecting.same_menu_items(&connected));
+    assert!(waiting("ABCD-EFGH").same_menu_items(&waiting("JKLM-NPQR")));
+    // Other actions: a new menu.
+    assert!(!connected.same_menu_items(&paused));
+    assert!(!connected.same_menu_items(&signed_out));
+    assert!(!paused.same_menu_items(&signed_out));
+}
+
+#[test]
+fn a_long_error_is_cut_in_the_menu_and_kept_whole_in_the_tooltip() {
+    let message = format!("the saved credentials cannot be read: {}", "x".repeat(200));
+    let v = view(&Status::Error {
+        message: message.clone(),
+        fix: "run `katachi doctor`".to_owned(),
+    });
+    let line = super::menu_line(&v.status_line);
+    assert_eq!(line.chars().count(), super::MENU_LINE_MAX);
+    assert!(line.ends_with('…'), "{line}");
+    assert!(
+        line.starts_with("Error: the saved credentials cannot be read"),
+        "{line}"
+    );
+    assert!(v.tooltip().contains(&message));
+    // A short line is shown as it is.
+    assert_eq!(super::menu_line("Sign-in needed"), "Sign-in needed");
+}

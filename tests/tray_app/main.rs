@@ -31,6 +31,8 @@ use katachi_e2e::workspace_binary;
 use katachi_e2e::x11_windows::X11Display;
 use tempfile::TempDir;
 
+mod menu_pictures;
+
 /// Printed by the app once its tray exists.
 const READY_LINE: &str = "katachi-app: tray ready";
 /// Start-up budget: a debug build on a loaded 2-core CI machine, GTK and D-Bus activation included.
@@ -165,16 +167,7 @@ fn without_a_tray_host_the_app_opens_its_window_and_says_why() -> Result<(), Fai
     let home = tempfile::tempdir().map_err(|err| Failure(format!("no temp dir: {err}")))?;
     // A session bus of its own, where no panel owns the watcher name (and no keyring runs: the
     // agent home keeps its secret in the opt-in file keystore).
-    let katachi_home = home.path().join("katachi");
-    let config = katachi_home.join("config");
-    std::fs::create_dir_all(&config)
-        .and_then(|()| {
-            std::fs::write(
-                config.join("config.toml"),
-                "[keystore]\nbackend = \"file\"\n",
-            )
-        })
-        .map_err(|err| Failure(format!("cannot write the agent's config: {err}")))?;
+    let katachi_home = file_keystore_home(home.path())?;
     let mut command = Command::new("dbus-run-session");
     command.arg("--").arg(&binary);
     isolate_user_dirs(&mut command, home.path())?;
@@ -542,6 +535,22 @@ fn require_desktop_session() -> Result<(), Failure> {
          xvfb-run -a -s \"-screen 0 1280x800x24\" dbus-run-session -- cargo test -p katachi-e2e --test tray_app",
         missing.join(" and ")
     )))
+}
+
+/// An agent home under `dir` that keeps its secret in the opt-in file keystore, for an app on a
+/// session bus of its own (no keyring there).
+fn file_keystore_home(dir: &Path) -> Result<std::path::PathBuf, Failure> {
+    let katachi_home = dir.join("katachi");
+    let config = katachi_home.join("config");
+    std::fs::create_dir_all(&config)
+        .and_then(|()| {
+            std::fs::write(
+                config.join("config.toml"),
+                "[keystore]\nbackend = \"file\"\n",
+            )
+        })
+        .map_err(|err| Failure(format!("cannot write the agent's config: {err}")))?;
+    Ok(katachi_home)
 }
 
 /// Points HOME and the XDG base directories of `command` at fresh dirs under `home`, so the app
