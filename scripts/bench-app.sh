@@ -192,6 +192,22 @@ for who in agent tray; do
   done
 done
 
+# wake-up instants: context switches count every thread a wake-up touches; what costs a laptop's
+# battery is how often the CPU is woken at all. strace (when installed) records every return from a
+# wait of every thread; returns within the same 100 ms count as one wake-up. Run after the
+# context-switch count, which strace would disturb.
+if command -v strace >/dev/null; then
+  waits=epoll_wait,epoll_pwait,futex,poll,ppoll,select,pselect6,nanosleep,clock_nanosleep,read,recvfrom
+  timeout "$wake_secs" strace -f -qq -ttt -e trace="$waits" -p "$agent" -o "$work/agent.strace" 2>/dev/null &
+  s1=$!
+  timeout "$wake_secs" strace -f -qq -ttt -e trace="$waits" -p "$tray" -o "$work/tray.strace" 2>/dev/null &
+  s2=$!
+  wait "$s1" "$s2" 2>/dev/null || true
+  instants() { awk '/resumed>|= / && !/unfinished/ { b[int($2 * 10)] = 1 } END { n = 0; for (k in b) n++; print n }' "$1"; }
+  heartbeat_secs=10 # `katachi start`'s default (--heartbeat-secs)
+  say "wake-up instants per minute over ${wake_secs}s (any thread, 100 ms apart): agent $(per_min "$(instants "$work/agent.strace")") (its heartbeat: $((60 / heartbeat_secs)) per minute), tray $(per_min "$(instants "$work/tray.strace")")"
+fi
+
 # 5. what dominates a missed target
 if [ "$tray_pss" -gt 90000 ]; then
   say "tray PSS after the window over target; largest mappings by PSS (main process):"

@@ -15,6 +15,28 @@ use crate::tray::{self, MenuContext, TrayRenderer};
 use crate::window_launcher::WindowView;
 use crate::{sandbox, tray_host, window, window_launcher};
 
+/// Whether this process turned GTK's OpenGL off (see [`prepare_process`]); the window process it
+/// starts gets GL back.
+static GL_DISABLED_HERE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prepares the process before any other thread runs: the tray process turns GTK's OpenGL off
+/// (`GDK_GL=disable`) unless the user set `GDK_GL`. GTK 3 on X11 otherwise opens OpenGL at start
+/// only to pick a visual, which maps Mesa and its LLVM (≈ 30 MB PSS here) into a process that
+/// never draws with GL: the tray has no webview. The window process keeps GL (WebKit uses it).
+pub fn prepare_process() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if window::is_window_mode(&args) || std::env::var_os("GDK_GL").is_some() {
+        return;
+    }
+    std::env::set_var("GDK_GL", "disable");
+    GL_DISABLED_HERE.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether a window process started from here must get `GDK_GL` unset again.
+pub(crate) fn gl_disabled_here() -> bool {
+    GL_DISABLED_HERE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Starts the app on the real (wry) runtime: the window process when the first argument is
 /// `--window`, else the tray process, which blocks until the user quits from the tray.
 ///

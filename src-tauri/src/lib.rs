@@ -34,6 +34,7 @@ mod window_launcher;
 pub use agent_host::AgentHost;
 pub use agent_host::HostError;
 pub use app::build_app;
+pub use app::prepare_process;
 pub use app::run;
 pub use app::run_app;
 pub use logging::init_logging;

@@ -6,6 +6,8 @@
 #![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
+    // First, while this is the only thread: environment for GTK.
+    katachi_app::prepare_process();
     // A log that cannot be opened must not keep the tray from starting: say why and go on.
     if let Err(err) = katachi_app::init_logging() {
         eprintln!("katachi-app: no log file: {err}");

@@ -54,10 +54,12 @@ pub fn window_args(view: WindowView, reason: Option<&str>) -> Vec<String> {
 /// The executable cannot be found or started.
 pub fn open_window(view: WindowView, reason: Option<&str>) -> std::io::Result<()> {
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
-        .args(window_args(view, reason))
-        .stdin(Stdio::null())
-        .spawn()?;
+    let mut command = Command::new(exe);
+    command.args(window_args(view, reason)).stdin(Stdio::null());
+    if crate::app::gl_disabled_here() {
+        command.env_remove("GDK_GL"); // the tray's setting, not the user's: WebKit draws with GL
+    }
+    let mut child = command.spawn()?;
     // Reaped when it exits, so no zombie stays behind while the tray runs on.
     std::thread::Builder::new()
         .name("katachi-window-reaper".to_owned())

@@ -72,7 +72,7 @@ fn signed_out_menu() -> Vec<(String, bool, bool)> {
 }
 
 #[test]
-fn tray_app_starts_and_stays_running_without_a_window() -> Result<(), Failure> {
+fn tray_app_starts_and_stays_running_without_a_window_or_opengl() -> Result<(), Failure> {
     let mut app = TrayApp::start(None)?;
     let pid = app.pid()?;
 
@@ -83,6 +83,20 @@ fn tray_app_starts_and_stays_running_without_a_window() -> Result<(), Failure> {
     let windows = X11Display::connect()?.visible_windows_of(pid)?;
     if !windows.is_empty() {
         return Err(app.fail(&format!("opened windows at start-up: {windows:?}")));
+    }
+    // The tray never draws with OpenGL: GTK must not have mapped Mesa (and its LLVM) to pick a
+    // visual, about 30 MB of the idle tray's PSS.
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map_err(|err| app.fail(&format!("cannot read its memory map: {err}")))?;
+    let gl: Vec<&str> = maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .filter(|path| {
+            path.contains("libLLVM") || path.contains("_dri.so") || path.contains("libGLX_mesa")
+        })
+        .collect();
+    if !gl.is_empty() {
+        return Err(app.fail(&format!("mapped OpenGL libraries: {gl:?}")));
     }
     app.stop()
 }
