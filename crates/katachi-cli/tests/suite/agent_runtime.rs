@@ -133,7 +133,9 @@ fn the_runtime_connects_and_a_pause_takes_the_agent_off_the_relay_until_resumed(
         unreachable!()
     };
     assert_eq!(url, relay.url());
-    assert_eq!(agent_name, agent.agent_id);
+    // The name it registered under (relay_client::sign_in sends "lib-test"), not its id.
+    assert_eq!(agent_name, "lib-test");
+    assert_ne!(agent_name, agent.agent_id);
     assert!(since > 0);
 
     let handle = agent.agent.clone();
@@ -231,8 +233,10 @@ fn a_fresh_agent_signs_in_through_the_runtime_and_goes_online_by_itself() {
     let Status::Connected { agent_name, .. } = connected else {
         unreachable!()
     };
+    // Shown by the device name the sign-in sent; the saved credentials keep it.
+    assert_eq!(agent_name, "runtime-test");
     let saved = AgentCredentials::load(&agent.home).unwrap().unwrap();
-    assert_eq!(saved.agent_id(), agent_name);
+    assert_eq!(saved.device_name(), Some("runtime-test"));
     assert_eq!(
         agent
             .agent
@@ -240,7 +244,7 @@ fn a_fresh_agent_signs_in_through_the_runtime_and_goes_online_by_itself() {
             .borrow()
             .as_ref()
             .map(|r| r.agent_id.clone()),
-        Some(agent_name.clone())
+        Some(saved.agent_id().to_owned())
     );
     assert_eq!(relay.agents_of(&user).len(), 1);
     assert!(matches!(
