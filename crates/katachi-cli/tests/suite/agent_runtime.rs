@@ -22,13 +22,13 @@ use super::relay_support::{LocalRelay, PATIENCE};
 use super::support::Home;
 
 /// An agent home and its running runtime.
-struct Running {
-    rt: Runtime,
-    home: Arc<AgentHome>,
-    agent: Agent,
+pub(super) struct Running {
+    pub(super) rt: Runtime,
+    pub(super) home: Arc<AgentHome>,
+    pub(super) agent: Agent,
     task: Option<JoinHandle<AgentEnd>>,
-    agent_id: String,
-    user_id: String,
+    pub(super) agent_id: String,
+    pub(super) user_id: String,
     _dir: Home,
 }
 
@@ -64,7 +64,7 @@ fn launch(dir: Home, when: WhenSignedOut) -> Running {
 }
 
 /// A home registered at `relay` (credentials saved), its runtime launched.
-fn start_agent(relay: &LocalRelay, when: WhenSignedOut) -> Running {
+pub(super) fn start_agent(relay: &LocalRelay, when: WhenSignedOut) -> Running {
     let (credentials, user_id) = sign_in(relay);
     let dir = Home::new();
     {
@@ -88,7 +88,7 @@ fn request(relay: &LocalRelay) -> SignInRequest {
 
 impl Running {
     /// Waits (up to [`PATIENCE`]) for a status that satisfies `check`.
-    fn status_until(&self, what: &str, check: impl Fn(&Status) -> bool) -> Status {
+    pub(super) fn status_until(&self, what: &str, check: impl Fn(&Status) -> bool) -> Status {
         let mut status = self.agent.status();
         let last = self.agent.status();
         self.rt.block_on(async {
@@ -101,7 +101,7 @@ impl Running {
     }
 
     /// How the agent's task ended (within [`PATIENCE`]).
-    fn end(&mut self) -> AgentEnd {
+    pub(super) fn end(&mut self) -> AgentEnd {
         let task = self.task.take().unwrap();
         self.rt
             .block_on(async { tokio::time::timeout(PATIENCE, task).await })
@@ -111,7 +111,7 @@ impl Running {
 }
 
 /// Polls `check` until it holds.
-fn eventually(what: &str, check: impl Fn() -> bool) {
+pub(super) fn eventually(what: &str, check: impl Fn() -> bool) {
     let deadline = Instant::now() + PATIENCE;
     while !check() {
         assert!(Instant::now() < deadline, "never happened: {what}");
