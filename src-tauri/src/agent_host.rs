@@ -10,12 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use katachi_core::agent::{Agent, AgentConfig, AgentEnd, CommandError, Status, WhenSignedOut};
+use katachi_core::api::RunDenied;
 use katachi_core::control::{AgentLock, ControlServer, FrontEnd, LockError};
 use katachi_core::fingerprint::SystemFingerprint;
 use katachi_core::signing::SystemClock;
 use katachi_core::tunnel::SystemNetworkChanges;
 use katachi_core::{AgentHome, Config, KatachiDirs, SessionOptions};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
 /// Heartbeat period of the hosted agent (the same default as `katachi start`).
@@ -119,6 +120,11 @@ impl AgentHost {
     /// The status: the current value, then every change.
     pub fn status(&self) -> watch::Receiver<Status> {
         self.agent.status()
+    }
+
+    /// The commands the sandbox denies from now on, as they happen (for the notification).
+    pub fn denials(&self) -> broadcast::Receiver<RunDenied> {
+        self.agent.denials()
     }
 
     /// The relay the agent is registered with, while it is.

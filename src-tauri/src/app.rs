@@ -138,6 +138,7 @@ pub fn build_app<R: Runtime>(
         .plugin(tauri_plugin_opener::init())
         .setup(move |app| {
             let status = host.status();
+            let denials = host.denials();
             let renderer = TrayRenderer {
                 context: MenuContext {
                     sandbox_line: sandbox::this_machine().summary(),
@@ -153,6 +154,7 @@ pub fn build_app<R: Runtime>(
                 renderer,
                 status,
             ));
+            tauri::async_runtime::spawn(tray::follow_denials(app.handle().clone(), denials));
             tray::announce_tray_ready();
             open_window_without_tray_host();
             Ok(())

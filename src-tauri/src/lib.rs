@@ -12,7 +12,8 @@
 //! - [`tray`]: the icon per state, the menu, and what each item does.
 //! - `logging`: the app's log, a daily-rotated file in katachi's state dir ([`init_logging`]).
 //! - `tray_host`: whether the desktop shows tray icons (else the window opens at start).
-//! - `notices`: desktop notifications (connected, disconnected, sign-in needed, code expired).
+//! - `notices`: desktop notifications (connected, disconnected, sign-in needed, code expired,
+//!   a command denied by the sandbox).
 //! - `window_launcher`: starts the window process on a view.
 //! - [`window`]: the window process (`katachi-app --window`, `ui/app.html`): its views, commands
 //!   and the port to the running agent.

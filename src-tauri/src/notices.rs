@@ -4,9 +4,15 @@
 //!
 //! Notified: connected (after a sign-in, or back after a notified disconnection); disconnected for
 //! more than a minute (once per outage; a pause is not an outage); sign-in needed (the agent
-//! went from signed in to signed out); approval code expired (a new code replaced it).
+//! went from signed in to signed out); approval code expired (a new code replaced it); a command
+//! denied by the sandbox ([`DenialNotices`]: what was denied and how to allow it, at most one per
+//! workspace every [`DENIAL_QUIET_SECS`], so a loop of denials does not flood the desktop).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
 
 use katachi_core::agent::Status;
+use katachi_core::api::RunDenied;
 
 /// How long the agent may be off line before the user is told.
 pub const DISCONNECTED_FOR: i64 = 60;
@@ -104,6 +110,51 @@ impl Notices {
         Some(notice(
             "Katachi is disconnected",
             format!("This machine has not been reachable for more than a minute.{why}"),
+        ))
+    }
+}
+
+/// Shortest time between two denial notices of one workspace (seconds).
+pub const DENIAL_QUIET_SECS: i64 = 30;
+
+/// What the denial notifier remembers: per workspace, when it last notified and how many
+/// denials it has kept quiet about since.
+#[derive(Debug, Default)]
+pub struct DenialNotices {
+    /// Workspace root → (last notice at, denials not notified since).
+    last: HashMap<PathBuf, (i64, u32)>,
+}
+
+impl DenialNotices {
+    /// The notice (if any) for `denied` at `now`: `None` while its workspace was notified less
+    /// than [`DENIAL_QUIET_SECS`] ago (counted, and mentioned in the next notice).
+    pub fn on_denial(&mut self, denied: &RunDenied, now: i64) -> Option<Notice> {
+        let entry = self.last.get_mut(&denied.workspace);
+        let quiet_since = match entry {
+            Some((at, skipped)) if now.saturating_sub(*at) < DENIAL_QUIET_SECS => {
+                *skipped = skipped.saturating_add(1);
+                return None;
+            }
+            Some((_, skipped)) => std::mem::take(skipped),
+            None => 0,
+        };
+        self.last.insert(denied.workspace.clone(), (now, 0));
+        let d = &denied.denied;
+        let more = match quiet_since {
+            0 => String::new(),
+            1 => " 1 more was denied here since the last notice.".to_owned(),
+            n => format!(" {n} more were denied here since the last notice."),
+        };
+        Some(notice(
+            "A command was denied by the sandbox",
+            format!(
+                "{} in {}: {} access to {} was refused. To allow it: {}.{more}",
+                denied.command,
+                denied.workspace.display(),
+                d.kind,
+                d.target,
+                d.how_to_allow.trim_end_matches('.'),
+            ),
         ))
     }
 }

@@ -2,7 +2,12 @@
 
 use katachi_core::agent::Status;
 
-use super::{Notices, DISCONNECTED_FOR};
+use std::path::PathBuf;
+
+use katachi_core::api::RunDenied;
+use katachi_core::sandbox::{DenialKind, SandboxDenied};
+
+use super::{DenialNotices, Notices, DENIAL_QUIET_SECS, DISCONNECTED_FOR};
 
 fn connected() -> Status {
     Status::Connected {
@@ -100,4 +105,86 @@ fn an_expired_code_replaced_by_a_new_one_is_notified_with_the_new_code() {
     n.on_status(&waiting("ABCD-EFGH"), 0);
     let notice = n.on_status(&waiting("WXYZ-1234"), 900).map(|n| n.body);
     assert!(notice.is_some_and(|body| body.contains("WXYZ-1234")));
+}
+
+fn denied_in(workspace: &str) -> RunDenied {
+    RunDenied {
+        workspace: PathBuf::from(workspace),
+        command: "curl https://evil.example".to_owned(),
+        denied: SandboxDenied {
+            kind: DenialKind::Exec,
+            target: "curl".to_owned(),
+            how_to_allow: "katachi sandbox policy set --workspace /code/app --allow-cmd curl"
+                .to_owned(),
+        },
+    }
+}
+
+#[test]
+fn a_denied_command_is_notified_with_what_was_denied_and_how_to_allow_it() {
+    let mut n = DenialNotices::default();
+    let notice = n.on_denial(&denied_in("/code/app"), 1000).unwrap();
+    assert_eq!(notice.summary, "A command was denied by the sandbox");
+    assert!(
+        notice
+            .body
+            .contains("curl https://evil.example in /code/app"),
+        "{}",
+        notice.body
+    );
+    assert!(
+        notice.body.contains("exec access to curl"),
+        "{}",
+        notice.body
+    );
+    assert!(
+        notice.body.contains(
+            "To allow it: katachi sandbox policy set --workspace /code/app --allow-cmd curl."
+        ),
+        "{}",
+        notice.body
+    );
+}
+
+#[test]
+fn a_loop_of_denials_notifies_once_per_workspace_per_quiet_period_and_counts_the_rest() {
+    let mut n = DenialNotices::default();
+    assert!(n.on_denial(&denied_in("/code/app"), 1000).is_some());
+    // the same workspace, denied again and again within the quiet period: silent
+    for t in 1..DENIAL_QUIET_SECS {
+        assert_eq!(
+            n.on_denial(&denied_in("/code/app"), 1000 + t),
+            None,
+            "at +{t}"
+        );
+    }
+    // another workspace is not held back by the first one
+    assert!(n.on_denial(&denied_in("/code/other"), 1005).is_some());
+    // once the period is over: one notice, saying how many were kept quiet
+    let next = n
+        .on_denial(&denied_in("/code/app"), 1000 + DENIAL_QUIET_SECS)
+        .unwrap();
+    let quiet = DENIAL_QUIET_SECS - 1;
+    assert!(
+        next.body.ends_with(&format!(
+            " {quiet} more were denied here since the last notice."
+        )),
+        "{}",
+        next.body
+    );
+    // and the count starts again
+    assert_eq!(
+        n.on_denial(&denied_in("/code/app"), 1000 + DENIAL_QUIET_SECS + 1),
+        None
+    );
+    let after = n
+        .on_denial(&denied_in("/code/app"), 1000 + 2 * DENIAL_QUIET_SECS)
+        .unwrap();
+    assert!(
+        after
+            .body
+            .ends_with(" 1 more was denied here since the last notice."),
+        "{}",
+        after.body
+    );
 }

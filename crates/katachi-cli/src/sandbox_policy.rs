@@ -8,7 +8,7 @@ use anyhow::Context;
 use katachi_core::fingerprint::SystemFingerprint;
 use katachi_core::sandbox::{SandboxPolicy, WorkspaceOverrides};
 use katachi_core::store::{Actor, Workspace};
-use katachi_core::workspace_admin::{self, PolicySet};
+use katachi_core::workspace_admin::{self, PolicyReset, PolicySet};
 use katachi_core::{AgentHome, KatachiDirs, Store};
 use serde::Serialize;
 
@@ -41,13 +41,8 @@ pub(crate) fn run(
     cmd: PolicyCommand,
     out: &Output,
 ) -> anyhow::Result<ExitCode> {
-    if let PolicyCommand::Set(args) = &cmd {
-        // a running agent applies the change at once
-        let rt = crate::agent_control::runtime()?;
-        if let Some(mut agent) = crate::agent_control::connect(&rt, dirs)? {
-            print_set(out, &rt.block_on(agent.policy_set(args.change()))?);
-            return Ok(ExitCode::SUCCESS);
-        }
+    if through_running_agent(dirs, &cmd, out)? {
+        return Ok(ExitCode::SUCCESS);
     }
     let home = AgentHome::open(dirs.clone(), &SystemFingerprint)
         .context("cannot open the agent's secrets")?;
@@ -85,19 +80,34 @@ pub(crate) fn run(
         }
         PolicyCommand::Reset { workspace } => {
             let reset = workspace_admin::reset_policy(&home, Actor::Cli, &workspace)?;
-            out.emit(&reset, || {
-                if reset.removed {
-                    format!(
-                        "sandbox overrides of {} removed: the default policy applies",
-                        reset.workspace
-                    )
-                } else {
-                    format!("{} had no sandbox overrides", reset.workspace)
-                }
-            });
+            print_reset(out, &reset);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Sends `set` and `reset` to the running agent, which applies them at once; `false` when no
+/// agent runs (or for `show`, which reads the store).
+fn through_running_agent(
+    dirs: &KatachiDirs,
+    cmd: &PolicyCommand,
+    out: &Output,
+) -> anyhow::Result<bool> {
+    if matches!(cmd, PolicyCommand::Show { .. }) {
+        return Ok(false);
+    }
+    let rt = crate::agent_control::runtime()?;
+    let Some(mut agent) = crate::agent_control::connect(&rt, dirs)? else {
+        return Ok(false);
+    };
+    match cmd {
+        PolicyCommand::Set(args) => print_set(out, &rt.block_on(agent.policy_set(args.change()))?),
+        PolicyCommand::Reset { workspace } => {
+            print_reset(out, &rt.block_on(agent.policy_reset(workspace))?);
+        }
+        PolicyCommand::Show { .. } => return Ok(false),
+    }
+    Ok(true)
 }
 
 /// The workspace and its overrides; a stored value that no longer reads can still be reset.
@@ -111,6 +121,20 @@ fn lookup(store: &Store, dir: &Path) -> anyhow::Result<(Workspace, WorkspaceOver
 pub(crate) fn print_set(out: &Output, set: &PolicySet) {
     out.emit(&set.overrides, || {
         format!("sandbox overrides of {} saved", set.workspace)
+    });
+}
+
+/// Prints what `policy reset` did.
+fn print_reset(out: &Output, reset: &PolicyReset) {
+    out.emit(reset, || {
+        if reset.removed {
+            format!(
+                "sandbox overrides of {} removed: the default policy applies",
+                reset.workspace
+            )
+        } else {
+            format!("{} had no sandbox overrides", reset.workspace)
+        }
     });
 }
 

@@ -31,7 +31,7 @@ use tauri::{AppHandle, Runtime};
 pub use actions::MenuAction;
 pub use icon::TrayIcon;
 pub use menu::{build_tray_menu, MenuContext};
-pub(crate) use render::{follow_status, TrayRenderer};
+pub(crate) use render::{follow_denials, follow_status, TrayRenderer};
 pub use view::{TrayView, ViewClock};
 
 /// Id of the tray icon, to find it again with `AppHandle::tray_by_id` when the state changes.

@@ -9,16 +9,17 @@
 use std::time::Duration;
 
 use katachi_core::agent::Status;
+use katachi_core::api::RunDenied;
 use tauri::menu::Menu;
 use tauri::{AppHandle, Manager, Runtime};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use super::icon::TrayIcon;
 use super::menu::{build_tray_menu, MenuContext, MENU_STATUS};
 use super::view::{menu_line, TrayView, ViewClock};
 use super::TRAY_ID;
 use crate::agent_host::AgentHost;
-use crate::notices::{self, Notice, Notices};
+use crate::notices::{self, DenialNotices, Notice, Notices};
 
 /// What rendering needs besides the status: the fixed menu context and the local offset.
 pub(crate) struct TrayRenderer {
@@ -88,6 +89,27 @@ pub(crate) async fn follow_status<R: Runtime>(
                     let _ = app.run_on_main_thread(move || refresh_status_line(&app2, &line));
                 }
             }
+        }
+    }
+}
+
+/// Follows the agent's sandbox denials until the agent is gone: each may notify (what was
+/// denied, how to allow it), rate-limited per workspace by [`DenialNotices`]. Denials missed
+/// while lagging behind are skipped: a burst that large would be rate-limited anyway.
+pub(crate) async fn follow_denials<R: Runtime>(
+    app: AppHandle<R>,
+    mut denials: broadcast::Receiver<RunDenied>,
+) {
+    let mut notices = DenialNotices::default();
+    loop {
+        match denials.recv().await {
+            Ok(denied) => {
+                if let Some(notice) = notices.on_denial(&denied, unix_now()) {
+                    notify(&app, notice);
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }

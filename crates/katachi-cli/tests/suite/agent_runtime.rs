@@ -22,13 +22,13 @@ use super::relay_support::{LocalRelay, PATIENCE};
 use super::support::Home;
 
 /// An agent home and its running runtime.
-struct Running {
-    rt: Runtime,
-    home: Arc<AgentHome>,
-    agent: Agent,
+pub(super) struct Running {
+    pub(super) rt: Runtime,
+    pub(super) home: Arc<AgentHome>,
+    pub(super) agent: Agent,
     task: Option<JoinHandle<AgentEnd>>,
-    agent_id: String,
-    user_id: String,
+    pub(super) agent_id: String,
+    pub(super) user_id: String,
     _dir: Home,
 }
 
@@ -64,7 +64,7 @@ fn launch(dir: Home, when: WhenSignedOut) -> Running {
 }
 
 /// A home registered at `relay` (credentials saved), its runtime launched.
-fn start_agent(relay: &LocalRelay, when: WhenSignedOut) -> Running {
+pub(super) fn start_agent(relay: &LocalRelay, when: WhenSignedOut) -> Running {
     let (credentials, user_id) = sign_in(relay);
     let dir = Home::new();
     {
@@ -88,7 +88,7 @@ fn request(relay: &LocalRelay) -> SignInRequest {
 
 impl Running {
     /// Waits (up to [`PATIENCE`]) for a status that satisfies `check`.
-    fn status_until(&self, what: &str, check: impl Fn(&Status) -> bool) -> Status {
+    pub(super) fn status_until(&self, what: &str, check: impl Fn(&Status) -> bool) -> Status {
         let mut status = self.agent.status();
         let last = self.agent.status();
         self.rt.block_on(async {
@@ -101,7 +101,7 @@ impl Running {
     }
 
     /// How the agent's task ended (within [`PATIENCE`]).
-    fn end(&mut self) -> AgentEnd {
+    pub(super) fn end(&mut self) -> AgentEnd {
         let task = self.task.take().unwrap();
         self.rt
             .block_on(async { tokio::time::timeout(PATIENCE, task).await })
@@ -111,7 +111,7 @@ impl Running {
 }
 
 /// Polls `check` until it holds.
-fn eventually(what: &str, check: impl Fn() -> bool) {
+pub(super) fn eventually(what: &str, check: impl Fn() -> bool) {
     let deadline = Instant::now() + PATIENCE;
     while !check() {
         assert!(Instant::now() < deadline, "never happened: {what}");
@@ -133,7 +133,9 @@ fn the_runtime_connects_and_a_pause_takes_the_agent_off_the_relay_until_resumed(
         unreachable!()
     };
     assert_eq!(url, relay.url());
-    assert_eq!(agent_name, agent.agent_id);
+    // The name it registered under (relay_client::sign_in sends "lib-test"), not its id.
+    assert_eq!(agent_name, "lib-test");
+    assert_ne!(agent_name, agent.agent_id);
     assert!(since > 0);
 
     let handle = agent.agent.clone();
@@ -231,8 +233,10 @@ fn a_fresh_agent_signs_in_through_the_runtime_and_goes_online_by_itself() {
     let Status::Connected { agent_name, .. } = connected else {
         unreachable!()
     };
+    // Shown by the device name the sign-in sent; the saved credentials keep it.
+    assert_eq!(agent_name, "runtime-test");
     let saved = AgentCredentials::load(&agent.home).unwrap().unwrap();
-    assert_eq!(saved.agent_id(), agent_name);
+    assert_eq!(saved.device_name(), Some("runtime-test"));
     assert_eq!(
         agent
             .agent
@@ -240,7 +244,7 @@ fn a_fresh_agent_signs_in_through_the_runtime_and_goes_online_by_itself() {
             .borrow()
             .as_ref()
             .map(|r| r.agent_id.clone()),
-        Some(agent_name.clone())
+        Some(saved.agent_id().to_owned())
     );
     assert_eq!(relay.agents_of(&user).len(), 1);
     assert!(matches!(

@@ -55,6 +55,54 @@ fn a_running_agent_is_driven_through_its_control_socket() {
     assert_eq!(refused.code, 1);
     assert_eq!(refused.json()["error"]["code"], "workspace.not_allowed");
 
+    // sandbox policy set and reset go to the running agent as well
+    let ws_arg = ws.to_str().unwrap();
+    let set = home.run(&[
+        "--json",
+        "sandbox",
+        "policy",
+        "set",
+        "--workspace",
+        ws_arg,
+        "--allow-host",
+        "api.example.com",
+    ]);
+    assert_eq!(set.code, 0, "{}", set.stderr);
+    assert_eq!(set.json()["allow_hosts"][0], "api.example.com");
+    let reset = home.run(&[
+        "--json",
+        "sandbox",
+        "policy",
+        "reset",
+        "--workspace",
+        ws_arg,
+    ]);
+    assert_eq!(reset.code, 0, "{}", reset.stderr);
+    assert_eq!(reset.json()["removed"], true, "{}", reset.stdout);
+    let shown = home.run(&["--json", "sandbox", "policy", "show", "--workspace", ws_arg]);
+    assert_eq!(
+        shown.json()["overrides"]["allow_hosts"],
+        serde_json::json!([])
+    );
+    let again = home.run(&[
+        "--json",
+        "sandbox",
+        "policy",
+        "reset",
+        "--workspace",
+        ws_arg,
+    ]);
+    assert_eq!(again.json()["removed"], false, "{}", again.stdout);
+    let elsewhere = home.run(&[
+        "--json",
+        "sandbox",
+        "policy",
+        "reset",
+        "--workspace",
+        "/nonexistent-katachi-ws",
+    ]);
+    assert_eq!(elsewhere.json()["error"]["code"], "workspace.not_allowed");
+
     // a live stream: the current state, then each change
     let mut watch = AgentProcess::spawn(&home, &["--json", "status", "--watch"]);
     let state_is = |want: &'static str| {

@@ -1,3 +1,4 @@
+mod agent_remote_runs;
 mod agent_runtime;
 mod audit;
 mod control_socket;

@@ -145,6 +145,26 @@ impl LocalRelay {
         self.state.tunnels.close(agent_id)
     }
 
+    /// Whether the relay holds a tunnel from the agent now.
+    pub fn tunnel_is_up(&self, agent_id: &str) -> bool {
+        self.state.tunnels.is_online(agent_id)
+    }
+
+    /// A signed-in browser session of `user_id`, as the `Cookie` header a browser sends.
+    pub fn browser_cookie(&self, user_id: &str) -> String {
+        let jar = self
+            .block_on(katachi_relay::web::session::start_session(
+                &self.state,
+                Default::default(),
+                user_id,
+            ))
+            .unwrap();
+        let cookie = jar
+            .get(katachi_relay::web::session::SESSION_COOKIE)
+            .unwrap();
+        format!("{}={}", cookie.name(), cookie.value())
+    }
+
     pub fn agents_of(&self, user_id: &str) -> Vec<AgentRow> {
         self.block_on(self.state.store.agents_of(user_id)).unwrap()
     }

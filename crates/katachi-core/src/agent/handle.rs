@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use super::command::{Command, CommandError};
@@ -13,7 +13,7 @@ use super::sign_in::{SignInRequest, SignInStarted};
 use super::status::Status;
 use super::supervisor::{AgentEnd, Channels, Registered};
 use crate::agent_status::{AgentStatus, ConnectionState};
-use crate::api::{ApiState, AuditLayer};
+use crate::api::{ApiState, AuditLayer, DenialFeed, RunDenied};
 use crate::signing::Clock;
 use crate::tunnel::{NetworkChanges, TunnelStatus};
 use crate::{AgentCredentials, AgentHome, SessionOptions};
@@ -59,6 +59,8 @@ pub struct Agent {
     registered: watch::Receiver<Option<Registered>>,
     /// The agent's home (`None` for the supervisor's scripted tests).
     home: Option<Arc<AgentHome>>,
+    /// The runs its API's sandbox denies (a feed nobody feeds in the supervisor's tests).
+    denials: DenialFeed,
 }
 
 impl Agent {
@@ -75,8 +77,9 @@ impl Agent {
         } = config;
         let (mut agent, ch) = Self::channels(network);
         agent.home = Some(Arc::clone(&home));
-        let router = crate::api::router(ApiState::new(home.clone()))
-            .layer(AuditLayer::start(Arc::clone(&home)));
+        let api = ApiState::new(home.clone());
+        agent.denials = api.denials().clone();
+        let router = crate::api::router(api).layer(AuditLayer::start(Arc::clone(&home)));
         let saved = AgentCredentials::load(&home);
         let lifecycle = Lifecycle {
             home,
@@ -136,6 +139,7 @@ impl Agent {
             tunnel: tunnel_rx,
             registered: registered_rx,
             home: None,
+            denials: DenialFeed::new(),
         };
         (agent, ch)
     }
@@ -186,6 +190,12 @@ impl Agent {
     /// Which relay the agent is registered with and as whom; `None` while signed out.
     pub fn registered(&self) -> watch::Receiver<Option<Registered>> {
         self.registered.clone()
+    }
+
+    /// The runs the sandbox denies from now on, as they happen (what, where, how to allow it):
+    /// the tray notifies the user. A receiver that falls far behind skips the oldest.
+    pub fn denials(&self) -> broadcast::Receiver<RunDenied> {
+        self.denials.subscribe()
     }
 
     /// The tunnel's own status of the current period.

@@ -18,6 +18,8 @@
 //! - [`Agent::stop`] stops the session cleanly (its last status says "stopped"), drops the
 //!   tunnel, and ends the task with [`AgentEnd::Stopped`].
 //!
+//! - [`Agent::denials`]: the runs the API's sandbox denies, as they happen (a broadcast fed by
+//!   the router the tunnel serves), so the host can tell the user; the audit log stays the record.
 //! - Workspace and policy commands ([`Agent::add_workspace`]…) are not the task's business: they
 //!   change the store (with audit and activity), which the API reads on every call, so they apply
 //!   at once.

@@ -24,7 +24,7 @@ pub(crate) type SessionOutcome = Result<SessionEnd, String>;
 pub(crate) trait Online: Send + Sync + 'static {
     /// The relay's URL, for [`super::Status::Connected`].
     fn relay(&self) -> String;
-    /// The agent's id at the relay.
+    /// What to call the agent on screen: the device name it registered under, else its id.
     fn agent_name(&self) -> String;
     /// Heartbeats and outbox until `stop` fires or the relay refuses the agent; each session
     /// status goes to `status`; `wake` sends the next heartbeat at once.
@@ -100,7 +100,7 @@ impl Online for RelayLink {
     }
 
     fn agent_name(&self) -> String {
-        self.credentials.agent_id().to_owned()
+        self.credentials.display_name().to_owned()
     }
 
     fn session(

@@ -28,7 +28,8 @@ pub enum Status {
         since: i64,
         /// The relay's URL.
         relay: String,
-        /// The agent's id at the relay.
+        /// The name the agent registered under (the device name sent at sign-in), or its id at
+        /// the relay when the credentials predate that name.
         agent_name: String,
     },
     /// The tunnel is down; the next attempt is scheduled.

@@ -18,6 +18,7 @@
 //!
 //! # Layout
 //! - `audit_layer`: [`AuditLayer`], recording every call through the tunnel in the audit chain.
+//! - `denials`: [`DenialFeed`], the runs the sandbox denies, live, for the agent's host.
 //! - `error`: [`ApiError`], [`ErrorCode`] and the JSON error body.
 //! - `source`: [`WorkspaceSource`] (where the allowed list comes from) and [`FixedWorkspaces`].
 //! - `paths`: the path rules, and resolution of a client's path inside a workspace.
@@ -31,6 +32,7 @@
 
 mod audit_layer;
 mod checked_open;
+mod denials;
 mod error;
 mod git;
 mod git_change;
@@ -57,6 +59,7 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 
 pub use audit_layer::{AuditHealth, AuditLayer, AuditOptions, AuditService, CallDetail};
+pub use denials::{DenialFeed, RunDenied};
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorCode, ErrorDetail};
 pub use git::{DiffFile, GitChange, GitDiff, GitStatus, GitStatusEntry};
 pub use paths::{RelPath, MAX_COMPONENT_BYTES, MAX_PATH_BYTES};
@@ -142,6 +145,8 @@ struct Inner {
     /// Serialises writes made through the API, so two API writes to one file cannot both pass the
     /// hash check (writes by other programs are caught by the re-check before the rename).
     write_lock: std::sync::Mutex<()>,
+    /// Where denied runs are published as they happen.
+    denials: DenialFeed,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -184,6 +189,7 @@ impl ApiState {
                 limits,
                 sandbox_forced_unenforced,
                 write_lock: std::sync::Mutex::new(()),
+                denials: DenialFeed::new(),
             }),
         }
     }
@@ -191,6 +197,11 @@ impl ApiState {
     /// The limits in force.
     pub fn limits(&self) -> &ApiLimits {
         &self.inner.limits
+    }
+
+    /// The runs this API's sandbox denies, as they happen (subscribe before serving).
+    pub fn denials(&self) -> &DenialFeed {
+        &self.inner.denials
     }
 
     /// The allowed workspaces now (blocking).

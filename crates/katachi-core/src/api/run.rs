@@ -15,6 +15,8 @@
 //! - A client that goes away (closed tab, Stop button, relay stream reset) cancels the run: the
 //!   whole process tree is killed, and the run's slot is freed only once it is dead.
 //! - Limits hit during the run (wall time, output, CPU) end it and are named in the final line.
+//! - Every denial (up front, or what ended the run, or a host the proxy refused) is also published
+//!   on the API's [`DenialFeed`](super::DenialFeed), for the agent's host to tell the user.
 //!
 //! # Policy
 //! A workspace's policy is the one the sandbox builds from its stored overrides
@@ -243,31 +245,37 @@ async fn run_parsed(
     let timeout = check_request(&request)?;
     // reject beyond the cap before any work; the slot is held until the process tree is dead
     let permit: OwnedSemaphorePermit = slots.0.try_acquire_owned().map_err(|_| RunError::Busy)?;
-    let (child, report) = run_blocking(&state, move |s| {
-        let ws = s.workspace(id)?;
-        let cwd = resolve_cwd(&ws, &request.cwd)?;
-        let policy = policy_for(&s, &ws, timeout)?;
-        let sandbox = Sandbox::probe();
-        // a browser must not run commands unconfined (Windows, where `git -c alias.x='!…'` runs
-        // anything) unless the machine's local user said so for this workspace
-        check_unenforced_consent(&s, &sandbox, &ws, &policy)?;
-        // refused up front, as a 403 before anything runs
-        policy.command(&request.command).map_err(RunError::Denied)?;
-        let run = RunRequest {
-            command: request.command,
-            args: request.args.into_iter().map(Into::into).collect(),
-            cwd,
-        };
-        Ok((sandbox.spawn(&policy, &run)?, sandbox_report(&sandbox)))
-    })
-    .await?;
+    // kept for the denial feed: the request itself goes to the blocking pool
+    let asked = Asked {
+        command: request.command.clone(),
+        args: request.args.clone(),
+    };
+    let (child, report, workspace) = {
+        let asked = asked.clone();
+        run_blocking(&state, move |s| {
+            let ws = s.workspace(id)?;
+            let spawned = spawn_in(&s, &ws, request, timeout);
+            if let Err(RunError::Denied(denied)) = &spawned {
+                s.denials()
+                    .publish(&ws.root, &asked.command, &asked.args, denied);
+            }
+            spawned.map(|(child, report)| (child, report, ws.root))
+        })
+        .await?
+    };
     let layers = report
         .layers
         .into_iter()
         .filter(|l| l.active)
         .map(|l| l.name)
         .collect();
-    let body = events::stream_run(child, permit, layers);
+    let denials = events::DenialReport {
+        feed: state.denials().clone(),
+        workspace,
+        command: asked.command,
+        args: asked.args,
+    };
+    let body = events::stream_run(child, permit, layers, denials);
     let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
@@ -280,6 +288,39 @@ async fn run_parsed(
         HeaderValue::from_static("nosniff"),
     );
     Ok(response)
+}
+
+/// The command line a run asked for.
+#[derive(Clone)]
+struct Asked {
+    /// The command's name.
+    command: String,
+    /// Its arguments.
+    args: Vec<String>,
+}
+
+/// Checks and spawns `request` in `ws` (blocking): its folder, policy, the consent where the
+/// sandbox is not enforced, the allowlist; then the sandboxed child and the sandbox's report.
+fn spawn_in(
+    s: &ApiState,
+    ws: &WorkspaceRoot,
+    request: RunBody,
+    timeout: Option<Duration>,
+) -> Result<(crate::sandbox::SandboxChild, SandboxReport), RunError> {
+    let cwd = resolve_cwd(ws, &request.cwd)?;
+    let policy = policy_for(s, ws, timeout)?;
+    let sandbox = Sandbox::probe();
+    // a browser must not run commands unconfined (Windows, where `git -c alias.x='!…'` runs
+    // anything) unless the machine's local user said so for this workspace
+    check_unenforced_consent(s, &sandbox, ws, &policy)?;
+    // refused up front, as a 403 before anything runs
+    policy.command(&request.command).map_err(RunError::Denied)?;
+    let run = RunRequest {
+        command: request.command,
+        args: request.args.into_iter().map(Into::into).collect(),
+        cwd,
+    };
+    Ok((sandbox.spawn(&policy, &run)?, sandbox_report(&sandbox)))
 }
 
 /// Refuses a run where the sandbox is not enforced, unless the workspace's overrides carry the

@@ -2,8 +2,9 @@
 //!
 //! Sealed-file plaintext (JSON):
 //! ```json
-//! {"version":1,"relay_url":"https://…","agent_id":"agt_…","access_token":"…","signing_secret":"…","ca_pem":null}
+//! {"version":1,"relay_url":"https://…","agent_id":"agt_…","access_token":"…","signing_secret":"…","ca_pem":null,"device_name":"my-laptop"}
 //! ```
+//! `device_name` is optional: files written before it existed still open (the id is shown then).
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -50,6 +51,9 @@ pub struct AgentCredentials {
     signing_secret: SecretBytes,
     /// The relay's CA, PEM, when it was pinned at sign-in (`--ca`).
     ca_pem: Option<String>,
+    /// The name the agent registered under (the device name sent at sign-in), for the screen;
+    /// `None` in credentials saved before it was kept.
+    device_name: Option<String>,
 }
 
 impl std::fmt::Debug for AgentCredentials {
@@ -60,6 +64,7 @@ impl std::fmt::Debug for AgentCredentials {
             .field("access_token", &self.access_token)
             .field("signing_secret", &self.signing_secret)
             .field("ca_pinned", &self.ca_pem.is_some())
+            .field("device_name", &self.device_name)
             .finish()
     }
 }
@@ -73,6 +78,7 @@ struct FileRef<'a> {
     access_token: &'a str,
     signing_secret: &'a str,
     ca_pem: Option<&'a str>,
+    device_name: Option<&'a str>,
 }
 
 /// The JSON read.
@@ -85,6 +91,9 @@ struct FileOwned {
     access_token: String,
     signing_secret: String,
     ca_pem: Option<String>,
+    /// Absent in files written before the name was kept.
+    #[serde(default)]
+    device_name: Option<String>,
 }
 
 impl AgentCredentials {
@@ -102,7 +111,16 @@ impl AgentCredentials {
             access_token,
             signing_secret,
             ca_pem,
+            device_name: None,
         }
+    }
+
+    /// The same credentials, naming the device they were registered under (the name sent at
+    /// sign-in and shown by the relay).
+    #[must_use]
+    pub fn with_device_name(mut self, device_name: impl Into<String>) -> Self {
+        self.device_name = Some(device_name.into());
+        self
     }
 
     /// A second copy (each secret duplicated into its own zeroizing buffer), for a component that
@@ -114,6 +132,7 @@ impl AgentCredentials {
             access_token: self.access_token.duplicate(),
             signing_secret: self.signing_secret.duplicate(),
             ca_pem: self.ca_pem.clone(),
+            device_name: self.device_name.clone(),
         }
     }
 
@@ -135,6 +154,17 @@ impl AgentCredentials {
     /// The HMAC signing key. Only the request signer needs it.
     pub fn signing_secret(&self) -> &SecretBytes {
         &self.signing_secret
+    }
+
+    /// The name the agent registered under, when known (credentials saved before it was kept
+    /// have none).
+    pub fn device_name(&self) -> Option<&str> {
+        self.device_name.as_deref()
+    }
+
+    /// What to call this agent on screen: its device name, else its id.
+    pub fn display_name(&self) -> &str {
+        self.device_name.as_deref().unwrap_or(&self.agent_id)
     }
 
     /// The pinned relay CA (PEM), if any.
@@ -162,6 +192,7 @@ impl AgentCredentials {
             access_token: secret_text(&self.access_token, "access token")?,
             signing_secret: secret_text(&self.signing_secret, "signing secret")?,
             ca_pem: self.ca_pem.as_deref(),
+            device_name: self.device_name.as_deref(),
         };
         let json =
             Zeroizing::new(
@@ -213,6 +244,8 @@ impl AgentCredentials {
             access_token: SecretBytes::new(file.access_token.into_bytes()),
             signing_secret: SecretBytes::new(file.signing_secret.into_bytes()),
             ca_pem: file.ca_pem,
+            // An empty name says nothing: show the id instead.
+            device_name: file.device_name.filter(|n| !n.trim().is_empty()),
         })
     }
 
@@ -287,6 +320,7 @@ mod tests {
             SecretBytes::new(b"signing-secret-value".to_vec()),
             Some("-----BEGIN CERTIFICATE-----\n…".to_owned()),
         )
+        .with_device_name("my-laptop")
     }
 
     fn machine_key(secret: u8) -> MachineKey {
@@ -306,6 +340,25 @@ mod tests {
         assert_eq!(back.access_token().expose(), b"token-secret-value");
         assert_eq!(back.signing_secret().expose(), b"signing-secret-value");
         assert_eq!(back.ca_pem(), c.ca_pem());
+        assert_eq!(back.device_name(), Some("my-laptop"));
+        assert_eq!(back.display_name(), "my-laptop");
+    }
+
+    #[test]
+    fn credentials_written_before_the_device_name_was_kept_still_open_and_show_the_id() {
+        // Exactly what version 1 wrote before `device_name` existed.
+        let old = br#"{"version":1,"relay_url":"https://relay.example:8443","agent_id":"agt_0123","access_token":"t","signing_secret":"s","ca_pem":null}"#;
+        let back = AgentCredentials::from_json(old).unwrap();
+        assert_eq!(back.agent_id(), "agt_0123");
+        assert_eq!(back.device_name(), None);
+        assert_eq!(back.display_name(), "agt_0123");
+        // Sealed the old way too: the file on disk opens.
+        let tmp = tempfile::tempdir().unwrap();
+        let file = SealedFile::new(tmp.path().join("agent.sealed"), Purpose::AGENT_CREDENTIALS);
+        let key = machine_key(7);
+        file.write(&key, old).unwrap();
+        let loaded = AgentCredentials::load_from(&file, &key).unwrap().unwrap();
+        assert_eq!(loaded.display_name(), "agt_0123");
     }
 
     #[test]

@@ -165,6 +165,9 @@ pub struct PendingSignIn {
     response: StandardDeviceAuthorizationResponse,
     /// The relay, to check that the page to open is its own.
     relay: RelayUrl,
+    /// The device name sent with the request (as the relay keeps it: trimmed), which the
+    /// credentials remember as the name the agent registered under.
+    device_name: String,
 }
 
 impl PendingSignIn {
@@ -288,10 +291,12 @@ impl DeviceFlow {
         Ok(PendingSignIn {
             response,
             relay: self.relay.clone(),
+            device_name: device.device_name.trim().to_owned(),
         })
     }
 
-    /// Polls until the user approves (credentials), denies ([`AuthError::Denied`]) or the code
+    /// Polls until the user approves (credentials, which name the device the code was asked
+    /// for), denies ([`AuthError::Denied`]) or the code
     /// expires ([`AuthError::Expired`]). While the relay is unreachable it keeps polling with
     /// backoff until the code expires.
     ///
@@ -316,7 +321,13 @@ impl DeviceFlow {
                 AuthError::Rejected { code, description } => token_refusal(code, description),
                 other => other,
             })?;
-        self.credentials_from(&token)
+        let credentials = self.credentials_from(&token)?;
+        // An empty name: the relay shows "unnamed device"; the screen shows the id.
+        Ok(if pending.device_name.is_empty() {
+            credentials
+        } else {
+            credentials.with_device_name(pending.device_name.clone())
+        })
     }
 
     /// Checks the token response and turns it into credentials.

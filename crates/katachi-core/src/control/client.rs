@@ -14,7 +14,7 @@ use super::session::write_line;
 use crate::agent::SignInStarted;
 use crate::dirs::KatachiDirs;
 use crate::store::{AddOutcome, Workspace};
-use crate::workspace_admin::{ListedWorkspace, PolicyChange, PolicySet};
+use crate::workspace_admin::{ListedWorkspace, PolicyChange, PolicyReset, PolicySet};
 
 #[cfg(unix)]
 use super::unix as platform;
@@ -124,6 +124,16 @@ impl Client {
     ) -> Result<PolicySet, ControlError> {
         change.workspace = absolute(&change.workspace)?;
         self.call(Request::PolicySet(change)).await
+    }
+
+    /// Removes the sandbox overrides of the workspace at `workspace` (made absolute against this
+    /// process's working folder): the running agent applies the default policy from the next run.
+    ///
+    /// # Errors
+    /// As [`Self::status`]; `workspace.not_allowed` as a refusal.
+    pub async fn policy_reset(&mut self, workspace: &Path) -> Result<PolicyReset, ControlError> {
+        let workspace = absolute(workspace)?;
+        self.call(Request::PolicyReset { workspace }).await
     }
 
     /// Takes remote access down for `duration` (whole seconds, at least 1).

@@ -60,6 +60,12 @@ pub enum Request {
     WorkspaceList,
     /// Add to a workspace's sandbox overrides ([`crate::workspace_admin::PolicySet`]).
     PolicySet(PolicyChange),
+    /// Remove a workspace's sandbox overrides: the default policy applies again
+    /// ([`crate::workspace_admin::PolicyReset`]).
+    PolicyReset {
+        /// The allowed workspace, or a folder inside it (absolute).
+        workspace: PathBuf,
+    },
     /// Take remote access down for `secs` seconds (or until `resume`).
     Pause {
         /// How long, in seconds (at least 1).
@@ -103,6 +109,7 @@ impl Request {
             Request::WorkspaceRemove { .. } => "workspace_remove",
             Request::WorkspaceList => "workspace_list",
             Request::PolicySet(_) => "policy_set",
+            Request::PolicyReset { .. } => "policy_reset",
             Request::Pause { .. } => "pause",
             Request::Resume => "resume",
             Request::ReconnectNow => "reconnect_now",

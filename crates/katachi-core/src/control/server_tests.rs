@@ -183,6 +183,55 @@ async fn commands_are_applied_to_the_running_agent() {
 }
 
 #[tokio::test]
+async fn a_policy_set_then_reset_through_the_socket_leaves_the_default_policy_in_the_store() {
+    let r = running().await;
+    let mut c = client(&r.dirs).await;
+    let ws = r.tmp.path().join("code");
+    std::fs::create_dir(&ws).unwrap();
+    c.workspace_add(&ws).await.unwrap();
+    let overrides_in_store = || {
+        let store = r.home.store().unwrap();
+        let ws = crate::workspace_admin::workspace_of(&store, &ws).unwrap();
+        crate::sandbox::WorkspaceOverrides::load(&store, &ws).unwrap()
+    };
+
+    let set = c
+        .policy_set(crate::workspace_admin::PolicyChange {
+            workspace: ws.clone(),
+            allow_hosts: vec!["api.example.com".to_owned()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(set.overrides.allow_hosts, ["api.example.com"]);
+    assert_eq!(overrides_in_store().allow_hosts, ["api.example.com"]);
+
+    let reset = c.policy_reset(&ws).await.unwrap();
+    assert!(reset.removed, "{reset:?}");
+    assert!(overrides_in_store().is_empty());
+    // Again: nothing to remove, and it says so.
+    assert!(!c.policy_reset(&ws).await.unwrap().removed);
+
+    let err = c
+        .policy_reset(&r.tmp.path().join("elsewhere"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.refusal_code(), Some("workspace.not_allowed"), "{err}");
+    // A relative path on the wire is refused, not resolved against the agent's folder.
+    let (read, mut write) = tokio::net::UnixStream::connect(r.server.as_ref().unwrap().path())
+        .await
+        .unwrap()
+        .into_split();
+    write
+        .write_all(b"{\"cmd\":\"policy_reset\",\"workspace\":\"code\"}\n")
+        .await
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await.unwrap();
+    assert!(line.contains("workspace.relative"), "{line}");
+}
+
+#[tokio::test]
 async fn status_stream_delivers_a_change() {
     let r = running().await;
     wait_for(&r.agent, "connected").await;
@@ -323,4 +372,13 @@ fn request_lines_parse_with_defaults_and_aliases() {
     let back: RequestLine = serde_json::from_str(&serde_json::to_string(&line).unwrap()).unwrap();
     assert_eq!(back, line);
     assert!(serde_json::from_str::<RequestLine>(r#"{"cmd":"pause"}"#).is_err());
+    let line: RequestLine =
+        serde_json::from_str(r#"{"cmd":"policy_reset","workspace":"/w"}"#).unwrap();
+    assert_eq!(
+        line.request,
+        Request::PolicyReset {
+            workspace: "/w".into()
+        }
+    );
+    assert_eq!(line.request.name(), "policy_reset");
 }

@@ -240,6 +240,15 @@ async fn handle(line: RequestLine, shared: &Shared) -> Reply {
             })
             .await
         }
+        Request::PolicyReset { workspace } => {
+            if !workspace.is_absolute() {
+                return relative(&workspace);
+            }
+            admin(shared, move |home| {
+                workspace_admin::reset_policy(home, actor, &workspace)
+            })
+            .await
+        }
         Request::Pause { secs } => {
             if secs == 0 || secs > MAX_PAUSE_SECS {
                 return Reply::Error(Failure::new(

@@ -242,7 +242,7 @@ pub(crate) fn supervise_with_egress(
                     tree.kill_all();
                 }
                 Ok(()) = cancel_rx.changed(), if denied.is_none() => {
-                    denied = Some(SandboxDenied::limit("cancelled", "the run was cancelled by its caller"));
+                    denied = Some(SandboxDenied::cancelled());
                     tree.kill_all();
                 }
             }

@@ -43,6 +43,9 @@ pub struct SandboxDenied {
     pub how_to_allow: String,
 }
 
+/// The limit target of a run its caller cancelled.
+const CANCELLED: &str = "cancelled";
+
 impl SandboxDenied {
     /// A limit denial: `target` names the limit (`wall time`, `output`, …).
     pub(crate) fn limit(target: &str, how_to_allow: &str) -> Self {
@@ -51,6 +54,16 @@ impl SandboxDenied {
             target: target.to_owned(),
             how_to_allow: how_to_allow.to_owned(),
         }
+    }
+
+    /// The "denial" that ends a run its caller cancelled (closed tab, Stop, stream reset).
+    pub(crate) fn cancelled() -> Self {
+        Self::limit(CANCELLED, "the run was cancelled by its caller")
+    }
+
+    /// Whether this only says that the caller cancelled the run: nothing the sandbox refused.
+    pub fn is_cancellation(&self) -> bool {
+        self.kind == DenialKind::Limit && self.target == CANCELLED
     }
 }
 

@@ -15,6 +15,7 @@
 //! client went away) the task cancels the run, which kills the whole tree; the run's slot is
 //! released only after that.
 
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -25,6 +26,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use utoipa::ToSchema;
 
+use crate::api::DenialFeed;
 use crate::sandbox::{ExitKind, OutputStream, RunOutcome, SandboxChild, SandboxDenied};
 
 /// Lines buffered between the run and the connection.
@@ -84,15 +86,47 @@ impl RunFinalEvent {
     }
 }
 
-/// Starts the task that runs `child` to its end and returns the body it writes into.
+/// Where a run's denials go once it has ended, and what to say about the run.
+pub(super) struct DenialReport {
+    /// The API's feed.
+    pub(super) feed: DenialFeed,
+    /// The workspace's root.
+    pub(super) workspace: PathBuf,
+    /// The command asked for.
+    pub(super) command: String,
+    /// Its arguments.
+    pub(super) args: Vec<String>,
+}
+
+impl DenialReport {
+    /// Publishes what ended the run (not a cancellation) and each host the proxy refused it
+    /// (once per host).
+    fn publish(&self, outcome: &RunOutcome) {
+        let refused_hosts = outcome.egress.iter().filter_map(|a| a.denied.as_ref());
+        let mut seen: Vec<&SandboxDenied> = Vec::new();
+        for denied in outcome.denied.iter().chain(refused_hosts) {
+            if seen.contains(&denied) {
+                continue;
+            }
+            seen.push(denied);
+            self.feed
+                .publish(&self.workspace, &self.command, &self.args, denied);
+        }
+    }
+}
+
+/// Starts the task that runs `child` to its end and returns the body it writes into; at the end
+/// the run's denials go to `denials`.
 pub(super) fn stream_run(
     child: SandboxChild,
     permit: OwnedSemaphorePermit,
     layers: Vec<String>,
+    denials: DenialReport,
 ) -> Body {
     let (tx, rx) = mpsc::channel(LINES_IN_FLIGHT);
     tokio::spawn(async move {
         let outcome = forward_output(child, &tx).await;
+        denials.publish(&outcome);
         // nobody may be listening any more; the run is over either way
         let _ = tx.send(line(&RunFinalEvent::of(outcome, layers))).await;
         drop(permit);

@@ -221,6 +221,63 @@ async fn a_run_past_its_time_limit_ends_with_a_limit_denial_in_the_final_line() 
 }
 
 #[tokio::test]
+async fn denied_runs_reach_the_denial_feed_as_they_happen_but_cancelled_ones_do_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("log"), "one\n").unwrap();
+    let root = std::fs::canonicalize(tmp.path()).unwrap();
+    let state = ApiState::new(Arc::new(FixedWorkspaces::new([tmp.path()]).unwrap()));
+    let mut denials = state.denials().subscribe();
+    let app = router(state);
+
+    // refused up front: published before the 403 is answered
+    let res = app
+        .clone()
+        .oneshot(post_run(
+            &json!({"command": "curl", "args": ["-s", "example"]}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let denied = denials.try_recv().unwrap();
+    assert_eq!(denied.workspace, root);
+    assert_eq!(denied.command, "curl -s example");
+    assert_eq!(denied.denied.kind, crate::sandbox::DenialKind::Exec);
+    assert_eq!(denied.denied.target, "curl");
+    assert!(!denied.denied.how_to_allow.is_empty());
+
+    // ended by a limit during the run: published when it ends
+    let res = app
+        .clone()
+        .oneshot(post_run(
+            &json!({"command": "tail", "args": ["-f", "log"], "timeout_secs": 1}),
+        ))
+        .await
+        .unwrap();
+    lines_of(res).await;
+    let denied = tokio::time::timeout(Duration::from_secs(10), denials.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(denied.denied.target, "wall time");
+    assert_eq!(denied.command, "tail -f log");
+
+    // a run its caller cancels is not a denial
+    let marker = format!("katachi-run-feed-{}", std::process::id());
+    let res = start_follow(&app, tmp.path(), &marker).await;
+    drop(res);
+    wait_until("the cancelled tail to be killed", || {
+        pids_with(&marker).is_empty()
+    })
+    .await;
+    // its end (published, if it were, right after the tree died) has passed: nothing came
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(matches!(
+        denials.try_recv(),
+        Err(tokio::sync::broadcast::error::TryRecvError::Empty)
+    ));
+}
+
+#[tokio::test]
 async fn a_client_that_goes_away_kills_the_run() {
     let tmp = tempfile::tempdir().unwrap();
     let marker = format!("katachi-run-gone-{}", std::process::id());
