@@ -156,7 +156,9 @@ fn a_user_connects_the_app_from_its_window_and_the_tray_runs_the_one_agent() -> 
              && document.getElementById('st-state').textContent === 'Connected';",
         )?;
         window.screenshot("window-status-connected.png");
-        tray.wait_for_status(&item, &format!("Connected to {host} as "))?;
+        // The window sends no name: the relay and the tray know the machine by its host name.
+        let name = katachi_core::auth::this_device(None).device_name;
+        tray.wait_for_status(&item, &format!("Connected to {host} as {name}"))?;
 
         let added = window.run_async(&invoke_script(
             "add_workspace",

@@ -292,7 +292,7 @@ async fn pausing_a_connected_agent_from_the_tray_shows_paused_then_quit_stops_it
         let mut app = TrayApp::start(Some(&home))?;
         let tray = app.tray_item()?;
         let host = relay.url().trim_start_matches("https://").to_owned();
-        app.wait_for_status(&tray, &format!("Connected to {host} as "))?;
+        app.wait_for_status(&tray, &format!("Connected to {host} as tray-e2e"))?;
         let pause = app.menu_entry(&tray, "Pause remote access for 1 hour")?;
         app.click(&tray, &pause)?;
         app.wait_for_status(&tray, "Paused until ")?;
