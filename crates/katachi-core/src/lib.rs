@@ -62,7 +62,7 @@ pub use dirs::KatachiDirs;
 pub use fingerprint::Fingerprint;
 pub use relay_link::calls::{RelayClient, RelayError};
 pub use relay_link::https::RelayUrl;
-pub use relay_link::session::{RelaySession, SessionEnd, SessionOptions};
+pub use relay_link::session::{RelaySession, SessionEnd, SessionOptions, STATUS_FILE_REFRESH};
 pub use secret::SecretBytes;
 pub use store::Store;
 pub use vault::MachineKey;

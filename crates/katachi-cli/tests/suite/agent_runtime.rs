@@ -382,3 +382,49 @@ fn workspaces_changed_through_the_handle_are_listed_at_once_with_missing_folders
         .unwrap_err();
     assert_eq!(refused.code(), "workspace.not_found", "{refused}");
 }
+
+#[test]
+fn an_idle_agents_heartbeats_do_not_rewrite_the_status_file_each_time_but_a_change_does() {
+    let relay = LocalRelay::start();
+    let mut agent = start_agent(&relay, WhenSignedOut::End);
+    agent.status_until("connected", |s| matches!(s, Status::Connected { .. }));
+    let file = katachi_core::StatusFile::new(agent.home.dirs().agent_status_path());
+    let online = katachi_core::ConnectionState::Online;
+    eventually("the file says online with a heartbeat", || {
+        file.read()
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.state == online && s.last_heartbeat_at.is_some())
+    });
+    let written = file.read().unwrap().unwrap();
+    let first_beat = written.last_heartbeat_at.unwrap();
+
+    // One-second heartbeats: the live status moves on three more beats...
+    let session = agent.agent.session_status();
+    eventually("three more heartbeats", || {
+        session
+            .borrow()
+            .last_heartbeat_at
+            .is_some_and(|at| at >= first_beat + 3)
+    });
+    // ...while the file, whose news did not change, was not written again (a minute at most).
+    let now = file.read().unwrap().unwrap();
+    assert_eq!(now.last_heartbeat_at, Some(first_beat));
+    assert_eq!(now.updated_at, written.updated_at);
+    assert!(katachi_core::STATUS_FILE_REFRESH >= Duration::from_secs(60));
+
+    // A change of state is written at once.
+    let handle = agent.agent.clone();
+    agent
+        .rt
+        .block_on(handle.pause(Duration::from_secs(3600)))
+        .unwrap();
+    eventually("the file says paused", || {
+        file.read()
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.state != online)
+    });
+    agent.rt.block_on(handle.stop()).unwrap();
+    assert!(matches!(agent.end(), AgentEnd::Stopped));
+}

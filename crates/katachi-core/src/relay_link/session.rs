@@ -92,7 +92,15 @@ pub struct RelaySession<'h> {
     wake: Arc<Notify>,
     /// False while freshly obtained credentials are only in memory.
     credentials_saved: bool,
+    /// What the status file says now (its times left out) and when it was written: a heartbeat
+    /// that changes nothing else refreshes the file at most every [`STATUS_FILE_REFRESH`].
+    file_written: std::sync::Mutex<Option<(AgentStatus, std::time::Instant)>>,
 }
+
+/// How stale the status file's heartbeat time may get while nothing else changes. The file is for
+/// readers without the control socket; a write is a file, an fsync and a rename on the user's
+/// disk, so an idle agent does not write one every heartbeat.
+pub const STATUS_FILE_REFRESH: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for RelaySession<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,6 +139,7 @@ impl<'h> RelaySession<'h> {
             status,
             credentials_saved,
             wake: Arc::new(Notify::new()),
+            file_written: std::sync::Mutex::new(None),
         };
         session.write_status_file();
         Ok(session)
@@ -304,11 +313,29 @@ impl<'h> RelaySession<'h> {
         self.write_status_file();
     }
 
-    /// Writes the current status; a failure is logged (the agent keeps running).
+    /// Writes the current status when it changed, or when only its times changed and the file is
+    /// older than [`STATUS_FILE_REFRESH`]; a failure is logged (the agent keeps running) and
+    /// retried at the next publish.
     fn write_status_file(&self) {
         let snapshot = self.status.borrow().clone();
-        if let Err(e) = self.status_file.write(&snapshot) {
-            tracing::warn!(error = %e, "cannot write the status file");
+        let timeless = AgentStatus {
+            last_heartbeat_at: None,
+            updated_at: 0,
+            ..snapshot.clone()
+        };
+        let mut written = self
+            .file_written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fresh = written
+            .as_ref()
+            .is_some_and(|(said, at)| *said == timeless && at.elapsed() < STATUS_FILE_REFRESH);
+        if fresh {
+            return;
+        }
+        match self.status_file.write(&snapshot) {
+            Ok(()) => *written = Some((timeless, std::time::Instant::now())),
+            Err(e) => tracing::warn!(error = %e, "cannot write the status file"),
         }
     }
 }
