@@ -203,7 +203,9 @@ if command -v strace >/dev/null; then
   timeout "$wake_secs" strace -f -qq -ttt -e trace="$waits" -p "$tray" -o "$work/tray.strace" 2>/dev/null &
   s2=$!
   wait "$s1" "$s2" 2>/dev/null || true
-  instants() { awk '/resumed>|= / && !/unfinished/ { b[int($2 * 10)] = 1 } END { n = 0; for (k in b) n++; print n }' "$1"; }
+  # the key is the time to a tenth of a second, as text: `-ttt` prints six decimals (mawk's int()
+  # cannot hold tenths of a second since 1970)
+  instants() { awk '/resumed>|= / && !/unfinished/ { b[substr($2, 1, length($2) - 5)] = 1 } END { n = 0; for (k in b) n++; print n }' "$1"; }
   heartbeat_secs=10 # `katachi start`'s default (--heartbeat-secs)
   say "wake-up instants per minute over ${wake_secs}s (any thread, 100 ms apart): agent $(per_min "$(instants "$work/agent.strace")") (its heartbeat: $((60 / heartbeat_secs)) per minute), tray $(per_min "$(instants "$work/tray.strace")")"
 fi

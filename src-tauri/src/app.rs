@@ -93,7 +93,26 @@ fn exit_code(result: tauri::Result<i32>) -> ExitCode {
 /// async runtime.
 fn start_agent() -> Result<AgentHost, StartError> {
     let dirs = KatachiDirs::from_env().map_err(|e| StartError::Dirs(e.to_string()))?;
+    use_agent_runtime().map_err(StartError::Runtime)?;
     tauri::async_runtime::block_on(async { AgentHost::launch(dirs) }).map_err(StartError::Host)
+}
+
+/// The runtime hosting the agent for the whole process (Tauri's async runtime is set to it).
+static AGENT_RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+
+/// Gives Tauri a runtime whose idle blocking threads outlive a heartbeat period
+/// ([`katachi_core::agent::BLOCKING_THREAD_KEEP_ALIVE`]): tokio's default would start and end a
+/// thread for every heartbeat. Call once, before anything uses `tauri::async_runtime`.
+fn use_agent_runtime() -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_keep_alive(katachi_core::agent::BLOCKING_THREAD_KEEP_ALIVE)
+        .build()?;
+    let handle = runtime.handle().clone();
+    if AGENT_RUNTIME.set(runtime).is_ok() {
+        tauri::async_runtime::set(handle);
+    }
+    Ok(())
 }
 
 /// Why the tray process could not start its agent.
@@ -105,6 +124,9 @@ enum StartError {
     /// The agent could not be started (or another one runs).
     #[error(transparent)]
     Host(HostError),
+    /// The async runtime could not be started (threads, file descriptors).
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 /// Builds the tray app on `builder` (see [`build_app`]) and runs its event loop until the app

@@ -134,6 +134,7 @@ fn run_agent(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::Resul
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .thread_keep_alive(katachi_core::agent::BLOCKING_THREAD_KEEP_ALIVE)
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {

@@ -52,6 +52,11 @@ pub use status::Status;
 pub use supervisor::{AgentEnd, Registered};
 pub use workspaces::WorkspaceCommandError;
 
+/// How long an idle blocking-pool thread of the runtime hosting the agent lives (tokio's default
+/// is 10 s). Longer than any heartbeat period, so the blocking work of each heartbeat (store,
+/// status file) reuses a thread instead of starting one and waking later only to end it.
+pub const BLOCKING_THREAD_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Wall-clock unix seconds.
 pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
