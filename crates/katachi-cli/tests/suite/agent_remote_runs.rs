@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use katachi_core::agent::{Status, WhenSignedOut};
 use katachi_core::sandbox::DenialKind;
-use katachi_core::store::{Actor, AddOutcome};
+use katachi_core::store::{Actor, AddOutcome, Workspace};
 
 use super::agent_runtime::{eventually, start_agent, Running};
 use super::relay_support::{LocalRelay, PATIENCE};
@@ -134,10 +134,12 @@ fn assert_killed(agent: &Running, mut response: reqwest::Response, marker: &str)
     });
 }
 
-#[test]
-fn stop_all_remote_access_kills_a_running_command_and_keeps_the_agent_down_until_resumed() {
-    let relay = LocalRelay::start();
-    let mut agent = start_agent(&relay, WhenSignedOut::End);
+/// Waits until `agent` is connected, allows a fresh folder through its handle (as the tray does)
+/// and until the relay holds its tunnel; the folder, its workspace and a signed-in browser.
+fn online_with_a_workspace(
+    relay: &LocalRelay,
+    agent: &Running,
+) -> (tempfile::TempDir, Workspace, Browser) {
     agent.status_until("connected", |s| matches!(s, Status::Connected { .. }));
     let dir = tempfile::tempdir().unwrap();
     let handle = agent.agent.clone();
@@ -148,10 +150,19 @@ fn stop_all_remote_access_kills_a_running_command_and_keeps_the_agent_down_until
     let AddOutcome::Added { workspace, .. } = added else {
         panic!("{added:?}")
     };
-    let browser = Browser::of(&relay, &agent);
+    let browser = Browser::of(relay, agent);
     eventually("the relay sees the tunnel", || {
         relay.tunnel_is_up(&agent.agent_id)
     });
+    (dir, workspace, browser)
+}
+
+#[test]
+fn stop_all_remote_access_kills_a_running_command_and_keeps_the_agent_down_until_resumed() {
+    let relay = LocalRelay::start();
+    let mut agent = start_agent(&relay, WhenSignedOut::End);
+    let (dir, workspace, browser) = online_with_a_workspace(&relay, &agent);
+    let handle = agent.agent.clone();
 
     // A run that lasts until it is stopped; then "Stop all remote access now" (the tray's
     // pause with no end): the command is killed, the browser's stream ends.
@@ -189,20 +200,7 @@ fn stop_all_remote_access_kills_a_running_command_and_keeps_the_agent_down_until
 fn a_command_the_sandbox_denies_through_the_relay_reaches_the_hosts_denial_feed() {
     let relay = LocalRelay::start();
     let agent = start_agent(&relay, WhenSignedOut::End);
-    agent.status_until("connected", |s| matches!(s, Status::Connected { .. }));
-    let dir = tempfile::tempdir().unwrap();
-    let handle = agent.agent.clone();
-    let added = agent
-        .rt
-        .block_on(handle.add_workspace(Actor::Tray, dir.path().to_path_buf()))
-        .unwrap();
-    let AddOutcome::Added { workspace, .. } = added else {
-        panic!("{added:?}")
-    };
-    let browser = Browser::of(&relay, &agent);
-    eventually("the relay sees the tunnel", || {
-        relay.tunnel_is_up(&agent.agent_id)
-    });
+    let (dir, workspace, browser) = online_with_a_workspace(&relay, &agent);
     let mut denials = agent.agent.denials();
 
     let response = agent
