@@ -15,14 +15,13 @@
 
 #![cfg(target_os = "linux")]
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use katachi_core::sandbox::Sandbox;
 use katachi_e2e::app_webdriver::AppDriver;
-use katachi_e2e::process::wait_until;
+use katachi_e2e::process::{isolate_user_dirs, wait_until, RuntimeDir};
 use katachi_e2e::{screenshot_path, workspace_binary};
 use serde_json::Value;
 
@@ -74,7 +73,7 @@ impl Window {
         let binary = app_binary()?;
         let home = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
         let mut driver = AppDriver::start(|command| {
-            isolate_user_dirs(command, home.path())?;
+            isolate_user_dirs(command, home.path(), RuntimeDir::Shared)?;
             command
                 .env("GDK_BACKEND", "x11")
                 .env_remove("WAYLAND_DISPLAY");
@@ -280,7 +279,7 @@ impl Window {
         let binary = app_binary()?;
         let home = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
         let mut driver = AppDriver::start(|command| {
-            isolate_user_dirs(command, home.path())?;
+            isolate_user_dirs(command, home.path(), RuntimeDir::Shared)?;
             command
                 .env("GDK_BACKEND", "x11")
                 .env_remove("WAYLAND_DISPLAY");
@@ -310,24 +309,6 @@ fn app_binary() -> Result<PathBuf, String> {
         "{} is missing: run `cargo build -p katachi-app` first",
         binary.display()
     ))
-}
-
-/// Points HOME and the XDG base directories at fresh folders under `home`.
-fn isolate_user_dirs(command: &mut Command, home: &Path) -> Result<(), String> {
-    command.env("HOME", home);
-    for (variable, dir) in [
-        ("XDG_CONFIG_HOME", "config"),
-        ("XDG_DATA_HOME", "data"),
-        ("XDG_CACHE_HOME", "cache"),
-        ("XDG_STATE_HOME", "state"),
-    ] {
-        let path = home.join(dir);
-        std::fs::create_dir(&path)
-            .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)))
-            .map_err(|err| format!("cannot create {}: {err}", path.display()))?;
-        command.env(variable, path);
-    }
-    Ok(())
 }
 
 /// Calls a window command from the page as the UI does, and waits for its answer (`[ok, value]`).
@@ -407,7 +388,7 @@ fn a_second_window_launch_exits_and_switches_the_first_to_its_view() -> Result<(
         .env_remove("WAYLAND_DISPLAY");
     let second_home = window._home.path().join("second");
     std::fs::create_dir(&second_home).map_err(|e| e.to_string())?;
-    isolate_user_dirs(&mut second, &second_home)?;
+    isolate_user_dirs(&mut second, &second_home, RuntimeDir::Shared)?;
     let mut second = katachi_e2e::process::SpawnedProcess::spawn(second)
         .map_err(|e| format!("cannot start the second window: {e}"))?;
     let exited = second.wait_for_exit(STARTUP_TIMEOUT);

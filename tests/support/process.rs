@@ -327,3 +327,45 @@ pub fn pids_where(mut keep: impl FnMut(u32) -> bool) -> Vec<u32> {
         .filter(|&pid| keep(pid))
         .collect()
 }
+
+/// Whether [`isolate_user_dirs`] also gives the process a runtime folder of its own.
+#[cfg(unix)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeDir {
+    /// `XDG_RUNTIME_DIR` under the fresh home too (the tray app: its own control socket and lock).
+    Isolated,
+    /// The session's `XDG_RUNTIME_DIR` is kept (the window process, driven through WebDriver).
+    Shared,
+}
+
+/// Points HOME and the XDG base directories of `command` at fresh `0700` folders under `home`, so
+/// the process (GTK, WebKit, appindicator's icon files) never reads or writes the real user's files.
+///
+/// # Errors
+/// A folder that cannot be created.
+#[cfg(unix)]
+pub fn isolate_user_dirs(
+    command: &mut Command,
+    home: &std::path::Path,
+    runtime: RuntimeDir,
+) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    command.env("HOME", home);
+    let mut dirs = vec![
+        ("XDG_CONFIG_HOME", "config"),
+        ("XDG_DATA_HOME", "data"),
+        ("XDG_CACHE_HOME", "cache"),
+        ("XDG_STATE_HOME", "state"),
+    ];
+    if runtime == RuntimeDir::Isolated {
+        dirs.push(("XDG_RUNTIME_DIR", "runtime"));
+    }
+    for (variable, dir) in dirs {
+        let path = home.join(dir);
+        std::fs::create_dir(&path)
+            .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)))
+            .map_err(|err| format!("cannot create {}: {err}", path.display()))?;
+        command.env(variable, path);
+    }
+    Ok(())
+}

@@ -16,7 +16,6 @@
 #![cfg(target_os = "linux")]
 
 use std::fmt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -24,7 +23,7 @@ use std::time::Duration;
 use katachi_core::sandbox::Sandbox;
 use katachi_e2e::approval::sign_up_verified;
 use katachi_e2e::chromium::Browser;
-use katachi_e2e::process::{pids_where, wait_until, SpawnedProcess};
+use katachi_e2e::process::{isolate_user_dirs, pids_where, wait_until, RuntimeDir, SpawnedProcess};
 use katachi_e2e::relay::InProcessRelay;
 use katachi_e2e::tray_dbus::{self, MenuEntry, TrayItem};
 use katachi_e2e::workspace_binary;
@@ -184,7 +183,7 @@ fn without_a_tray_host_the_app_opens_its_window_and_says_why() -> Result<(), Fai
     let katachi_home = file_keystore_home(home.path())?;
     let mut command = Command::new("dbus-run-session");
     command.arg("--").arg(&binary);
-    isolate_user_dirs(&mut command, home.path())?;
+    isolate_user_dirs(&mut command, home.path(), RuntimeDir::Isolated)?;
     command.env("KATACHI_HOME", &katachi_home);
     command
         .env("GDK_BACKEND", "x11")
@@ -324,7 +323,7 @@ impl TrayApp {
         let binary = app_binary()?;
         let home = tempfile::tempdir().map_err(|err| Failure(format!("no temp dir: {err}")))?;
         let mut command = Command::new(&binary);
-        isolate_user_dirs(&mut command, home.path())?;
+        isolate_user_dirs(&mut command, home.path(), RuntimeDir::Isolated)?;
         if let Some(katachi_home) = katachi_home {
             command.env("KATACHI_HOME", katachi_home);
         }
@@ -565,26 +564,6 @@ fn file_keystore_home(dir: &Path) -> Result<std::path::PathBuf, Failure> {
         })
         .map_err(|err| Failure(format!("cannot write the agent's config: {err}")))?;
     Ok(katachi_home)
-}
-
-/// Points HOME and the XDG base directories of `command` at fresh dirs under `home`, so the app
-/// (GTK, WebKit, appindicator's icon files) never reads or writes the real user's files.
-fn isolate_user_dirs(command: &mut Command, home: &Path) -> Result<(), Failure> {
-    command.env("HOME", home);
-    for (variable, dir) in [
-        ("XDG_CONFIG_HOME", "config"),
-        ("XDG_DATA_HOME", "data"),
-        ("XDG_CACHE_HOME", "cache"),
-        ("XDG_STATE_HOME", "state"),
-        ("XDG_RUNTIME_DIR", "runtime"),
-    ] {
-        let path = home.join(dir);
-        std::fs::create_dir(&path)
-            .and_then(|()| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)))
-            .map_err(|err| Failure(format!("cannot create {}: {err}", path.display())))?;
-        command.env(variable, path);
-    }
-    Ok(())
 }
 
 /// A test failure whose message prints as is (the default `Debug` of a `String` would escape the

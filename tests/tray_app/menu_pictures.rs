@@ -16,15 +16,15 @@ use katachi_core::control::Client;
 use katachi_core::KatachiDirs;
 use katachi_e2e::approval::sign_up_verified;
 use katachi_e2e::chromium::Browser;
-use katachi_e2e::process::{wait_until, SpawnedProcess};
+use katachi_e2e::process::{isolate_user_dirs, wait_until, RuntimeDir, SpawnedProcess};
 use katachi_e2e::relay::InProcessRelay;
 use katachi_e2e::screenshot_path;
 use katachi_e2e::system_tray::TrayDesktop;
 use tempfile::TempDir;
 
 use super::{
-    app_binary, descendants_of, file_keystore_home, isolate_user_dirs, Failure, AGENT_REACTS,
-    EXIT_TIMEOUT, PAGE, READY_LINE, STARTUP_TIMEOUT,
+    app_binary, descendants_of, file_keystore_home, Failure, AGENT_REACTS, EXIT_TIMEOUT, PAGE,
+    READY_LINE, STARTUP_TIMEOUT,
 };
 
 /// Budget for the icon to sit in the tray, and for a menu to pop up or close.
@@ -147,7 +147,7 @@ impl XembedApp {
             .map_err(|e| Failure(format!("cannot create {}: {e}", user_dirs.display())))?;
         let mut command = Command::new("dbus-run-session");
         command.arg("--").arg(&binary);
-        isolate_user_dirs(&mut command, &user_dirs)?;
+        isolate_user_dirs(&mut command, &user_dirs, RuntimeDir::Isolated)?;
         command
             .env("KATACHI_HOME", katachi_home)
             .env("DISPLAY", desktop.display())
