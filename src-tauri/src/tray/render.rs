@@ -14,7 +14,6 @@ use tauri::menu::Menu;
 use tauri::{AppHandle, Manager, Runtime};
 use tokio::sync::{broadcast, watch};
 
-use super::icon::TrayIcon;
 use super::menu::{build_tray_menu, MenuContext, MENU_STATUS};
 use super::view::{menu_line, TrayView, ViewClock};
 use super::TRAY_ID;
@@ -156,14 +155,13 @@ fn apply_view<R: Runtime>(
     let Ok(mut shown) = state.0.lock() else {
         return Ok(()); // a panic while drawing poisoned it: keep what is shown
     };
-    if shown.as_ref().map(|s| &s.icon) != Some(&view.icon) {
+    if shown.as_ref().map(|s| s.view.icon) != Some(view.icon) {
         tray.set_icon(Some(view.icon.image()))?;
     }
     tray.set_tooltip(Some(view.tooltip()))?;
     match shown.as_mut() {
         Some(s) if s.view.same_menu_items(view) && s.context == *context => {
             set_status_line(&s.menu, &view.status_line);
-            s.icon = view.icon;
             s.view = view.clone();
         }
         _ => {
@@ -172,7 +170,6 @@ fn apply_view<R: Runtime>(
             *shown = Some(Shown {
                 menu,
                 view: view.clone(),
-                icon: view.icon,
                 context: context.clone(),
             });
         }
@@ -202,10 +199,8 @@ fn set_status_line<R: Runtime>(menu: &Menu<R>, line: &str) {
 struct Shown<R: Runtime> {
     /// The menu.
     menu: Menu<R>,
-    /// The view it shows (its status line may have changed since it was built).
+    /// The view shown: the one it was built from, with the icon and status line shown since.
     view: TrayView,
-    /// The icon shown.
-    icon: TrayIcon,
     /// The context it was built in.
     context: MenuContext,
 }
