@@ -21,6 +21,7 @@
 //! - [`control`]: one agent per user (a lock) and the local control socket of the running agent.
 //! - [`agent`]: the agent runtime: one supervisor (session + tunnel) and the [`Agent`] handle.
 //! - [`activity`]: activity events through the outbox to the relay, with backoff.
+//! - [`ai`]: AI operations: provider clients (streamed), the model's tools over the API, approvals, chat turns.
 //! - [`agent_status`]: the running agent's status file (state, last heartbeat, clock offset).
 //! - [`api`]: the agent's structured API as one axum `Router` (workspaces, tree, read, write, search, git).
 //! - [`sandbox`]: the OS sandbox every command runs in (policy, Linux backend, self-test).
@@ -34,6 +35,7 @@ pub mod activity;
 pub mod agent;
 pub mod agent_home;
 pub mod agent_status;
+pub mod ai;
 pub mod api;
 pub mod atomic_file;
 pub mod auth;

@@ -1,0 +1,24 @@
+//! AI operations: the model's conversation with the code on this machine.
+//!
+//! A user's message starts a *turn*: the workspace's chosen provider is called (streamed), the
+//! model's tool calls are executed by the agent through the same API router the browser uses (so
+//! the same path rules, protected paths, sandbox and audit apply), writes and commands wait for
+//! the user's approval, and everything said and done is kept in the SQLCipher store.
+//!
+//! # Guarantees
+//! - The model's hands are the tools of [`tools`] only; none of them can change the sandbox policy
+//!   or the allowed workspaces.
+//! - API keys come from the vault's API-key store and go only to their provider, in a header; they
+//!   are never logged, stored in clear, sent to the relay or shown to the browser.
+//! - Bytes sent to a provider are recorded in the audit ledger per session and workspace.
+//!
+//! # Layout
+//! - `model`: the provider-neutral conversation: messages, tool calls and specs, stream events.
+//! - `provider`: the OpenAI-compatible Chat Completions and Anthropic Messages clients (streamed).
+//! - `tools`: the model's tools over the agent API (`list_dir`, `read_file`, `write_file`, …).
+
+pub mod model;
+pub mod provider;
+pub mod tools;
+
+pub use model::{ModelEvent, ModelMessage, ModelRequest, StopReason, ToolCall, ToolSpec, Usage};

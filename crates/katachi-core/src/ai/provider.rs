@@ -1,0 +1,1 @@
+//! The model providers (filled by the provider work).

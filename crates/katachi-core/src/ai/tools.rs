@@ -1,0 +1,1 @@
+//! The model's tools (filled by the tools work).
