@@ -53,4 +53,16 @@ impl<'c> WorkspaceMemory<'c> {
             params![workspace_id, key],
         )? > 0)
     }
+
+    /// Every note of the workspace, by key: what the AI's system prompt carries.
+    ///
+    /// # Errors
+    /// [`super::StoreError`] on a database failure.
+    pub fn all(&self, workspace_id: i64) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key, value FROM workspace_memory WHERE workspace_id = ?1 ORDER BY key",
+        )?;
+        let rows = stmt.query_map(params![workspace_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
 }

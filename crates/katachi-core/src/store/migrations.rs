@@ -89,6 +89,37 @@ const MIGRATIONS: &[M<'static>] = &[
             updated_at    INTEGER NOT NULL
          );",
     ),
+    // v4: AI operations (AI issue). A message's structured part (an assistant's tool calls, a tool
+    // result's call id and outcome, a summary's range) as JSON beside its text; the approvals
+    // ledger (every decision, revocable session grants); the provider each workspace uses (row 0:
+    // the default for all), which follows its workspace out.
+    M::up(
+        "ALTER TABLE messages ADD COLUMN payload TEXT;
+         CREATE INDEX chat_sessions_by_workspace ON chat_sessions(workspace_id, updated_at);
+         CREATE TABLE ai_approvals (
+            id            INTEGER PRIMARY KEY,
+            workspace_id  INTEGER NOT NULL REFERENCES allowed_workspaces(id) ON DELETE CASCADE,
+            session_id    INTEGER REFERENCES chat_sessions(id) ON DELETE CASCADE,
+            tool          TEXT NOT NULL,
+            subject       TEXT NOT NULL,
+            decision      TEXT NOT NULL CHECK (decision IN ('once', 'session', 'deny', 'expired')),
+            decided_at    INTEGER NOT NULL,
+            revoked_at    INTEGER
+         );
+         CREATE INDEX ai_approvals_by_workspace ON ai_approvals(workspace_id, id);
+         CREATE INDEX ai_approvals_grants ON ai_approvals(session_id, tool, subject)
+            WHERE decision = 'session' AND revoked_at IS NULL;
+         CREATE TABLE ai_settings (
+            workspace_id  INTEGER PRIMARY KEY,
+            provider      TEXT NOT NULL,
+            model         TEXT NOT NULL,
+            base_url      TEXT,
+            key_name      TEXT,
+            updated_at    INTEGER NOT NULL
+         );
+         CREATE TRIGGER ai_settings_follow_workspace AFTER DELETE ON allowed_workspaces
+         BEGIN DELETE FROM ai_settings WHERE workspace_id = old.id; END;",
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -18,12 +18,16 @@
 //! - `workspaces`: the allowed workspace folders ([`AllowedWorkspaces`]).
 //! - `chat`: chat sessions and their messages ([`Chat`]).
 //! - `memory`: per-workspace key/value memory ([`WorkspaceMemory`]).
+//! - `ai_approvals`: the ledger of AI approvals and session grants ([`ApprovalLedger`]).
+//! - `ai_settings`: the AI provider each workspace uses ([`AiSettingsTable`]).
 //! - `sandbox_overrides`: per-workspace sandbox overrides ([`SandboxOverrides`]).
 //! - `outbox`: activity events waiting for the relay's acknowledgement ([`Outbox`]).
 //! - `audit`: the audit and egress ledger, a tamper-evident chain ([`AuditLog`], keyed by [`AuditKey`]).
 //!
 //! [`Purpose::STORE`]: crate::vault::Purpose::STORE
 
+mod ai_approvals;
+mod ai_settings;
 mod audit;
 mod chat;
 mod memory;
@@ -43,7 +47,9 @@ use crate::vault::DerivedKey;
 pub use audit::{
     Actor, AuditEntry, AuditError, AuditKey, AuditLog, AuditRecord, VerifyReport, WorkspaceEgress,
 };
-pub use chat::{Chat, ChatMessage, ChatSession, Role};
+pub use ai_approvals::{ApprovalLedger, ApprovalRecord, Decision};
+pub use ai_settings::{AiSettingsRow, AiSettingsTable, DEFAULT_AI_SETTINGS};
+pub use chat::{Chat, ChatMessage, ChatSession, NewMessage, Role};
 pub use memory::WorkspaceMemory;
 pub use outbox::{Outbox, OutboxEvent};
 pub use sandbox_overrides::SandboxOverrides;
@@ -186,6 +192,16 @@ impl Store {
         WorkspaceMemory::new(&self.conn)
     }
 
+    /// The ledger of AI approvals.
+    pub fn approvals(&self) -> ApprovalLedger<'_> {
+        ApprovalLedger::new(&self.conn)
+    }
+
+    /// The AI provider settings per workspace.
+    pub fn ai_settings(&self) -> AiSettingsTable<'_> {
+        AiSettingsTable::new(&self.conn)
+    }
+
     /// Per-workspace sandbox overrides (raw JSON; `sandbox::WorkspaceOverrides` reads them).
     pub fn sandbox_overrides(&self) -> SandboxOverrides<'_> {
         SandboxOverrides::new(&self.conn)
@@ -294,3 +310,7 @@ pub(crate) fn now_unix() -> i64 {
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "ai_store_tests.rs"]
+mod ai_tests;
