@@ -13,10 +13,12 @@
 //! - Bytes sent to a provider are recorded in the audit ledger per session and workspace.
 //!
 //! # Layout
+//! - `approvals`: the user's answers to writes, patches and commands, with expiry.
 //! - `model`: the provider-neutral conversation: messages, tool calls and specs, stream events.
 //! - `provider`: the OpenAI-compatible Chat Completions and Anthropic Messages clients (streamed).
 //! - `tools`: the model's tools over the agent API (`list_dir`, `read_file`, `write_file`, …).
 
+pub mod approvals;
 pub mod model;
 pub mod provider;
 pub mod tools;
