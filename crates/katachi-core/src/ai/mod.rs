@@ -14,11 +14,13 @@
 //!
 //! # Layout
 //! - `approvals`: the user's answers to writes, patches and commands, with expiry.
+//! - `chat`: sessions and turns: history, system prompt, the streamed events, export.
 //! - `model`: the provider-neutral conversation: messages, tool calls and specs, stream events.
 //! - `provider`: the OpenAI-compatible Chat Completions and Anthropic Messages clients (streamed).
 //! - `tools`: the model's tools over the agent API (`list_dir`, `read_file`, `write_file`, …).
 
 pub mod approvals;
+pub mod chat;
 pub mod model;
 pub mod provider;
 pub mod tools;

@@ -39,7 +39,10 @@ fn messages_keep_their_structured_part_and_page_backwards_from_the_latest() {
     }
     let latest = chat.latest_messages(session.id, None, 10).unwrap();
     assert_eq!(
-        latest.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+        latest
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>(),
         texts[15..].iter().map(String::as_str).collect::<Vec<_>>()
     );
     assert_eq!(latest[0].payload.as_deref(), Some(payload));

@@ -158,7 +158,13 @@ impl<'c> Chat<'c> {
                 "INSERT INTO messages (session_id, role, content, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for m in messages {
-                stmt.execute(params![session_id, m.role.as_str(), m.content, m.payload, now])?;
+                stmt.execute(params![
+                    session_id,
+                    m.role.as_str(),
+                    m.content,
+                    m.payload,
+                    now
+                ])?;
                 ids.push(tx.last_insert_rowid());
             }
         }

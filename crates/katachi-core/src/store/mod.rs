@@ -44,11 +44,11 @@ use zeroize::Zeroizing;
 
 use crate::vault::DerivedKey;
 
+pub use ai_approvals::{ApprovalLedger, ApprovalRecord, Decision};
+pub use ai_settings::{AiSettingsRow, AiSettingsTable, DEFAULT_AI_SETTINGS};
 pub use audit::{
     Actor, AuditEntry, AuditError, AuditKey, AuditLog, AuditRecord, VerifyReport, WorkspaceEgress,
 };
-pub use ai_approvals::{ApprovalLedger, ApprovalRecord, Decision};
-pub use ai_settings::{AiSettingsRow, AiSettingsTable, DEFAULT_AI_SETTINGS};
 pub use chat::{Chat, ChatMessage, ChatSession, NewMessage, Role};
 pub use memory::WorkspaceMemory;
 pub use outbox::{Outbox, OutboxEvent};
