@@ -82,6 +82,14 @@ pub enum ChatEvent {
     },
     /// Token counts of one model call.
     Usage(Usage),
+    /// The conversation neared the model's context window: the messages up to `through` are
+    /// now sent as a summary (kept as message `summary_id`); the latest turns stay verbatim.
+    Summarised {
+        /// The stored summary.
+        summary_id: i64,
+        /// The last message it stands for.
+        through: i64,
+    },
     /// An error (the provider's, a tool's infrastructure, the store's).
     Error {
         /// Stable code (`ai.rate_limited`, `store.unavailable`, …).
