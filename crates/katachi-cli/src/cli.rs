@@ -52,6 +52,10 @@ pub(crate) enum Command {
     /// (one command under the agent's policy and code path; exits with its status).
     #[command(subcommand)]
     Sandbox(crate::sandbox::SandboxCommand),
+    /// AI operations: the provider and model each workspace uses (`use`, `show`, `reset`) and the
+    /// providers' API keys (`key set|rm`, kept in the keychain).
+    #[command(subcommand)]
+    Ai(crate::ai::AiCommand),
 }
 
 /// `katachi audit` options.
@@ -147,6 +151,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Unregister(args) => crate::unregister::run(&dirs, &args, &out),
         Command::Audit(args) => crate::audit::run(&dirs, &args, &out),
         Command::Sandbox(cmd) => crate::sandbox::run(&dirs, cmd, &out),
+        Command::Ai(cmd) => crate::ai::run(&dirs, cmd, &out),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod agent_control;
+mod ai;
 mod audit;
 mod cli;
 mod doctor;

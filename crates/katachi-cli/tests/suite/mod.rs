@@ -1,5 +1,6 @@
 mod agent_remote_runs;
 mod agent_runtime;
+mod ai_settings;
 mod audit;
 mod control_socket;
 mod doctor;

@@ -16,6 +16,7 @@
 //! - `approvals`: the user's answers to writes, patches and commands, with expiry.
 //! - `chat`: sessions and turns: history, system prompt, the streamed events, export.
 //! - `model`: the provider-neutral conversation: messages, tool calls and specs, stream events.
+//! - `settings`: which provider, model and base URL each workspace uses (checked).
 //! - `provider`: the OpenAI-compatible Chat Completions and Anthropic Messages clients (streamed).
 //! - `tools`: the model's tools over the agent API (`list_dir`, `read_file`, `write_file`, …).
 
@@ -23,6 +24,7 @@ pub mod approvals;
 pub mod chat;
 pub mod model;
 pub mod provider;
+pub mod settings;
 pub mod tools;
 
 pub use model::{ModelEvent, ModelMessage, ModelRequest, StopReason, ToolCall, ToolSpec, Usage};

@@ -117,6 +117,14 @@ impl<'a> ApiKeys<'a> {
     }
 }
 
+/// Checks a key name before anything is read or stored under it.
+///
+/// # Errors
+/// [`ApiKeyError::InvalidProvider`] when it breaks the naming rule.
+pub fn check_key_name(name: &str) -> Result<(), ApiKeyError> {
+    account_for(name).map(|_| ())
+}
+
 fn account_for(provider: &str) -> Result<String, ApiKeyError> {
     let ok = (1..=64).contains(&provider.len())
         && provider

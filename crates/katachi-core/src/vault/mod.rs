@@ -31,7 +31,7 @@ mod keystore;
 mod machine_key;
 mod sealed;
 
-pub use api_keys::{ApiKeyError, ApiKeys};
+pub use api_keys::{check_key_name, ApiKeyError, ApiKeys};
 pub use binding::{
     threshold_for, BindingAssessment, BindingChange, BindingError, BindingRecord, WrappedShare,
     BINDING_VERSION,
