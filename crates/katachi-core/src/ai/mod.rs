@@ -14,7 +14,8 @@
 //!
 //! # Layout
 //! - `model`: the provider-neutral conversation: messages, tool calls and specs, stream events.
-//! - `provider`: the OpenAI-compatible Chat Completions and Anthropic Messages clients (streamed).
+//! - `provider`: the OpenAI-compatible Chat Completions and Anthropic Messages clients (streamed
+//!   over SSE, retried, cancelled on drop), [`Provider`] with its [`ModelStream`] and [`ProviderError`].
 //! - `tools`: the model's tools over the agent API (`list_dir`, `read_file`, `write_file`, …).
 
 pub mod model;
@@ -22,3 +23,6 @@ pub mod provider;
 pub mod tools;
 
 pub use model::{ModelEvent, ModelMessage, ModelRequest, StopReason, ToolCall, ToolSpec, Usage};
+pub use provider::{
+    ModelStream, Provider, ProviderConfig, ProviderError, ProviderKind, ProviderOptions,
+};
