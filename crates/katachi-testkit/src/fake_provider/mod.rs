@@ -47,6 +47,9 @@ pub use wire::Wire;
 /// How often a held stream sends an SSE comment (which also detects a client that went away).
 const HOLD_PING: Duration = Duration::from_millis(50);
 
+/// How long a stream that is about to be cut waits for its last frames to be written.
+const FLUSH_GRACE: Duration = Duration::from_millis(100);
+
 /// One request as the fake received it.
 #[derive(Debug, Clone)]
 pub struct RecordedRequest {
@@ -324,6 +327,12 @@ async fn write_frames(
             match ending {
                 Ending::Complete => {}
                 Ending::BreakAfter(_) => {
+                    // let the frames already sent reach the socket: the server aborts at once on
+                    // a body error, unflushed bytes included
+                    while tx.capacity() < tx.max_capacity() {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    tokio::time::sleep(FLUSH_GRACE).await;
                     // an error in the body makes the server abort the connection mid-body
                     let cut =
                         std::io::Error::new(std::io::ErrorKind::ConnectionReset, "scripted break");
