@@ -384,3 +384,59 @@ async fn hold(shared: &Shared, tx: &mpsc::Sender<Chunk>) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(content: &[bool]) -> Vec<wire::Frame> {
+        content
+            .iter()
+            .map(|&content| wire::Frame {
+                bytes: String::new(),
+                content,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn endings_fire_after_the_nth_content_chunk() {
+        // role chunk, text, text, tool opening, argument piece, finish, [DONE]
+        let stream = frames(&[false, true, true, false, true, false, false]);
+        assert_eq!(
+            ending_index(&stream, 0),
+            1,
+            "before the first content chunk"
+        );
+        assert_eq!(ending_index(&stream, 1), 2, "right after the first one");
+        assert_eq!(ending_index(&stream, 2), 3);
+        assert_eq!(ending_index(&stream, 3), 5);
+        assert_eq!(
+            ending_index(&stream, 9),
+            6,
+            "fewer chunks: before the end frame"
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_are_recorded_and_an_empty_script_answers_500() {
+        let fake = FakeProvider::start(Vec::<FakeReply>::new()).await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(fake.addr()).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let body = r#"{"model":"m"}"#;
+        let head = format!(
+            "POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: k\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+        assert!(answer.contains("no scripted reply left"), "{answer}");
+        let sent = fake.requests();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].wire, Wire::Anthropic);
+        assert_eq!(sent[0].header("X-Api-Key"), Some("k"));
+        assert_eq!(sent[0].body["model"], "m");
+    }
+}

@@ -97,13 +97,18 @@ pub(crate) fn error_message(body: &Value) -> Option<&str> {
     body.pointer("/error/message").and_then(Value::as_str)
 }
 
+/// A content block being streamed.
 enum Block {
     Text,
+    /// A tool call: its streamed input pieces, and the input sent with its start (normally
+    /// `{}`; used when no piece follows).
     Tool {
         id: String,
         name: String,
         json: String,
+        initial: Option<Value>,
     },
+    /// Thinking and server-tool blocks: not part of the conversation here.
     Other,
 }
 
@@ -198,6 +203,7 @@ impl WireDecoder for AnthropicDecoder {
                             .unwrap_or_default()
                             .to_owned(),
                         json: String::new(),
+                        initial: block.get("input").cloned(),
                     },
                     // thinking, redacted_thinking, server tools: not part of the conversation here
                     _ => Block::Other,
@@ -233,14 +239,23 @@ impl WireDecoder for AnthropicDecoder {
             }
             "content_block_stop" => {
                 let index = Self::block_index(&data)?;
-                if let Some(Block::Tool { id, name, json }) = self.blocks.remove(&index) {
+                if let Some(Block::Tool {
+                    id,
+                    name,
+                    json,
+                    initial,
+                }) = self.blocks.remove(&index)
+                {
                     if name.is_empty() || id.is_empty() {
                         return Err(broken(format!("tool call block {index} has no id or name")));
                     }
                     out.push_back(ModelEvent::ToolCall(ToolCall {
                         id,
                         name,
-                        arguments: parse_tool_arguments(&json),
+                        arguments: match initial {
+                            Some(input) if json.trim().is_empty() => input,
+                            _ => parse_tool_arguments(&json),
+                        },
                     }));
                 }
             }

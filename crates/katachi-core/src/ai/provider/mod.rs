@@ -231,7 +231,13 @@ impl Provider {
             request.max_tokens = self.config.max_tokens;
         }
         let (path, body) = match self.config.kind {
-            ProviderKind::OpenAi => ("chat/completions", openai::request_body(&request)),
+            ProviderKind::OpenAi => (
+                "chat/completions",
+                openai::request_body(
+                    &request,
+                    openai::TokenLimitField::for_base_url(&self.config.base_url),
+                ),
+            ),
             ProviderKind::Anthropic => ("v1/messages", anthropic::request_body(&request)),
         };
         let url = format!(

@@ -18,8 +18,36 @@ use super::stream::{excerpt, parse_tool_arguments, WireDecoder};
 use super::{ProviderError, ProviderKind};
 use crate::ai::model::{ModelEvent, ModelMessage, ModelRequest, StopReason, ToolCall, Usage};
 
+/// How the answer's length limit is named: OpenAI's own API wants `max_completion_tokens` (its
+/// reasoning models refuse `max_tokens`); compatible servers know `max_tokens`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenLimitField {
+    /// `max_completion_tokens` (api.openai.com).
+    MaxCompletionTokens,
+    /// `max_tokens` (Ollama, llama.cpp, vLLM, other compatible servers).
+    MaxTokens,
+}
+
+impl TokenLimitField {
+    /// The field for a server at `base_url`.
+    pub(crate) fn for_base_url(base_url: &url::Url) -> Self {
+        if base_url.host_str() == Some("api.openai.com") {
+            Self::MaxCompletionTokens
+        } else {
+            Self::MaxTokens
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::MaxCompletionTokens => "max_completion_tokens",
+            Self::MaxTokens => "max_tokens",
+        }
+    }
+}
+
 /// The JSON body of a streamed Chat Completions request.
-pub(crate) fn request_body(request: &ModelRequest) -> Value {
+pub(crate) fn request_body(request: &ModelRequest, limit: TokenLimitField) -> Value {
     let mut messages = Vec::with_capacity(request.messages.len() + 1);
     if !request.system.is_empty() {
         messages.push(json!({"role": "system", "content": request.system}));
@@ -50,10 +78,10 @@ pub(crate) fn request_body(request: &ModelRequest) -> Value {
     let mut body = json!({
         "model": request.model,
         "messages": messages,
-        "max_tokens": request.max_tokens,
         "stream": true,
         "stream_options": {"include_usage": true},
     });
+    body[limit.name()] = json!(request.max_tokens);
     // an empty `tools` array is refused by some servers
     if !request.tools.is_empty() {
         body["tools"] = request
@@ -279,7 +307,8 @@ mod tests {
             }],
             max_tokens: 100,
         };
-        let body = request_body(&request);
+        let body = request_body(&request, TokenLimitField::MaxTokens);
+        assert_eq!(body["max_tokens"], 100);
         assert_eq!(
             body["messages"][0],
             json!({"role": "system", "content": "be brief"})
@@ -292,5 +321,9 @@ mod tests {
         assert_eq!(body["messages"][3]["role"], "tool");
         assert_eq!(body["tools"][0]["function"]["name"], "read_file");
         assert_eq!(body["stream_options"]["include_usage"], true);
+        let official = url::Url::parse("https://api.openai.com/v1").unwrap();
+        let body = request_body(&request, TokenLimitField::for_base_url(&official));
+        assert_eq!(body["max_completion_tokens"], 100);
+        assert!(body.get("max_tokens").is_none());
     }
 }
