@@ -84,7 +84,7 @@ struct Shared {
     disconnects: watch::Sender<usize>,
 }
 
-/// A running fake provider. Dropping it stops accepting connections.
+/// A running fake provider. Dropping it stops accepting connections and releases held streams.
 pub struct FakeProvider {
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -183,6 +183,8 @@ impl FakeProvider {
 
 impl Drop for FakeProvider {
     fn drop(&mut self) {
+        // held streams finish rather than hold until the runtime ends
+        self.shared.released.send_replace(true);
         self.server.abort();
     }
 }

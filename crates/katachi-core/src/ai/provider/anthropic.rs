@@ -25,6 +25,8 @@ pub(crate) fn request_body(request: &ModelRequest) -> Value {
     let mut messages: Vec<Value> = Vec::with_capacity(request.messages.len());
     for message in &request.messages {
         let (role, blocks) = match message {
+            // the API refuses empty text blocks
+            ModelMessage::User { text } if text.is_empty() => ("user", Vec::new()),
             ModelMessage::User { text } => ("user", vec![json!({"type": "text", "text": text})]),
             ModelMessage::Assistant { text, tool_calls } => {
                 let mut blocks = Vec::with_capacity(tool_calls.len() + 1);
@@ -365,5 +367,79 @@ mod tests {
         assert_eq!(messages[1]["content"][2]["input"], json!({"path": "x"}));
         assert_eq!(messages[2]["content"].as_array().unwrap().len(), 2);
         assert_eq!(messages[2]["content"][1]["is_error"], true);
+    }
+
+    fn event(name: &str, data: Value) -> Event {
+        Event {
+            event: name.to_owned(),
+            data: data.to_string(),
+            id: String::new(),
+            retry: None,
+        }
+    }
+
+    #[test]
+    fn thinking_blocks_are_skipped_and_a_whole_tool_input_is_kept() {
+        let mut decoder = AnthropicDecoder::default();
+        let mut out = VecDeque::new();
+        let events = [
+            event(
+                "message_start",
+                json!({"type": "message_start", "message": {"usage":
+                {"input_tokens": 5, "cache_read_input_tokens": 100, "output_tokens": 1}}}),
+            ),
+            event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "thinking", "thinking": ""}}),
+            ),
+            event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "thinking_delta", "thinking": "hmm"}}),
+            ),
+            event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ),
+            event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 1,
+                "content_block": {"type": "tool_use", "id": "t1", "name": "git_status",
+                    "input": {"verbose": true}}}),
+            ),
+            event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 1}),
+            ),
+            event(
+                "message_delta",
+                json!({"type": "message_delta",
+                "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}}),
+            ),
+            event("some_future_event", json!({"type": "some_future_event"})),
+            event("message_stop", json!({"type": "message_stop"})),
+        ];
+        for e in &events {
+            decoder.decode(e, &mut out).unwrap();
+        }
+        assert!(decoder.is_done());
+        assert_eq!(
+            Vec::from(out),
+            vec![
+                ModelEvent::ToolCall(ToolCall {
+                    id: "t1".into(),
+                    name: "git_status".into(),
+                    arguments: json!({"verbose": true}),
+                }),
+                ModelEvent::Usage(Usage {
+                    input_tokens: 105,
+                    output_tokens: 9
+                }),
+                ModelEvent::Finished {
+                    reason: StopReason::ToolUse
+                },
+            ]
+        );
     }
 }

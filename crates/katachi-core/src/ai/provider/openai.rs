@@ -56,8 +56,13 @@ pub(crate) fn request_body(request: &ModelRequest, limit: TokenLimitField) -> Va
         messages.push(match message {
             ModelMessage::User { text } => json!({"role": "user", "content": text}),
             ModelMessage::Assistant { text, tool_calls } => {
-                let mut message = json!({"role": "assistant",
-                    "content": if text.is_empty() { Value::Null } else { json!(text) }});
+                // content may be null only beside tool calls
+                let content = if text.is_empty() && !tool_calls.is_empty() {
+                    Value::Null
+                } else {
+                    json!(text)
+                };
+                let mut message = json!({"role": "assistant", "content": content});
                 if !tool_calls.is_empty() {
                     message["tool_calls"] = tool_calls
                         .iter()
@@ -224,7 +229,7 @@ impl WireDecoder for OpenAiDecoder {
         }
         let chunk: Value = serde_json::from_str(data)
             .map_err(|e| Self::broken(format!("a chunk is not JSON ({e}): {}", excerpt(data))))?;
-        if let Some(error) = chunk.get("error") {
+        if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
             let message = error_message(&chunk)
                 .map(str::to_owned)
                 .unwrap_or_else(|| excerpt(&error.to_string()));
