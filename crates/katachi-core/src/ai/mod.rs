@@ -17,7 +17,8 @@
 //! - `chat`: sessions and turns: history, system prompt, the streamed events, export.
 //! - `model`: the provider-neutral conversation: messages, tool calls and specs, stream events.
 //! - `settings`: which provider, model and base URL each workspace uses (checked).
-//! - `provider`: the OpenAI-compatible Chat Completions and Anthropic Messages clients (streamed).
+//! - `provider`: the OpenAI-compatible Chat Completions and Anthropic Messages clients (streamed
+//!   over SSE, retried, cancelled on drop), [`Provider`] with its [`ModelStream`] and [`ProviderError`].
 //! - `tools`: the model's tools over the agent API (`list_dir`, `read_file`, `write_file`, …).
 
 pub mod approvals;
@@ -28,3 +29,6 @@ pub mod settings;
 pub mod tools;
 
 pub use model::{ModelEvent, ModelMessage, ModelRequest, StopReason, ToolCall, ToolSpec, Usage};
+pub use provider::{
+    ModelStream, Provider, ProviderConfig, ProviderError, ProviderKind, ProviderOptions,
+};

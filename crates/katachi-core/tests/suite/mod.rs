@@ -1,3 +1,4 @@
+mod ai_provider;
 mod another_machine;
 mod api_git;
 mod api_path_escape;

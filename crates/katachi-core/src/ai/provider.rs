@@ -1,1 +1,0 @@
-//! The model providers (filled by the provider work).
