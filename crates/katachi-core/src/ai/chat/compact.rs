@@ -161,7 +161,7 @@ pub(super) async fn summarise<M: TurnModel + ?Sized, T: TurnTools + ?Sized>(
         let event = tokio::select! {
             biased;
             () = turn.cancel.cancelled() => return Ok(None),
-            event = reply.events.next() => event,
+            event = reply.next() => event,
         };
         match event {
             Some(Ok(ModelEvent::TextDelta { text })) => summary.push_str(&text),

@@ -25,7 +25,9 @@ pub mod turn;
 
 pub use chat_store::ChatStore;
 pub use events::{ChatEvent, TurnEnd};
-pub use seams::{ModelDescription, ModelReply, ToolOutcome, ToolOutputChunk, TurnModel, TurnTools};
+pub use seams::{
+    ModelCall, ModelDescription, ModelEvents, ToolOutcome, ToolOutputChunk, TurnModel, TurnTools,
+};
 pub use service::{ChatBackends, ChatError, ChatService, StartedTurn, StopOnDrop};
 pub use turn::{Turn, MAX_STEPS};
 

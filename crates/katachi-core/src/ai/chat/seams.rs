@@ -21,12 +21,16 @@ pub struct ModelDescription {
     pub context_tokens: u32,
 }
 
-/// A streamed answer that has started.
-pub struct ModelReply {
-    /// Its events, in order; dropping it cancels the call.
-    pub events: BoxStream<'static, Result<ModelEvent, Failure>>,
-    /// Bytes of request sent to the provider for it (retries included): the egress ledger's figure.
+/// A streamed answer's events, in order; dropping it cancels the call.
+pub type ModelEvents = BoxStream<'static, Result<ModelEvent, Failure>>;
+
+/// A model call: its answer (or why it did not start), and what it sent.
+pub struct ModelCall {
+    /// Bytes of request sent to the provider (every attempt, failed ones too): the egress
+    /// ledger's figure.
     pub request_bytes: u64,
+    /// The streamed answer, or why none started.
+    pub reply: Result<ModelEvents, Failure>,
 }
 
 /// A model a turn talks to.
@@ -34,7 +38,7 @@ pub trait TurnModel: Send + Sync {
     /// Which model, and its limits.
     fn describe(&self) -> ModelDescription;
     /// Starts a streamed answer to `request`.
-    fn stream(&self, request: ModelRequest) -> BoxFuture<'_, Result<ModelReply, Failure>>;
+    fn stream(&self, request: ModelRequest) -> BoxFuture<'_, ModelCall>;
 }
 
 /// What a tool call gave the model.

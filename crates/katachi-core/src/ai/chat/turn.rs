@@ -156,7 +156,7 @@ impl<M: TurnModel + ?Sized, T: TurnTools + ?Sized> Turn<'_, M, T> {
                     self.store_answer(text, calls, Some("stopped by the user")).await?;
                     return Ok(Step::End(TurnEnd::Stopped));
                 }
-                event = reply.events.next() => event,
+                event = reply.next() => event,
             };
             match event {
                 Some(Ok(ModelEvent::TextDelta { text: delta })) => {
@@ -214,17 +214,16 @@ impl<M: TurnModel + ?Sized, T: TurnTools + ?Sized> Turn<'_, M, T> {
         &self,
         request: ModelRequest,
         action: &str,
-    ) -> Result<Option<super::seams::ModelReply>, Failure> {
+    ) -> Result<Option<super::seams::ModelEvents>, Failure> {
         let description = self.model.describe();
-        let started = tokio::select! {
+        let call = tokio::select! {
             biased;
             () = self.cancel.cancelled() => return Ok(None),
-            started = self.model.stream(request) => started,
+            call = self.model.stream(request) => call,
         };
-        let (bytes, result) = match &started {
-            Ok(reply) => (reply.request_bytes, "ok".to_owned()),
-            // a refused call sent its request too (how much is not known then: 0)
-            Err(failure) => (0, failure.code.clone()),
+        let result = match &call.reply {
+            Ok(_) => "ok".to_owned(),
+            Err(failure) => failure.code.clone(),
         };
         self.store
             .record_egress(
@@ -235,10 +234,10 @@ impl<M: TurnModel + ?Sized, T: TurnTools + ?Sized> Turn<'_, M, T> {
                         description.provider, description.model, self.session.id
                     ))
                     .with_result(result)
-                    .with_bytes_out(bytes),
+                    .with_bytes_out(call.request_bytes),
             )
             .await?;
-        started.map(Some)
+        call.reply.map(Some)
     }
 
     /// Stores the model's answer (text and tool calls); `cut` says why it was cut short.
