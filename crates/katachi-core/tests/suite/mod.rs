@@ -1,5 +1,6 @@
 mod another_machine;
 mod api_git;
+mod api_patch;
 mod api_path_escape;
 mod api_protected;
 mod api_read;

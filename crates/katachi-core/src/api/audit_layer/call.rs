@@ -191,6 +191,7 @@ pub(crate) fn operation_name(method: &Method, route: Option<&str>) -> String {
         ("GET", "tree") => Some("tree.list"),
         ("GET" | "HEAD", "file") => Some("file.read"),
         ("PUT", "file") => Some("file.write"),
+        ("POST", "patch") => Some("file.patch"),
         ("GET", "stat") => Some("file.stat"),
         ("GET", "search") => Some("search.text"),
         ("GET", "git/status") => Some("git.status"),
