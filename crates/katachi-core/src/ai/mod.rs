@@ -15,10 +15,12 @@
 //! # Layout
 //! - `model`: the provider-neutral conversation: messages, tool calls and specs, stream events.
 //! - `provider`: the OpenAI-compatible Chat Completions and Anthropic Messages clients (streamed).
-//! - `tools`: the model's tools over the agent API (`list_dir`, `read_file`, `write_file`, …).
+//! - `tools`: the model's tools over the agent API (`list_dir`, `read_file`, `write_file`, …):
+//!   [`ToolBox`] (specs, approval previews, calls), each call an in-process request to the API router.
 
 pub mod model;
 pub mod provider;
 pub mod tools;
 
 pub use model::{ModelEvent, ModelMessage, ModelRequest, StopReason, ToolCall, ToolSpec, Usage};
+pub use tools::{ApprovalPreview, ToolBox, ToolOptions, ToolProgress, ToolResult};

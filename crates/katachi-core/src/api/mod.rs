@@ -60,7 +60,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 
-pub use audit_layer::{AuditHealth, AuditLayer, AuditOptions, AuditService, CallDetail};
+pub use audit_layer::{AiCaller, AuditHealth, AuditLayer, AuditOptions, AuditService, CallDetail};
 pub use denials::{DenialFeed, RunDenied};
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorCode, ErrorDetail};
 pub use git::{DiffFile, GitChange, GitDiff, GitStatus, GitStatusEntry};

@@ -1,3 +1,4 @@
+mod ai_tools;
 mod another_machine;
 mod api_git;
 mod api_patch;
