@@ -19,7 +19,8 @@
 //! - `settings`: which provider, model and base URL each workspace uses (checked).
 //! - `provider`: the OpenAI-compatible Chat Completions and Anthropic Messages clients (streamed
 //!   over SSE, retried, cancelled on drop), [`Provider`] with its [`ModelStream`] and [`ProviderError`].
-//! - `tools`: the model's tools over the agent API (`list_dir`, `read_file`, `write_file`, …).
+//! - `tools`: the model's tools over the agent API (`list_dir`, `read_file`, `write_file`, …):
+//!   [`ToolBox`] (specs, approval previews, calls), each call an in-process request to the API router.
 
 pub mod approvals;
 pub mod chat;
@@ -32,3 +33,4 @@ pub use model::{ModelEvent, ModelMessage, ModelRequest, StopReason, ToolCall, To
 pub use provider::{
     ModelStream, Provider, ProviderConfig, ProviderError, ProviderKind, ProviderOptions,
 };
+pub use tools::{ApprovalPreview, ToolBox, ToolOptions, ToolProgress, ToolResult};

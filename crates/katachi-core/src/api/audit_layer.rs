@@ -54,7 +54,7 @@ use tokio::sync::{mpsc, watch};
 use tower::{Layer, Service};
 
 pub(crate) use call::AuditNote;
-pub use call::CallDetail;
+pub use call::{AiCaller, CallDetail};
 pub use writer::{AuditHealth, AuditOptions};
 
 use self::body::PendingCall;

@@ -73,6 +73,13 @@ pub enum ErrorCode {
     /// The `Range` header is malformed or asks for several ranges.
     #[serde(rename = "range.invalid")]
     RangeInvalid,
+    /// The patch cannot be used: unparsable, binary, a rename or copy, or one file twice.
+    #[serde(rename = "patch.invalid")]
+    PatchInvalid,
+    /// A hunk of the patch does not match the file's current content (the message names the
+    /// file and the hunk), or the file to create already exists; nothing was written.
+    #[serde(rename = "patch.does_not_apply")]
+    PatchDoesNotApply,
     /// The range starts beyond the end of the file.
     #[serde(rename = "range.not_satisfiable")]
     RangeNotSatisfiable,
@@ -138,6 +145,8 @@ impl ErrorCode {
             ErrorCode::PathChanged => "path.changed",
             ErrorCode::FileTooLarge => "file.too_large",
             ErrorCode::FileConflict => "file.conflict",
+            ErrorCode::PatchInvalid => "patch.invalid",
+            ErrorCode::PatchDoesNotApply => "patch.does_not_apply",
             ErrorCode::RangeInvalid => "range.invalid",
             ErrorCode::RangeNotSatisfiable => "range.not_satisfiable",
             ErrorCode::RequestInvalid => "request.invalid",
@@ -169,6 +178,7 @@ impl ErrorCode {
             | ErrorCode::GitOutsideWorkspace => StatusCode::FORBIDDEN,
             ErrorCode::WorkspaceUnavailable
             | ErrorCode::FileConflict
+            | ErrorCode::PatchDoesNotApply
             | ErrorCode::PathChanged
             | ErrorCode::SandboxPolicyInvalid => StatusCode::CONFLICT,
             ErrorCode::FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -187,6 +197,7 @@ impl ErrorCode {
             | ErrorCode::PathNotADirectory
             | ErrorCode::PathSymlinkLoop
             | ErrorCode::RangeInvalid
+            | ErrorCode::PatchInvalid
             | ErrorCode::RequestInvalid
             | ErrorCode::SearchInvalidPattern => StatusCode::BAD_REQUEST,
         }
@@ -333,6 +344,8 @@ mod tests {
             PathChanged,
             FileTooLarge,
             FileConflict,
+            PatchInvalid,
+            PatchDoesNotApply,
             RangeInvalid,
             RangeNotSatisfiable,
             RequestInvalid,

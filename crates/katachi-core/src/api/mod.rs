@@ -12,6 +12,7 @@
 //! - `GET  /workspaces/{id}/file?path` (+ `Range`) — a file's bytes, streamed (`read`).
 //! - `GET  /workspaces/{id}/stat?path` — kind, size, and SHA-256 of a file (`stat`).
 //! - `PUT  /workspaces/{id}/file?path&expected` — atomic write guarded by the content hash (`write`).
+//! - `POST /workspaces/{id}/patch` — a multi-file unified diff, applied all or nothing (`patch`).
 //! - `GET  /workspaces/{id}/search?query&regex&…` — bounded text search (`search`).
 //! - `GET  /workspaces/{id}/git/status`, `/git/diff` — via libgit2, which runs no hooks or filters (`git`).
 //! - `POST /workspaces/{id}/run`, `GET …/run/commands` — an allowlisted command in the sandbox, output streamed (`run`).
@@ -23,7 +24,7 @@
 //! - `source`: [`WorkspaceSource`] (where the allowed list comes from) and [`FixedWorkspaces`].
 //! - `paths`: the path rules, and resolution of a client's path inside a workspace.
 //! - `checked_open`: opening a resolved path, re-checked against what was resolved (TOCTOU).
-//! - `status`, `workspaces`, `tree`, `read`, `stat`, `write`, `search`, `git`, `run`: one handler group each.
+//! - `status`, `workspaces`, `tree`, `read`, `stat`, `write`, `patch`, `search`, `git`, `run`: one handler group each.
 //! - `git_change`: libgit2 statuses and deltas as [`GitChange`].
 //! - `git_confine`: the check that a repository reads nothing outside the allowed workspaces.
 //! - `openapi`: the OpenAPI document and the test that keeps `docs/openapi.json` current.
@@ -38,6 +39,7 @@ mod git;
 mod git_change;
 mod git_confine;
 pub mod openapi;
+mod patch;
 mod paths;
 mod read;
 mod run;
@@ -54,14 +56,15 @@ use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Query};
 use axum::http::request::Parts;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 
-pub use audit_layer::{AuditHealth, AuditLayer, AuditOptions, AuditService, CallDetail};
+pub use audit_layer::{AiCaller, AuditHealth, AuditLayer, AuditOptions, AuditService, CallDetail};
 pub use denials::{DenialFeed, RunDenied};
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorCode, ErrorDetail};
 pub use git::{DiffFile, GitChange, GitDiff, GitStatus, GitStatusEntry};
+pub use patch::{FileChange, PatchBody, PatchResult, PatchedFile};
 pub use paths::{RelPath, MAX_COMPONENT_BYTES, MAX_PATH_BYTES};
 pub use read::READ_CHUNK_BYTES;
 pub use run::{
@@ -297,6 +300,12 @@ pub fn router(state: ApiState) -> Router {
             get(read::read_file)
                 .put(write::write_file)
                 // the write handler enforces its own cap (`max_write_bytes`) while reading
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/workspaces/{id}/patch",
+            post(patch::patch_files)
+                // the handler enforces its own cap (`max_write_bytes`) while reading
                 .layer(DefaultBodyLimit::disable()),
         )
         .route("/workspaces/{id}/stat", get(stat::stat_path))

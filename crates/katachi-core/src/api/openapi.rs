@@ -6,7 +6,7 @@
 
 use utoipa::OpenApi;
 
-use super::{error, git, read, run, search, stat, status, tree, workspaces, write};
+use super::{error, git, patch, read, run, search, stat, status, tree, workspaces, write};
 
 /// The API's OpenAPI document (derived; see [`openapi_json`]).
 #[derive(OpenApi)]
@@ -24,6 +24,7 @@ use super::{error, git, read, run, search, stat, status, tree, workspaces, write
         read::read_file,
         stat::stat_path,
         write::write_file,
+        patch::patch_files,
         search::search,
         git::git_status,
         git::git_diff,

@@ -37,7 +37,7 @@ use super::{ApiQuery, ApiState, WorkspaceId};
 use crate::atomic_file::{AtomicWriteError, StagedReplacement};
 
 /// Permission bits of a file created through the API.
-const NEW_FILE_MODE: u32 = 0o644;
+pub(super) const NEW_FILE_MODE: u32 = 0o644;
 
 /// Query parameters of a write (besides `path`).
 #[derive(Debug, Deserialize, IntoParams)]
@@ -139,7 +139,7 @@ pub(crate) async fn write_file(
 }
 
 /// The request body, refused with `file.too_large` past `cap` bytes (checked while reading).
-async fn read_capped(body: Body, headers: &HeaderMap, cap: usize) -> ApiResult<Vec<u8>> {
+pub(super) async fn read_capped(body: Body, headers: &HeaderMap, cap: usize) -> ApiResult<Vec<u8>> {
     let too_large = || {
         ApiError::new(
             ErrorCode::FileTooLarge,
@@ -240,12 +240,12 @@ fn write_checked(
     }
 }
 
-fn write_error(e: &AtomicWriteError) -> ApiError {
+pub(super) fn write_error(e: &AtomicWriteError) -> ApiError {
     ApiError::io("writing the file", &e.source)
 }
 
 /// The file's permission bits, kept by the replacement (setuid/setgid/sticky are dropped).
-fn permission_bits(meta: &Metadata) -> u32 {
+pub(super) fn permission_bits(meta: &Metadata) -> u32 {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -259,7 +259,7 @@ fn permission_bits(meta: &Metadata) -> u32 {
 }
 
 /// Whether `now` is the same file, unmodified, as `then`.
-fn same_version(then: &Metadata, now: &Metadata) -> bool {
+pub(super) fn same_version(then: &Metadata, now: &Metadata) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;

@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 
 use super::api_support::{code, ApiServer};
 
-fn commit_all(dir: &Path) -> Repository {
+pub(super) fn commit_all(dir: &Path) -> Repository {
     let repo = Repository::open(dir).unwrap_or_else(|_| Repository::init(dir).unwrap());
     {
         let mut cfg = repo.config().unwrap();

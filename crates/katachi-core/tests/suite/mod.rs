@@ -1,6 +1,8 @@
 mod ai_provider;
+mod ai_tools;
 mod another_machine;
 mod api_git;
+mod api_patch;
 mod api_path_escape;
 mod api_protected;
 mod api_read;

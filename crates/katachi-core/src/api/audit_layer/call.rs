@@ -112,13 +112,26 @@ impl CallDetail {
     }
 }
 
+/// Marks a call made in process by the AI's tools ([`crate::ai::tools`]): a request extension, so
+/// nothing that arrives through the tunnel can set it (the relay's requests carry headers only).
+/// Its call is recorded with [`crate::store::Actor::Ai`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AiCaller {
+    /// The relay's id of the user the chat session belongs to.
+    pub user: String,
+    /// The chat session.
+    pub session: String,
+}
+
 /// One call as read from its request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CallInfo {
     /// The relay's id of the user, or [`UNKNOWN`].
     pub(crate) user_id: String,
-    /// The one-way tag of the browser session, or [`UNKNOWN`].
+    /// The one-way tag of the browser session (the chat session for the AI), or [`UNKNOWN`].
     pub(crate) session: String,
+    /// Made by the AI's tools in process ([`AiCaller`]).
+    pub(crate) by_ai: bool,
     /// The stable operation name (`file.read`, …).
     pub(crate) operation: String,
     /// The workspace id of a workspace route.
@@ -156,9 +169,21 @@ impl CallInfo {
                 .map(|v| printable(&v, MAX_ARG_CHARS)),
             ..CallDetail::default()
         };
+        let ai = req.extensions().get::<AiCaller>();
+        let (user_id, session) = match ai {
+            Some(ai) => (
+                printable(&ai.user, MAX_WHO_CHARS),
+                printable(&ai.session, MAX_WHO_CHARS),
+            ),
+            None => (
+                who(headers, FORWARDED_USER_ID_HEADER),
+                who(headers, FORWARDED_SESSION_HEADER),
+            ),
+        };
         Self {
-            user_id: who(headers, FORWARDED_USER_ID_HEADER),
-            session: who(headers, FORWARDED_SESSION_HEADER),
+            user_id,
+            session,
+            by_ai: ai.is_some(),
             operation: operation_name(method, route.as_deref()),
             workspace_id: route
                 .as_deref()
@@ -191,6 +216,7 @@ pub(crate) fn operation_name(method: &Method, route: Option<&str>) -> String {
         ("GET", "tree") => Some("tree.list"),
         ("GET" | "HEAD", "file") => Some("file.read"),
         ("PUT", "file") => Some("file.write"),
+        ("POST", "patch") => Some("file.patch"),
         ("GET", "stat") => Some("file.stat"),
         ("GET", "search") => Some("search.text"),
         ("GET", "git/status") => Some("git.status"),

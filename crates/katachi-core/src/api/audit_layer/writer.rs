@@ -252,9 +252,11 @@ fn allowed_workspaces(
 fn entry_of(done: &FinishedCall, allowed: &[Workspace]) -> AuditEntry {
     let call = &done.call;
     let mut detail = call.detail.clone();
-    let actor = Actor::Browser {
-        user: call.user_id.clone(),
-        session: call.session.clone(),
+    let (user, session) = (call.user_id.clone(), call.session.clone());
+    let actor = if call.by_ai {
+        Actor::Ai { user, session }
+    } else {
+        Actor::Browser { user, session }
     };
     let mut entry = AuditEntry::new(actor, call.operation.clone())
         .with_paths(call.paths.iter().cloned())

@@ -24,6 +24,14 @@ pub enum Actor {
         /// The browser session the call came from.
         session: String,
     },
+    /// The AI of a chat session, acting for a signed-in user: its tool calls through the agent
+    /// API (marked in process, see [`crate::api::AiCaller`]; nothing from the network can claim it).
+    Ai {
+        /// The relay's id of the user the session belongs to.
+        user: String,
+        /// The chat session.
+        session: String,
+    },
 }
 
 impl Actor {
@@ -34,13 +42,16 @@ impl Actor {
             Actor::Tray => "tray",
             Actor::Agent => "agent",
             Actor::Browser { .. } => "browser",
+            Actor::Ai { .. } => "ai",
         }
     }
 
     /// The stored `user_id` and `browser_session` columns.
     fn user_and_session(&self) -> (Option<&str>, Option<&str>) {
         match self {
-            Actor::Browser { user, session } => (Some(user), Some(session)),
+            Actor::Browser { user, session } | Actor::Ai { user, session } => {
+                (Some(user), Some(session))
+            }
             Actor::Cli | Actor::Tray | Actor::Agent => (None, None),
         }
     }

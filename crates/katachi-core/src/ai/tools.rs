@@ -1,1 +1,0 @@
-//! The model's tools (filled by the tools work).
