@@ -132,3 +132,21 @@ fn calls_and_streams_can_move_between_threads() {
     fn assert_stream<S: futures::Stream + Send + Unpin>() {}
     assert_stream::<ModelStream>();
 }
+
+#[tokio::test]
+async fn a_local_server_without_a_key_gets_no_credentials() {
+    let fake = fake(vec![FakeAnswer::text(["local"]).into()]).await;
+    let config = ProviderConfig {
+        base_url: fake.openai_base_url(),
+        model: "qwen2.5-coder".into(),
+        ..ProviderConfig::default_for(ProviderKind::OpenAi)
+    };
+    let provider = Provider::new(config, None, ProviderOptions::default()).unwrap();
+    let (events, error) = drain(call(&provider).await.unwrap()).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(text_of(&events), "local");
+    let sent = &fake.requests()[0];
+    assert_eq!(sent.header("authorization"), None);
+    assert_eq!(sent.header("x-api-key"), None);
+    assert_eq!(sent.body["model"], "qwen2.5-coder");
+}
