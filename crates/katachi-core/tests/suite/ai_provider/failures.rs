@@ -167,3 +167,29 @@ async fn an_error_the_provider_reports_mid_stream_is_stream_broken() {
         assert!(error.to_string().contains("reported"), "{error}");
     }
 }
+
+#[tokio::test]
+async fn dropping_the_call_while_it_waits_to_retry_sends_nothing_more() {
+    for kind in KINDS {
+        let fake = fake(vec![
+            FakeError::status(503).retry_after("1").into(),
+            FakeAnswer::text(["never read"]).into(),
+        ])
+        .await;
+        let provider = provider(&fake, kind);
+        let request = request();
+        // the stop button drops the turn's future during the provider's Retry-After wait
+        let stopped =
+            tokio::time::timeout(Duration::from_millis(300), provider.stream(&request)).await;
+        assert!(
+            stopped.is_err(),
+            "{kind}: the call ended before its retry wait"
+        );
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        assert_eq!(
+            fake.requests().len(),
+            1,
+            "{kind}: a dropped call was retried"
+        );
+    }
+}

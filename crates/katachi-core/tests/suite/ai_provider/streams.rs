@@ -170,6 +170,11 @@ async fn first_piece_arrives_while_the_provider_still_writes() {
             "{kind}: the first piece is not held back until the answer ends"
         );
         assert!(fake.wait_for_holding(1, PATIENCE).await);
+        assert_eq!(
+            fake.content_sent_times().len(),
+            1,
+            "{kind}: only the first piece was sent"
+        );
         fake.release();
         let (rest, error) = drain(stream).await;
         assert!(error.is_none(), "{kind}: {error:?}");
