@@ -29,7 +29,7 @@ mod wire;
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::State;
@@ -82,6 +82,8 @@ struct Shared {
     holding: watch::Sender<usize>,
     /// How many streams found their client gone before they ended.
     disconnects: watch::Sender<usize>,
+    /// When each content chunk was handed to its connection, in order (for latency figures).
+    content_sent: Mutex<Vec<Instant>>,
 }
 
 /// A running fake provider. Dropping it stops accepting connections and releases held streams.
@@ -107,6 +109,7 @@ impl FakeProvider {
             released: watch::Sender::new(false),
             holding: watch::Sender::new(0),
             disconnects: watch::Sender::new(0),
+            content_sent: Mutex::new(Vec::new()),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(openai))
@@ -167,6 +170,12 @@ impl FakeProvider {
     /// Lets held streams go on; streams that reach a hold later do not wait.
     pub fn release(&self) {
         self.shared.released.send_replace(true);
+    }
+
+    /// When each content chunk (text piece, tool-argument piece) of every stream was handed to
+    /// its connection, in order: the provider's side of a first-token latency figure.
+    pub fn content_sent_times(&self) -> Vec<Instant> {
+        lock(&self.shared.content_sent).clone()
     }
 
     /// Waits until `count` streams have reached their hold point; false after `timeout`.
@@ -356,9 +365,13 @@ async fn write_frames(
                 }
             }
         }
+        let content = frame.content;
         if tx.send(Ok(Bytes::from(frame.bytes))).await.is_err() {
             shared.disconnects.send_modify(|n| *n += 1);
             return;
+        }
+        if content {
+            lock(&shared.content_sent).push(Instant::now());
         }
     }
 }

@@ -323,7 +323,7 @@ fn check_base_url(config: &ProviderConfig) -> Result<(), ProviderError> {
     let url = &config.base_url;
     let refuse = |reason| ProviderError::BadBaseUrl {
         provider: config.kind,
-        url: url.to_string(),
+        url: url_without_secrets(url),
         reason,
     };
     if url.cannot_be_a_base() || url.host_str().is_none() {
@@ -342,6 +342,17 @@ fn check_base_url(config: &ProviderConfig) -> Result<(), ProviderError> {
         )),
         _ => Err(refuse("only https (or http to this machine) is supported")),
     }
+}
+
+/// The URL for a message: without user, password, query or fragment (where keys get pasted).
+fn url_without_secrets(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    // both only fail for URLs that cannot be a base, which have no credentials to hide
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
 }
 
 fn is_loopback_host(url: &url::Url) -> bool {
@@ -368,9 +379,18 @@ fn build_client(
         .read_timeout(options.read_timeout)
         .user_agent(concat!("katachi-agent/", env!("CARGO_PKG_VERSION")));
     if let Some(pem) = &options.extra_root_pem {
-        let certificate = reqwest::Certificate::from_pem(pem.as_bytes())
+        let certificates = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
             .map_err(|e| setup(format!("the extra root certificate is not usable: {e}")))?;
-        builder = builder.add_root_certificate(certificate);
+        // text without a PEM certificate parses as an empty bundle: refuse it, or TLS would
+        // fail later with a less helpful message
+        if certificates.is_empty() {
+            return Err(setup(
+                "the extra root certificate holds no PEM certificate".to_owned(),
+            ));
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
     }
     builder.build().map_err(|e| setup(e.to_string()))
 }
@@ -407,6 +427,40 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.code(), "ai.bad_base_url");
+    }
+
+    #[test]
+    fn a_refused_base_url_is_shown_without_its_credentials() {
+        let err = Provider::new(
+            config(
+                ProviderKind::OpenAi,
+                "http://user:hunter2@10.0.0.2:8000/v1?key=abc123",
+            ),
+            None,
+            ProviderOptions::default(),
+        )
+        .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("abc123"),
+            "{shown}"
+        );
+        assert!(shown.contains("10.0.0.2:8000/v1"), "{shown}");
+    }
+
+    #[test]
+    fn an_unusable_extra_root_certificate_is_a_setup_error() {
+        let options = ProviderOptions {
+            extra_root_pem: Some("not a certificate".into()),
+            ..ProviderOptions::default()
+        };
+        let err = Provider::new(
+            config(ProviderKind::OpenAi, "http://127.0.0.1:1/v1"),
+            None,
+            options,
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), "ai.provider_setup");
     }
 
     #[test]
