@@ -13,8 +13,13 @@ use super::sign_in::{SignInRequest, SignInStarted};
 use super::status::Status;
 use super::supervisor::{AgentEnd, Channels, Registered};
 use crate::agent_status::{AgentStatus, ConnectionState};
+use crate::ai::approvals::Approvals;
+use crate::ai::backends::AgentBackends;
+use crate::ai::chat::{ChatService, ChatStore};
+use crate::ai::provider::ProviderOptions;
 use crate::api::{ApiState, AuditLayer, DenialFeed, RunDenied};
 use crate::signing::Clock;
+use crate::store::AuditKey;
 use crate::tunnel::{NetworkChanges, TunnelStatus};
 use crate::{AgentCredentials, AgentHome, SessionOptions};
 
@@ -61,6 +66,8 @@ pub struct Agent {
     home: Option<Arc<AgentHome>>,
     /// The runs its API's sandbox denies (a feed nobody feeds in the supervisor's tests).
     denials: DenialFeed,
+    /// The AI's pending approvals (asked in the browser, and by the tray).
+    approvals: Approvals,
 }
 
 impl Agent {
@@ -79,7 +86,15 @@ impl Agent {
         agent.home = Some(Arc::clone(&home));
         let api = ApiState::new(home.clone());
         agent.denials = api.denials().clone();
-        let router = crate::api::router(api).layer(AuditLayer::start(Arc::clone(&home)));
+        let audit = AuditLayer::start(Arc::clone(&home));
+        let router = crate::api::router(api.clone())
+            .merge(crate::ai::chat::routes::routes(chat_service(
+                &home,
+                &agent.approvals,
+                // the model's tools call the same audited API (without the chat routes)
+                crate::api::router(api).layer(audit.clone()),
+            )))
+            .layer(audit);
         let saved = AgentCredentials::load(&home);
         let lifecycle = Lifecycle {
             home,
@@ -140,6 +155,7 @@ impl Agent {
             registered: registered_rx,
             home: None,
             denials: DenialFeed::new(),
+            approvals: Approvals::default(),
         };
         (agent, ch)
     }
@@ -190,6 +206,12 @@ impl Agent {
     /// Which relay the agent is registered with and as whom; `None` while signed out.
     pub fn registered(&self) -> watch::Receiver<Option<Registered>> {
         self.registered.clone()
+    }
+
+    /// The AI's approvals: what waits for the user now, and every question and answer from now
+    /// on (the tray notifies them; any front end may answer).
+    pub fn approvals(&self) -> &Approvals {
+        &self.approvals
     }
 
     /// The runs the sandbox denies from now on, as they happen (what, where, how to allow it):
@@ -277,4 +299,22 @@ impl Agent {
             .map_err(|_| CommandError::NotRunning)?;
         answer.await.map_err(|_| CommandError::NotRunning)?
     }
+}
+
+/// The agent's chat service: its store, approvals, and each workspace's model and tools.
+fn chat_service(
+    home: &Arc<AgentHome>,
+    approvals: &Approvals,
+    tools_router: axum::Router,
+) -> ChatService {
+    let opener = Arc::clone(home);
+    ChatService::new(
+        ChatStore::new(move || opener.store(), AuditKey::derive(home.machine_key())),
+        approvals.clone(),
+        Arc::new(AgentBackends::new(
+            Arc::clone(home),
+            tools_router,
+            ProviderOptions::default(),
+        )),
+    )
 }

@@ -13,6 +13,7 @@
 //! - Bytes sent to a provider are recorded in the audit ledger per session and workspace.
 //!
 //! # Layout
+//! - `backends`: the agent's models (providers from settings and vault) and tools per workspace.
 //! - `approvals`: the user's answers to writes, patches and commands, with expiry.
 //! - `chat`: sessions and turns: history, system prompt, the streamed events, export.
 //! - `model`: the provider-neutral conversation: messages, tool calls and specs, stream events.
@@ -23,6 +24,7 @@
 //!   [`ToolBox`] (specs, approval previews, calls), each call an in-process request to the API router.
 
 pub mod approvals;
+pub mod backends;
 pub mod chat;
 pub mod model;
 pub mod provider;

@@ -1,3 +1,5 @@
+mod ai_chat;
+mod ai_chat_support;
 mod ai_provider;
 mod ai_tools;
 mod another_machine;

@@ -3,14 +3,20 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::Failure;
-use crate::store::{AuditEntry, AuditKey, Store};
+use crate::store::{AuditEntry, AuditKey, Store, StoreError};
+
+/// How the chat service opens its connection.
+type Opener = dyn Fn() -> Result<Store, StoreError> + Send + Sync;
 
 /// The store of the chat service: one SQLCipher connection shared by its turns (each use is a
-/// short statement), and the audit chain's key for the egress ledger. Cheap to clone.
+/// short statement), opened at first use and again after a failed open, and the audit chain's
+/// key for the egress ledger. Cheap to clone.
 #[derive(Clone)]
 pub struct ChatStore {
-    /// The connection (rusqlite connections are not `Sync`).
-    store: Arc<Mutex<Store>>,
+    /// The connection once open (rusqlite connections are not `Sync`).
+    store: Arc<Mutex<Option<Store>>>,
+    /// Opens it.
+    open: Arc<Opener>,
     /// Seals egress records into the audit chain.
     audit_key: Arc<AuditKey>,
 }
@@ -22,11 +28,31 @@ impl std::fmt::Debug for ChatStore {
 }
 
 impl ChatStore {
-    /// Over an open store, appending egress records with `audit_key`.
-    pub fn new(store: Store, audit_key: AuditKey) -> Self {
+    /// Over the store `open` opens (at first use), appending egress records with `audit_key`.
+    pub fn new(
+        open: impl Fn() -> Result<Store, StoreError> + Send + Sync + 'static,
+        audit_key: AuditKey,
+    ) -> Self {
         Self {
-            store: Arc::new(Mutex::new(store)),
+            store: Arc::new(Mutex::new(None)),
+            open: Arc::new(open),
             audit_key: Arc::new(audit_key),
+        }
+    }
+
+    /// Runs `work` on the connection, opening it first if needed (blocking).
+    fn with_store<T>(
+        store: &Mutex<Option<Store>>,
+        open: &Opener,
+        work: impl FnOnce(&Store) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let mut slot = store.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(open().map_err(|e| e.to_string())?);
+        }
+        match slot.as_ref() {
+            Some(store) => work(store),
+            None => Err("the store is not open".to_owned()),
         }
     }
 
@@ -40,10 +66,11 @@ impl ChatStore {
         E: std::fmt::Display + Send + 'static,
         F: FnOnce(&Store) -> Result<T, E> + Send + 'static,
     {
-        let store = Arc::clone(&self.store);
+        let (store, open) = (Arc::clone(&self.store), Arc::clone(&self.open));
         let joined = tokio::task::spawn_blocking(move || {
-            let store = store.lock().unwrap_or_else(PoisonError::into_inner);
-            work(&store)
+            Self::with_store(&store, open.as_ref(), |s| {
+                work(s).map_err(|e| e.to_string())
+            })
         })
         .await;
         match joined {
@@ -64,11 +91,15 @@ impl ChatStore {
     /// # Errors
     /// [`Failure`] `audit.unavailable` when the chain cannot be appended to.
     pub async fn record_egress(&self, entry: AuditEntry) -> Result<(), Failure> {
-        let store = Arc::clone(&self.store);
+        let (store, open) = (Arc::clone(&self.store), Arc::clone(&self.open));
         let key = Arc::clone(&self.audit_key);
         let joined = tokio::task::spawn_blocking(move || {
-            let store = store.lock().unwrap_or_else(PoisonError::into_inner);
-            store.audit(&key).append(&entry).map(|_| ())
+            Self::with_store(&store, open.as_ref(), |s| {
+                s.audit(&key)
+                    .append(&entry)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
         })
         .await;
         match joined {

@@ -37,8 +37,9 @@ pub trait ChatBackends: Send + Sync + 'static {
     /// # Errors
     /// [`Failure`] `ai.not_configured` (no provider set), `ai.no_api_key`, `ai.settings_invalid`.
     fn model_for(&self, workspace: &Workspace) -> Result<Arc<dyn TurnModel>, Failure>;
-    /// The tools of the workspace, acting for `actor`.
-    fn tools_for(&self, workspace: &Workspace, actor: &Actor) -> Arc<dyn TurnTools>;
+    /// The tools of the workspace for chat session `session_id`, acting for the relay's user
+    /// `user` (both recorded with every call in the audit log).
+    fn tools_for(&self, workspace: &Workspace, user: &str, session_id: i64) -> Arc<dyn TurnTools>;
     /// The workspace's memory files present at its root (`AGENTS.md`, …), read with the API's
     /// path rules.
     fn memory_files<'a>(
@@ -204,7 +205,7 @@ impl ChatService {
         self.lock_running().contains_key(&id)
     }
 
-    /// Starts a turn of session `id` with the user's `text`, acting for `actor`.
+    /// Starts a turn of session `id` with the user's `text`, for the relay's user `user`.
     ///
     /// # Errors
     /// [`ChatError`] when the session is unknown or busy, the text empty or too long, or the
@@ -213,7 +214,7 @@ impl ChatService {
         &self,
         id: i64,
         text: String,
-        actor: Actor,
+        user: String,
     ) -> Result<StartedTurn, ChatError> {
         if text.trim().is_empty() {
             return Err(ChatError::Invalid("the message is empty".to_owned()));
@@ -243,7 +244,11 @@ impl ChatService {
             }
             running.insert(id, cancel.clone());
         }
-        let tools = self.backends.tools_for(&workspace, &actor);
+        let tools = self.backends.tools_for(&workspace, &user, id);
+        let actor = Actor::Ai {
+            user,
+            session: id.to_string(),
+        };
         let (out, events) = mpsc::channel(EVENT_BUFFER);
         let service = self.clone();
         let token = cancel.clone();

@@ -223,6 +223,10 @@ pub(crate) fn operation_name(method: &Method, route: Option<&str>) -> String {
         ("GET", "git/diff") => Some("git.diff"),
         ("POST", "run") => Some("command.run"),
         ("GET", "run/commands") => Some("command.list"),
+        ("POST", "chat/sessions/{sid}/turn") => Some("chat.turn"),
+        ("POST", "chat/sessions/{sid}/stop") => Some("chat.stop"),
+        ("POST", "chat/approvals/{aid}") => Some("chat.approval.decide"),
+        ("GET", "chat/sessions/{sid}/export") => Some("chat.export"),
         _ => None,
     };
     if let Some(name) = known {

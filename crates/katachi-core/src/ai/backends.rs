@@ -1,0 +1,257 @@
+//! The agent's own [`ChatBackends`]: each workspace's model is a [`Provider`] built from its
+//! settings and its API key from the vault; its tools are a [`ToolBox`] over the agent's audited
+//! API router.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::StreamExt;
+
+use tokio::sync::mpsc;
+
+use super::chat::prompt::MEMORY_FILES;
+use super::chat::{
+    ChatBackends, Failure, ModelCall, ModelDescription, ToolOutcome, ToolOutputChunk, TurnModel,
+    TurnTools,
+};
+use super::model::{ModelRequest, ToolCall, ToolSpec};
+use super::provider::{Provider, ProviderConfig, ProviderError, ProviderKind, ProviderOptions};
+use super::settings::{AiSettings, SettingsError};
+use super::tools::{ToolBox, ToolProgress, ToolResult};
+use crate::store::Workspace;
+use crate::AgentHome;
+
+/// Context window assumed for a model on another endpoint than the provider's own (a local
+/// server's model), whose window katachi cannot know: compaction starts early rather than late.
+pub const LOCAL_CONTEXT_TOKENS: u32 = 32_768;
+
+/// A provider client as a turn's model.
+pub struct ProviderModel {
+    /// The client (one per turn: its byte counter is the turn's).
+    provider: Provider,
+}
+
+impl ProviderModel {
+    /// Wraps `provider`.
+    pub fn new(provider: Provider) -> Self {
+        Self { provider }
+    }
+}
+
+impl TurnModel for ProviderModel {
+    fn describe(&self) -> ModelDescription {
+        let config = self.provider.config();
+        ModelDescription {
+            provider: config.kind.as_str().to_owned(),
+            model: config.model.clone(),
+            max_tokens: config.max_tokens,
+            context_tokens: config.context_tokens,
+        }
+    }
+
+    fn stream(&self, request: ModelRequest) -> BoxFuture<'_, ModelCall> {
+        Box::pin(async move {
+            let before = self.provider.bytes_sent();
+            let started = self.provider.stream(&request).await;
+            let request_bytes = self.provider.bytes_sent().saturating_sub(before);
+            ModelCall {
+                request_bytes,
+                reply: started
+                    .map(|events| events.map(|e| e.map_err(|e| failure(&e))).boxed())
+                    .map_err(|e| failure(&e)),
+            }
+        })
+    }
+}
+
+/// A provider error as the browser and the model are told it.
+pub fn failure(e: &ProviderError) -> Failure {
+    Failure::new(e.code(), e.to_string())
+}
+
+/// The provider configuration of checked settings.
+pub fn provider_config(settings: &AiSettings) -> Result<ProviderConfig, Failure> {
+    let kind = match settings.provider.as_str() {
+        "openai" => ProviderKind::OpenAi,
+        "anthropic" => ProviderKind::Anthropic,
+        other => {
+            return Err(Failure::new(
+                "ai.settings_invalid",
+                SettingsError::UnknownProvider(other.to_owned()).to_string(),
+            ))
+        }
+    };
+    let mut config = ProviderConfig::default_for(kind);
+    config.model.clone_from(&settings.model);
+    if let Some(url) = &settings.base_url {
+        if *url != config.base_url {
+            config.base_url = url.clone();
+            config.context_tokens = LOCAL_CONTEXT_TOKENS;
+        }
+    }
+    Ok(config)
+}
+
+/// The model workspace `workspace` uses, with its key from the vault (blocking).
+///
+/// # Errors
+/// [`Failure`] `ai.not_configured`, `ai.settings_invalid`, `ai.no_api_key`, `store.unavailable`,
+/// or the vault's failure (`ai.key_unreadable`).
+pub fn model_for(
+    home: &AgentHome,
+    workspace: &Workspace,
+    options: ProviderOptions,
+) -> Result<Arc<dyn TurnModel>, Failure> {
+    let store = home.store().map_err(|e| {
+        tracing::warn!(error = %e, "chat: cannot open the store for the AI settings");
+        Failure::store()
+    })?;
+    let settings = AiSettings::for_workspace(&store, workspace.id)
+        .map_err(|e| Failure::new(e.code(), e.to_string()))?;
+    let config = provider_config(&settings)?;
+    let key = home.api_keys().get(&settings.key_name).map_err(|e| {
+        tracing::warn!(error = %e, key = %settings.key_name, "chat: the API key cannot be read");
+        Failure::new(
+            "ai.key_unreadable",
+            format!(
+                "the API key {:?} cannot be read from the keychain: {e}; set it again with `katachi ai key set {}`",
+                settings.key_name, settings.key_name
+            ),
+        )
+    })?;
+    let provider = Provider::new(config, key, options).map_err(|e| failure(&e))?;
+    Ok(Arc::new(ProviderModel::new(provider)))
+}
+
+/// The agent's backends: its home (settings, keys) and its audited API router (tools).
+pub struct AgentBackends {
+    /// Settings, keys, store.
+    home: Arc<AgentHome>,
+    /// The API router the tunnel serves, audit layer included.
+    router: axum::Router,
+    /// How provider calls are made.
+    options: ProviderOptions,
+}
+
+impl AgentBackends {
+    /// Backends over `home`, with tools through `router`.
+    pub fn new(home: Arc<AgentHome>, router: axum::Router, options: ProviderOptions) -> Self {
+        Self {
+            home,
+            router,
+            options,
+        }
+    }
+}
+
+impl ChatBackends for AgentBackends {
+    fn model_for(&self, workspace: &Workspace) -> Result<Arc<dyn TurnModel>, Failure> {
+        model_for(&self.home, workspace, self.options.clone())
+    }
+
+    fn tools_for(&self, workspace: &Workspace, user: &str, session_id: i64) -> Arc<dyn TurnTools> {
+        Arc::new(ToolBox::new(
+            self.router.clone(),
+            workspace.id,
+            user,
+            &session_id.to_string(),
+        ))
+    }
+
+    fn memory_files<'a>(
+        &'a self,
+        workspace: &'a Workspace,
+    ) -> BoxFuture<'a, Vec<(&'static str, String)>> {
+        Box::pin(memory_files(ToolBox::new(
+            self.router.clone(),
+            workspace.id,
+            "katachi",
+            "memory",
+        )))
+    }
+}
+
+/// The workspace's memory files present at its root, read as the model's `read_file` reads
+/// (path rules, size cap, audited): what of them the provider is sent is recorded.
+pub async fn memory_files(tools: ToolBox) -> Vec<(&'static str, String)> {
+    let mut found = Vec::new();
+    for name in MEMORY_FILES {
+        let call = ToolCall {
+            id: format!("memory-{name}"),
+            name: "read_file".to_owned(),
+            arguments: serde_json::json!({ "path": name }),
+        };
+        let result = tools.call(&call, None).await;
+        if result.is_error {
+            continue;
+        }
+        if let Some(text) = result
+            .content
+            .get("content")
+            .and_then(serde_json::Value::as_str)
+        {
+            found.push((name, text.to_owned()));
+        }
+    }
+    found
+}
+
+impl TurnTools for ToolBox {
+    fn specs(&self) -> Vec<ToolSpec> {
+        ToolBox::specs(self)
+    }
+
+    fn approval_subject(&self, call: &ToolCall) -> Option<String> {
+        if !ToolBox::needs_approval(&call.name) {
+            return None;
+        }
+        Some(match call.name.as_str() {
+            // a session grant covers one command, whatever its arguments
+            "run_command" => call
+                .arguments
+                .get("command")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("?")
+                .to_owned(),
+            _ => "*".to_owned(),
+        })
+    }
+
+    fn preview<'a>(
+        &'a self,
+        call: &'a ToolCall,
+    ) -> BoxFuture<'a, Result<serde_json::Value, ToolOutcome>> {
+        Box::pin(async move {
+            match ToolBox::preview(self, call).await {
+                Ok(preview) => Ok(serde_json::to_value(preview).unwrap_or_default()),
+                Err(answer) => Err(outcome(answer)),
+            }
+        })
+    }
+
+    fn call<'a>(
+        &'a self,
+        call: &'a ToolCall,
+        output: mpsc::Sender<ToolOutputChunk>,
+    ) -> BoxFuture<'a, ToolOutcome> {
+        Box::pin(async move {
+            let (progress, mut chunks) = mpsc::channel(64);
+            let forward = async move {
+                while let Some(ToolProgress::Output { stream, text }) = chunks.recv().await {
+                    if output.send(ToolOutputChunk { stream, text }).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let (result, ()) = tokio::join!(ToolBox::call(self, call, Some(progress)), forward);
+            outcome(result)
+        })
+    }
+}
+
+fn outcome(result: ToolResult) -> ToolOutcome {
+    ToolOutcome {
+        content: result.content,
+        is_error: result.is_error,
+    }
+}
