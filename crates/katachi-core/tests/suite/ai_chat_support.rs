@@ -101,12 +101,34 @@ impl Chat {
         Self::start_with(script, Approvals::default(), ProviderKind::OpenAi, None).await
     }
 
+    /// A chat whose model has a context window of `context_tokens`.
+    pub async fn with_window(script: Vec<FakeReply>, context_tokens: u32) -> Self {
+        Self::start_full(
+            script,
+            Approvals::default(),
+            ProviderKind::OpenAi,
+            None,
+            context_tokens,
+        )
+        .await
+    }
+
     /// A chat over the store and workspace of `reuse` (a restarted agent), or new ones.
     pub async fn start_with(
         script: Vec<FakeReply>,
         approvals: Approvals,
         kind: ProviderKind,
         reuse: Option<tempfile::TempDir>,
+    ) -> Self {
+        Self::start_full(script, approvals, kind, reuse, 100_000).await
+    }
+
+    async fn start_full(
+        script: Vec<FakeReply>,
+        approvals: Approvals,
+        kind: ProviderKind,
+        reuse: Option<tempfile::TempDir>,
+        context_tokens: u32,
     ) -> Self {
         let tmp = reuse.unwrap_or_else(|| tempfile::tempdir().unwrap());
         let base_dir = std::fs::canonicalize(tmp.path()).unwrap();
@@ -136,7 +158,7 @@ impl Chat {
         };
         provider.model = "test-model".to_owned();
         provider.max_tokens = 1024;
-        provider.context_tokens = 100_000;
+        provider.context_tokens = context_tokens;
         let backends = TestBackends {
             provider,
             router: router(api.clone()).layer(audit.clone()),
