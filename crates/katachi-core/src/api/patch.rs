@@ -32,10 +32,12 @@ mod apply;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::audit_layer::AuditNote;
 use super::error::{ApiError, ApiResult};
 use super::write::read_capped;
 use super::{ApiState, WorkspaceId};
@@ -111,7 +113,26 @@ pub(crate) async fn patch_files(
     WorkspaceId(id): WorkspaceId,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<PatchResult>> {
+) -> Response {
+    match patch_parsed(state, id, headers, body).await {
+        Ok(result) => {
+            // the audit record names the files changed (they are in the body, not the query)
+            let note = AuditNote::paths(result.files.iter().map(|f| f.path.as_str()));
+            let mut response = Json(result).into_response();
+            response.extensions_mut().insert(note);
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// [`patch_files`] until its answer.
+async fn patch_parsed(
+    state: ApiState,
+    id: i64,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<PatchResult> {
     let cap = state.limits().max_write_bytes;
     let bytes = read_capped(body, &headers, cap).await?;
     let request: PatchBody = serde_json::from_slice(&bytes).map_err(|e| {
@@ -119,7 +140,7 @@ pub(crate) async fn patch_files(
             "the patch request is not JSON of the form {{\"patch\": \"<unified diff>\", \"check\": false}}: {e}"
         ))
     })?;
-    let result = state
+    state
         .blocking(move |s| {
             // serialise with writes: nothing through the API changes a file between plan and commit
             let _one_writer = s
@@ -134,6 +155,5 @@ pub(crate) async fn patch_files(
                 apply_patch(&ws, &request.patch, cap)
             }
         })
-        .await?;
-    Ok(Json(result))
+        .await
 }

@@ -50,15 +50,20 @@ pub(super) async fn list_dir(tb: &ToolBox, a: ListDirArgs) -> Answer {
 
 pub(super) async fn read_file(tb: &ToolBox, a: ReadFileArgs) -> Answer {
     let uri = tb.uri("/file", &[("path", a.path.clone())]);
+    let cap = tb.options.max_file_bytes;
     let reply = tb
-        .fetch(
-            Method::GET,
-            &uri,
-            None,
-            Body::empty(),
-            tb.options.max_file_bytes,
-        )
-        .await?;
+        .fetch(Method::GET, &uri, None, Body::empty(), cap)
+        .await
+        .map_err(|e| match e.error_code() {
+            Some("tool.too_large") => ToolResult::error(
+                "tool.too_large",
+                format!(
+                    "{:?} is larger than the {cap} bytes read_file reads; find what you need with `search`, or `run_command` with `head`, `tail` or `grep`",
+                    a.path
+                ),
+            ),
+            _ => e,
+        })?;
     let sha256 = sha_of(&reply.headers, &reply.body);
     let Ok(text) = std::str::from_utf8(&reply.body) else {
         return Err(ToolResult::error(
@@ -267,9 +272,26 @@ pub(super) async fn preview_write(
         }
         Err(e) => return Err(e),
     };
+    let unified_diff = unified(&a.path, old.as_deref(), Some(a.content.as_bytes()));
+    // the write rules (protected paths, a missing folder) checked by the API without writing:
+    // the same change as a patch, `check: true` (text only; binary writes are checked by the write)
+    let changes = old.as_deref() != Some(a.content.as_bytes());
+    let text = old
+        .as_deref()
+        .is_none_or(|o| std::str::from_utf8(o).is_ok());
+    if changes && text {
+        let body = json!({"patch": unified_diff, "check": true});
+        tb.fetch_json(
+            Method::POST,
+            &tb.uri("/patch", &[]),
+            Some(&body),
+            MAX_JSON_BYTES,
+        )
+        .await?;
+    }
     Ok(ApprovalPreview::Diff {
         paths: vec![a.path.clone()],
-        unified_diff: unified(&a.path, old.as_deref(), Some(a.content.as_bytes())),
+        unified_diff,
     })
 }
 
