@@ -439,3 +439,37 @@ fn fit(mut value: Value, key: &str, budget: usize) -> Value {
     value["omitted_for_length"] = json!(omitted);
     value
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_file_diffs_from_dev_null_and_binary_content_is_named_not_shown() {
+        let d = unified("n.txt", None, Some(b"a\n"));
+        assert!(d.starts_with("--- /dev/null\n+++ b/n.txt\n"), "{d}");
+        assert!(d.contains("+a\n"));
+        let d = unified("x.bin", Some(&[0xff, 0]), Some(b"a"));
+        assert_eq!(d, "Binary file x.bin changes (2 -> 1 bytes)\n");
+    }
+
+    #[test]
+    fn fit_drops_trailing_items_until_the_json_fits_and_says_how_many() {
+        let items: Vec<Value> = (0..100)
+            .map(|i| json!({"path": format!("f{i:03}")}))
+            .collect();
+        let v = fit(json!({"matches": items}), "matches", 1024);
+        assert!(v.to_string().len() <= 1024, "{}", v.to_string().len());
+        let kept = v["matches"].as_array().unwrap().len();
+        assert!(kept > 0);
+        assert_eq!(v["omitted_for_length"], 100 - kept);
+        let small = fit(json!({"matches": [1]}), "matches", 1024);
+        assert!(small.get("omitted_for_length").is_none());
+    }
+
+    #[test]
+    fn cut_never_splits_a_character() {
+        assert_eq!(cut("héllo", 2), "h");
+        assert_eq!(cut("abc", 10), "abc");
+    }
+}

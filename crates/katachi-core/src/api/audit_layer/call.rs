@@ -388,6 +388,27 @@ mod tests {
     }
 
     #[test]
+    fn only_the_in_process_mark_makes_a_call_the_ais() {
+        // headers are all a tunnelled request has: whatever they say, it is the browser's
+        let from_relay = Request::get("/v1/status")
+            .header(FORWARDED_USER_ID_HEADER, "u-1")
+            .header("x-katachi-ai", "1")
+            .header("x-katachi-actor", "ai")
+            .body(())
+            .unwrap();
+        assert!(!CallInfo::of(&from_relay).by_ai);
+        let mut from_tools = Request::get("/v1/status").body(()).unwrap();
+        from_tools.extensions_mut().insert(AiCaller {
+            user: "u-1".into(),
+            session: "chat\x1b7".into(),
+        });
+        let call = CallInfo::of(&from_tools);
+        assert!(call.by_ai);
+        assert_eq!(call.user_id, "u-1");
+        assert_eq!(call.session, "chat\u{fffd}7", "controls replaced");
+    }
+
+    #[test]
     fn missing_caller_headers_are_recorded_as_unknown() {
         let req = Request::get("/v1/status").body(()).unwrap();
         let call = CallInfo::of(&req);
