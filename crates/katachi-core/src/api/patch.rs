@@ -3,8 +3,9 @@
 //! The body is `{"patch": "<unified diff>", "check": false}`. The diff is plain unified (`---` /
 //! `+++` / `@@`) or git's (`diff --git`, `new file mode`, `deleted file mode`); paths are relative
 //! to the workspace root, with git's `a/` and `b/` prefixes dropped when both sides carry them
-//! (or the one side of a creation or deletion). `--- /dev/null` creates a file, `+++ /dev/null`
-//! deletes one. Renames, copies and binary patches are refused (`patch.invalid`).
+//! (or the one side of a creation or deletion). `--- /dev/null` creates a file (and, on Unix, its
+//! missing folders: see `folders`), `+++ /dev/null` deletes one. Renames, copies and binary
+//! patches are refused (`patch.invalid`).
 //!
 //! # Sequence
 //! 1. *Plan*, in memory: every file's path goes through the API's path rules for writes
@@ -28,6 +29,7 @@
 //! (the `expected` of a later write).
 
 mod apply;
+mod folders;
 
 use axum::body::Body;
 use axum::extract::State;

@@ -376,9 +376,13 @@ async fn previews_show_the_real_diff_and_answer_hopeless_calls_at_once() {
     });
     let refused = f.preview("write_file", protected).await.unwrap_err();
     assert_eq!(err_code(&refused), "path.protected");
-    let nowhere = json!({"path": "no/such/dir/f.rs", "content": "x\n"});
-    let refused = f.preview("write_file", nowhere).await.unwrap_err();
-    assert_eq!(err_code(&refused), "path.not_found");
+    // a new file in new folders: shown, then made with its folders, byte for byte
+    let nested = json!({"path": "no/such/dir/f.rs", "content": "x\ny"});
+    assert!(f.preview("write_file", nested.clone()).await.is_ok());
+    let created = ok(f.call("write_file", nested).await);
+    assert_eq!(created["created"], true);
+    assert_eq!(created["sha256"], sha256_hex(b"x\ny").as_str());
+    assert_eq!(f.read("no/such/dir/f.rs"), "x\ny");
     let bad = json!({"patch": "--- a/src/main.rs\n+++ b/src/main.rs\n@@ -1 +1 @@\n-nope\n+x\n"});
     assert_eq!(
         err_code(&f.preview("apply_patch", bad).await.unwrap_err()),

@@ -149,6 +149,9 @@ pub(super) async fn search(tb: &ToolBox, a: SearchArgs) -> Answer {
 }
 
 pub(super) async fn write_file(tb: &ToolBox, a: WriteFileArgs) -> Answer {
+    if a.expected_sha256.is_none() && !a.content.is_empty() {
+        return create_file(tb, a).await;
+    }
     let expected = a.expected_sha256.unwrap_or_else(|| "absent".to_owned());
     let uri = tb.uri("/file", &[("path", a.path), ("expected", expected)]);
     let reply = tb
@@ -161,6 +164,35 @@ pub(super) async fn write_file(tb: &ToolBox, a: WriteFileArgs) -> Answer {
         )
         .await?;
     json_of(&reply.body).map(ToolResult::ok)
+}
+
+/// A new file, created as a patch from `/dev/null` so that its missing folders are made too (a
+/// plain write needs the folder); refused like a write when the file exists.
+async fn create_file(tb: &ToolBox, a: WriteFileArgs) -> Answer {
+    let patch = unified(&a.path, None, Some(a.content.as_bytes()));
+    let body = json!({"patch": patch, "check": false});
+    let done = tb
+        .fetch_json(Method::POST, &tb.uri("/patch", &[]), Some(&body), MAX_JSON_BYTES)
+        .await
+        .map_err(|e| match e.error_code() {
+            // the same refusal as a write's: the model reads it, then writes with the hash
+            Some("patch.does_not_apply") => ToolResult::error(
+                "file.conflict",
+                format!(
+                    "{:?} already exists; read it with read_file and pass its `sha256` as `expected_sha256`",
+                    a.path
+                ),
+            ),
+            _ => e,
+        })?;
+    let file = &done["files"][0];
+    Ok(ToolResult::ok(json!({
+        "path": file["path"],
+        "resolved_path": file["resolved_path"],
+        "sha256": file["sha256"],
+        "size": file["size"],
+        "created": true,
+    })))
 }
 
 pub(super) async fn apply_patch(tb: &ToolBox, a: ApplyPatchArgs) -> Answer {
