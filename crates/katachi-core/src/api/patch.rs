@@ -3,8 +3,9 @@
 //! The body is `{"patch": "<unified diff>", "check": false}`. The diff is plain unified (`---` /
 //! `+++` / `@@`) or git's (`diff --git`, `new file mode`, `deleted file mode`); paths are relative
 //! to the workspace root, with git's `a/` and `b/` prefixes dropped when both sides carry them
-//! (or the one side of a creation or deletion). `--- /dev/null` creates a file, `+++ /dev/null`
-//! deletes one. Renames, copies and binary patches are refused (`patch.invalid`).
+//! (or the one side of a creation or deletion). `--- /dev/null` creates a file (and, on Unix, its
+//! missing folders: see `folders`), `+++ /dev/null` deletes one. Renames, copies and binary
+//! patches are refused (`patch.invalid`).
 //!
 //! # Sequence
 //! 1. *Plan*, in memory: every file's path goes through the API's path rules for writes
@@ -28,14 +29,17 @@
 //! (the `expected` of a later write).
 
 mod apply;
+mod folders;
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::audit_layer::AuditNote;
 use super::error::{ApiError, ApiResult};
 use super::write::read_capped;
 use super::{ApiState, WorkspaceId};
@@ -111,7 +115,26 @@ pub(crate) async fn patch_files(
     WorkspaceId(id): WorkspaceId,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Json<PatchResult>> {
+) -> Response {
+    match patch_parsed(state, id, headers, body).await {
+        Ok(result) => {
+            // the audit record names the files changed (they are in the body, not the query)
+            let note = AuditNote::paths(result.files.iter().map(|f| f.path.as_str()));
+            let mut response = Json(result).into_response();
+            response.extensions_mut().insert(note);
+            response
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// [`patch_files`] until its answer.
+async fn patch_parsed(
+    state: ApiState,
+    id: i64,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<PatchResult> {
     let cap = state.limits().max_write_bytes;
     let bytes = read_capped(body, &headers, cap).await?;
     let request: PatchBody = serde_json::from_slice(&bytes).map_err(|e| {
@@ -119,7 +142,7 @@ pub(crate) async fn patch_files(
             "the patch request is not JSON of the form {{\"patch\": \"<unified diff>\", \"check\": false}}: {e}"
         ))
     })?;
-    let result = state
+    state
         .blocking(move |s| {
             // serialise with writes: nothing through the API changes a file between plan and commit
             let _one_writer = s
@@ -134,6 +157,5 @@ pub(crate) async fn patch_files(
                 apply_patch(&ws, &request.patch, cap)
             }
         })
-        .await?;
-    Ok(Json(result))
+        .await
 }

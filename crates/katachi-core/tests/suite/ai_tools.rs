@@ -367,6 +367,22 @@ async fn previews_show_the_real_diff_and_answer_hopeless_calls_at_once() {
         err_code(&f.preview("write_file", stale).await.unwrap_err()),
         "file.conflict"
     );
+    // a write the path rules refuse is answered at once, not shown for approval
+    f.put(".git/config", "[core]\n");
+    let protected = json!({
+        "path": ".git/config",
+        "content": "[core]\nhooksPath = x\n",
+        "expected_sha256": sha256_hex(b"[core]\n"),
+    });
+    let refused = f.preview("write_file", protected).await.unwrap_err();
+    assert_eq!(err_code(&refused), "path.protected");
+    // a new file in new folders: shown, then made with its folders, byte for byte
+    let nested = json!({"path": "no/such/dir/f.rs", "content": "x\ny"});
+    assert!(f.preview("write_file", nested.clone()).await.is_ok());
+    let created = ok(f.call("write_file", nested).await);
+    assert_eq!(created["created"], true);
+    assert_eq!(created["sha256"], sha256_hex(b"x\ny").as_str());
+    assert_eq!(f.read("no/such/dir/f.rs"), "x\ny");
     let bad = json!({"patch": "--- a/src/main.rs\n+++ b/src/main.rs\n@@ -1 +1 @@\n-nope\n+x\n"});
     assert_eq!(
         err_code(&f.preview("apply_patch", bad).await.unwrap_err()),
@@ -490,4 +506,45 @@ async fn the_ais_calls_are_recorded_in_the_audit_chain_as_the_ai() {
     assert_eq!(r.user.as_deref(), Some("u-alice"));
     assert_eq!(r.session.as_deref(), Some("chat-1"));
     assert_eq!(r.paths, ["a.txt"]);
+
+    // a patch's record names the files it changed (they are in its body, not its query)
+    let patch = "--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-a\n+b\n";
+    ok(f.call("apply_patch", json!({"patch": patch})).await);
+    f.layer.written_at_least(2).await;
+    let records = store.audit(&key).recent(10).unwrap();
+    let r = &records[0];
+    assert_eq!((r.action.as_str(), r.actor.as_str()), ("file.patch", "ai"));
+    assert_eq!(r.paths, ["a.txt"]);
+}
+
+#[tokio::test]
+async fn a_file_past_the_read_cap_is_refused_with_what_to_do_instead() {
+    let f = Fixture::with_options(ToolOptions {
+        max_file_bytes: 1024,
+        ..ToolOptions::default()
+    });
+    f.put("big.log", &"x".repeat(4096));
+    let r = f.call("read_file", json!({"path": "big.log"})).await;
+    assert_eq!(err_code(&r), "tool.too_large");
+    assert!(r.to_text().contains("search"), "{}", r.to_text());
+}
+
+#[tokio::test]
+async fn a_run_past_the_tools_time_limit_is_stopped_and_answered_with_its_output() {
+    let f = Fixture::with_options(ToolOptions {
+        run_timeout: Duration::from_secs(2),
+        ..ToolOptions::default()
+    });
+    f.put("grows.log", "first line\n");
+    let started = std::time::Instant::now();
+    // `tail -f` never ends by itself
+    let r = f
+        .call(
+            "run_command",
+            json!({"command": "tail", "args": ["-f", "grows.log"]}),
+        )
+        .await;
+    assert_eq!(err_code(&r), "tool.timeout", "{}", r.to_text());
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(r.content["stdout"].as_str().unwrap().contains("first line"));
 }

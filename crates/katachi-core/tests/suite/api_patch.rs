@@ -191,3 +191,39 @@ async fn bad_requests_get_specific_codes() {
     assert_eq!(code(&body), "path.not_found", "{body}");
     assert_eq!(read(&s, "f.txt"), "1\n");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_file_in_new_folders_makes_them_and_refused_ones_make_nothing() {
+    let s = ApiServer::start().await;
+    let diff = "\
+--- /dev/null
++++ b/tests/unit/new_test.rs
+@@ -0,0 +1 @@
++#[test] fn t() {}
+--- /dev/null
++++ b/tests/unit/more.rs
+@@ -0,0 +1 @@
++// more
+";
+    let (status, body) = patch(&s, json!({ "patch": diff })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["files"][0]["resolved_path"], "tests/unit/new_test.rs");
+    assert_eq!(read(&s, "tests/unit/new_test.rs"), "#[test] fn t() {}\n");
+    assert_eq!(read(&s, "tests/unit/more.rs"), "// more\n");
+
+    // refused by the path rules: no folder is left behind
+    std::os::unix::fs::symlink(&s.outside, s.ws.join("out")).unwrap();
+    let cases = [
+        ("--- /dev/null\n+++ b/.git/hooks/pre-commit\n@@ -0,0 +1 @@\n+x\n", "path.protected", ".git"),
+        ("--- /dev/null\n+++ b/out/new/f\n@@ -0,0 +1 @@\n+x\n", "path.outside_workspace", "out/new"),
+        ("--- /dev/null\n+++ b/fresh/dir/f\n@@ -0,0 +1 @@\n+x\n--- a/none\n+++ b/none\n@@ -1 +1 @@\n-a\n+b\n", "path.not_found", "fresh"),
+    ];
+    for (diff, expected, folder) in cases {
+        let (status, body) = patch(&s, json!({ "patch": diff })).await;
+        assert!(status.is_client_error(), "{diff}: {body}");
+        assert_eq!(code(&body), expected, "{diff}: {body}");
+        assert!(!s.ws.join(folder).exists(), "{folder} was not made");
+    }
+    assert!(!s.outside.join("new").exists());
+}

@@ -30,11 +30,13 @@
 //! # Layout
 //! - `specs`: the tools' names, descriptions, JSON Schemas, and their argument types.
 //! - `http`: the in-process request to the router, its bounds, and the error shapes.
-//! - `files`: the file, search and git tools, and the previews of writes and patches.
+//! - `files`: the file, search and git tools.
+//! - `preview`: the approval previews of writes and patches (real diffs).
 //! - `run`: `run_command`, its streamed output and the head + tail cut.
 
 mod files;
 mod http;
+mod preview;
 mod run;
 mod specs;
 
@@ -208,8 +210,8 @@ impl ToolBox {
     pub async fn preview(&self, call: &ToolCall) -> Result<ApprovalPreview, ToolResult> {
         let args = &call.arguments;
         match call.name.as_str() {
-            "write_file" => files::preview_write(self, specs::parse(&call.name, args)?).await,
-            "apply_patch" => files::preview_patch(self, specs::parse(&call.name, args)?).await,
+            "write_file" => preview::preview_write(self, specs::parse(&call.name, args)?).await,
+            "apply_patch" => preview::preview_patch(self, specs::parse(&call.name, args)?).await,
             "run_command" => run::preview_run(self, specs::parse(&call.name, args)?).await,
             name if TOOL_NAMES.contains(&name) => Err(ToolResult::error(
                 "tool.no_approval",

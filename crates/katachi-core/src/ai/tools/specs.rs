@@ -106,7 +106,7 @@ fn description(name: &str) -> &'static str {
         "list_dir" => "List a folder of the workspace (paths relative to its root; `.gitignore` respected). Returns entries with kind and size; pass `next_cursor` back as `cursor` for the next page.",
         "read_file" => "Read a text file of the workspace, optionally a range of lines (1-based, inclusive). Returns the text and its `sha256`, which `write_file` needs as `expected_sha256` to replace the file.",
         "search" => "Search the workspace's text files for a string (or a regex with `regex: true`). Returns matching lines with their paths and line numbers.",
-        "write_file" => "Replace or create a whole file. For an existing file pass `expected_sha256` (from `read_file`); omit it to create a new file. Fails with `file.conflict` if the file changed since it was read. Needs the user's approval. Prefer `apply_patch` for small edits.",
+        "write_file" => "Replace or create a whole file. For an existing file pass `expected_sha256` (from `read_file`); omit it to create a new file (missing folders are made). Fails with `file.conflict` if the file changed since it was read. Needs the user's approval. Prefer `apply_patch` for small edits.",
         "apply_patch" => "Apply a unified diff (`--- a/path`, `+++ b/path`, `@@ -l,n +l,n @@` hunks with 3 lines of context; `--- /dev/null` creates a file, `+++ /dev/null` deletes one) to one or more files, all or nothing. Needs the user's approval.",
         "run_command" => "Run an allowlisted command (a name such as `cargo` or `git`, no shell, no pipes) with arguments in the workspace's sandbox. Returns the exit status and the output (long output keeps its start and end). A refusal says what was denied and how the user can allow it. Needs the user's approval.",
         "git_status" => "The git status of the workspace's repository: branch, HEAD, and each changed path (staged / unstaged).",
@@ -146,7 +146,7 @@ fn parameters(name: &str) -> Value {
         ),
         "write_file" => (
             json!({
-                "path": path("File relative to the workspace root (its folder must exist)."),
+                "path": path("File relative to the workspace root."),
                 "content": {"type": "string", "description": "The whole new content."},
                 "expected_sha256": {"type": "string", "description": "`sha256` of the current content from `read_file`; omit only to create a new file."}
             }),

@@ -70,7 +70,12 @@ impl PendingCall {
         if let (Some(call), Some(note)) =
             (self.call.as_mut(), response.extensions().get::<AuditNote>())
         {
-            call.detail.command = Some(note.command.clone());
+            if note.command.is_some() {
+                call.detail.command.clone_from(&note.command);
+            }
+            if !note.paths.is_empty() {
+                call.paths.clone_from(&note.paths);
+            }
         }
         response.map(|inner| {
             Body::new(CountedResponse {

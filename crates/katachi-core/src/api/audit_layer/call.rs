@@ -27,6 +27,9 @@ const MAX_ARG_CHARS: usize = 256;
 /// Most `path` parameters kept (the API refuses a repeated one anyway).
 const MAX_PATHS: usize = 4;
 
+/// Most paths a handler's note keeps (the files of a patch).
+const MAX_NOTED_PATHS: usize = 256;
+
 /// The arguments of a tunnelled call that have no column of their own, kept as JSON in the
 /// record's `detail`. Never file content or a secret: the ledger says *that* bytes left, not what.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,12 +62,14 @@ pub struct CallDetail {
     pub command: Option<String>,
 }
 
-/// What a handler adds to its call's audit record, as a response extension: today the command
-/// line of a run (the layer does not parse request bodies).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a handler adds to its call's audit record, as a response extension: the command line of
+/// a run, the files a patch changed (the layer does not parse request bodies).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct AuditNote {
     /// The command and its arguments, shell-quoted where needed, printable and capped.
-    pub(crate) command: String,
+    pub(crate) command: Option<String>,
+    /// Workspace-relative paths the call touched (replacing the query's `path` parameters).
+    pub(crate) paths: Vec<String>,
 }
 
 impl AuditNote {
@@ -91,7 +96,20 @@ impl AuditNote {
             }
         }
         Self {
-            command: printable(&line, MAX_ARG_CHARS * 4),
+            command: Some(printable(&line, MAX_ARG_CHARS * 4)),
+            paths: Vec::new(),
+        }
+    }
+
+    /// A note naming the files a call changed (at most [`MAX_NOTED_PATHS`], each capped).
+    pub(crate) fn paths<'p>(paths: impl IntoIterator<Item = &'p str>) -> Self {
+        Self {
+            command: None,
+            paths: paths
+                .into_iter()
+                .take(MAX_NOTED_PATHS)
+                .map(|p| capped(p, MAX_PATH_BYTES))
+                .collect(),
         }
     }
 }
@@ -336,8 +354,8 @@ mod tests {
             ],
         );
         assert_eq!(
-            note.command,
-            "grep -rn 'two words' 'it'\\''s' 'a\u{fffd}[2Jb'"
+            note.command.as_deref(),
+            Some("grep -rn 'two words' 'it'\\''s' 'a\u{fffd}[2Jb'")
         );
     }
 
@@ -371,6 +389,27 @@ mod tests {
         assert_eq!(call.workspace_id, Some(3));
         assert_eq!(call.paths, ["src/a b.rs"]);
         assert_eq!(call.detail.query.as_deref(), Some("fn main"));
+    }
+
+    #[test]
+    fn only_the_in_process_mark_makes_a_call_the_ais() {
+        // headers are all a tunnelled request has: whatever they say, it is the browser's
+        let from_relay = Request::get("/v1/status")
+            .header(FORWARDED_USER_ID_HEADER, "u-1")
+            .header("x-katachi-ai", "1")
+            .header("x-katachi-actor", "ai")
+            .body(())
+            .unwrap();
+        assert!(!CallInfo::of(&from_relay).by_ai);
+        let mut from_tools = Request::get("/v1/status").body(()).unwrap();
+        from_tools.extensions_mut().insert(AiCaller {
+            user: "u-1".into(),
+            session: "chat\x1b7".into(),
+        });
+        let call = CallInfo::of(&from_tools);
+        assert!(call.by_ai);
+        assert_eq!(call.user_id, "u-1");
+        assert_eq!(call.session, "chat\u{fffd}7", "controls replaced");
     }
 
     #[test]

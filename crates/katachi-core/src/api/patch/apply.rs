@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use diffy::patch_set::{FileMode, FileOperation, ParseOptions, PatchKind, PatchSet};
 use sha2::{Digest, Sha256};
 
+use super::folders::{make as make_folders, plan_new_folders, NewFolders};
 use super::{FileChange, PatchResult, PatchedFile};
 use crate::api::checked_open::anchored_path;
 use crate::api::error::{ApiError, ApiResult, ErrorCode};
@@ -34,7 +35,9 @@ struct Edit {
     resolved_path: String,
     /// Its folder and name.
     parent: Resolved,
-    /// Its name in `parent`.
+    /// Folders to make in `parent` first, outermost first (a new file in a new folder).
+    new_folders: Vec<String>,
+    /// Its name in `parent` (in the innermost new folder).
     name: String,
     /// What happens to it.
     change: FileChange,
@@ -181,29 +184,42 @@ fn plan_file(
             ),
         )
     };
-    match (change, ws.resolve_for_write(&rel)?) {
-        (FileChange::Created, WriteTarget::New { parent, name }) => {
-            let new = apply(b"").map_err(hunk_error)?;
-            check_size(&rel, new.len(), cap)?;
-            let resolved_path = if parent.canonical_rel.is_empty() {
-                name.clone()
+    let new_file = |parent: Resolved, new_folders: Vec<String>, name: String| {
+        let new = apply(b"").map_err(hunk_error)?;
+        check_size(&rel, new.len(), cap)?;
+        let resolved_path = std::iter::once(parent.canonical_rel.as_str())
+            .chain(new_folders.iter().map(String::as_str))
+            .chain(std::iter::once(name.as_str()))
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("/");
+        Ok(Edit {
+            path: rel.clone(),
+            resolved_path,
+            parent,
+            new_folders,
+            name,
+            change,
+            old: None,
+            new: Some(new),
+            mode: if executable {
+                NEW_EXECUTABLE_MODE
             } else {
-                format!("{}/{name}", parent.canonical_rel)
-            };
-            Ok(Edit {
-                path: rel,
-                resolved_path,
-                parent,
-                name,
-                change,
-                old: None,
-                new: Some(new),
-                mode: if executable {
-                    NEW_EXECUTABLE_MODE
-                } else {
-                    NEW_FILE_MODE
-                },
-            })
+                NEW_FILE_MODE
+            },
+        })
+    };
+    let target = match ws.resolve_for_write(&rel) {
+        // a new file whose folder is missing: the folders are made with the patch
+        Err(e) if change == FileChange::Created && e.code() == ErrorCode::PathNotFound => {
+            let (parent, new_folders, name) = plan_new_folders(ws, &rel, e)?;
+            return new_file(parent, new_folders, name);
+        }
+        other => other?,
+    };
+    match (change, target) {
+        (FileChange::Created, WriteTarget::New { parent, name }) => {
+            new_file(parent, Vec::new(), name)
         }
         (FileChange::Created, WriteTarget::Existing(_)) => Err(ApiError::new(
             ErrorCode::PatchDoesNotApply,
@@ -248,8 +264,9 @@ fn plan_file(
                 .ok_or_else(|| ApiError::new(ErrorCode::PathNotAFile, "not a file"))?;
             let parent = ws.resolve(&parent_rel)?;
             Ok(Edit {
-                path: rel,
+                path: rel.clone(),
                 resolved_path: target.canonical_rel.clone(),
+                new_folders: Vec::new(),
                 name: name.to_owned(),
                 parent,
                 change,
@@ -299,6 +316,9 @@ pub(crate) struct Staged<'p> {
     /// The new content, staged (creations and modifications). Declared before `dir`, so that it
     /// is dropped first: removing an unused temp file goes through the folder's descriptor.
     staged: Option<StagedReplacement>,
+    /// The folders made for it (removed on drop unless the patch went through); after `staged`,
+    /// so that they are empty by then.
+    folders: NewFolders,
     /// The edit.
     edit: &'p Edit,
     /// The opened folder; `anchored` goes through its descriptor, so it must outlive the commit.
@@ -316,8 +336,10 @@ pub(crate) fn stage<'p>(ws: &WorkspaceRoot, plan: &'p Plan) -> ApiResult<Vec<Sta
     plan.edits
         .iter()
         .map(|edit| {
-            let dir = ws.open_dir(&edit.parent)?;
-            let anchored = anchored_path(&dir, &edit.parent.abs, &edit.name);
+            let parent = ws.open_dir(&edit.parent)?;
+            let (folders, dir, dir_abs) =
+                make_folders(parent, &edit.parent.abs, &edit.new_folders, &edit.path)?;
+            let anchored = anchored_path(&dir, &dir_abs, &edit.name);
             let staged = match &edit.new {
                 Some(bytes) => Some(
                     StagedReplacement::stage(&anchored, bytes, edit.mode)
@@ -326,6 +348,7 @@ pub(crate) fn stage<'p>(ws: &WorkspaceRoot, plan: &'p Plan) -> ApiResult<Vec<Sta
                 None => None,
             };
             Ok(Staged {
+                folders,
                 edit,
                 dir,
                 anchored,
@@ -359,6 +382,9 @@ pub(crate) fn commit(staged: Vec<Staged<'_>>) -> ApiResult<()> {
             return Err(ApiError::new(e.code(), message));
         }
         done.push(one);
+    }
+    for one in &mut done {
+        one.folders.keep();
     }
     Ok(())
 }

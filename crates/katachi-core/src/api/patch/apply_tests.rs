@@ -83,3 +83,25 @@ fn renames_and_binary_patches_are_refused_as_invalid() {
     let err = plan_patch(&ws, "just some words\n", 1 << 20).unwrap_err();
     assert_eq!(err.code(), ErrorCode::PatchInvalid, "{}", err.message());
 }
+
+#[cfg(unix)]
+#[test]
+fn folders_made_for_a_patch_that_fails_at_commit_are_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("two.txt"), "old two\n").unwrap();
+    let ws = root(tmp.path());
+    let diff = "--- /dev/null\n+++ b/new/deep/x.rs\n@@ -0,0 +1 @@\n+x\n--- a/two.txt\n+++ b/two.txt\n@@ -1 +1 @@\n-old two\n+new two\n";
+    let plan = plan_patch(&ws, diff, 1 << 20).unwrap();
+    assert!(!tmp.path().join("new").exists(), "planning makes nothing");
+    let staged = stage(&ws, &plan).unwrap();
+    assert!(
+        tmp.path().join("new/deep").is_dir(),
+        "staging makes the folders"
+    );
+    std::fs::write(tmp.path().join("two.txt"), "someone else's\n").unwrap();
+    assert_eq!(commit(staged).unwrap_err().code(), ErrorCode::FileConflict);
+    assert!(
+        !tmp.path().join("new").exists(),
+        "the new folders are gone again"
+    );
+}
