@@ -1,0 +1,534 @@
+// The Chat panel: the workspace's chat sessions (new, open, rename, delete, export as Markdown), a
+// session's messages paged from the latest (`GET /chat/sessions/{sid}?limit&before`), and a composer.
+// A turn (`POST /chat/sessions/{sid}/turn`) answers NDJSON, read from the fetch body as it streams
+// through relay and tunnel: text appended as it comes, tool calls with live output and results,
+// approvals answered in place (`POST /chat/approvals/{aid}`). Stop aborts the fetch and posts
+// `…/stop`; the agent ends the provider call and any running tool. The event shapes are the agent's
+// (katachi-core `ai/chat/events.rs`, routes in `ai/chat/routes.rs`).
+
+import { el, fill } from "./dom.js";
+import { readNdjson } from "./ndjson.js";
+import { AssistantBlock, ApprovalCard, note, userMessage } from "./chat_view.js";
+
+/** Messages per page of a session. */
+const PAGE = 50;
+/** A new session's title until its first message names it. */
+const UNTITLED = "New chat";
+
+const END_TEXT = {
+  finished: "",
+  max_tokens: "The answer reached the model's length limit.",
+  step_limit: "The turn reached its step limit: ask the model to go on if needed.",
+  stopped: "Stopped.",
+  failed: "The turn ended with an error.",
+};
+
+export class ChatPanel {
+  /** `parts`: the panel's elements (see workbench.rs); `api`: the agent's `AgentApi`. */
+  constructor(parts, api) {
+    this.parts = parts;
+    this.api = api;
+    this.ws = null;
+    /** The open session: `{id, title}`. */
+    this.session = null;
+    /** The sessions listed. */
+    this.sessions = [];
+    /** The turn in progress: its AbortController. */
+    this.running = null;
+    /** The oldest message id shown (for "load older"). */
+    this.oldest = null;
+    /** Approval cards of the log, by id. */
+    this.cards = new Map();
+    /** Counts loads, so only the latest one is shown. */
+    this.generation = 0;
+    /** Told of every failed call (the workbench notices an unreachable agent). */
+    this.onError = () => {};
+    parts.form.addEventListener("submit", (e) => { e.preventDefault(); this.send(); });
+    parts.input.addEventListener("keydown", (e) => {
+      // Enter sends, Shift+Enter is a new line
+      if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); this.send(); }
+    });
+    parts.stop.addEventListener("click", () => this.stop());
+    parts.newChat.addEventListener("click", () => this.create());
+    parts.older.addEventListener("click", () => this.loadOlder());
+    parts.exportButton.addEventListener("click", () => this.exportMarkdown());
+    parts.rename.addEventListener("click", () => this.startRename());
+    parts.remove.addEventListener("click", () => this.askDelete());
+    parts.modelRetry.addEventListener("click", () => this.loadModel(this.ws));
+  }
+
+  setStatus(kind, text) {
+    this.parts.status.textContent = text;
+    this.parts.status.className = `wb-chat-status ${kind}`;
+  }
+
+  /** Reports a failed call in the status line (and to the workbench). */
+  failed(e) {
+    this.onError(e);
+    this.setStatus("error", e.message);
+  }
+
+  /** The sessions and model of workspace `ws`; opens the latest session. */
+  async load(ws) {
+    this.abortTurn();
+    this.ws = ws;
+    const generation = ++this.generation;
+    this.showSession(null);
+    fill(this.parts.sessions, el("li", { class: "muted" }, "Loading…"));
+    this.loadModel(ws);
+    let list;
+    try {
+      list = await this.api.json(`/workspaces/${ws}/chat/sessions`);
+    } catch (e) {
+      if (generation !== this.generation) { return; }
+      fill(this.parts.sessions);
+      this.failed(e);
+      return;
+    }
+    if (generation !== this.generation) { return; }
+    this.sessions = list.sessions || [];
+    this.renderSessions();
+    if (this.sessions.length) { await this.open(this.sessions[0].id); }
+  }
+
+  /** Which provider and model the workspace uses, or what to run to choose one. */
+  async loadModel(ws) {
+    if (ws === null) { return; }
+    const { model, modelMissing } = this.parts;
+    model.textContent = "";
+    try {
+      const m = await this.api.json(`/workspaces/${ws}/chat/model`);
+      if (ws !== this.ws) { return; }
+      if (m.configured) {
+        model.textContent = `${m.provider} · ${m.model}`;
+        model.title = `context window: ${m.context_tokens} tokens`;
+        modelMissing.hidden = true;
+      } else {
+        fill(this.parts.modelMessage, m.message || "No AI model is set up for this workspace.");
+        modelMissing.dataset.code = m.code || "";
+        modelMissing.hidden = false;
+      }
+    } catch (e) {
+      if (ws === this.ws) { this.failed(e); }
+    }
+  }
+
+  renderSessions() {
+    fill(this.parts.sessions);
+    if (this.sessions.length === 0) {
+      this.parts.sessions.append(el("li", { class: "muted" }, "No chats yet."));
+      return;
+    }
+    for (const s of this.sessions) {
+      const open = this.session && this.session.id === s.id;
+      const button = el("button", {
+        type: "button", class: "wb-chat-session", "data-session-id": String(s.id),
+        "aria-current": open ? "true" : null, disabled: this.running !== null && !open,
+        title: new Date(s.created_at * 1000).toLocaleString(),
+      }, s.title);
+      button.addEventListener("click", () => { if (!this.running) { this.open(s.id); } });
+      this.parts.sessions.append(el("li", {}, button));
+    }
+  }
+
+  /** Shows session `s` (`null`: none) in the head and clears the log. */
+  showSession(s) {
+    this.session = s;
+    this.oldest = null;
+    this.clearLog();
+    this.parts.title.textContent = s ? s.title : "";
+    for (const b of [this.parts.rename, this.parts.exportButton, this.parts.remove]) { b.disabled = !s; }
+    this.parts.send.disabled = !s;
+    this.parts.input.disabled = !s;
+    this.parts.confirm.hidden = true;
+    this.parts.older.hidden = true;
+    if (!s) { this.parts.log.append(note("muted", "Start a new chat, or open one from the list.")); }
+  }
+
+  clearLog() {
+    for (const card of this.cards.values()) { card.stopTimer(); }
+    this.cards.clear();
+    fill(this.parts.log);
+  }
+
+  /** Opens session `id`: its latest page of messages. */
+  async open(id) {
+    const generation = ++this.generation;
+    let page;
+    try {
+      page = await this.api.json(`/chat/sessions/${id}?limit=${PAGE}`);
+    } catch (e) {
+      if (generation === this.generation) { this.failed(e); }
+      return;
+    }
+    if (generation !== this.generation) { return; }
+    this.showSession({ id, title: page.session.title });
+    this.renderSessions();
+    this.setStatus("muted", "");
+    if (page.messages.length === 0) { this.parts.log.append(note("muted", "No messages yet: ask something below.")); }
+    this.parts.log.append(this.renderPage(page.messages));
+    this.oldest = page.messages.length ? page.messages[0].id : null;
+    this.parts.older.hidden = !page.more;
+    this.scrollToEnd();
+  }
+
+  /** The next older page, put above what is shown. */
+  async loadOlder() {
+    if (!this.session || this.oldest === null) { return; }
+    const id = this.session.id;
+    this.parts.older.disabled = true;
+    try {
+      const page = await this.api.json(`/chat/sessions/${id}?limit=${PAGE}&before=${this.oldest}`);
+      if (!this.session || this.session.id !== id) { return; }
+      const log = this.parts.log;
+      const height = log.scrollHeight;
+      log.prepend(this.renderPage(page.messages));
+      log.scrollTop += log.scrollHeight - height;
+      this.oldest = page.messages.length ? page.messages[0].id : this.oldest;
+      this.parts.older.hidden = !page.more;
+    } catch (e) {
+      this.failed(e);
+    } finally {
+      this.parts.older.disabled = false;
+    }
+  }
+
+  /** Stored messages (oldest first) as log entries; results join the calls of the same page. */
+  renderPage(messages) {
+    const fragment = document.createDocumentFragment();
+    const tools = new Map();
+    for (const m of messages) {
+      const payload = m.payload || {};
+      if (m.role === "user") {
+        fragment.append(userMessage(m.content, m.id));
+      } else if (m.role === "assistant") {
+        const block = new AssistantBlock(m.id);
+        block.appendText(m.content);
+        for (const call of payload.tool_calls || []) { tools.set(call.id, block.addTool(call)); }
+        if (payload.interrupted) { block.interrupted(`Interrupted: ${payload.interrupted}`); }
+        fragment.append(block.node);
+      } else if (m.role === "tool") {
+        let tool = tools.get(payload.call_id);
+        if (!tool) {
+          // its call is on an older page
+          const block = new AssistantBlock(m.id);
+          tool = block.addTool({ id: payload.call_id, name: payload.name, arguments: undefined });
+          fragment.append(block.node);
+        }
+        let content = m.content;
+        try { content = JSON.parse(m.content); } catch (_) { /* plain text */ }
+        tool.setResult(Boolean(payload.is_error), content, payload.approval);
+      } else if (payload.summary_through) {
+        fragment.append(el("details", { class: "wb-chat-summary", "data-id": m.id },
+          el("summary", {}, "Earlier messages, summarised for the model"), el("div", { class: "wb-msg-text" }, m.content)));
+      } else {
+        fragment.append(note("muted", m.content));
+      }
+    }
+    return fragment;
+  }
+
+  scrollToEnd() {
+    this.parts.log.scrollTop = this.parts.log.scrollHeight;
+  }
+
+  /** A new session, opened. */
+  async create() {
+    if (this.ws === null || this.running) { return; }
+    try {
+      const s = await this.sendJson("POST", `/workspaces/${this.ws}/chat/sessions`, {});
+      this.sessions.unshift(s);
+      await this.open(s.id);
+      this.parts.input.focus();
+    } catch (e) {
+      this.failed(e);
+    }
+  }
+
+  /** A JSON request with a JSON answer (`null` for 204). */
+  async sendJson(method, path, body) {
+    const response = await this.api.send(path, {
+      method,
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return response.status === 204 ? null : response.json();
+  }
+
+  /** Rename in place: the title becomes a field; Enter saves, Escape cancels. */
+  startRename() {
+    if (!this.session || this.parts.title.querySelector("input")) { return; }
+    const s = this.session;
+    const input = el("input", { type: "text", class: "wb-chat-title-input", value: s.title, maxlength: "200", "aria-label": "Chat title" });
+    const done = () => { this.parts.title.textContent = this.session ? this.session.title : ""; };
+    input.addEventListener("keydown", async (e) => {
+      if (e.key === "Escape") { done(); this.parts.rename.focus(); return; }
+      if (e.key !== "Enter") { return; }
+      e.preventDefault();
+      try {
+        const renamed = await this.sendJson("POST", `/chat/sessions/${s.id}/title`, { title: input.value });
+        this.retitle(s.id, renamed.title);
+        this.parts.rename.focus();
+      } catch (err) {
+        this.failed(err);
+      }
+    });
+    fill(this.parts.title, input);
+    input.focus();
+    input.select();
+  }
+
+  retitle(id, title) {
+    for (const s of this.sessions) { if (s.id === id) { s.title = title; } }
+    if (this.session && this.session.id === id) {
+      this.session.title = title;
+      this.parts.title.textContent = title;
+    }
+    this.renderSessions();
+  }
+
+  /** Delete asks first, in the page (keyboard reachable, no browser dialog). */
+  askDelete() {
+    if (!this.session || this.running) { return; }
+    const s = this.session;
+    const yes = el("button", { type: "button", class: "danger", id: "chat-delete-confirm" }, "Delete");
+    const no = el("button", { type: "button", class: "secondary" }, "Cancel");
+    no.addEventListener("click", () => { this.parts.confirm.hidden = true; this.parts.remove.focus(); });
+    yes.addEventListener("click", async () => {
+      try {
+        await this.sendJson("DELETE", `/chat/sessions/${s.id}`);
+        this.sessions = this.sessions.filter((x) => x.id !== s.id);
+        this.showSession(null);
+        this.renderSessions();
+        if (this.sessions.length) { await this.open(this.sessions[0].id); }
+        this.setStatus("muted", `Deleted “${s.title}”.`);
+      } catch (e) {
+        this.failed(e);
+      }
+    });
+    fill(this.parts.confirm, `Delete “${s.title}” and all its messages? This cannot be undone. `, yes, " ", no);
+    this.parts.confirm.hidden = false;
+    no.focus();
+  }
+
+  /** Downloads the session as Markdown (a Blob; nothing leaves the browser). */
+  async exportMarkdown() {
+    if (!this.session) { return; }
+    try {
+      const out = await this.api.json(`/chat/sessions/${this.session.id}/export`);
+      const blob = new Blob([out.markdown], { type: "text/markdown;charset=utf-8" });
+      const url = URL.createObjectURL(blob);
+      const link = el("a", { href: url, download: out.filename || "katachi-chat.md", hidden: true });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      this.setStatus("muted", `Exported ${out.filename}.`);
+    } catch (e) {
+      this.failed(e);
+    }
+  }
+
+  setRunning(running) {
+    this.parts.send.hidden = running;
+    this.parts.stop.hidden = !running;
+    this.parts.newChat.disabled = running;
+    this.parts.remove.disabled = running || !this.session;
+    // screen readers read the answer once it is complete, not token by token
+    this.parts.log.setAttribute("aria-busy", String(running));
+    this.renderSessions();
+  }
+
+  /** Sends the composer's text as a turn and shows it as it streams. */
+  async send() {
+    const text = this.parts.input.value.trim();
+    if (!this.session || this.running || text === "") { return; }
+    const session = this.session;
+    const first = this.parts.log.querySelector(".wb-msg") === null;
+    const controller = new AbortController();
+    this.running = controller;
+    this.setRunning(true);
+    this.parts.input.value = "";
+    const placeholder = this.parts.log.querySelector(".wb-chat-note.muted:only-child");
+    if (placeholder) { placeholder.remove(); }
+    const turn = new Turn(this, userMessage(text));
+    this.setStatus("info", "Waiting for the model…");
+    try {
+      const response = await this.api.send(`/chat/sessions/${session.id}/turn`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/x-ndjson" },
+        body: JSON.stringify({ text }),
+        signal: controller.signal,
+      }).catch((e) => { throw controller.signal.aborted ? new DOMException("aborted", "AbortError") : e; });
+      if (first && session.title === UNTITLED) { this.nameAfter(session.id, text); }
+      const ended = await readNdjson(response, (event) => turn.event(event));
+      if (!ended) { turn.cut("The connection ended before the turn did; it was stopped."); }
+    } catch (e) {
+      if (controller.signal.aborted) {
+        turn.cut("Stopped: the provider call and any running tool were cancelled.");
+      } else {
+        turn.fail(e);
+        this.onError(e);
+      }
+    } finally {
+      if (this.running === controller) { this.running = null; }
+      turn.close();
+      this.setRunning(false);
+      this.parts.input.focus();
+    }
+  }
+
+  /** Names an untitled session after its first message (not essential: failures are ignored). */
+  async nameAfter(id, text) {
+    const line = text.split("\n")[0].replace(/\p{Cc}/gu, " ").trim();
+    const title = line.length > 60 ? `${line.slice(0, 59)}…` : line;
+    if (!title) { return; }
+    try {
+      const renamed = await this.sendJson("POST", `/chat/sessions/${id}/title`, { title });
+      this.retitle(id, renamed.title);
+    } catch (_) { /* the title stays "New chat" */ }
+  }
+
+  /** Stops the turn: the fetch is aborted and the agent told, so it ends the provider call too. */
+  stop() {
+    const controller = this.running;
+    if (!controller || !this.session) { return; }
+    const id = this.session.id;
+    this.setStatus("info", "Stopping…");
+    controller.abort();
+    this.sendJson("POST", `/chat/sessions/${id}/stop`, {}).catch((e) => this.onError(e));
+  }
+
+  /** Ends a running turn without asking (workspace switched). */
+  abortTurn() {
+    if (this.running) { this.running.abort(); }
+  }
+}
+
+/** One turn's events, shown in the log as they come. */
+class Turn {
+  constructor(panel, userNode) {
+    this.panel = panel;
+    this.user = userNode;
+    panel.parts.log.append(userNode);
+    /** The model's answer being written. */
+    this.answer = null;
+    /** Calls by id. */
+    this.tools = new Map();
+    /** Cards of this turn, to withdraw the unanswered ones at its end. */
+    this.cards = [];
+    this.ended = false;
+  }
+
+  /** The answer block the next text or call goes in (a new one after tool results). */
+  block() {
+    if (!this.answer || this.panel.parts.log.lastChild !== this.answer.node) {
+      this.answer = new AssistantBlock(null);
+      this.panel.parts.log.append(this.answer.node);
+    }
+    return this.answer;
+  }
+
+  /** Appends `node` to the log, following the end when the reader is there. */
+  follow(update) {
+    const log = this.panel.parts.log;
+    const atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 80;
+    update();
+    if (atEnd) { log.scrollTop = log.scrollHeight; }
+  }
+
+  /** One NDJSON event; true for the last one. */
+  event(e) {
+    const panel = this.panel;
+    switch (e.type) {
+      case "started":
+        this.user.dataset.id = String(e.message_id);
+        panel.setStatus("info", "The model is answering…");
+        break;
+      case "text":
+        this.follow(() => this.block().appendText(e.text));
+        break;
+      case "tool_call":
+        this.follow(() => this.tools.set(e.id, this.block().addTool(e)));
+        panel.setStatus("info", `The model calls ${e.name}…`);
+        break;
+      case "approval": this.follow(() => this.ask(e.approval)); break;
+      case "approval_settled": {
+        const card = panel.cards.get(e.id);
+        if (card) { card.settle(e.decision); }
+        break;
+      }
+      case "tool_output": {
+        const tool = this.tools.get(e.call_id);
+        if (tool) { this.follow(() => tool.appendOutput(e.stream, e.text)); }
+        break;
+      }
+      case "tool_result": {
+        let tool = this.tools.get(e.call_id);
+        if (!tool) { tool = this.block().addTool({ id: e.call_id, name: e.name }); this.tools.set(e.call_id, tool); }
+        this.follow(() => tool.setResult(e.is_error, e.content));
+        break;
+      }
+      case "usage":
+        panel.parts.usage.textContent = `last call: ${e.input_tokens} tokens in, ${e.output_tokens} out`;
+        break;
+      case "summarised":
+        this.follow(() => panel.parts.log.append(note("muted", "The conversation neared the model's context window: earlier messages are now sent as a summary.")));
+        break;
+      case "error":
+        this.follow(() => panel.parts.log.append(el("div", { class: "wb-chat-note error", role: "alert", "data-code": e.code },
+          el("strong", {}, "Error: "), e.message, " ", el("code", {}, e.code))));
+        break;
+      case "done":
+        this.ended = true;
+        this.end(e.end);
+        return true;
+      default: break;
+    }
+    return false;
+  }
+
+  /** Shows an approval in the call it is for (the latest unanswered call of that tool). */
+  ask(approval) {
+    const panel = this.panel;
+    const card = new ApprovalCard(approval, (decision) =>
+      panel.sendJson("POST", `/chat/approvals/${encodeURIComponent(approval.id)}`, { decision }));
+    panel.cards.set(approval.id, card);
+    this.cards.push(card);
+    const calls = [...this.tools.values()].reverse();
+    const tool = calls.find((t) => !t.done && !t.approval && t.name === approval.tool) || calls.find((t) => !t.done);
+    if (tool) {
+      tool.approval = card;
+      tool.state.textContent = "waiting for your approval";
+      tool.args.after(card.node);
+    } else {
+      this.block().node.append(card.node);
+    }
+    panel.setStatus("info", "Waiting for your approval…");
+  }
+
+  end(how) {
+    const text = END_TEXT[how] ?? how;
+    if (how === "stopped" && this.answer) { this.answer.interrupted("Stopped by you."); }
+    this.panel.setStatus(how === "failed" ? "error" : how === "finished" ? "ok" : "info", text || "Done.");
+  }
+
+  /** The stream was cut (stop, network): what was said stays; unanswered approvals are withdrawn. */
+  cut(why) {
+    if (this.ended) { return; }
+    if (this.answer) { this.answer.interrupted(why); }
+    this.panel.setStatus("info", why);
+  }
+
+  fail(e) {
+    this.panel.parts.log.append(note("error", e.message));
+    this.panel.setStatus("error", e.message);
+  }
+
+  close() {
+    for (const card of this.cards) { card.withdraw(); }
+    for (const tool of this.tools.values()) {
+      if (!tool.done) { tool.state.textContent = "not finished"; }
+    }
+  }
+}
