@@ -137,6 +137,7 @@ export class ChatPanel {
     this.oldest = null;
     this.clearLog();
     this.parts.title.textContent = s ? s.title : "";
+    this.parts.usage.textContent = "";
     for (const b of [this.parts.rename, this.parts.exportButton, this.parts.remove]) { b.disabled = !s; }
     this.parts.send.disabled = !s;
     this.parts.input.disabled = !s;
@@ -467,10 +468,15 @@ class Turn {
         let tool = this.tools.get(e.call_id);
         if (!tool) { tool = this.block().addTool({ id: e.call_id, name: e.name }); this.tools.set(e.call_id, tool); }
         this.follow(() => tool.setResult(e.is_error, e.content));
+        // the model's next call answers in a block of its own, as the stored history shows it
+        this.answer = null;
         break;
       }
       case "usage":
-        panel.parts.usage.textContent = `last call: ${e.input_tokens} tokens in, ${e.output_tokens} out`;
+        if (e.input_tokens || e.output_tokens) {
+          panel.parts.usage.textContent = `${e.input_tokens} tokens in, ${e.output_tokens} out`;
+          panel.parts.usage.title = "the model's last call";
+        }
         break;
       case "summarised":
         this.follow(() => panel.parts.log.append(note("muted", "The conversation neared the model's context window: earlier messages are now sent as a summary.")));

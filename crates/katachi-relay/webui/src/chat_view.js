@@ -215,8 +215,10 @@ export class ApprovalCard {
     this.status.className = "wb-approval-status";
     try {
       await this.answer(decision);
-      this.status.textContent = "";
+      // the turn's stream may have settled the card before this answer came back
+      if (this.node.classList.contains("pending")) { this.status.textContent = ""; }
     } catch (e) {
+      if (!this.node.classList.contains("pending")) { return; }
       this.status.textContent = e.message;
       this.status.className = "wb-approval-status error";
       if (e.code !== "approval.not_pending") {
