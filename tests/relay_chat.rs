@@ -9,7 +9,8 @@
 //! diff, the patch on disk, an allowed `grep` approved and run in the sandbox with its live output,
 //! the model's report); a denied patch and the model's next answer; a provider error mid-stream and
 //! the session usable after it; rename and export as Markdown; the agent restarted, the session shown
-//! again from its store and a new turn answered with the old conversation; delete. Throughout, the
+//! again from its store and a new turn answered with the old conversation; its history paged with
+//! "Load older"; delete. Throughout, the
 //! API key reaches the provider and nothing else: not the agent's output (debug logging), the page's
 //! HTML, the export, the agent's files, or the relay's database files.
 //!
@@ -805,6 +806,76 @@ async fn restart_and_resume(w: &mut World) {
     );
 }
 
+/// A session opens on its latest page; "Load older" brings the earlier ones above it, and a result
+/// shown before its call (on an older page) joins the call once that page is loaded.
+async fn page_through_history(w: &World) {
+    // pages of 4 messages, so that calls and their results fall on different pages
+    w.browser
+        .execute("document.getElementById('chat-log').dataset.pageSize = '4'; return true;")
+        .await
+        .unwrap();
+    w.browser
+        .click(".wb-chat-session[aria-current=\"true\"]")
+        .await
+        .unwrap();
+    let counts = "return [document.querySelectorAll('#chat-log .wb-msg.user').length, \
+        document.querySelectorAll('#chat-log .wb-tool').length, \
+        document.querySelectorAll('#chat-log .wb-tool-result').length, \
+        document.getElementById('chat-older').hidden];";
+    let first = w
+        .wait(
+            &format!("const c = (() => {{ {counts} }})(); return c[0] === 2 && !c[3] ? c : null;"),
+            "the latest page of 4 with Load older",
+        )
+        .await;
+    assert_eq!(first, json!([2, 0, 0, false]), "the latest 4 messages only");
+    let mut pages = 1;
+    while w
+        .browser
+        .execute("return !document.getElementById('chat-older').hidden;")
+        .await
+        .unwrap()
+        == true
+    {
+        let shown = w.browser.execute(counts).await.unwrap();
+        w.browser.click("#chat-older").await.unwrap();
+        w.wait(
+            &format!(
+                "const c = (() => {{ {counts} }})(); return JSON.stringify(c) !== {:?} ? c : null;",
+                shown.to_string()
+            ),
+            "an older page",
+        )
+        .await;
+        pages += 1;
+        assert!(pages <= 10, "Load older never ends");
+    }
+    let session = w.open_session().await;
+    let stored = w.api(&format!("/chat/sessions/{session}?limit=1000")).await;
+    let stored = stored["messages"].as_array().unwrap().len();
+    assert!(stored > 12, "{stored} messages");
+    assert_eq!(pages, stored.div_ceil(4), "{stored} messages in pages of 4");
+    let all = w.browser.execute(counts).await.unwrap();
+    // four calls, each with its one result: none left alone
+    assert_eq!(all, json!([5, 4, 4, true]), "every page loaded");
+    let users = w
+        .browser
+        .execute("return [...document.querySelectorAll('#chat-log .wb-msg.user .wb-msg-text')].map(e => e.textContent);")
+        .await
+        .unwrap();
+    assert_eq!(
+        users,
+        json!([
+            "Make answer() return 42",
+            "Now make it 43",
+            "Explain the change",
+            "Again, please",
+            "Are you still there?"
+        ])
+    );
+    assert!(w.answers().await.starts_with("Let me look.|It returns 41"));
+}
+
 /// Deleting asks in the page first; the session leaves the list.
 async fn delete_session(w: &World) {
     w.browser
@@ -860,6 +931,7 @@ async fn a_user_chats_with_the_agent_in_the_workbench_approves_denies_stops_and_
         w.assert_page_keyless("after the tool calls").await;
         rename_and_export(&w).await;
         restart_and_resume(&mut w).await;
+        page_through_history(&w).await;
         delete_session(&w).await;
         w.assert_page_keyless("after the restart").await;
 

@@ -10,7 +10,7 @@ import { el, fill } from "./dom.js";
 import { readNdjson } from "./ndjson.js";
 import { AssistantBlock, ApprovalCard, note, userMessage } from "./chat_view.js";
 
-/** Messages per page of a session. */
+/** Messages per page of a session (a `data-page-size` on the log overrides it: the tests page by 4). */
 const PAGE = 50;
 /** A new session's title until its first message names it. */
 const UNTITLED = "New chat";
@@ -39,6 +39,8 @@ export class ChatPanel {
     this.oldest = null;
     /** Approval cards of the log, by id. */
     this.cards = new Map();
+    /** Stored results shown without their call (it is on an older page), by call id. */
+    this.orphans = new Map();
     /** Counts loads, so only the latest one is shown. */
     this.generation = 0;
     /** Told of every failed call (the workbench notices an unreachable agent). */
@@ -146,9 +148,14 @@ export class ChatPanel {
     if (!s) { this.parts.log.append(note("muted", "Start a new chat, or open one from the list.")); }
   }
 
+  pageSize() {
+    return Number(this.parts.log.dataset.pageSize) || PAGE;
+  }
+
   clearLog() {
     for (const card of this.cards.values()) { card.stopTimer(); }
     this.cards.clear();
+    this.orphans.clear();
     fill(this.parts.log);
   }
 
@@ -157,7 +164,7 @@ export class ChatPanel {
     const generation = ++this.generation;
     let page;
     try {
-      page = await this.api.json(`/chat/sessions/${id}?limit=${PAGE}`);
+      page = await this.api.json(`/chat/sessions/${id}?limit=${this.pageSize()}`);
     } catch (e) {
       if (generation === this.generation) { this.failed(e); }
       return;
@@ -179,7 +186,7 @@ export class ChatPanel {
     const id = this.session.id;
     this.parts.older.disabled = true;
     try {
-      const page = await this.api.json(`/chat/sessions/${id}?limit=${PAGE}&before=${this.oldest}`);
+      const page = await this.api.json(`/chat/sessions/${id}?limit=${this.pageSize()}&before=${this.oldest}`);
       if (!this.session || this.session.id !== id) { return; }
       const log = this.parts.log;
       const height = log.scrollHeight;
@@ -194,7 +201,10 @@ export class ChatPanel {
     }
   }
 
-  /** Stored messages (oldest first) as log entries; results join the calls of the same page. */
+  /**
+   * Stored messages (oldest first) as log entries. A result joins its call; one whose call is on
+   * an older page is shown alone until that page is loaded, then moves into the call.
+   */
   renderPage(messages) {
     const fragment = document.createDocumentFragment();
     const tools = new Map();
@@ -205,7 +215,16 @@ export class ChatPanel {
       } else if (m.role === "assistant") {
         const block = new AssistantBlock(m.id);
         block.appendText(m.content);
-        for (const call of payload.tool_calls || []) { tools.set(call.id, block.addTool(call)); }
+        for (const call of payload.tool_calls || []) {
+          const tool = block.addTool(call);
+          tools.set(call.id, tool);
+          const orphan = this.orphans.get(call.id);
+          if (orphan) {
+            tool.setResult(...orphan.tool.result);
+            orphan.block.node.remove();
+            this.orphans.delete(call.id);
+          }
+        }
         if (payload.interrupted) { block.interrupted(`Interrupted: ${payload.interrupted}`); }
         fragment.append(block.node);
       } else if (m.role === "tool") {
@@ -214,6 +233,7 @@ export class ChatPanel {
           // its call is on an older page
           const block = new AssistantBlock(m.id);
           tool = block.addTool({ id: payload.call_id, name: payload.name, arguments: undefined });
+          this.orphans.set(payload.call_id, { block, tool });
           fragment.append(block.node);
         }
         let content = m.content;

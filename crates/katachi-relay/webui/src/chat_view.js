@@ -147,6 +147,8 @@ export class ToolBlock {
   /** The result, as the model reads it; `decision`: what the user answered, when asked. */
   setResult(isError, content, decision) {
     this.done = true;
+    /** What was shown, for a call found later on an older page. */
+    this.result = [isError, content, decision];
     const error = isError && content && content.error ? content.error : null;
     const headline = error
       ? `${error.code || "error"}: ${error.message || ""}`
