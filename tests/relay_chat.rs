@@ -5,7 +5,7 @@
 //!
 //! One user session walks through what the issue asks of the Chat view: the model's missing-setup
 //! message, then its name; tokens shown while the provider still streams, and Stop ending the
-//! provider call; a multi-step task (read a file, a patch approved from the page with its coloured
+//! provider call, then Stop ending an approved command that runs (its output shown live); a multi-step task (read a file, a patch approved from the page with its coloured
 //! diff, the patch on disk, an allowed `grep` approved and run in the sandbox with its live output,
 //! the model's report); a denied patch and the model's next answer; a provider error mid-stream and
 //! the session usable after it; rename and export as Markdown; the agent restarted, the session shown
@@ -483,6 +483,55 @@ async fn stop_mid_stream(w: &World) {
     }
 }
 
+/// Pids of `tail -f src/lib.rs` processes running in `workspace`.
+fn tails_in(workspace: &Path) -> Vec<u32> {
+    katachi_e2e::process::pids_where(|pid| {
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            return false;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_tail = args
+            .first()
+            .is_some_and(|a| a == b"tail" || a.ends_with(b"/tail"));
+        is_tail
+            && args.get(1) == Some(&&b"-f"[..])
+            && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == workspace)
+    })
+}
+
+/// Stop while an approved command runs: its output was live, and its process is gone.
+async fn stop_a_running_command(w: &World) {
+    w.fake.push(FakeAnswer::default().tool_call(
+        "t1",
+        "run_command",
+        pieces(&json!({"command": "tail", "args": ["-f", "src/lib.rs"]})),
+    ));
+    w.say("Follow the file").await;
+    let asked = w.pending("run_command").await;
+    assert_eq!(asked["command"], "tail -f src/lib.rs", "{asked}");
+    w.browser
+        .click("#chat-log .wb-approval.pending .approve-once")
+        .await
+        .unwrap();
+    w.wait(
+        "const o = document.querySelector('.wb-tool[data-tool=run_command] .wb-tool-output'); \
+         return o && o.textContent.includes('pub fn answer()') && !document.getElementById('chat-stop').hidden;",
+        "the running command's live output",
+    )
+    .await;
+    assert!(
+        !tails_in(&w.workspace).is_empty(),
+        "tail runs in the workspace"
+    );
+    w.browser.click("#chat-stop").await.unwrap();
+    w.turn_over("info").await;
+    let deadline = Instant::now() + PAGE;
+    while !tails_in(&w.workspace).is_empty() {
+        assert!(Instant::now() < deadline, "Stop left the command running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The approval waiting in the page: its tool, diff lines and colours, command line, expiry; `null`
 /// while none waits (a script body; [`World::pending`] wraps it).
 const PENDING: &str =
@@ -924,6 +973,7 @@ async fn a_user_chats_with_the_agent_in_the_workbench_approves_denies_stops_and_
     tokio::time::timeout(TEST_BUDGET, async {
         let mut w = set_up().await;
         stop_mid_stream(&w).await;
+        stop_a_running_command(&w).await;
         w.assert_page_keyless("after a stopped turn").await;
         multi_step_task(&w).await;
         denied_tool(&w).await;
