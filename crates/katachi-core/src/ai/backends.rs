@@ -171,6 +171,70 @@ impl ChatBackends for AgentBackends {
     }
 }
 
+/// One provider for every workspace, with a key given up front, and tools through `router`:
+/// for embedders that manage settings themselves, benchmarks and tests. The agent itself uses
+/// [`AgentBackends`].
+pub struct FixedBackends {
+    /// The provider every workspace uses.
+    config: ProviderConfig,
+    /// Its key.
+    key: Option<crate::SecretBytes>,
+    /// How its calls are made.
+    options: ProviderOptions,
+    /// The API router the tools call.
+    router: axum::Router,
+}
+
+impl FixedBackends {
+    /// Backends calling `config` with `key`, tools through `router`.
+    pub fn new(
+        config: ProviderConfig,
+        key: Option<crate::SecretBytes>,
+        options: ProviderOptions,
+        router: axum::Router,
+    ) -> Self {
+        Self {
+            config,
+            key,
+            options,
+            router,
+        }
+    }
+}
+
+impl ChatBackends for FixedBackends {
+    fn model_for(&self, _: &Workspace) -> Result<Arc<dyn TurnModel>, Failure> {
+        let key = self
+            .key
+            .as_ref()
+            .map(|k| crate::SecretBytes::new(k.expose().to_vec()));
+        let provider = Provider::new(self.config.clone(), key, self.options.clone())
+            .map_err(|e| failure(&e))?;
+        Ok(Arc::new(ProviderModel::new(provider)))
+    }
+
+    fn tools_for(&self, workspace: &Workspace, user: &str, session_id: i64) -> Arc<dyn TurnTools> {
+        Arc::new(ToolBox::new(
+            self.router.clone(),
+            workspace.id,
+            user,
+            &session_id.to_string(),
+        ))
+    }
+
+    fn memory_files<'a>(
+        &'a self,
+        workspace: &'a Workspace,
+    ) -> BoxFuture<'a, Vec<(&'static str, String)>> {
+        Box::pin(memory_files(ToolBox::new(
+            self.router.clone(),
+            workspace.id,
+            "katachi",
+            "memory",
+        )))
+    }
+}
+
 /// The workspace's memory files present at its root, read as the model's `read_file` reads
 /// (path rules, size cap, audited): what of them the provider is sent is recorded.
 pub async fn memory_files(tools: ToolBox) -> Vec<(&'static str, String)> {

@@ -480,3 +480,76 @@ async fn a_session_exports_as_markdown_and_the_key_is_in_no_row_line_or_export()
         assert!(!text.contains(TEST_KEY));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_near_the_context_window_is_summarised_and_the_latest_turns_stay_verbatim() {
+    let chat = Chat::with_window(
+        vec![
+            FakeAnswer::text(["SUMMARY: ", "they discussed twelve topics."]).into(),
+            FakeAnswer::text(["Topic thirteen, then."]).into(),
+        ],
+        1000,
+    )
+    .await;
+    let session = chat.new_session().await;
+    {
+        let store = Store::open(&chat.db, &store_key()).unwrap();
+        for i in 0..12 {
+            store
+                .chat()
+                .append(
+                    session,
+                    Role::User,
+                    &format!("question {i}: {}", "q".repeat(300)),
+                )
+                .unwrap();
+            store
+                .chat()
+                .append(
+                    session,
+                    Role::Assistant,
+                    &format!("answer {i}: {}", "a".repeat(300)),
+                )
+                .unwrap();
+        }
+    }
+    let lines = chat.turn(session, "and topic thirteen?", |_| None).await;
+    assert_eq!(end_of(&lines), "finished", "{lines:#?}");
+    let summarised = of_type(&lines, "summarised");
+    assert_eq!(summarised.len(), 1, "{lines:#?}");
+    let requests = chat.fake.requests();
+    assert_eq!(requests.len(), 2);
+    let summary_request = requests[0].body.to_string();
+    // the older part (up to answer 7: eight messages are kept verbatim) is summarised, its
+    // end first when it does not all fit the window
+    assert!(summary_request.contains("You summarise a conversation"));
+    assert!(summary_request.contains("answer 7:") && !summary_request.contains("question 8:"));
+    let chat_request = requests[1].body.to_string();
+    assert!(chat_request.contains("SUMMARY: they discussed twelve topics."));
+    assert!(
+        !chat_request.contains("question 0:"),
+        "the summarised turns are not sent again"
+    );
+    assert!(chat_request.contains("question 8:") && chat_request.contains("answer 11:"));
+    assert!(chat_request.contains("and topic thirteen?"));
+    // the store keeps every message and the summary; the egress ledger has both calls
+    let stored = chat.messages(session);
+    assert!(stored.iter().any(|m| m.content.starts_with("question 0:")));
+    assert!(stored
+        .iter()
+        .any(|m| m.role == Role::System && m.content.starts_with("SUMMARY:")));
+    let audit = Store::open(&chat.db, &store_key())
+        .unwrap()
+        .audit(&audit_key())
+        .recent(50)
+        .unwrap();
+    assert_eq!(
+        audit.iter().filter(|r| r.action == "ai.summarise").count(),
+        1
+    );
+    // the next turn sends the summary again, not the old messages
+    chat.fake.push(FakeAnswer::text(["ok"]));
+    chat.turn(session, "thanks", |_| None).await;
+    let next = chat.fake.requests()[2].body.to_string();
+    assert!(next.contains("SUMMARY:") && !next.contains("question 0:"));
+}

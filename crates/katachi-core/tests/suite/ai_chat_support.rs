@@ -1,21 +1,20 @@
 //! A chat service served over real loopback HTTP: the agent API and its chat routes behind the
 //! audit layer, real tools (real sandbox), a real provider client talking to the fake provider,
 //! and a real SQLCipher store. Only the settings/keychain lookup of the agent's own backends is
-//! replaced (by a fixed provider config and key).
+//! replaced ([`FixedBackends`]: a fixed provider config and key).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use katachi_core::ai::approvals::Approvals;
-use katachi_core::ai::backends::{memory_files, ProviderModel};
+use katachi_core::ai::backends::FixedBackends;
 use katachi_core::ai::chat::routes::routes;
-use katachi_core::ai::chat::{ChatBackends, ChatService, ChatStore, Failure, TurnModel, TurnTools};
+use katachi_core::ai::chat::{ChatService, ChatStore};
 use katachi_core::ai::provider::RetryPolicy;
-use katachi_core::ai::{Provider, ProviderConfig, ProviderKind, ProviderOptions, ToolBox};
+use katachi_core::ai::{ProviderConfig, ProviderKind, ProviderOptions};
 use katachi_core::api::{router, ApiState, AuditLayer, AuditOptions, FixedWorkspaces};
-use katachi_core::store::{AuditKey, Store, Workspace};
+use katachi_core::store::{AuditKey, Store};
 use katachi_core::vault::{DerivedKey, MachineKey, Purpose};
 use katachi_core::{Fingerprint, SecretBytes};
 use katachi_testkit::{FakeProvider, FakeReply};
@@ -31,51 +30,6 @@ pub fn store_key() -> DerivedKey {
 pub fn audit_key() -> AuditKey {
     let fp = Fingerprint::from_components([("machine_id", vec![11])]).unwrap();
     AuditKey::derive(&MachineKey::derive(&SecretBytes::new(vec![11; 32]), &fp))
-}
-
-/// The backends of the tests: the fake provider, the real tools.
-struct TestBackends {
-    provider: ProviderConfig,
-    router: axum::Router,
-}
-
-impl ChatBackends for TestBackends {
-    fn model_for(&self, _: &Workspace) -> Result<Arc<dyn TurnModel>, Failure> {
-        let options = ProviderOptions {
-            retry: RetryPolicy {
-                max_attempts: 2,
-                base_delay: Duration::from_millis(10),
-                max_delay: Duration::from_millis(50),
-                max_retry_after: Duration::from_secs(2),
-            },
-            ..ProviderOptions::default()
-        };
-        let provider = Provider::new(
-            self.provider.clone(),
-            Some(SecretBytes::new(TEST_KEY.as_bytes().to_vec())),
-            options,
-        )
-        .map_err(|e| katachi_core::ai::backends::failure(&e))?;
-        Ok(Arc::new(ProviderModel::new(provider)))
-    }
-
-    fn tools_for(&self, ws: &Workspace, user: &str, session_id: i64) -> Arc<dyn TurnTools> {
-        Arc::new(ToolBox::new(
-            self.router.clone(),
-            ws.id,
-            user,
-            &session_id.to_string(),
-        ))
-    }
-
-    fn memory_files<'a>(&'a self, ws: &'a Workspace) -> BoxFuture<'a, Vec<(&'static str, String)>> {
-        Box::pin(memory_files(ToolBox::new(
-            self.router.clone(),
-            ws.id,
-            "katachi",
-            "memory",
-        )))
-    }
 }
 
 /// One workspace (id 1) with a store, the fake provider, and the served API + chat routes.
@@ -101,12 +55,34 @@ impl Chat {
         Self::start_with(script, Approvals::default(), ProviderKind::OpenAi, None).await
     }
 
+    /// A chat whose model has a context window of `context_tokens`.
+    pub async fn with_window(script: Vec<FakeReply>, context_tokens: u32) -> Self {
+        Self::start_full(
+            script,
+            Approvals::default(),
+            ProviderKind::OpenAi,
+            None,
+            context_tokens,
+        )
+        .await
+    }
+
     /// A chat over the store and workspace of `reuse` (a restarted agent), or new ones.
     pub async fn start_with(
         script: Vec<FakeReply>,
         approvals: Approvals,
         kind: ProviderKind,
         reuse: Option<tempfile::TempDir>,
+    ) -> Self {
+        Self::start_full(script, approvals, kind, reuse, 100_000).await
+    }
+
+    async fn start_full(
+        script: Vec<FakeReply>,
+        approvals: Approvals,
+        kind: ProviderKind,
+        reuse: Option<tempfile::TempDir>,
+        context_tokens: u32,
     ) -> Self {
         let tmp = reuse.unwrap_or_else(|| tempfile::tempdir().unwrap());
         let base_dir = std::fs::canonicalize(tmp.path()).unwrap();
@@ -136,11 +112,22 @@ impl Chat {
         };
         provider.model = "test-model".to_owned();
         provider.max_tokens = 1024;
-        provider.context_tokens = 100_000;
-        let backends = TestBackends {
-            provider,
-            router: router(api.clone()).layer(audit.clone()),
+        provider.context_tokens = context_tokens;
+        let options = ProviderOptions {
+            retry: RetryPolicy {
+                max_attempts: 2,
+                base_delay: Duration::from_millis(10),
+                max_delay: Duration::from_millis(50),
+                max_retry_after: Duration::from_secs(2),
+            },
+            ..ProviderOptions::default()
         };
+        let backends = FixedBackends::new(
+            provider,
+            Some(SecretBytes::new(TEST_KEY.as_bytes().to_vec())),
+            options,
+            router(api.clone()).layer(audit.clone()),
+        );
         let chat_db = db.clone();
         let service = ChatService::new(
             ChatStore::new(move || Store::open(&chat_db, &store_key()), audit_key()),

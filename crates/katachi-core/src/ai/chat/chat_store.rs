@@ -114,4 +114,15 @@ impl ChatStore {
             }
         }
     }
+
+    /// Queues an activity event for the relay (`ai.session_started`, `ai.tool_run`,
+    /// `ai.approval_decided`); a failure is logged, never fatal: the turn goes on.
+    pub async fn record_activity(&self, kind: &'static str, payload: serde_json::Value) {
+        let queued = self
+            .run(move |s| crate::activity::enqueue_activity(&s.outbox(), kind, &payload))
+            .await;
+        if queued.is_err() {
+            tracing::warn!(kind, "chat: an activity event could not be queued");
+        }
+    }
 }

@@ -198,6 +198,13 @@ async fn create_session(
         .store()
         .run(move |s| s.chat().create_session(Some(id), &title))
         .await?;
+    service
+        .store()
+        .record_activity(
+            "ai.session_started",
+            serde_json::json!({ "session_id": session.id, "workspace_id": id }),
+        )
+        .await;
     Ok((
         StatusCode::CREATED,
         Json(SessionView::of(session, &service)),

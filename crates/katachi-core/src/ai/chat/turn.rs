@@ -305,6 +305,17 @@ impl<M: TurnModel + ?Sized, T: TurnTools + ?Sized> Turn<'_, M, T> {
             },
         };
         self.store_result(call, &outcome, approval).await?;
+        self.store
+            .record_activity(
+                "ai.tool_run",
+                serde_json::json!({
+                    "session_id": self.session.id,
+                    "workspace_id": self.workspace.id,
+                    "tool": call.name,
+                    "result": outcome.content["error"]["code"].as_str().unwrap_or("ok"),
+                }),
+            )
+            .await;
         self.emit(ChatEvent::ToolResult {
             call_id: call.id.clone(),
             name: call.name.clone(),
@@ -362,6 +373,17 @@ impl<M: TurnModel + ?Sized, T: TurnTools + ?Sized> Turn<'_, M, T> {
                     .record(ws, Some(session_id), &tool, &subject, decision)
             })
             .await?;
+        self.store
+            .record_activity(
+                "ai.approval_decided",
+                serde_json::json!({
+                    "session_id": self.session.id,
+                    "workspace_id": self.workspace.id,
+                    "tool": call.name,
+                    "decision": decision,
+                }),
+            )
+            .await;
         self.emit(ChatEvent::ApprovalSettled { id, decision }).await;
         Ok(if decision.allows() {
             Approval::Run(Some(decision))
