@@ -477,6 +477,11 @@ class Turn {
       case "approval_settled": {
         const card = panel.cards.get(e.id);
         if (card) { card.settle(e.decision); }
+        const tool = [...this.tools.values()].find((t) => t.approval === card);
+        if (tool && !tool.done && (e.decision === "once" || e.decision === "session")) {
+          tool.state.textContent = "running…";
+          panel.setStatus("info", `Running ${tool.name}…`);
+        }
         break;
       }
       case "tool_output": {
