@@ -4,7 +4,7 @@
 //! provider of `katachi-testkit` on loopback (the real OpenAI SSE wire, the production client).
 //!
 //! One user session walks through what the issue asks of the Chat view: the model's missing-setup
-//! message, then its name; tokens shown while the provider still streams, and Stop ending the
+//! message (and a message sent meanwhile refused with it, its text kept), then the model's name; tokens shown while the provider still streams, and Stop ending the
 //! provider call, then Stop ending an approved command that runs (its output shown live); a multi-step task (read a file, a patch approved from the page with its coloured
 //! diff, the patch on disk, an allowed `grep` approved and run in the sandbox with its live output,
 //! the model's report); a denied patch and the model's next answer; a provider error mid-stream and
@@ -398,6 +398,37 @@ async fn set_up() -> World {
         missing.as_str().unwrap().contains("katachi ai use"),
         "{missing}"
     );
+
+    // A message sent now is refused with that message, and stays in the composer.
+    world.browser.click("#chat-new").await.unwrap();
+    world
+        .browser
+        .wait_for_text("#chat-title", "New chat", PAGE)
+        .await
+        .unwrap();
+    world.say("Hello?").await;
+    world.turn_over("error").await;
+    let refused = world
+        .browser
+        .execute(
+            "return [document.querySelector('#chat-log .wb-chat-note.error').textContent, \
+             document.getElementById('chat-input').value];",
+        )
+        .await
+        .unwrap();
+    assert!(
+        refused[0].as_str().unwrap().contains("katachi ai use"),
+        "{refused}"
+    );
+    assert_eq!(refused[1], "Hello?", "the refused text is kept");
+    // deleting asks in the page first; the list is empty again
+    world.browser.click("#chat-delete").await.unwrap();
+    world.browser.click("#chat-delete-confirm").await.unwrap();
+    world
+        .browser
+        .wait_for_text("#chat-sessions", "No chats yet.", PAGE)
+        .await
+        .unwrap();
 
     // Set up with the CLI while the agent runs; "Check again" shows the model.
     let base_url = world.fake.openai_base_url().to_string();

@@ -374,6 +374,7 @@ export class ChatPanel {
     if (placeholder) { placeholder.remove(); }
     const turn = new Turn(this, userMessage(text));
     this.setStatus("info", "Waiting for the model…");
+    let accepted = false;
     try {
       const response = await this.api.send(`/chat/sessions/${session.id}/turn`, {
         method: "POST",
@@ -381,6 +382,7 @@ export class ChatPanel {
         body: JSON.stringify({ text }),
         signal: controller.signal,
       }).catch((e) => { throw controller.signal.aborted ? new DOMException("aborted", "AbortError") : e; });
+      accepted = true;
       if (first && session.title === UNTITLED) { this.nameAfter(session.id, text); }
       const ended = await readNdjson(response, (event) => turn.event(event));
       if (!ended) { turn.cut("The connection ended before the turn did; it was stopped."); }
@@ -390,6 +392,8 @@ export class ChatPanel {
       } else {
         turn.fail(e);
         this.onError(e);
+        // refused before it began (busy, no model set up…): the text is not lost
+        if (!accepted && this.parts.input.value === "") { this.parts.input.value = text; }
       }
     } finally {
       if (this.running === controller) { this.running = null; }
