@@ -8,7 +8,8 @@
 //! provider call, then Stop ending an approved command that runs (its output shown live); a multi-step task (read a file, a patch approved from the page with its coloured
 //! diff, the patch on disk, an allowed `grep` approved and run in the sandbox with its live output,
 //! the model's report); a denied patch and the model's next answer; a provider error mid-stream and
-//! the session usable after it; rename and export as Markdown; the agent restarted, the session shown
+//! the session usable after it (with markup in the model's words shown as text, live and from the
+//! store); rename and export as Markdown; the agent restarted, the session shown
 //! again from its store and a new turn answered with the old conversation; its history paged with
 //! "Load older"; delete. Throughout, the
 //! API key reaches the provider and nothing else: not the agent's output (debug logging), the page's
@@ -49,6 +50,8 @@ const PATCH: &str =
     "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,3 +1,3 @@\n pub fn answer() -> u32 {\n-    41\n+    42\n }\n";
 const PATCH_43: &str =
     "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1,3 +1,3 @@\n pub fn answer() -> u32 {\n-    42\n+    43\n }\n";
+/// Markup a model might write: it must read as text in the page.
+const MARKUP: &str = "<img src=x onerror=\"window.katachiInjected=1\"><b>not bold</b>";
 const REPORT: &str = "Done: `answer()` now returns 42, and grep finds it on line 2.";
 
 /// A JSON argument object streamed in three pieces, as providers stream tool arguments.
@@ -267,6 +270,23 @@ impl World {
             ))
             .await
             .unwrap()
+    }
+
+    /// [`MARKUP`] shown in the log made no element and ran nothing.
+    async fn assert_markup_inert(&self) {
+        let rendered = self
+            .browser
+            .execute(
+                "return [document.querySelectorAll('#chat-log img, #chat-log b').length, \
+                 window.katachiInjected === undefined];",
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            rendered,
+            json!([0, true]),
+            "markup from the model was rendered"
+        );
     }
 
     /// The page's HTML must not hold the key.
@@ -777,10 +797,16 @@ async fn provider_error_mid_stream(w: &World) {
     );
     assert!(error[1].as_str().unwrap().len() > 20, "a message: {error}");
     assert!(w.answers().await.ends_with("Partial answer "));
-    w.fake.push(FakeAnswer::text(["Complete."]));
+    // markup in the model's words is shown as it is, never run or rendered
+    w.fake.push(FakeAnswer::text(["Complete. ", MARKUP]));
     w.say("Again, please").await;
     w.turn_over("ok").await;
-    assert!(w.answers().await.ends_with("Complete."));
+    assert!(
+        w.answers().await.ends_with(&format!("Complete. {MARKUP}")),
+        "{}",
+        w.answers().await
+    );
+    w.assert_markup_inert().await;
 }
 
 /// Renamed with the keyboard; exported as a Markdown download built in the page.
@@ -899,6 +925,8 @@ async fn restart_and_resume(w: &mut World) {
         ])
     );
     assert_eq!(shown[1], json!(["Approved once", "Denied"]), "{shown}");
+    assert!(answers.contains(MARKUP), "{answers}");
+    w.assert_markup_inert().await;
     assert!(shown[2].as_str().unwrap().contains("2:    42"), "{shown}");
 
     w.fake
