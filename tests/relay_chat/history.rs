@@ -1,7 +1,7 @@
 //! A session after its turns: rename and export, the agent restarted and the session resumed,
 //! its history paged, delete.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use katachi_e2e::process::SpawnedProcess;
 use katachi_testkit::FakeAnswer;
@@ -250,4 +250,54 @@ pub(crate) async fn delete_session(w: &World) {
         ))
         .await;
     assert_eq!(listed["sessions"].as_array().unwrap().len(), 1, "{listed}");
+}
+
+/// The chat's activity reached the relay as signed events: sessions started, tools run, approvals
+/// decided, and nothing of what was said.
+pub(crate) async fn activity_reached_the_relay(w: &World) {
+    let wanted = |events: &[(String, String)]| {
+        let count = |kind: &str| events.iter().filter(|(k, _)| k == kind).count();
+        // three sessions; read, patch, grep and the denied patch (the stopped `tail` has no
+        // result); `tail`, patch, grep approved, one patch denied
+        count("ai.session_started") >= 3
+            && count("ai.tool_run") >= 4
+            && count("ai.approval_decided") >= 4
+    };
+    let deadline = Instant::now() + PAGE;
+    let events = loop {
+        let events = relay_events(&w.relay, &w.agent_id).await;
+        if wanted(&events) {
+            break events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the chat's activity did not reach the relay: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let decided: Vec<serde_json::Value> = events
+        .iter()
+        .filter(|(k, _)| k == "ai.approval_decided")
+        .map(|(_, p)| serde_json::from_str(p).unwrap())
+        .collect();
+    for decision in ["once", "session", "deny"] {
+        assert!(
+            decided.iter().any(|d| d["decision"] == decision),
+            "{decided:?}"
+        );
+    }
+    for (kind, payload) in &events {
+        for said in [
+            "Make answer() return 42",
+            "Thinking",
+            "pub fn answer",
+            "42\n",
+            REPORT,
+        ] {
+            assert!(
+                !payload.contains(said),
+                "{kind} carries chat content: {payload}"
+            );
+        }
+    }
 }

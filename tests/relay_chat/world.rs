@@ -135,6 +135,24 @@ pub(crate) fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
+/// The activity events the relay stored for `agent_id` (kind, payload), read from its SQLite file.
+pub(crate) async fn relay_events(relay: &InProcessRelay, agent_id: &str) -> Vec<(String, String)> {
+    sqlx::any::install_default_drivers();
+    let url = format!(
+        "sqlite://{}?mode=ro",
+        relay.data_dir().join("relay.db").display()
+    );
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT kind, payload FROM events WHERE agent_id = $1 ORDER BY at")
+            .bind(agent_id)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    pool.close().await;
+    rows
+}
+
 /// The test's world: relay, fake provider, agent home and workspace, the agent, the browser.
 pub(crate) struct World {
     pub(crate) relay: InProcessRelay,
