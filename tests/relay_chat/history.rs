@@ -301,3 +301,29 @@ pub(crate) async fn activity_reached_the_relay(w: &World) {
         }
     }
 }
+
+/// The chat's colours come from the page's CSS variables: given a dark scheme's values, its
+/// messages, tool calls and composer turn dark with light text.
+pub(crate) async fn chat_follows_the_page_colours(w: &World) {
+    let colours = w
+        .browser
+        .execute(
+            "const root = document.documentElement.style; \
+             for (const [k, v] of [['--card', '#161b22'], ['--bg', '#0d1117'], ['--fg', '#e6edf3'], ['--muted', '#8d96a0']]) root.setProperty(k, v); \
+             const luma = (c) => { const [r, g, b] = c.match(/[\\d.]+/g).map(Number); return 0.2126 * r + 0.7152 * g + 0.0722 * b; }; \
+             const of = (css) => { const n = document.querySelector(css); const s = getComputedStyle(n); return [luma(s.backgroundColor), luma(s.color)]; }; \
+             return ['#chat-log .wb-msg.assistant', '#chat-log .wb-msg.user', '#chat-log .wb-tool', '#chat-input'].map(of);",
+        )
+        .await
+        .unwrap();
+    for (part, pair) in ["answer", "user message", "tool call", "composer"]
+        .iter()
+        .zip(colours.as_array().unwrap())
+    {
+        let (background, text) = (pair[0].as_f64().unwrap(), pair[1].as_f64().unwrap());
+        assert!(
+            background < 80.0 && text > 180.0,
+            "the {part} does not follow the dark variables: background {background}, text {text}"
+        );
+    }
+}

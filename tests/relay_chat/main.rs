@@ -13,6 +13,7 @@
 //!   the model's report;
 //! - a denied patch and the model's next answer; a provider error mid-stream and the session usable
 //!   after it; markup in the model's words shown as text, live and from the store;
+//! - the chat's colours following the page's CSS variables (a dark scheme's values);
 //! - the chat's activity at the relay (sessions, tool runs, approvals; none of what was said);
 //! - rename and export as Markdown; the agent restarted, the session shown again from its store and
 //!   a new turn answered with the old conversation; its history paged with "Load older"; delete;
@@ -62,6 +63,7 @@ async fn a_user_chats_with_the_agent_in_the_workbench_approves_denies_stops_and_
         rename_and_export(&w).await;
         restart_and_resume(&mut w).await;
         page_through_history(&w).await;
+        chat_follows_the_page_colours(&w).await;
         delete_session(&w).await;
         activity_reached_the_relay(&w).await;
         w.assert_page_keyless("after the restart").await;
