@@ -116,7 +116,8 @@ export class ToolBlock {
     this.id = call.id;
     this.name = call.name || "tool";
     this.state = el("span", { class: "wb-tool-state" }, "running…");
-    this.args = el("details", { class: "wb-tool-args" }, el("summary", {}, "Arguments"),
+    // a result whose call is on an older page has no arguments to show yet
+    this.args = el("details", { class: "wb-tool-args", hidden: call.arguments === undefined }, el("summary", {}, "Arguments"),
       valueView(call.arguments === undefined ? null : call.arguments));
     this.output = el("pre", { class: "wb-tool-output", hidden: true });
     this.outputChars = 0;
