@@ -283,6 +283,41 @@ impl Browser {
         bounded(&format!("click {css}"), element.click()).await
     }
 
+    /// Sends `keys` to the element matching `css` without clearing it (`"\u{E007}"` is Enter): a
+    /// keyboard user's press on a focused button or field.
+    ///
+    /// # Errors
+    /// No such element.
+    pub async fn send_keys(&self, css: &str, keys: &str) -> anyhow::Result<()> {
+        let element = self.wait_for(css, Duration::from_secs(5)).await?;
+        bounded(&format!("keys to {css}"), element.send_keys(keys)).await
+    }
+
+    /// Runs `script` every 100 ms until it returns something other than `null` or `false`, for
+    /// at most `timeout`; that value. `what` names the awaited state in the failure.
+    ///
+    /// # Errors
+    /// The deadline passed (the message has the last value and the page's text), or the script failed.
+    pub async fn wait_for_value(
+        &self,
+        script: &str,
+        timeout: Duration,
+        what: &str,
+    ) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let value = self.execute(script).await?;
+            if !matches!(value, Value::Null | Value::Bool(false)) {
+                return Ok(value);
+            }
+            if Instant::now() >= deadline {
+                let page = self.visible_text().await;
+                bail!("{what}: not within {timeout:?} (last {value}); the page reads: {page}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Saves a PNG screenshot of the viewport to `path` (creating its folder).
     ///
     /// # Errors

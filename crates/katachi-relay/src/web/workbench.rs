@@ -1,6 +1,7 @@
 //! The agent workbench page, `GET /agents/{id}`: one agent's workspaces, a file tree, a file viewer
-//! (CodeMirror 6), git status and diff, and a Run panel (allowlisted commands in the agent's sandbox,
-//! output streamed live).
+//! (CodeMirror 6), git status and diff, a Run panel (allowlisted commands in the agent's sandbox,
+//! output streamed live), and a Chat panel (the workspace's AI chat sessions: answers streamed live,
+//! tool calls with their results, approvals with their diff or command line, stop, export).
 //!
 //! The page is a shell; `static/workbench.js` (bundled from `webui/` by `build.rs`) fills it by
 //! calling the agent's API through `ANY /agents/{id}/api/...` (`crate::tunnel::forward`), so the
@@ -87,6 +88,7 @@ pub async fn show(
                         button #tab-file type="button" role="tab" aria-selected="true" { "File" }
                         button #tab-diff type="button" role="tab" aria-selected="false" { "Diff" }
                         button #tab-run type="button" role="tab" aria-selected="false" { "Run" }
+                        button #tab-chat type="button" role="tab" aria-selected="false" { "Chat" }
                     }
                     div #file-panel role="tabpanel" {
                         div.wb-file-head {
@@ -116,6 +118,7 @@ pub async fn show(
                         p.wb-message.error #run-denial role="alert" hidden {}
                         pre.wb-run-output #run-output {}
                     }
+                    (chat_panel())
                 }
             }
         }
@@ -123,4 +126,45 @@ pub async fn show(
     };
     let title = format!("{} · workbench", agent.name);
     (jar, page(&title, Some(&who), Some(&csrf), body)).into_response()
+}
+
+/// The Chat panel's shell: sessions beside the open session's log and composer (`webui/src/chat.js`
+/// fills it).
+fn chat_panel() -> maud::Markup {
+    html! {
+        div #chat-panel role="tabpanel" hidden {
+            div.wb-chat {
+                nav.wb-chat-side aria-label="Chat sessions" {
+                    button #chat-new type="button" { "New chat" }
+                    ul #chat-sessions {}
+                }
+                div.wb-chat-main {
+                    div.wb-file-head.wb-chat-head {
+                        span #chat-title {}
+                        span.muted #chat-model {}
+                        span.muted #chat-usage {}
+                        button.secondary #chat-rename type="button" disabled { "Rename" }
+                        button.secondary #chat-export type="button" disabled { "Export" }
+                        button.danger #chat-delete type="button" disabled { "Delete" }
+                    }
+                    div.wb-chat-confirm #chat-confirm role="alert" hidden {}
+                    div.wb-message.info #chat-model-missing role="alert" hidden {
+                        span #chat-model-message {}
+                        " "
+                        button.link #chat-model-retry type="button" { "Check again" }
+                    }
+                    button.link #chat-older type="button" hidden { "Load older messages" }
+                    div.wb-chat-log #chat-log role="log" tabindex="0" aria-label="Messages" {}
+                    p.wb-chat-status #chat-status role="status" {}
+                    form.wb-chat-form #chat-form {
+                        label.wb-visually-hidden for="chat-input" { "Message" }
+                        textarea #chat-input rows="3" disabled
+                            placeholder="Ask the AI about this workspace (Enter sends, Shift+Enter starts a new line)" {}
+                        button #chat-send type="submit" disabled { "Send" }
+                        button.danger #chat-stop type="button" hidden { "Stop" }
+                    }
+                }
+            }
+        }
+    }
 }

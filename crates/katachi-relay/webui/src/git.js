@@ -73,8 +73,8 @@ export class GitPanel {
   }
 }
 
-/** The class of one patch line. */
-function lineClass(line) {
+/** The class of one patch line (`add`, `del`, `hunk`, `meta`, `note`, `ctx`). */
+export function diffLineClass(line) {
   if (line.startsWith("diff --git") || line.startsWith("index ") || line.startsWith("--- ") || line.startsWith("+++ ")
     || line.startsWith("new file mode") || line.startsWith("deleted file mode") || line.startsWith("old mode")
     || line.startsWith("new mode") || line.startsWith("similarity index") || line.startsWith("rename ")
@@ -106,7 +106,7 @@ export function renderDiff(pane, diff, path) {
       if (lines.length && lines[lines.length - 1] === "") { lines.pop(); }
       const pre = el("pre", { class: "wb-patch" });
       for (const line of lines) {
-        pre.append(el("span", { class: `wb-line ${lineClass(line)}` }, line + "\n"));
+        pre.append(el("span", { class: `wb-line ${diffLineClass(line)}` }, line + "\n"));
       }
       section.append(pre);
     }

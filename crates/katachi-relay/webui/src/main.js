@@ -1,4 +1,4 @@
-// The agent workbench: workspace picker, file tree, CodeMirror file viewer, git status and diff, Run, all
+// The agent workbench: workspace picker, file tree, CodeMirror file viewer, git status and diff, Run, Chat, all
 // through the relay's `/agents/{id}/api/...` route (the browser never reaches the agent itself).
 // The page (crates/katachi-relay/src/web/workbench.rs) provides the elements looked up here.
 
@@ -9,6 +9,7 @@ import { FileTree } from "./tree.js";
 import { GitPanel, renderDiff } from "./git.js";
 import { Viewer } from "./viewer.js";
 import { RunPanel } from "./run.js";
+import { ChatPanel } from "./chat.js";
 
 function byId(id) {
   const node = document.getElementById(id);
@@ -36,13 +37,16 @@ function start(root) {
     diffView: byId("diff-view"),
     tabRun: byId("tab-run"),
     runPanel: byId("run-panel"),
+    tabChat: byId("tab-chat"),
+    chatPanel: byId("chat-panel"),
   };
   let workspace = null;
   /** Counts diff requests, so only the latest one is shown. */
   let diffRequests = 0;
 
   function showTab(which) {
-    const tabs = [["file", ui.tabFile, ui.filePanel], ["diff", ui.tabDiff, ui.diffPanel], ["run", ui.tabRun, ui.runPanel]];
+    const tabs = [["file", ui.tabFile, ui.filePanel], ["diff", ui.tabDiff, ui.diffPanel], ["run", ui.tabRun, ui.runPanel],
+      ["chat", ui.tabChat, ui.chatPanel]];
     for (const [name, tab, panel] of tabs) {
       panel.hidden = name !== which;
       tab.setAttribute("aria-selected", String(name === which));
@@ -93,6 +97,28 @@ function start(root) {
     denial: byId("run-denial"),
     output: byId("run-output"),
   }, api);
+  const chat = new ChatPanel({
+    sessions: byId("chat-sessions"),
+    newChat: byId("chat-new"),
+    title: byId("chat-title"),
+    model: byId("chat-model"),
+    usage: byId("chat-usage"),
+    rename: byId("chat-rename"),
+    exportButton: byId("chat-export"),
+    remove: byId("chat-delete"),
+    confirm: byId("chat-confirm"),
+    modelMissing: byId("chat-model-missing"),
+    modelMessage: byId("chat-model-message"),
+    modelRetry: byId("chat-model-retry"),
+    older: byId("chat-older"),
+    log: byId("chat-log"),
+    status: byId("chat-status"),
+    form: byId("chat-form"),
+    input: byId("chat-input"),
+    send: byId("chat-send"),
+    stop: byId("chat-stop"),
+  }, api);
+  chat.onError = reportIfGone;
   run.onError = reportIfGone;
   viewer.onError = reportIfGone;
   tree.onError = reportIfGone;
@@ -126,6 +152,7 @@ function start(root) {
     tree.load(info.id).catch(reportIfGone);
     git.load(info.id).catch(reportIfGone);
     run.load(info.id).catch(reportIfGone);
+    chat.load(info.id).catch(reportIfGone);
   }
 
   async function loadWorkspaces() {
@@ -167,6 +194,7 @@ function start(root) {
   ui.tabFile.addEventListener("click", () => showTab("file"));
   ui.tabDiff.addEventListener("click", () => showTab("diff"));
   ui.tabRun.addEventListener("click", () => showTab("run"));
+  ui.tabChat.addEventListener("click", () => showTab("chat"));
   ui.gitRefresh.addEventListener("click", () => { if (workspace !== null) { git.load(workspace).catch(reportIfGone); } });
   ui.diffAll.addEventListener("click", () => { if (workspace !== null) { showDiff(""); } });
   loadWorkspaces();

@@ -5,6 +5,7 @@
 // reason (`{kind, target, how_to_allow}`), not a bare status code.
 
 import { el, fill } from "./dom.js";
+import { readNdjson } from "./ndjson.js";
 
 /** Characters of output kept on the page; the rest is dropped from the view (not from the run). */
 const VIEW_MAX_CHARS = 1 << 20;
@@ -195,22 +196,7 @@ export class RunPanel {
       await this.refused(response);
       return;
     }
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder("utf-8");
-    let pending = "";
-    let finished = false;
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) { break; }
-      pending += decoder.decode(value, { stream: true });
-      let newline;
-      while ((newline = pending.indexOf("\n")) >= 0) {
-        const line = pending.slice(0, newline);
-        pending = pending.slice(newline + 1);
-        if (line.trim() === "") { continue; }
-        finished = this.event(JSON.parse(line)) || finished;
-      }
-    }
+    const finished = await readNdjson(response, (event) => this.event(event));
     if (!finished) { this.setStatus("error", "The connection ended before the command did; it was stopped."); }
   }
 
