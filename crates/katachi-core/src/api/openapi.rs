@@ -7,6 +7,7 @@
 use utoipa::OpenApi;
 
 use super::{error, git, patch, read, run, search, stat, status, tree, workspaces, write};
+use crate::ai::chat::api_doc as chat;
 
 /// The API's OpenAPI document (derived; see [`openapi_json`]).
 #[derive(OpenApi)]
@@ -30,6 +31,19 @@ use super::{error, git, patch, read, run, search, stat, status, tree, workspaces
         git::git_diff,
         run::run_command,
         run::list_commands,
+        chat::list_sessions,
+        chat::create_session,
+        chat::model_of,
+        chat::list_grants,
+        chat::revoke_grant,
+        chat::show_session,
+        chat::rename_session,
+        chat::delete_session,
+        chat::start_turn,
+        chat::stop_turn,
+        chat::export_session,
+        chat::list_approvals,
+        chat::decide_approval,
     ),
     components(schemas(
         error::ErrorBody,
@@ -45,6 +59,7 @@ use super::{error, git, patch, read, run, search, stat, status, tree, workspaces
         (name = "search", description = "Text search in a workspace"),
         (name = "git", description = "Repository status and diffs"),
         (name = "run", description = "Allowlisted commands run in the sandbox, output streamed as NDJSON"),
+        (name = "chat", description = "AI chat sessions on a workspace: turns streamed as NDJSON, the model's writes, patches and commands approved by the user, history in the agent's store"),
     )
 )]
 pub struct ApiDoc;

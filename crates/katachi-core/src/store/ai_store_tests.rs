@@ -60,6 +60,32 @@ fn messages_keep_their_structured_part_and_page_backwards_from_the_latest() {
 }
 
 #[test]
+fn a_deleted_sessions_id_is_never_given_again_even_after_a_reopen() {
+    let (tmp, store, ws) = open_with_workspace();
+    let chat = store.chat();
+    let first = chat.create_session(Some(ws), "one").unwrap();
+    let second = chat.create_session(Some(ws), "two").unwrap();
+    assert_eq!(second.id, first.id + 1);
+    assert!(chat.delete_session(second.id).unwrap());
+    let third = chat.create_session(Some(ws), "three").unwrap();
+    assert_eq!(
+        third.id,
+        second.id + 1,
+        "the deleted session's id came back"
+    );
+    assert!(chat.delete_session(third.id).unwrap());
+    assert!(chat.delete_session(first.id).unwrap());
+    drop(store);
+    let store = Store::open(
+        &tmp.path().join("k.db"),
+        &DerivedKey::from_bytes([7; 32], Purpose::STORE),
+    )
+    .unwrap();
+    let fourth = store.chat().create_session(None, "four").unwrap();
+    assert_eq!(fourth.id, third.id + 1);
+}
+
+#[test]
 fn a_session_grant_holds_until_revoked_and_only_its_workspace_can_revoke_it() {
     let (_tmp, store, ws) = open_with_workspace();
     let session = store.chat().create_session(Some(ws), "s").unwrap().id;

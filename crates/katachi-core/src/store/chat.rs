@@ -98,7 +98,8 @@ impl<'c> Chat<'c> {
     pub fn create_session(&self, workspace_id: Option<i64>, title: &str) -> Result<ChatSession> {
         let now = now_unix();
         self.conn.execute(
-            "INSERT INTO chat_sessions (workspace_id, title, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
+            "INSERT INTO chat_sessions (id, workspace_id, title, created_at, updated_at)
+             VALUES ((SELECT highest + 1 FROM chat_session_ids), ?1, ?2, ?3, ?3)",
             params![workspace_id, title, now],
         )?;
         Ok(ChatSession {

@@ -120,6 +120,17 @@ const MIGRATIONS: &[M<'static>] = &[
          CREATE TRIGGER ai_settings_follow_workspace AFTER DELETE ON allowed_workspaces
          BEGIN DELETE FROM ai_settings WHERE workspace_id = old.id; END;",
     ),
+    // v5: a chat session's id is never given again after the session is deleted (a browser tab
+    // or a relay event naming session 7 never means another conversation). SQLite reuses the
+    // highest id once its row is gone, so the highest id ever given is kept beside the table.
+    M::up(
+        "CREATE TABLE chat_session_ids (
+            highest  INTEGER NOT NULL
+         );
+         INSERT INTO chat_session_ids (highest) SELECT coalesce(max(id), 0) FROM chat_sessions;
+         CREATE TRIGGER chat_session_ids_follow AFTER INSERT ON chat_sessions
+         BEGIN UPDATE chat_session_ids SET highest = max(highest, new.id); END;",
+    ),
 ];
 
 /// The newest schema version this build knows.

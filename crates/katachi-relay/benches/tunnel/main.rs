@@ -18,15 +18,20 @@
 //! the streaming downloads run on a client thread (`browser.rs`: one HTTP/2 connection with Chrome's
 //! settings); the latency clients and the 1,000 agents of part 4 on a 2-thread runtime.
 //!
+//! 5. **AI chat** (`chat.rs`, part `chat`): first streamed token provider → browser against the
+//!    provider read directly, a 10,000-message session opening, agent memory while streaming.
+//!
 //! Run: `make bench-tunnel`, or `cargo bench -p katachi-relay --bench tunnel`. Environment:
 //! `KATACHI_BENCH_PARTS` (`latency,stream,floor,memory`), `KATACHI_BENCH_RATE` (1000),
 //! `KATACHI_BENCH_SECONDS` (10), `KATACHI_BENCH_FILE_MIB` (256), `KATACHI_BENCH_STREAM_ROUNDS` (5),
-//! `KATACHI_BENCH_AGENTS` (1000), `KATACHI_BENCH_IDLE_SECONDS` (25), `KATACHI_BENCH_BROWSER_FRAME` (unset: the client accepts 16 KiB
+//! `KATACHI_BENCH_AGENTS` (1000), `KATACHI_BENCH_CHAT_ROUNDS` (50), `KATACHI_BENCH_CHAT_HISTORY`
+//! (10000), `KATACHI_BENCH_CHAT_LONG_KIB` (2048), `KATACHI_BENCH_IDLE_SECONDS` (25), `KATACHI_BENCH_BROWSER_FRAME` (unset: the client accepts 16 KiB
 //! HTTP/2 DATA frames as Chrome does; a larger value is a what-if for the relay → browser hop).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod agent;
 mod browser;
+mod chat;
 mod floor;
 mod load;
 mod memory;
@@ -115,6 +120,14 @@ fn main() {
                     bare_relay / direct
                 );
             }
+        }
+        if parts.contains("chat") {
+            chat::run(
+                env_or("KATACHI_BENCH_CHAT_ROUNDS", 50),
+                env_or("KATACHI_BENCH_CHAT_HISTORY", 10_000),
+                env_or("KATACHI_BENCH_CHAT_LONG_KIB", 2048),
+            )
+            .await;
         }
         if parts.contains("memory") {
             let idle = Duration::from_secs(env_or("KATACHI_BENCH_IDLE_SECONDS", 25));

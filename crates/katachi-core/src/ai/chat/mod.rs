@@ -11,7 +11,9 @@
 //! - `events`: the lines a turn streams to the browser.
 //! - `export`: a session as Markdown.
 //! - `chat_store`: the store as turns use it ([`ChatStore`]).
+//! - `api_doc`: the chat routes' OpenAPI descriptions.
 
+pub(crate) mod api_doc;
 mod chat_store;
 mod compact;
 pub mod events;

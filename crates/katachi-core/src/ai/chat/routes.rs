@@ -155,10 +155,10 @@ async fn list_sessions(
 }
 
 /// `POST …/sessions` body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewSession {
-    /// Its title (default "New chat").
+pub(crate) struct NewSession {
+    /// Its title (default "New chat"; at most 200 characters, no control characters).
     #[serde(default)]
     title: Option<String>,
 }
@@ -260,12 +260,13 @@ async fn revoke_grant(
 }
 
 /// `GET /v1/chat/sessions/{sid}` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-struct PageQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
     /// Messages before this id (the next older page).
     before: Option<i64>,
-    /// Messages per page.
+    /// Messages per page (default 200, at most 1000).
     limit: Option<u32>,
 }
 
@@ -326,9 +327,9 @@ async fn show_session(
 }
 
 /// `POST …/title` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Rename {
+pub(crate) struct Rename {
     /// The new title.
     title: String,
 }
@@ -367,9 +368,9 @@ async fn delete_session(
 }
 
 /// `POST …/turn` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TurnRequest {
+pub(crate) struct TurnRequest {
     /// The user's message.
     text: String,
 }
@@ -457,10 +458,11 @@ async fn list_approvals(State(service): State<ChatService>) -> Json<serde_json::
 }
 
 /// `POST /v1/chat/approvals/{aid}` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Answer {
+pub(crate) struct Answer {
     /// `once`, `session` or `deny`.
+    #[schema(value_type = String, example = "once")]
     decision: Decision,
 }
 

@@ -1,0 +1,314 @@
+//! AI chat through relay + tunnel (issue 13), each figure against a baseline in the same run:
+//!
+//! 1. **First token**: the time from the fake provider handing its first content chunk to its
+//!    connection to the browser reading the first `text` line of the turn through relay +
+//!    tunnel, against the same chunk read directly from the provider (an SSE client on loopback).
+//!    Target: ≤ 20 ms after the provider sends it.
+//! 2. **A 10,000-message session opening**: `GET /v1/chat/sessions/{sid}` (the latest page of 200,
+//!    what the chat view loads first) through relay + tunnel and directly. Target: ≤ 200 ms.
+//! 3. **Agent memory while streaming a long answer**: this process's peak RSS (the agent, the
+//!    fake provider and the browser client; the relay is its own process) over its RSS before.
+//!
+//! The agent serves the API and the chat routes under the audit layer with the real tools and a
+//! real provider client ([`FixedBackends`]) whose provider is the fake one on loopback.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use katachi_core::ai::approvals::Approvals;
+use katachi_core::ai::backends::FixedBackends;
+use katachi_core::ai::chat::routes::routes;
+use katachi_core::ai::chat::{ChatService, ChatStore};
+use katachi_core::ai::{ProviderConfig, ProviderKind, ProviderOptions};
+use katachi_core::api::{router, ApiState, AuditLayer, AuditOptions, FixedWorkspaces};
+use katachi_core::fingerprint::Fingerprint;
+use katachi_core::store::{AuditKey, NewMessage, Role, Store};
+use katachi_core::vault::{DerivedKey, Purpose};
+use katachi_core::{MachineKey, SecretBytes};
+use katachi_testkit::{FakeAnswer, FakeProvider};
+
+use crate::load::median;
+use crate::{agent, relay_process};
+
+fn store_key() -> DerivedKey {
+    DerivedKey::from_bytes([5; 32], Purpose::STORE)
+}
+
+/// Reads `res` until a chunk holds `marker`; the instant it arrived.
+async fn first_with(res: &mut reqwest::Response, marker: &str) -> Instant {
+    let mut seen = Vec::new();
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        let at = Instant::now();
+        seen.extend_from_slice(&chunk);
+        if String::from_utf8_lossy(&seen).contains(marker) {
+            return at;
+        }
+    }
+    panic!(
+        "the stream ended without {marker}: {}",
+        String::from_utf8_lossy(&seen)
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn quantile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+pub async fn run(rounds: usize, history: usize, long_kib: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let seeded = relay_process::seed(&tmp.path().join("relay"), 1).await;
+    let relay = relay_process::RelayProcess::start(&seeded).await;
+    let user = seeded.users[0].clone();
+    let ws = std::fs::canonicalize(tmp.path()).unwrap().join("ws");
+    std::fs::create_dir(&ws).unwrap();
+    std::fs::write(ws.join("AGENTS.md"), "Answer briefly.\n").unwrap();
+    let db = tmp.path().join("agent.db");
+    Store::open(&db, &store_key())
+        .unwrap()
+        .workspaces()
+        .add(&ws, &[])
+        .unwrap();
+    let fake = FakeProvider::start(Vec::<katachi_testkit::FakeReply>::new())
+        .await
+        .unwrap();
+
+    let fp = Fingerprint::from_components([("machine_id", vec![5])]).unwrap();
+    let audit_key = || AuditKey::derive(&MachineKey::derive(&SecretBytes::new(vec![5; 32]), &fp));
+    let source = Arc::new(FixedWorkspaces::new([&ws]).unwrap());
+    let open_db = db.clone();
+    let audit = AuditLayer::start_with(
+        move || Store::open(&open_db, &store_key()),
+        audit_key(),
+        Some(source.clone()),
+        AuditOptions::default(),
+    );
+    let api = ApiState::new(source);
+    let mut config = ProviderConfig::default_for(ProviderKind::OpenAi);
+    config.base_url = fake.openai_base_url();
+    config.model = "bench-model".to_owned();
+    let chat_db = db.clone();
+    let service = ChatService::new(
+        ChatStore::new(move || Store::open(&chat_db, &store_key()), audit_key()),
+        Approvals::default(),
+        Arc::new(FixedBackends::new(
+            config,
+            None,
+            ProviderOptions::default(),
+            router(api.clone()).layer(audit.clone()),
+        )),
+    );
+    let served = router(api).merge(routes(service)).layer(audit);
+    let dialer = agent::dialer(&relay.url, &seeded.ca_pem, &user.agent);
+    let (direct_addr, mut tunnel) = agent::start_agent_thread(served.clone(), dialer, served).await;
+    tokio::select! {
+        () = relay.wait_for_tunnels(1, Duration::from_secs(30)) => {}
+        ended = &mut tunnel => panic!("the tunnel ended before it opened: {ended:?}"),
+    }
+    let browser = agent::browser_client(&seeded.ca_pem, Some(&user.session));
+    let direct = agent::direct_client();
+    let via_relay = |path: &str| format!("{}/agents/{}/api{path}", relay.url, user.agent.id);
+    let post_relay = |path: &str, body: serde_json::Value| {
+        browser
+            .post(via_relay(path))
+            .header("origin", &relay.url)
+            .json(&body)
+            .send()
+    };
+    let session: serde_json::Value = post_relay(
+        "/v1/workspaces/1/chat/sessions",
+        serde_json::json!({"title": "bench"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let sid = session["id"].as_i64().expect("a session was created");
+
+    println!("\n== first token: provider → browser, {rounds} alternating turns each way ==");
+    let provider_url = format!("{}chat/completions", fake.openai_base_url());
+    let (mut d, mut t) = (Vec::new(), Vec::new());
+    for round in 0..=rounds {
+        // round 0 warms both paths (connections, the store, the page cache)
+        fake.push(FakeAnswer::text(["first-token"]));
+        let before = fake.content_sent_times().len();
+        let mut res = direct
+            .post(&provider_url)
+            .json(&serde_json::json!({
+                "model": "bench-model", "stream": true,
+                "messages": [{"role": "user", "content": "hi"}],
+            }))
+            .send()
+            .await
+            .unwrap();
+        let got = first_with(&mut res, "first-token").await;
+        let sent = fake.content_sent_times()[before];
+        while res.chunk().await.unwrap().is_some() {}
+        if round > 0 {
+            d.push(ms(got.saturating_duration_since(sent)));
+        }
+
+        fake.push(FakeAnswer::text(["first-token"]));
+        let before = fake.content_sent_times().len();
+        let mut res = post_relay(
+            &format!("/v1/chat/sessions/{sid}/turn"),
+            serde_json::json!({"text": "hi"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 200);
+        let got = first_with(&mut res, "\"type\":\"text\"").await;
+        let sent = fake.content_sent_times()[before];
+        while res.chunk().await.unwrap().is_some() {}
+        if round > 0 {
+            t.push(ms(got.saturating_duration_since(sent)));
+        }
+    }
+    let line = |name: &str, v: &mut Vec<f64>| {
+        println!(
+            "{name:<32} p50 {:.2} ms, p90 {:.2} ms, max {:.2} ms",
+            quantile(v, 0.5),
+            quantile(v, 0.9),
+            quantile(v, 1.0)
+        );
+    };
+    line("provider → SSE client (direct)", &mut d);
+    line("provider → agent → relay → browser", &mut t);
+    let p50 = quantile(&mut t, 0.5);
+    println!(
+        "first token in the browser: p50 {p50:.2} ms after the provider sent it (direct read: {:.2} ms); target ≤ 20 ms: {}",
+        quantile(&mut d, 0.5),
+        if p50 <= 20.0 { "met" } else { "NOT met" }
+    );
+
+    println!(
+        "\n== a {history}-message session opening (latest page of 200), 20 alternating loads =="
+    );
+    let big = Store::open(&db, &store_key())
+        .unwrap()
+        .chat()
+        .create_session(Some(1), "long")
+        .unwrap()
+        .id;
+    {
+        let store = Store::open(&db, &store_key()).unwrap();
+        let text = "x".repeat(180);
+        let tool = format!(
+            "{{\"path\":\"src/lib.rs\",\"content\":\"{}\"}}",
+            "y".repeat(400)
+        );
+        let payload = r#"{"call_id":"c","name":"read_file"}"#;
+        for chunk in 0..history.div_ceil(1000) {
+            let n = (history - chunk * 1000).min(1000);
+            store
+                .chat()
+                .append_messages(
+                    big,
+                    (0..n).map(|i| match i % 3 {
+                        0 => NewMessage {
+                            role: Role::User,
+                            content: &text,
+                            payload: None,
+                        },
+                        1 => NewMessage {
+                            role: Role::Assistant,
+                            content: &text,
+                            payload: None,
+                        },
+                        _ => NewMessage {
+                            role: Role::Tool,
+                            content: &tool,
+                            payload: Some(payload),
+                        },
+                    }),
+                )
+                .unwrap();
+        }
+    }
+    let page = format!("/v1/chat/sessions/{big}?limit=200");
+    let (mut d, mut t) = (Vec::new(), Vec::new());
+    let mut bytes = 0;
+    for round in 0..=20 {
+        let start = Instant::now();
+        let body = direct
+            .get(format!("http://{direct_addr}{page}"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let direct_ms = ms(start.elapsed());
+        let start = Instant::now();
+        let relayed = browser
+            .get(via_relay(&page))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let relay_ms = ms(start.elapsed());
+        assert_eq!(body.len(), relayed.len());
+        bytes = body.len();
+        if round > 0 {
+            d.push(direct_ms);
+            t.push(relay_ms);
+        }
+    }
+    line("direct", &mut d);
+    line("relay + tunnel", &mut t);
+    let p50 = median(&mut t);
+    println!(
+        "opening a {history}-message session: {p50:.1} ms for its latest 200 messages ({} KiB) through relay + tunnel; target ≤ 200 ms: {}",
+        bytes / 1024,
+        if p50 <= 200.0 { "met" } else { "NOT met" }
+    );
+
+    println!("\n== agent memory while streaming a {long_kib} KiB answer through relay + tunnel ==");
+    let piece = "0123456789abcdef".repeat(4);
+    let pieces = (long_kib * 1024) / piece.len();
+    fake.push(FakeAnswer::text(std::iter::repeat_n(
+        piece.as_str(),
+        pieces,
+    )));
+    // peak RSS counts from here (Linux: writing 5 to clear_refs resets VmHWM)
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = status_kib("VmRSS:");
+    let start = Instant::now();
+    let mut res = post_relay(
+        &format!("/v1/chat/sessions/{sid}/turn"),
+        serde_json::json!({"text": "write a lot"}),
+    )
+    .await
+    .unwrap();
+    let mut received = 0usize;
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        received += chunk.len();
+    }
+    let took = start.elapsed();
+    let peak = status_kib("VmHWM:");
+    println!(
+        "{pieces} pieces, {} KiB of NDJSON received in {:.2} s; this process: RSS {before} KiB before, peak {peak} KiB (+{} KiB), {} KiB after",
+        received / 1024,
+        took.as_secs_f64(),
+        peak.saturating_sub(before),
+        status_kib("VmRSS:")
+    );
+}
