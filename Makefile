@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
 
-.PHONY: run test deps build lint bench bench-tunnel cross-check bench-sandbox fuzz-smoke package check-package bench-app
+.PHONY: run test deps build lint bench bench-tunnel bench-chat cross-check bench-sandbox fuzz-smoke package check-package bench-app
 
 deps:
 	@scripts/install-deps.sh
@@ -49,6 +49,14 @@ bench: deps
 bench-tunnel: deps
 	n=$$(ulimit -Sn); if [ "$$n" != unlimited ] && [ "$$n" -lt 4096 ]; then ulimit -Sn 4096 || true; fi; \
 	$(CARGO) bench $(CARGO_FLAGS) -p katachi-relay --bench tunnel
+
+# The AI chat's figures (issue 13, docs/PERFORMANCE.md): first streamed token provider → browser through
+# relay + tunnel against the provider read directly, a 10,000-message session's latest page, agent
+# memory while streaming a long answer (the tunnel bench's `chat` part); then the same session opened
+# in the workbench's Chat view in headless Chromium against a 10-message one. ~3 min after the build.
+bench-chat: deps
+	KATACHI_BENCH_PARTS=chat $(CARGO) bench $(CARGO_FLAGS) -p katachi-relay --bench tunnel
+	scripts/with-session.sh $(CARGO) bench $(CARGO_FLAGS) -p katachi-e2e --bench chat_view
 
 # The sandbox's figures (issue 5, docs/PERFORMANCE.md): sandboxed spawn of /bin/true vs a bare spawn
 # (and bwrap when installed), cat of a 1 GiB file inside vs outside the sandbox. Writes 1 GiB of real

@@ -142,7 +142,10 @@ pub async fn run(rounds: usize, history: usize, long_kib: usize) {
     let sid = session["id"].as_i64().expect("a session was created");
 
     println!("\n== first token: provider → browser, {rounds} alternating turns each way ==");
-    let provider_url = format!("{}chat/completions", fake.openai_base_url());
+    let provider_url = format!(
+        "{}/chat/completions",
+        fake.openai_base_url().as_str().trim_end_matches('/')
+    );
     let (mut d, mut t) = (Vec::new(), Vec::new());
     for round in 0..=rounds {
         // round 0 warms both paths (connections, the store, the page cache)
@@ -157,6 +160,7 @@ pub async fn run(rounds: usize, history: usize, long_kib: usize) {
             .send()
             .await
             .unwrap();
+        assert_eq!(res.status(), 200, "the fake provider at {provider_url}");
         let got = first_with(&mut res, "first-token").await;
         let sent = fake.content_sent_times()[before];
         while res.chunk().await.unwrap().is_some() {}

@@ -119,6 +119,11 @@ impl FakeProvider {
         let addr = listener.local_addr()?;
         let server = tokio::spawn(async move {
             // ends only when the task is aborted (FakeProvider dropped)
+            // each SSE event leaves at once, as a provider's streaming endpoint flushes it (with
+            // Nagle's algorithm a small event waits for the client's delayed ACK, ~40 ms)
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, app).await;
         });
         Ok(Self {
