@@ -1,5 +1,6 @@
 mod device_flow;
 mod email_verification;
+mod mcp_calls;
 mod no_store;
 mod sealed_rows;
 mod sign_in_limits;
