@@ -113,3 +113,55 @@ impl From<McpError> for ApiError {
         ApiError::new(e.status(), e.code(), e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use katachi_proto::relay_error::{Disposition, RelayErrorCode};
+
+    use super::*;
+
+    #[test]
+    fn every_mcp_code_is_known_to_agents_and_final_for_the_call() {
+        let name = || "s".to_owned();
+        let all = [
+            McpError::ServerUnknown(name()),
+            McpError::NotRemote(name()),
+            McpError::Misconfigured {
+                name: name(),
+                reason: String::new(),
+            },
+            McpError::AddressRefused(name()),
+            McpError::Unreachable(name()),
+            McpError::Timeout {
+                name: name(),
+                secs: 1,
+            },
+            McpError::ServerError {
+                name: name(),
+                reason: String::new(),
+            },
+            McpError::ToolFailed {
+                name: name(),
+                tool: String::new(),
+                message: String::new(),
+            },
+            McpError::ResultTooLarge {
+                name: name(),
+                tool: String::new(),
+                bytes: 2,
+                limit: 1,
+            },
+        ];
+        for e in &all {
+            let code = RelayErrorCode::parse(e.code());
+            // final: an agent neither retries it blindly nor signs in again because of it
+            assert_eq!(
+                code.known_disposition(),
+                Some(Disposition::Fatal),
+                "{}",
+                e.code()
+            );
+            assert!(e.status().is_client_error() || e.status().is_server_error());
+        }
+    }
+}
