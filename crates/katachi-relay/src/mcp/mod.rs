@@ -26,7 +26,8 @@
 //! redacted before it is passed on ([`headers::SecretHeaders::redact`]), so a server reflecting
 //! its credential does not hand it to the model. No log line or error message names a value;
 //! errors say what failed in the relay's own words, never an upstream error's text (which could
-//! quote a request). Test: `katachi-relay/tests/suite/mcp_calls.rs`.
+//! quote a request); rmcp's own debug logging of messages is held at `warn` ([`RMCP_LOG_DIRECTIVE`]).
+//! Test: `katachi-relay/tests/suite/mcp_calls.rs`.
 //!
 //! # Layout
 //! - [`address`]: which addresses may be connected to, and the guarded resolver.
@@ -45,6 +46,10 @@ pub use broker::McpBroker;
 pub use error::McpError;
 
 use std::time::Duration;
+
+/// The log directive the relay always adds: rmcp logs whole MCP messages (results that may echo a
+/// secret, users' data) at debug level, so its target stays at `warn` whatever the filter asks.
+pub const RMCP_LOG_DIRECTIVE: &str = "rmcp=warn";
 
 /// How the relay talks to MCP servers.
 #[derive(Debug, Clone)]
