@@ -298,6 +298,138 @@ mod tests {
         }
     }
 
+    /// A relay that lists one server with `echo`, and answers calls with `answer`.
+    struct ScriptedRelay {
+        list: Result<McpToolList, ()>,
+        answer: fn(&McpCallRequest) -> Result<McpCallResult, RelayError>,
+    }
+
+    impl McpRelay for ScriptedRelay {
+        fn list(&self) -> BoxFuture<'_, Result<McpToolList, RelayError>> {
+            let list = self.list.clone().map_err(|()| RelayError::Unreachable {
+                url: "https://relay.example".into(),
+                reason: "offline".into(),
+            });
+            Box::pin(async move { list })
+        }
+
+        fn call<'a>(
+            &'a self,
+            request: &'a McpCallRequest,
+        ) -> BoxFuture<'a, Result<McpCallResult, RelayError>> {
+            let answer = (self.answer)(request);
+            Box::pin(async move { answer })
+        }
+    }
+
+    /// Built-in tools: one read-only tool, `list_dir`.
+    struct Builtin;
+
+    impl TurnTools for Builtin {
+        fn specs(&self) -> Vec<ToolSpec> {
+            vec![ToolSpec {
+                name: "list_dir".into(),
+                description: String::new(),
+                parameters: serde_json::json!({"type": "object"}),
+            }]
+        }
+        fn approval_subject(&self, _: &ToolCall) -> Option<String> {
+            None
+        }
+        fn preview<'a>(
+            &'a self,
+            _: &'a ToolCall,
+        ) -> BoxFuture<'a, Result<serde_json::Value, ToolOutcome>> {
+            Box::pin(async { Ok(serde_json::Value::Null) })
+        }
+        fn call<'a>(
+            &'a self,
+            _: &'a ToolCall,
+            _: mpsc::Sender<ToolOutputChunk>,
+        ) -> BoxFuture<'a, ToolOutcome> {
+            Box::pin(async {
+                ToolOutcome {
+                    content: serde_json::json!("builtin"),
+                    is_error: false,
+                }
+            })
+        }
+    }
+
+    fn one_server() -> McpToolList {
+        McpToolList {
+            servers: vec![McpServerTools {
+                server_id: "mcp_1".into(),
+                server_name: "tools".into(),
+                tools: vec![tool("echo")],
+                error: None,
+            }],
+        }
+    }
+
+    fn echo_call(arguments: serde_json::Value) -> ToolCall {
+        ToolCall {
+            id: "c1".into(),
+            name: "mcp__tools__echo".into(),
+            arguments,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_offline_relay_leaves_the_built_in_tools_alone() {
+        let relay = Arc::new(ScriptedRelay {
+            list: Err(()),
+            answer: |_| unreachable!("nothing is listed, nothing is called"),
+        });
+        let tools = WithMcpTools::new(Arc::new(Builtin), McpTools::fetch(relay).await);
+        let names: Vec<String> = tools.specs().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, vec!["list_dir"]);
+        let (out, _) = mpsc::channel(1);
+        let call = ToolCall {
+            id: "c0".into(),
+            name: "list_dir".into(),
+            arguments: serde_json::json!({}),
+        };
+        assert_eq!(tools.call(&call, out).await.content, "builtin");
+    }
+
+    #[tokio::test]
+    async fn every_mcp_call_is_asked_with_server_tool_and_arguments_and_refusals_keep_their_code() {
+        let relay = Arc::new(ScriptedRelay {
+            list: Ok(one_server()),
+            answer: |request| {
+                assert_eq!(
+                    (request.server_id.as_str(), request.tool.as_str()),
+                    ("mcp_1", "echo")
+                );
+                Err(RelayError::Rejected {
+                    status: 502,
+                    code: "mcp.unreachable".into(),
+                    message: "cannot reach MCP server \"tools\"".into(),
+                })
+            },
+        });
+        let tools = WithMcpTools::new(Arc::new(Builtin), McpTools::fetch(relay).await);
+        let call = echo_call(serde_json::json!({"text": "hi"}));
+        assert_eq!(
+            tools.approval_subject(&call).as_deref(),
+            Some("mcp:tools/echo")
+        );
+        let preview = tools.preview(&call).await.unwrap();
+        assert_eq!(
+            preview,
+            serde_json::json!({"kind": "mcp", "server": "tools", "tool": "echo", "arguments": {"text": "hi"}})
+        );
+        let (out, _) = mpsc::channel(1);
+        let outcome = tools.call(&call, out).await;
+        assert!(outcome.is_error);
+        assert_eq!(outcome.content["error"]["code"], "mcp.unreachable");
+        // arguments that are no object are refused before asking anyone
+        let bad = echo_call(serde_json::json!([1, 2]));
+        let refused = tools.preview(&bad).await.unwrap_err();
+        assert_eq!(refused.content["error"]["code"], "request.invalid");
+    }
+
     #[test]
     fn names_are_namespaced_sanitised_short_and_unique() {
         let long = "t".repeat(80);

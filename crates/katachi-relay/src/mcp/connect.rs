@@ -135,9 +135,12 @@ impl Session<'_> {
     /// [`McpError::Timeout`], [`McpError::ServerError`], …
     pub(super) async fn list_tools(self) -> Result<Vec<Tool>, McpError> {
         let listed =
-            tokio::time::timeout(self.options.call_timeout, self.service.list_all_tools()).await;
+            tokio::time::timeout(self.options.list_timeout, self.service.list_all_tools()).await;
         let result = match listed {
-            Err(_) => Err(self.timeout()),
+            Err(_) => Err(McpError::Timeout {
+                name: self.name.to_owned(),
+                secs: self.options.list_timeout.as_secs(),
+            }),
             Ok(Err(e)) => Err(self.service_error(&e, None)),
             Ok(Ok(tools)) => Ok(tools),
         };

@@ -16,7 +16,7 @@
 //!   connection really uses; `--mcp-allow-private-addresses` lifts it. No redirects are followed,
 //!   no proxy from the environment is used.
 //! - Bounded: connecting (connection and MCP handshake) within [`McpOptions::connect_timeout`],
-//!   a list or call within [`McpOptions::call_timeout`]; a server's JSON answers at most
+//!   a list within [`McpOptions::list_timeout`], a call within [`McpOptions::call_timeout`]; a server's JSON answers at most
 //!   [`McpOptions::max_response_bytes`]; a tool result passed on at most
 //!   [`McpOptions::max_result_bytes`] (`mcp.result_too_large` beyond).
 //!
@@ -58,8 +58,11 @@ pub struct McpOptions {
     pub allow_private_addresses: bool,
     /// Time to connect and complete the MCP handshake.
     pub connect_timeout: Duration,
-    /// Time for one tool list or tool call once connected.
+    /// Time for one tool call once connected.
     pub call_timeout: Duration,
+    /// Time for one server's tool list once connected: short, so that a list of several servers
+    /// with a slow one still answers within the agent's wait before a turn (15 s).
+    pub list_timeout: Duration,
     /// Largest JSON answer read from a server (and largest SSE event).
     pub max_response_bytes: usize,
     /// Largest tool result passed on to the agent (its JSON content).
@@ -75,6 +78,7 @@ impl Default for McpOptions {
             // connect + call stay under the agent's 30 s request timeout
             connect_timeout: Duration::from_secs(5),
             call_timeout: Duration::from_secs(20),
+            list_timeout: Duration::from_secs(8),
             max_response_bytes: 4 * 1024 * 1024,
             max_result_bytes: 200 * 1024,
             tool_list_ttl: Duration::from_secs(30),
