@@ -5,6 +5,7 @@
 //! - [`device`]: RFC 8628 device authorization messages and the token the agent receives.
 //! - [`signing`]: HMAC-SHA256 request signing (canonical string, headers, verification).
 //! - [`agent`]: signed agent → relay calls (heartbeat, activity events, unregister) and API errors.
+//! - [`mcp`]: the signed MCP calls (list the user's MCP tools, call one) run by the relay.
 //! - [`relay_error`]: every relay error code and the one rule for what the agent does on each.
 //! - `transport` (feature `io`): stream helpers both ends of the tunnel put under TLS.
 
@@ -12,6 +13,7 @@
 
 pub mod agent;
 pub mod device;
+pub mod mcp;
 pub mod relay_error;
 pub mod signing;
 #[cfg(feature = "io")]

@@ -105,6 +105,28 @@ relay_error_codes! {
     InvalidEvent = "request.invalid_event" => Fatal,
     /// The relay failed internally; it says "try again later".
     Internal = "internal" => Retryable,
+    // --- The signed MCP calls (`mcp`): the user's remote MCP servers, run by the relay. Each is
+    // --- final for the call that got it (the model reads it as the tool's error), never a reason
+    // --- to sign in again or to retry the same request blindly.
+    /// No MCP server with that id belongs to the agent's user (deleted, or another user's).
+    McpServerUnknown = "mcp.server_unknown" => Fatal,
+    /// The server is a local (command) one: the relay runs only remote (URL) servers.
+    McpNotRemote = "mcp.not_remote" => Fatal,
+    /// The server's stored settings cannot be used (a variable that is no valid header, sealed
+    /// with another key): the user fixes it on the relay's MCP page.
+    McpMisconfigured = "mcp.misconfigured" => Fatal,
+    /// The server's URL leads to a loopback, private or link-local address, which the relay refuses.
+    McpAddressRefused = "mcp.address_refused" => Fatal,
+    /// The relay could not connect to the server (refused, DNS, TLS).
+    McpUnreachable = "mcp.unreachable" => Fatal,
+    /// The server did not answer in time.
+    McpTimeout = "mcp.timeout" => Fatal,
+    /// The server answered, but not as an MCP server should (HTTP error, protocol error, auth refused).
+    McpServerError = "mcp.server_error" => Fatal,
+    /// The server refused or failed the tool call (unknown tool, bad arguments).
+    McpToolFailed = "mcp.tool_failed" => Fatal,
+    /// The tool's result is larger than the relay passes on.
+    McpResultTooLarge = "mcp.result_too_large" => Fatal,
     // --- The tunnel upgrade.
     /// The upgrade request lacked `Upgrade: katachi-tunnel/1`: an incompatible agent.
     UpgradeRequired = "tunnel.upgrade_required" => Fatal,

@@ -1,4 +1,5 @@
-//! Signed agent → relay calls: heartbeat, activity events, unregister.
+//! Signed agent → relay calls: heartbeat, activity events, unregister, and the MCP calls (list
+//! the user's MCP tools, call one: run by [`crate::mcp`]).
 //!
 //! Every handler takes a [`VerifiedAgent`], which only [`verify_signed_request`] builds, so no
 //! handler can skip the checks: bearer token, agent id, revocation, ±30 s window, HMAC (constant
@@ -12,6 +13,7 @@ use axum::Json;
 use katachi_proto::agent::{
     ActivityAck, ActivityBatch, Heartbeat, HeartbeatAck, MAX_EVENTS_PER_BATCH,
 };
+use katachi_proto::mcp::{McpCallRequest, McpCallResult, McpToolList, MAX_TOOL_NAME};
 use katachi_proto::signing::{
     check_nonce_format, check_timestamp, verify_signature, SignatureError, SignedParts,
     HEADER_AGENT_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, MAX_SKEW_SECS,
@@ -33,6 +35,8 @@ pub const MAX_AGENT_BODY: usize = 256 * 1024;
 pub struct VerifiedAgent {
     /// The agent's id.
     id: String,
+    /// The user owning the agent: whose MCP servers it may use.
+    user_id: String,
     /// The raw body that was signed.
     body: axum::body::Bytes,
 }
@@ -41,6 +45,11 @@ impl VerifiedAgent {
     /// The agent's id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The id of the user owning the agent.
+    pub fn user_id(&self) -> &str {
+        &self.user_id
     }
 
     /// The signed body parsed as JSON.
@@ -127,7 +136,11 @@ pub async fn verify_signed_request(
                     &row.signing_secret_enc,
                 )
                 .map_err(ApiError::internal)?;
-            let cached = std::sync::Arc::new(CachedAgent { id: row.id, secret });
+            let cached = std::sync::Arc::new(CachedAgent {
+                id: row.id,
+                user_id: row.user_id,
+                secret,
+            });
             state.agent_cache.insert(token_hash.clone(), cached.clone());
             cached
         }
@@ -170,6 +183,7 @@ pub async fn verify_signed_request(
     }
     Ok(VerifiedAgent {
         id: agent.id.clone(),
+        user_id: agent.user_id.clone(),
         body,
     })
 }
@@ -259,4 +273,71 @@ pub async fn unregister(
     state.agent_cache.evict_agent(agent.id());
     tracing::info!(agent = %agent.id(), "agent unregistered");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /api/agent/mcp/tools`: the tools of the agent's user's MCP servers; a server that fails
+/// is listed with its error, the others still are.
+pub async fn mcp_tools(
+    State(state): State<AppState>,
+    agent: VerifiedAgent,
+) -> Result<Json<McpToolList>, ApiError> {
+    let servers = state.store.mcp_servers_of(agent.user_id()).await?;
+    let list = state
+        .mcp
+        .list_tools(&state.master, agent.user_id(), &servers)
+        .await;
+    Ok(Json(list))
+}
+
+/// `POST /api/agent/mcp/call`: calls one tool of one of the agent's user's MCP servers.
+pub async fn mcp_call(
+    State(state): State<AppState>,
+    agent: VerifiedAgent,
+) -> Result<Json<McpCallResult>, ApiError> {
+    let request: McpCallRequest = agent.json()?;
+    let invalid = |message: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "request.invalid",
+            message.to_owned(),
+        )
+    };
+    if request.server_id.is_empty() || request.server_id.len() > 64 {
+        return Err(invalid("server_id: 1 to 64 characters"));
+    }
+    if request.tool.is_empty() || request.tool.len() > MAX_TOOL_NAME {
+        return Err(invalid(&format!("tool: 1 to {MAX_TOOL_NAME} characters")));
+    }
+    let arguments = match &request.arguments {
+        serde_json::Value::Object(map) => map.clone(),
+        serde_json::Value::Null => serde_json::Map::new(),
+        _ => return Err(invalid("arguments must be a JSON object")),
+    };
+    let servers = state.store.mcp_servers_of(agent.user_id()).await?;
+    let called = state
+        .mcp
+        .call_tool(
+            &state.master,
+            agent.user_id(),
+            &servers,
+            &request,
+            arguments,
+        )
+        .await;
+    // Names only: never the arguments or the result (they may carry the user's data).
+    match &called {
+        Ok(result) => tracing::info!(
+            agent = %agent.id(),
+            server = %request.server_id,
+            is_error = result.is_error,
+            "mcp tool called"
+        ),
+        Err(e) => tracing::info!(
+            agent = %agent.id(),
+            server = %request.server_id,
+            code = e.code(),
+            "mcp tool call failed"
+        ),
+    }
+    Ok(Json(called?))
 }

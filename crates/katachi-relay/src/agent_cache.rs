@@ -18,6 +18,8 @@ const MAX_ENTRIES: usize = 50_000;
 pub struct CachedAgent {
     /// The agent id.
     pub id: String,
+    /// The user owning the agent (an agent never changes owner).
+    pub user_id: String,
     /// The decrypted signing secret.
     pub secret: Zeroizing<Vec<u8>>,
 }

@@ -84,6 +84,14 @@ pub struct Args {
     /// Sender of the relay's mails; default `katachi@<host of --public-url>`.
     #[arg(long, requires = "smtp_url")]
     pub smtp_from: Option<String>,
+    /// Let the relay connect to users' MCP servers on loopback, private and link-local addresses
+    /// (refused by default: a URL given in a browser must not reach the relay's own network).
+    #[arg(long)]
+    pub mcp_allow_private_addresses: bool,
+    /// Seconds one MCP tool list or call may take once connected (agents wait 30 s for an
+    /// answer, connecting included).
+    #[arg(long, default_value_t = 20)]
+    pub mcp_call_timeout: u64,
 }
 
 /// A sign-in provider's settings.
@@ -165,6 +173,8 @@ pub struct RelayConfig {
     pub smtp_url: Option<String>,
     /// Sender address of the relay's mails.
     pub smtp_from: Option<String>,
+    /// How the relay talks to its users' MCP servers (address guard, timeouts, size caps).
+    pub mcp: crate::mcp::McpOptions,
 }
 
 impl std::fmt::Debug for RelayConfig {
@@ -195,6 +205,7 @@ impl std::fmt::Debug for RelayConfig {
                 &self.smtp_url.as_deref().map(crate::store::redact_url),
             )
             .field("smtp_from", &self.smtp_from)
+            .field("mcp", &self.mcp)
             .finish()
     }
 }
@@ -221,6 +232,7 @@ impl RelayConfig {
             password_hash_permits: None,
             smtp_url: None,
             smtp_from: None,
+            mcp: crate::mcp::McpOptions::default(),
         }
     }
 }
@@ -289,6 +301,11 @@ impl Args {
             password_hash_permits: None,
             smtp_url: self.smtp_url,
             smtp_from: self.smtp_from,
+            mcp: crate::mcp::McpOptions {
+                allow_private_addresses: self.mcp_allow_private_addresses,
+                call_timeout: std::time::Duration::from_secs(self.mcp_call_timeout.clamp(1, 600)),
+                ..Default::default()
+            },
         })
     }
 }
@@ -338,6 +355,20 @@ mod tests {
             "{shown}"
         );
         assert!(Args::try_parse_from(["katachi-relay", "--smtp-from", "k@example.com"]).is_err());
+    }
+
+    #[test]
+    fn private_mcp_addresses_are_refused_unless_the_flag_allows_them() {
+        let default = Args::try_parse_from(["katachi-relay"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert!(!default.mcp.allow_private_addresses);
+        let allowed = Args::try_parse_from(["katachi-relay", "--mcp-allow-private-addresses"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert!(allowed.mcp.allow_private_addresses);
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! - [`password`]: argon2id hashing, at most one computation per core at a time.
 //! - [`agent_cache`]: id and signing secret by token hash (revocation is never cached).
 //! - [`client_addr`]: client addresses grouped for limits (IPv4 address, IPv6 /64).
-//! - [`agent_api`]: signed agent calls (heartbeat, events, unregister) behind [`agent_api::VerifiedAgent`].
+//! - [`agent_api`]: signed agent calls (heartbeat, events, unregister, MCP tools) behind [`agent_api::VerifiedAgent`].
+//! - [`mcp`]: the users' remote MCP servers, connected to for their agents (rmcp, SSRF guard).
 //! - [`tunnel`]: agent tunnels (signed HTTP/1.1 upgrade, then HTTP/2 to the agent) and the browser
 //!   route forwarded through them.
 //! - [`web`]: pages for people: sign-up/in (password, GitHub, Google), device approval, my agents, MCP.
@@ -35,6 +36,7 @@ pub mod crypto;
 pub mod device_flow;
 pub mod error;
 pub mod mail;
+pub mod mcp;
 pub mod password;
 pub mod server;
 pub mod state;

@@ -7,12 +7,12 @@ use katachi_relay::config::Args;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KATACHI_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KATACHI_LOG")
+        .unwrap_or_else(|_| "info".into())
+        // rmcp logs whole MCP messages at debug: a server echoing its credential would put the
+        // secret in the log, whatever level KATACHI_LOG asks for
+        .add_directive(katachi_relay::mcp::RMCP_LOG_DIRECTIVE.parse()?);
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     let config = Args::parse().into_config()?;
     let relay = katachi_relay::Relay::start(config).await?;
     relay.print_banner();

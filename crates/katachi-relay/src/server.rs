@@ -97,6 +97,8 @@ impl Relay {
             );
         }
         let http = provider_client(config.provider_ca.as_deref())?;
+        let mcp = crate::mcp::McpBroker::new(config.mcp.clone(), config.provider_ca.as_deref())
+            .context("the MCP client's TLS set-up failed")?;
         let passwords = match config.password_hash_permits {
             Some(n) => crate::password::PasswordHashing::new(n),
             None => crate::password::PasswordHashing::per_core(),
@@ -122,6 +124,7 @@ impl Relay {
             agent_cache: Default::default(),
             tunnels: Default::default(),
             streams: Default::default(),
+            mcp,
         });
         Ok(Self {
             listener,

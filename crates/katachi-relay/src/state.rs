@@ -34,6 +34,8 @@ pub struct Inner {
     pub tunnels: crate::tunnel::TunnelRegistry,
     /// Forwarded requests in flight, ended by sign-out and revocation.
     pub streams: crate::tunnel::LiveStreams,
+    /// Connects to users' remote MCP servers for their agents.
+    pub mcp: crate::mcp::McpBroker,
 }
 
 impl std::ops::Deref for AppState {

@@ -7,9 +7,12 @@
 //! # Layout
 //! - `fake_provider`: a local AI provider (OpenAI Chat Completions and Anthropic Messages, streamed
 //!   over SSE) replying from a script of provider-neutral answers and errors, recording requests.
+//! - `mcp_server`: a real MCP server (rmcp, Streamable HTTP) on loopback with a few tools.
 
 pub mod fake_provider;
+pub mod mcp_server;
 
 pub use fake_provider::{
     Ending, FakeAnswer, FakeError, FakeProvider, FakeReply, FakeStop, FakeToolCall, RecordedRequest,
 };
+pub use mcp_server::McpTestServer;

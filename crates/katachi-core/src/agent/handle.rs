@@ -91,6 +91,7 @@ impl Agent {
             .merge(crate::ai::chat::routes::routes(chat_service(
                 &home,
                 &agent.approvals,
+                &clock,
                 // the model's tools call the same audited API (without the chat routes)
                 crate::api::router(api).layer(audit.clone()),
             )))
@@ -305,6 +306,7 @@ impl Agent {
 fn chat_service(
     home: &Arc<AgentHome>,
     approvals: &Approvals,
+    clock: &Arc<dyn Clock>,
     tools_router: axum::Router,
 ) -> ChatService {
     let opener = Arc::clone(home);
@@ -315,6 +317,7 @@ fn chat_service(
             Arc::clone(home),
             tools_router,
             ProviderOptions::default(),
+            Arc::clone(clock),
         )),
     )
 }

@@ -1,6 +1,7 @@
 //! The agent's own [`ChatBackends`]: each workspace's model is a [`Provider`] built from its
 //! settings and its API key from the vault; its tools are a [`ToolBox`] over the agent's audited
-//! API router.
+//! API router, plus the user's MCP tools the relay lists when the agent is registered
+//! ([`WithMcpTools`]).
 
 use std::sync::Arc;
 
@@ -14,12 +15,14 @@ use super::chat::{
     ChatBackends, Failure, ModelCall, ModelDescription, ToolOutcome, ToolOutputChunk, TurnModel,
     TurnTools,
 };
+use super::mcp::{McpRelay, McpTools, WithMcpTools};
 use super::model::{ModelRequest, ToolCall, ToolSpec};
 use super::provider::{Provider, ProviderConfig, ProviderError, ProviderKind, ProviderOptions};
 use super::settings::{AiSettings, SettingsError};
 use super::tools::{ToolBox, ToolProgress, ToolResult};
+use crate::signing::Clock;
 use crate::store::Workspace;
-use crate::AgentHome;
+use crate::{AgentCredentials, AgentHome, RelayClient};
 
 /// Context window assumed for a model on another endpoint than the provider's own (a local
 /// server's model), whose window katachi cannot know: compaction starts early rather than late.
@@ -131,15 +134,46 @@ pub struct AgentBackends {
     router: axum::Router,
     /// How provider calls are made.
     options: ProviderOptions,
+    /// The local clock the MCP calls to the relay are signed with.
+    clock: Arc<dyn Clock>,
 }
 
 impl AgentBackends {
-    /// Backends over `home`, with tools through `router`.
-    pub fn new(home: Arc<AgentHome>, router: axum::Router, options: ProviderOptions) -> Self {
+    /// Backends over `home`, with tools through `router`; MCP calls signed at `clock`'s time.
+    pub fn new(
+        home: Arc<AgentHome>,
+        router: axum::Router,
+        options: ProviderOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             home,
             router,
             options,
+            clock,
+        }
+    }
+
+    /// A relay client from the saved credentials; `None` when signed out or unreadable.
+    async fn relay(&self) -> Option<Arc<dyn McpRelay>> {
+        let home = Arc::clone(&self.home);
+        let saved = tokio::task::spawn_blocking(move || AgentCredentials::load(&home))
+            .await
+            .ok()?;
+        let credentials = match saved {
+            Ok(Some(c)) => c,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::debug!(error = %e, "mcp: the credentials cannot be read; no MCP tools");
+                return None;
+            }
+        };
+        match RelayClient::new(credentials, Arc::clone(&self.clock)) {
+            Ok(client) => Some(Arc::new(client)),
+            Err(e) => {
+                tracing::debug!(error = %e, "mcp: no relay client; no MCP tools");
+                None
+            }
         }
     }
 }
@@ -149,13 +183,25 @@ impl ChatBackends for AgentBackends {
         model_for(&self.home, workspace, self.options.clone())
     }
 
-    fn tools_for(&self, workspace: &Workspace, user: &str, session_id: i64) -> Arc<dyn TurnTools> {
-        Arc::new(ToolBox::new(
-            self.router.clone(),
-            workspace.id,
-            user,
-            &session_id.to_string(),
-        ))
+    fn tools_for<'a>(
+        &'a self,
+        workspace: &'a Workspace,
+        user: &'a str,
+        session_id: i64,
+    ) -> BoxFuture<'a, Arc<dyn TurnTools>> {
+        Box::pin(async move {
+            let builtin: Arc<dyn TurnTools> = Arc::new(ToolBox::new(
+                self.router.clone(),
+                workspace.id,
+                user,
+                &session_id.to_string(),
+            ));
+            let mcp = match self.relay().await {
+                Some(relay) => McpTools::fetch(relay).await,
+                None => None,
+            };
+            Arc::new(WithMcpTools::new(builtin, mcp)) as Arc<dyn TurnTools>
+        })
     }
 
     fn memory_files<'a>(
@@ -183,6 +229,8 @@ pub struct FixedBackends {
     options: ProviderOptions,
     /// The API router the tools call.
     router: axum::Router,
+    /// Where the user's MCP tools are listed and called, if anywhere.
+    mcp: Option<Arc<dyn McpRelay>>,
 }
 
 impl FixedBackends {
@@ -198,7 +246,14 @@ impl FixedBackends {
             key,
             options,
             router,
+            mcp: None,
         }
+    }
+
+    /// The same, offering the MCP tools `relay` lists (a registered agent's [`RelayClient`]).
+    pub fn with_mcp(mut self, relay: Arc<dyn McpRelay>) -> Self {
+        self.mcp = Some(relay);
+        self
     }
 }
 
@@ -213,13 +268,25 @@ impl ChatBackends for FixedBackends {
         Ok(Arc::new(ProviderModel::new(provider)))
     }
 
-    fn tools_for(&self, workspace: &Workspace, user: &str, session_id: i64) -> Arc<dyn TurnTools> {
-        Arc::new(ToolBox::new(
-            self.router.clone(),
-            workspace.id,
-            user,
-            &session_id.to_string(),
-        ))
+    fn tools_for<'a>(
+        &'a self,
+        workspace: &'a Workspace,
+        user: &'a str,
+        session_id: i64,
+    ) -> BoxFuture<'a, Arc<dyn TurnTools>> {
+        Box::pin(async move {
+            let builtin: Arc<dyn TurnTools> = Arc::new(ToolBox::new(
+                self.router.clone(),
+                workspace.id,
+                user,
+                &session_id.to_string(),
+            ));
+            let mcp = match &self.mcp {
+                Some(relay) => McpTools::fetch(Arc::clone(relay)).await,
+                None => None,
+            };
+            Arc::new(WithMcpTools::new(builtin, mcp)) as Arc<dyn TurnTools>
+        })
     }
 
     fn memory_files<'a>(

@@ -6,8 +6,9 @@
 //! the user's approval, and everything said and done is kept in the SQLCipher store.
 //!
 //! # Guarantees
-//! - The model's hands are the tools of [`tools`] only; none of them can change the sandbox policy
-//!   or the allowed workspaces.
+//! - The model's hands are the tools of [`tools`], plus the user's MCP tools of [`mcp`] (run by the
+//!   relay, never locally, each call approved); none of them can change the sandbox policy or the
+//!   allowed workspaces.
 //! - API keys come from the vault's API-key store and go only to their provider, in a header; they
 //!   are never logged, stored in clear, sent to the relay or shown to the browser.
 //! - Bytes sent to a provider are recorded in the audit ledger per session and workspace.
@@ -16,6 +17,7 @@
 //! - `backends`: the agent's models (providers from settings and vault) and tools per workspace.
 //! - `approvals`: the user's answers to writes, patches and commands, with expiry.
 //! - `chat`: sessions and turns: history, system prompt, the streamed events, export.
+//! - `mcp`: the user's MCP tools, listed and called through the relay ([`mcp::WithMcpTools`]).
 //! - `model`: the provider-neutral conversation: messages, tool calls and specs, stream events.
 //! - `settings`: which provider, model and base URL each workspace uses (checked).
 //! - `provider`: the OpenAI-compatible Chat Completions and Anthropic Messages clients (streamed
@@ -26,6 +28,7 @@
 pub mod approvals;
 pub mod backends;
 pub mod chat;
+pub mod mcp;
 pub mod model;
 pub mod provider;
 pub mod settings;

@@ -221,7 +221,11 @@ impl RelayClient {
 
     /// `POST path` with `body`, signed; retried once after re-learning the clock offset when the
     /// relay refuses the timestamp.
-    async fn call(&self, path: &'static str, body: Vec<u8>) -> Result<Reply, RelayError> {
+    pub(crate) async fn call(
+        &self,
+        path: &'static str,
+        body: Vec<u8>,
+    ) -> Result<Reply, RelayError> {
         let url = self.credentials.relay_url().endpoint(path);
         let mut relearnt = false;
         loop {
@@ -300,7 +304,7 @@ impl RelayClient {
 }
 
 /// A relay answer.
-struct Reply {
+pub(crate) struct Reply {
     /// HTTP status.
     status: StatusCode,
     /// The `Date` header, when present.
@@ -311,7 +315,7 @@ struct Reply {
 
 impl Reply {
     /// The body as `T`.
-    fn json<T: DeserializeOwned>(&self) -> Result<T, RelayError> {
+    pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T, RelayError> {
         serde_json::from_slice(&self.body).map_err(|e| RelayError::UnexpectedResponse {
             status: self.status.as_u16(),
             reason: format!("not the expected JSON: {e}"),
@@ -362,7 +366,7 @@ fn classify(status: StatusCode, error: Option<ApiErrorBody>, skew: bool) -> Rela
 }
 
 /// JSON of a wire type (these contain only strings and integers: encoding cannot fail).
-fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 

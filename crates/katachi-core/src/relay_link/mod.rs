@@ -5,6 +5,7 @@
 //! - [`https`]: the relay's validated URL and the HTTPS client over that configuration.
 //! - [`calls`]: the signed calls — heartbeat, activity events, unregister — and the relay's
 //!   refusals sorted by what to do next (retry, sign in again, give up).
+//! - [`mcp_calls`]: the signed MCP calls — list the user's MCP tools, call one (run by the relay).
 //! - [`session`]: keeps a registered agent online: heartbeats, outbox flushes, status.
 //! - [`reach`]: "is the relay there?" before a sign-in starts (the window's Connect view).
 //!
@@ -14,6 +15,7 @@
 
 pub mod calls;
 pub mod https;
+pub mod mcp_calls;
 pub mod reach;
 pub mod session;
 pub mod tls;

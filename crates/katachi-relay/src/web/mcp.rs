@@ -1,5 +1,10 @@
 //! "MCP servers": each user's MCP server configurations (name, command or URL, environment).
 //!
+//! For a remote server, the relay connects to it for the user's agents ([`crate::mcp`]) and sends
+//! each variable as an HTTP header: the name in lower case with `_` as `-` (`AUTHORIZATION=Bearer …`
+//! → `Authorization: Bearer …`, `X_API_KEY=…` → `X-Api-Key: …`); names of reserved headers are
+//! refused. Local (command) servers are kept but not run by the relay.
+//!
 //! Environment values are sealed with the relay's master key (AES-256-GCM, bound to the server's
 //! row and its user: `crypto::SealedRow::mcp_env`) as soon as they arrive and are never sent back to the browser: the list shows variable names with
 //! a fixed mask, and a form that fails validation comes back with the names only.
@@ -68,6 +73,9 @@ pub enum InvalidMcpServer {
     /// A value over 4 KiB.
     #[error("Environment line {0}: values are limited to 4 KiB.")]
     EnvValue(usize),
+    /// A remote server's variable that would set a header the transport owns.
+    #[error("Environment line {0}: a remote server's variables are sent as HTTP headers, and this name would set a reserved one (Host, Content-*, Accept*, Connection, Cookie, Proxy-*, Mcp-* …).")]
+    EnvHeader(usize),
     /// More than 32 variables.
     #[error("At most 32 environment variables per server.")]
     EnvCount,
@@ -165,7 +173,11 @@ fn valid_url(text: &str) -> bool {
 }
 
 /// Parses `KEY=VALUE` lines (blank lines skipped; the value is everything after the first `=`).
-fn parse_env(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, InvalidMcpServer> {
+/// For a remote server (`remote`), names mapping to a reserved header are refused.
+fn parse_env(
+    text: &str,
+    remote: bool,
+) -> Result<serde_json::Map<String, serde_json::Value>, InvalidMcpServer> {
     let mut env = serde_json::Map::new();
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
@@ -176,6 +188,11 @@ fn parse_env(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, I
         let key = key.trim();
         if !valid_env_key(key) {
             return Err(InvalidMcpServer::EnvKey(n));
+        }
+        if remote
+            && crate::mcp::headers::is_reserved_header(&crate::mcp::headers::header_name_of(key))
+        {
+            return Err(InvalidMcpServer::EnvHeader(n));
         }
         if value.len() > MAX_ENV_VALUE {
             return Err(InvalidMcpServer::EnvValue(n));
@@ -215,7 +232,7 @@ pub fn validate_mcp_form(form: &McpForm) -> Result<ValidMcpServer, InvalidMcpSer
         }
         _ => return Err(InvalidMcpServer::CommandOrUrl),
     }
-    let mut env = parse_env(&form.env)?;
+    let mut env = parse_env(&form.env, !url.is_empty())?;
     let env_json = Zeroizing::new(serde_json::Value::Object(env.clone()).to_string());
     // Best effort: overwrite the parsed copies of the values too.
     for value in env.values_mut() {
@@ -334,6 +351,13 @@ async fn render(
                 label { "or URL (remote server)" input type="text" name="url" value=(refill.url) placeholder="https://mcp.example.com/sse" spellcheck="false"; }
                 label { "Environment (KEY=VALUE, one per line)" textarea name="env" rows="4" spellcheck="false" autocomplete="off" placeholder="GITHUB_TOKEN=…" { (refill.env_names) } }
                 button type="submit" { "Add server" }
+            }
+            p.muted #mcp-help {
+                "Your agents can use the tools of remote servers: the relay connects to them, and the secrets stay on the relay. "
+                "For a remote server each variable is sent as an HTTP header on every request: the name in lower case with _ as - "
+                "(" code { "AUTHORIZATION=Bearer …" } " is sent as " code { "Authorization: Bearer …" } ", "
+                code { "X_API_KEY=…" } " as " code { "X-Api-Key: …" } "). "
+                "Local (command) servers are not run by the relay and are not offered to agents."
             }
         }
     };
@@ -514,6 +538,14 @@ mod tests {
                 InvalidMcpServer::EnvValue(1),
             ),
             (form("a", "x", "", &many), InvalidMcpServer::EnvCount),
+            (
+                form("a", "", "https://e.com/mcp", "AUTHORIZATION=ok\nHOST=evil"),
+                InvalidMcpServer::EnvHeader(2),
+            ),
+            (
+                form("a", "", "https://e.com/mcp", "MCP_SESSION_ID=x"),
+                InvalidMcpServer::EnvHeader(1),
+            ),
         ];
         for (f, want) in cases {
             assert_eq!(validate_mcp_form(&f).unwrap_err(), want, "{f:?}");

@@ -138,6 +138,14 @@ pub fn router(state: AppState) -> Router {
             katachi_proto::agent::EVENTS_PATH,
             post(crate::agent_api::events),
         )
+        .route(
+            katachi_proto::mcp::MCP_TOOLS_PATH,
+            post(crate::agent_api::mcp_tools),
+        )
+        .route(
+            katachi_proto::mcp::MCP_CALL_PATH,
+            post(crate::agent_api::mcp_call),
+        )
         .route(katachi_proto::agent::TUNNEL_PATH, get(crate::tunnel::open))
         .route(
             katachi_proto::agent::UNREGISTER_PATH,

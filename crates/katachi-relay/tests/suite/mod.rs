@@ -1,5 +1,7 @@
 mod device_flow;
 mod email_verification;
+mod mcp_calls;
+mod mcp_chat;
 mod no_store;
 mod sealed_rows;
 mod sign_in_limits;

@@ -183,6 +183,11 @@ export class ApprovalCard {
       shown = el("div", { class: "wb-approval-preview" },
         el("div", { class: "wb-chat-field" }, `Command line (in ${preview.cwd ? preview.cwd : "the workspace root"}, sandboxed, no shell)`),
         el("pre", { class: "wb-approval-command" }, commandLine(preview.command, preview.args)));
+    } else if (preview.kind === "mcp") {
+      // one of the user's MCP tools: the relay calls it with the credentials it keeps
+      shown = el("div", { class: "wb-approval-preview" },
+        el("div", { class: "wb-chat-field" }, `MCP tool ${preview.tool} of server ${preview.server}, called by the relay`),
+        valueView(preview.arguments ?? {}));
     } else {
       shown = el("div", { class: "wb-approval-preview" }, valueView(preview));
     }

@@ -38,8 +38,14 @@ pub trait ChatBackends: Send + Sync + 'static {
     /// [`Failure`] `ai.not_configured` (no provider set), `ai.no_api_key`, `ai.settings_invalid`.
     fn model_for(&self, workspace: &Workspace) -> Result<Arc<dyn TurnModel>, Failure>;
     /// The tools of the workspace for chat session `session_id`, acting for the relay's user
-    /// `user` (both recorded with every call in the audit log).
-    fn tools_for(&self, workspace: &Workspace, user: &str, session_id: i64) -> Arc<dyn TurnTools>;
+    /// `user` (both recorded with every call in the audit log). Asked once per turn, before it
+    /// starts: it may ask the relay for the user's MCP tools.
+    fn tools_for<'a>(
+        &'a self,
+        workspace: &'a Workspace,
+        user: &'a str,
+        session_id: i64,
+    ) -> BoxFuture<'a, Arc<dyn TurnTools>>;
     /// The workspace's memory files present at its root (`AGENTS.md`, …), read with the API's
     /// path rules.
     fn memory_files<'a>(
@@ -244,15 +250,16 @@ impl ChatService {
             }
             running.insert(id, cancel.clone());
         }
-        let tools = self.backends.tools_for(&workspace, &user, id);
         let actor = Actor::Ai {
-            user,
+            user: user.clone(),
             session: id.to_string(),
         };
         let (out, events) = mpsc::channel(EVENT_BUFFER);
         let service = self.clone();
         let token = cancel.clone();
         tokio::spawn(async move {
+            // the user's MCP tools are asked of the relay here, not before the answer starts
+            let tools = service.backends.tools_for(&workspace, &user, id).await;
             let memory = service.backends.memory_files(&workspace).await;
             let ws_id = workspace.id;
             let notes = service

@@ -500,6 +500,9 @@ fn approval_summary(call: &ToolCall, subject: &str, workspace: &Workspace) -> St
             .unwrap_or_default()
             .to_owned()
     };
+    if let Some(tool) = subject.strip_prefix("mcp:") {
+        return format!("Call the MCP tool {tool} (run by the relay) for {place}");
+    }
     match call.name.as_str() {
         "run_command" => {
             let args: Vec<String> = call
