@@ -6,6 +6,10 @@
 //! The decisions are all in `approval_notices`; this glue only moves events between the hub,
 //! the state machine and the notification server. A notification server that is missing, slow
 //! or failing costs a line on stderr and never blocks an approval: the web UI still asks.
+//!
+//! Limit: `notify-rust` subscribes to `ActionInvoked` once `Notify` has returned, so a click in the
+//! first milliseconds after a notification appears could be missed (the approval then waits for the
+//! web UI or expires; nothing is decided wrongly).
 
 use std::collections::HashMap;
 use std::sync::Arc;
