@@ -32,6 +32,9 @@ const APP_COMMANDS: &[&str] = &[
     "api_keys",
     "set_api_key",
     "clear_api_key",
+    "ai_settings",
+    "set_ai_provider",
+    "reset_ai_provider",
 ];
 
 fn main() -> ExitCode {

@@ -7,6 +7,8 @@
 //! - The Connect view checks the relay before any sign-in and says clearly when it is unreachable;
 //!   a real relay answers the check only with its CA pinned.
 //! - With no agent running, the window says so instead of showing a state it does not know.
+//! - Settings saves an AI provider through the core's checks (plain http to another machine is
+//!   refused) and lists the key it names as not stored.
 //! - A second `--window` launch hands its view to the first window and exits (single instance).
 //! - The time from process start to the first rendered view is printed (window open → interactive).
 //!
@@ -193,6 +195,44 @@ fn the_sandbox_view_lists_the_layers_katachi_core_reports() -> Result<(), String
             .driver
             .describe(&format!("layers {shown}, expected {expected:?}")));
     }
+    window.close();
+    Ok(())
+}
+
+#[test]
+fn an_ai_provider_saved_in_settings_is_checked_and_becomes_the_default() -> Result<(), String> {
+    let mut window = Window::open("settings")?;
+    window.wait_for(
+        "the AI provider form",
+        "return document.getElementById('ai-provider').options.length === 2 && document.getElementById('ai-current').textContent !== '';",
+    )?;
+    let fill = |base_url: &str| {
+        format!(
+            "document.getElementById('ai-scope').value = ''; \
+             document.getElementById('ai-provider').value = 'openai'; \
+             document.getElementById('ai-model').value = 'qwen2.5-coder'; \
+             document.getElementById('ai-base-url').value = '{base_url}'; \
+             document.getElementById('ai-key-name').value = 'ollama'; \
+             document.getElementById('ai-save').click(); return true;"
+        )
+    };
+    // plain http to another machine is refused by the core's check, and nothing is saved
+    window.run(&fill("http://models.example/v1"))?;
+    window.wait_for(
+        "the refusal",
+        "return document.getElementById('ai-message').textContent.includes('plain http is allowed only to this machine');",
+    )?;
+    window.run(&fill("http://127.0.0.1:11434/v1"))?;
+    window.wait_for(
+        "the saved default",
+        "return document.getElementById('ai-current').textContent === 'The default is openai qwen2.5-coder at http://127.0.0.1:11434/v1 (key ollama).';",
+    )?;
+    // the key the choice names is listed as not stored yet (a key is never shown)
+    window.wait_for(
+        "the ollama key row",
+        "return Array.from(document.querySelectorAll('#api-keys li')).some(li => li.textContent.includes('ollama') && li.textContent.includes('not set'));",
+    )?;
+    window.screenshot("window-settings-ai-provider.png");
     window.close();
     Ok(())
 }

@@ -342,8 +342,82 @@
       $("notifications").checked = s.notifications;
     }, (e) => settingsMessage(errorText(e)));
     const b = invoke("api_keys").then(renderKeys, (e) => settingsMessage(errorText(e)));
-    return Promise.all([a, b]);
+    const c = invoke("ai_settings").then(renderAi, (e) => { $("ai-message").textContent = errorText(e); });
+    return Promise.all([a, b, c]);
   }
+
+  // ---- AI provider (the default, or one workspace's own) ----------------------------------
+  let aiView = null;
+
+  function describeAi(s) {
+    return s.provider + " " + s.model + (s.base_url ? " at " + s.base_url : "") + " (key " + s.key_name + ")";
+  }
+
+  function aiScope() {
+    const path = $("ai-scope").value;
+    const ws = aiView ? aiView.workspaces.find((w) => w.path === path) : null;
+    return { path: path, workspace: ws };
+  }
+
+  function renderAi(view) {
+    aiView = view;
+    const keep = $("ai-scope").value;
+    const scopes = [el("option", { value: "", textContent: "Every workspace (the default)" })].concat(view.workspaces.map((w) =>
+      el("option", { value: w.path, textContent: w.path + (w.own ? " — its own" : " — uses the default") })));
+    $("ai-scope").replaceChildren(...scopes);
+    $("ai-scope").value = view.workspaces.some((w) => w.path === keep) ? keep : "";
+    $("ai-provider").replaceChildren(...view.providers.map((p) => el("option", { value: p, textContent: p })));
+    fillAi();
+  }
+
+  function fillAi() {
+    if (!aiView) return;
+    const scope = aiScope();
+    const shown = scope.workspace ? scope.workspace.own : aiView.default;
+    const fallback = aiView.default;
+    const s = shown || fallback;
+    $("ai-provider").value = s ? s.provider : aiView.providers[0];
+    $("ai-model").value = s ? s.model : "";
+    $("ai-base-url").value = s && s.base_url ? s.base_url : "";
+    $("ai-key-name").value = s && s.key_name !== s.provider ? s.key_name : "";
+    $("ai-reset").hidden = !scope.workspace;
+    $("ai-reset").disabled = !(scope.workspace && scope.workspace.own);
+    let current;
+    if (scope.workspace && scope.workspace.own) current = "This workspace uses " + describeAi(scope.workspace.own) + ".";
+    else if (fallback) current = (scope.workspace ? "This workspace uses the default: " : "The default is ") + describeAi(fallback) + ".";
+    else current = "No provider is set yet: the chat cannot answer until one is saved.";
+    $("ai-current").textContent = current;
+  }
+
+  $("ai-scope").addEventListener("change", () => { $("ai-message").textContent = ""; fillAi(); });
+
+  $("ai-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const scope = aiScope();
+    const choice = {
+      workspace: scope.path || null,
+      provider: $("ai-provider").value,
+      model: $("ai-model").value.trim(),
+      base_url: $("ai-base-url").value.trim() || null,
+      key_name: $("ai-key-name").value.trim() || null,
+    };
+    $("ai-save").disabled = true;
+    invoke("set_ai_provider", { choice: choice }).then((view) => {
+      renderAi(view);
+      $("ai-message").textContent = "Saved: " + (scope.path || "every workspace") + " uses " + choice.provider + " " + choice.model + ".";
+      return invoke("api_keys").then(renderKeys);
+    }).catch((e) => { $("ai-message").textContent = errorText(e); })
+      .finally(() => { $("ai-save").disabled = false; });
+  });
+
+  $("ai-reset").addEventListener("click", () => {
+    const path = $("ai-scope").value;
+    if (!path) return;
+    invoke("reset_ai_provider", { workspace: path }).then((view) => {
+      renderAi(view);
+      $("ai-message").textContent = path + " uses the default provider again.";
+    }, (e) => { $("ai-message").textContent = errorText(e); });
+  });
   $("autostart").addEventListener("change", () => invoke("set_autostart", { enabled: $("autostart").checked }).then((on) => { $("autostart").checked = on; }, (e) => settingsMessage(errorText(e))));
   $("notifications").addEventListener("change", () => invoke("set_notifications", { enabled: $("notifications").checked }).catch((e) => settingsMessage(errorText(e))));
 

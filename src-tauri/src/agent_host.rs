@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use katachi_core::agent::{Agent, AgentConfig, AgentEnd, CommandError, Status, WhenSignedOut};
+use katachi_core::ai::approvals::Approvals;
 use katachi_core::api::RunDenied;
 use katachi_core::control::{AgentLock, ControlServer, FrontEnd, LockError};
 use katachi_core::fingerprint::SystemFingerprint;
@@ -18,6 +19,8 @@ use katachi_core::tunnel::SystemNetworkChanges;
 use katachi_core::{AgentHome, Config, KatachiDirs, SessionOptions};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
+
+use crate::approval_desktop::ApprovalDesk;
 
 /// Heartbeat period of the hosted agent (the same default as `katachi start`).
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(30);
@@ -125,6 +128,28 @@ impl AgentHost {
     /// The commands the sandbox denies from now on, as they happen (for the notification).
     pub fn denials(&self) -> broadcast::Receiver<RunDenied> {
         self.agent.denials()
+    }
+
+    /// The AI's approvals hub (the tray notifies each approval; a click answers it).
+    pub fn approvals(&self) -> Approvals {
+        self.agent.approvals().clone()
+    }
+
+    /// What the approval notifications need from this host: whether notifications are on (read
+    /// before each) and each workspace's folder (read from the store).
+    pub(crate) fn approval_desk(&self) -> ApprovalDesk {
+        let config_file = self.config_file.clone();
+        let home = self.agent.home().cloned();
+        ApprovalDesk {
+            enabled: Box::new(move || {
+                Config::load(&config_file).map_or(true, |config| config.notifications.enabled)
+            }),
+            workspace_path: Box::new(move |id| {
+                let store = home.as_ref()?.store().ok()?;
+                let list = store.workspaces().list().ok()?;
+                list.into_iter().find(|w| w.id == id).map(|w| w.path)
+            }),
+        }
     }
 
     /// The relay the agent is registered with, while it is.

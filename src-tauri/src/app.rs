@@ -13,7 +13,7 @@ use tauri::{App, AppHandle, Builder, Manager, RunEvent, Runtime};
 use crate::agent_host::{AgentHost, HostError};
 use crate::tray::{self, MenuContext, TrayRenderer};
 use crate::window_launcher::WindowView;
-use crate::{sandbox, tray_host, window, window_launcher};
+use crate::{approval_desktop, sandbox, tray_host, window, window_launcher};
 
 /// Whether this process turned GTK's OpenGL off (see [`prepare_process`]); the window process it
 /// starts gets GL back.
@@ -161,6 +161,7 @@ pub fn build_app<R: Runtime>(
         .setup(move |app| {
             let status = host.status();
             let denials = host.denials();
+            let (approvals, desk) = (host.approvals(), host.approval_desk());
             let renderer = TrayRenderer {
                 context: MenuContext {
                     sandbox_line: sandbox::this_machine().summary(),
@@ -177,6 +178,7 @@ pub fn build_app<R: Runtime>(
                 status,
             ));
             tauri::async_runtime::spawn(tray::follow_denials(app.handle().clone(), denials));
+            tauri::async_runtime::spawn(approval_desktop::follow_approvals(approvals, desk));
             tray::announce_tray_ready();
             open_window_without_tray_host();
             Ok(())

@@ -12,6 +12,8 @@
 //! - [`tray`]: the icon per state, the menu, and what each item does.
 //! - `logging`: the app's log, a daily-rotated file in katachi's state dir ([`init_logging`]).
 //! - `tray_host`: whether the desktop shows tray icons (else the window opens at start).
+//! - `approval_notices`: which AI approval gets which notification, and what Approve/Deny
+//!   decide (a pure state machine); `approval_desktop`: showing them and taking the clicks.
 //! - `notices`: desktop notifications (connected, disconnected, sign-in needed, code expired,
 //!   a command denied by the sandbox).
 //! - `window_launcher`: starts the window process on a view.
@@ -24,6 +26,8 @@
 
 mod agent_host;
 mod app;
+mod approval_desktop;
+mod approval_notices;
 mod logging;
 mod notices;
 mod sandbox;

@@ -3,13 +3,13 @@
 //! the store and keys in the keychain, so a running agent uses a change from its next turn.
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use katachi_core::ai::settings::AiSettings;
+use katachi_core::ai::settings_scope::{self, key_stored, SettingsScope};
 use katachi_core::fingerprint::SystemFingerprint;
-use katachi_core::store::{Store, DEFAULT_AI_SETTINGS};
 use katachi_core::{AgentHome, KatachiDirs, SecretBytes};
 use serde::Serialize;
 use zeroize::Zeroizing;
@@ -88,18 +88,18 @@ pub(crate) fn run(dirs: &KatachiDirs, cmd: AiCommand, out: &Output) -> anyhow::R
         } => {
             let settings =
                 AiSettings::check(&provider, &model, base_url.as_deref(), key_name.as_deref())?;
-            let (scope, id) = match &workspace {
+            let (scope_name, scope) = match &workspace {
                 Some(path) => {
-                    let ws = allowed_workspace(&store, path)?;
-                    (ws.1, ws.0)
+                    let ws = settings_scope::workspace_at(&store, path)?;
+                    (ws.path, SettingsScope::Workspace(ws.id))
                 }
-                None => ("every workspace".to_owned(), DEFAULT_AI_SETTINGS),
+                None => ("every workspace".to_owned(), SettingsScope::Default),
             };
-            settings.save(&store, id)?;
+            settings_scope::set(&store, scope, &settings)?;
             let key_stored = key_stored(&home, &settings.key_name);
             out.emit(&settings, || {
                 let mut text = format!(
-                    "{scope} now uses {} {}{}",
+                    "{scope_name} now uses {} {}{}",
                     settings.provider,
                     settings.model,
                     settings
@@ -118,23 +118,20 @@ pub(crate) fn run(dirs: &KatachiDirs, cmd: AiCommand, out: &Output) -> anyhow::R
             });
         }
         AiCommand::Show => {
-            let mut rows = Vec::new();
-            let default = AiSettings::for_workspace(&store, i64::MIN).ok();
-            rows.push(ShownSettings {
+            let overview = settings_scope::overview(&store)?;
+            let mut rows = vec![ShownSettings {
                 scope: "default".to_owned(),
-                key_stored: default
+                key_stored: overview
+                    .default
                     .as_ref()
                     .and_then(|s| key_stored(&home, &s.key_name)),
-                settings: default,
-            });
-            for ws in store.workspaces().list()? {
-                let own = AiSettings::for_workspace(&store, ws.id)
-                    .ok()
-                    .filter(|s| s.own);
+                settings: overview.default,
+            }];
+            for ws in overview.workspaces {
                 rows.push(ShownSettings {
                     scope: ws.path,
-                    key_stored: own.as_ref().and_then(|s| key_stored(&home, &s.key_name)),
-                    settings: own,
+                    key_stored: ws.own.as_ref().and_then(|s| key_stored(&home, &s.key_name)),
+                    settings: ws.own,
                 });
             }
             out.emit(&rows, || {
@@ -166,8 +163,8 @@ pub(crate) fn run(dirs: &KatachiDirs, cmd: AiCommand, out: &Output) -> anyhow::R
             });
         }
         AiCommand::Reset { workspace } => {
-            let (id, path) = allowed_workspace(&store, &workspace)?;
-            let cleared = store.ai_settings().clear(id)?;
+            let ws = settings_scope::workspace_at(&store, &workspace)?;
+            let (cleared, path) = (settings_scope::reset(&store, ws.id)?, ws.path);
             out.emit(
                 &serde_json::json!({ "workspace": path, "cleared": cleared }),
                 || {
@@ -204,29 +201,6 @@ pub(crate) fn run(dirs: &KatachiDirs, cmd: AiCommand, out: &Output) -> anyhow::R
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Whether the key `name` is stored; `None` when the keychain cannot say.
-fn key_stored(home: &AgentHome, name: &str) -> Option<bool> {
-    home.api_keys().get(name).ok().map(|k| k.is_some())
-}
-
-/// The allowed workspace at `path`: its id and canonical path.
-fn allowed_workspace(store: &Store, path: &Path) -> anyhow::Result<(i64, String)> {
-    let canonical = std::fs::canonicalize(path)
-        .with_context(|| format!("cannot find the folder {}", path.display()))?;
-    let canonical = canonical.to_string_lossy().into_owned();
-    match store
-        .workspaces()
-        .list()?
-        .into_iter()
-        .find(|w| w.path == canonical)
-    {
-        Some(ws) => Ok((ws.id, ws.path)),
-        None => bail!(
-            "{canonical} is not an allowed workspace; allow it first with `katachi workspace add {canonical}`"
-        ),
-    }
 }
 
 /// Reads an API key: typed with echo off on a terminal, else the whole of stdin (one line).

@@ -6,6 +6,7 @@ use katachi_core::sandbox::SelfTestReport;
 use serde::Serialize;
 use tauri::{AppHandle, Runtime, State};
 
+use super::ai_settings::{self as ai, AiChoice, AiSettingsView};
 use super::connect::{self, ConnectLink};
 use super::context::WindowContext;
 use super::ipc_error::{IpcCode, IpcError};
@@ -288,6 +289,33 @@ pub async fn clear_api_key(
         local::api_key_states(&dirs)
     })
     .await
+}
+
+/// The AI provider settings: the default, each workspace's own, the provider kinds.
+#[tauri::command]
+pub async fn ai_settings(context: State<'_, WindowContext>) -> Result<AiSettingsView, IpcError> {
+    let dirs = context.dirs()?;
+    blocking(move || ai::ai_settings(&dirs)).await
+}
+
+/// Checks and saves a provider choice for the default or a workspace (as `katachi ai use`).
+#[tauri::command]
+pub async fn set_ai_provider(
+    context: State<'_, WindowContext>,
+    choice: AiChoice,
+) -> Result<AiSettingsView, IpcError> {
+    let dirs = context.dirs()?;
+    blocking(move || ai::set_ai_provider(&dirs, choice)).await
+}
+
+/// Makes a workspace use the default provider again (as `katachi ai reset`).
+#[tauri::command]
+pub async fn reset_ai_provider(
+    context: State<'_, WindowContext>,
+    workspace: String,
+) -> Result<AiSettingsView, IpcError> {
+    let dirs = context.dirs()?;
+    blocking(move || ai::reset_ai_provider(&dirs, &workspace)).await
 }
 
 /// Runs a keychain or store call off the async threads.

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::connect::relay_url;
 use super::ipc_error::{IpcCode, IpcError};
 
-/// The AI providers whose keys the Settings view manages.
+/// The AI providers whose keys the Settings view always lists (more when settings name others).
 pub const PROVIDERS: [&str; 3] = ["anthropic", "openai", "google"];
 /// Longest API key accepted from the webview.
 const MAX_KEY_LEN: usize = 4096;
@@ -127,26 +127,39 @@ pub fn activity(dirs: &KatachiDirs, limit: u32) -> Result<Activity, IpcError> {
     })
 }
 
-/// Whether a key is stored, per provider.
+/// Whether a key is stored, per key name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiKeyState {
-    /// The provider.
-    pub provider: &'static str,
+    /// The key's name: a provider's, or one the AI provider settings name (e.g. `ollama`).
+    pub provider: String,
     /// `true` when a key is stored (the key itself never leaves the keychain).
     pub set: bool,
 }
 
-/// Which providers have a key stored.
+/// Which keys are stored: the providers' and every key the AI provider settings name.
 ///
 /// # Errors
 /// [`IpcCode::Keychain`].
 pub fn api_key_states(dirs: &KatachiDirs) -> Result<Vec<ApiKeyState>, IpcError> {
     let home = open_home(dirs)?;
+    let mut names: Vec<String> = PROVIDERS.iter().map(|p| (*p).to_owned()).collect();
+    // the keys the settings name; settings that cannot be read leave the providers' list
+    let used = home
+        .store()
+        .ok()
+        .and_then(|store| katachi_core::ai::settings_scope::overview(&store).ok())
+        .map(|overview| overview.key_names())
+        .unwrap_or_default();
+    for name in used {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
     let keys = home.api_keys();
-    PROVIDERS
-        .iter()
+    names
+        .into_iter()
         .map(|provider| {
-            let set = keys.get(provider).map_err(keychain_error)?.is_some();
+            let set = keys.get(&provider).map_err(keychain_error)?.is_some();
             Ok(ApiKeyState { provider, set })
         })
         .collect()
@@ -223,19 +236,18 @@ pub fn save_settings(path: &Path, settings: AppSettings) -> Result<(), IpcError>
         .map_err(|err| IpcError::new(IpcCode::Window, err.to_string()))
 }
 
-fn known_provider(provider: &str) -> Result<&'static str, IpcError> {
-    PROVIDERS
-        .into_iter()
-        .find(|known| *known == provider)
-        .ok_or_else(|| {
-            IpcError::invalid(format!(
-                "unknown provider {provider:?}: one of {}",
-                PROVIDERS.join(", ")
-            ))
-        })
+/// A key name: a provider's, or one AI settings use (the keychain's naming rule: `a-z0-9-_`).
+fn known_provider(provider: &str) -> Result<&str, IpcError> {
+    katachi_core::vault::check_key_name(provider)
+        .map(|()| provider)
+        .map_err(|err| IpcError::invalid(err.to_string()))
 }
 
-fn open_home(dirs: &KatachiDirs) -> Result<AgentHome, IpcError> {
+/// Opens the agent's secrets and store keys in `dirs`.
+///
+/// # Errors
+/// [`IpcCode::Keychain`] with why they cannot be opened.
+pub(crate) fn open_home(dirs: &KatachiDirs) -> Result<AgentHome, IpcError> {
     AgentHome::open(dirs.clone(), &SystemFingerprint).map_err(|err| {
         IpcError::new(
             IpcCode::Keychain,
@@ -295,7 +307,7 @@ mod tests {
     }
 
     #[test]
-    fn only_known_providers_are_accepted() {
+    fn only_key_names_the_keychain_accepts_are_used() {
         assert_eq!(known_provider("openai").ok(), Some("openai"));
         let err = known_provider("api-key:../x").unwrap_err();
         assert_eq!(err.code, IpcCode::InvalidInput);

@@ -15,9 +15,11 @@
 //! # Layout
 //! - `args`: the command line; `context`: shared state; `port`: the agent port;
 //! - `commands`: the Tauri commands; `connect`: links, relay URLs and QR codes;
+//! - `ai_settings`: the AI provider per workspace, through the core's settings functions;
 //! - `local`: `katachi-core` calls that need no agent; `workspaces`: changes through
 //!   `workspace_admin`; `desktop`: browser, folder picker, login item.
 
+pub mod ai_settings;
 mod args;
 pub mod commands;
 pub mod connect;
@@ -136,6 +138,9 @@ pub fn build_window_app<R: Runtime>(
             commands::api_keys,
             commands::set_api_key,
             commands::clear_api_key,
+            commands::ai_settings,
+            commands::set_ai_provider,
+            commands::reset_ai_provider,
         ])
         .build(tauri::generate_context!("../tauri.conf.json"))
         .and_then(|app| {

@@ -332,3 +332,6 @@ fn a_window_other_than_the_main_one_cannot_call_the_windows_commands() -> TestRe
     assert!(agent.calls().is_empty());
     Ok(())
 }
+
+#[path = "ai_settings_tests.rs"]
+mod ai_settings_tests;

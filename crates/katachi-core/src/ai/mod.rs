@@ -20,6 +20,8 @@
 //! - `mcp`: the user's MCP tools, listed and called through the relay ([`mcp::WithMcpTools`]).
 //! - `model`: the provider-neutral conversation: messages, tool calls and specs, stream events.
 //! - `settings`: which provider, model and base URL each workspace uses (checked).
+//! - `settings_scope`: the default or a workspace (found by its folder), the overview of what is
+//!   set where, and a reset: shared by the CLI and the tray's Settings.
 //! - `provider`: the OpenAI-compatible Chat Completions and Anthropic Messages clients (streamed
 //!   over SSE, retried, cancelled on drop), [`Provider`] with its [`ModelStream`] and [`ProviderError`].
 //! - `tools`: the model's tools over the agent API (`list_dir`, `read_file`, `write_file`, …):
@@ -32,6 +34,7 @@ pub mod mcp;
 pub mod model;
 pub mod provider;
 pub mod settings;
+pub mod settings_scope;
 pub mod tools;
 
 pub use model::{ModelEvent, ModelMessage, ModelRequest, StopReason, ToolCall, ToolSpec, Usage};

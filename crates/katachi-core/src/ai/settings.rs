@@ -38,6 +38,9 @@ pub enum SettingsError {
     /// The key name breaks the vault's naming rule.
     #[error("invalid key name {0:?}: use 1-64 characters from a-z, 0-9, '-' and '_'")]
     InvalidKeyName(String),
+    /// The folder is not an allowed workspace, so it has no settings of its own.
+    #[error("{0} is not an allowed workspace; allow it first with `katachi workspace add {0}` or in the tray window's Workspaces")]
+    NotAWorkspace(String),
     /// No provider is set for the workspace nor as the default.
     #[error("no AI provider is set: on the agent's machine run `katachi ai use openai gpt-4.1` (or `anthropic <model>`), or choose one in the tray's Settings")]
     NotConfigured,
@@ -52,6 +55,7 @@ impl SettingsError {
         match self {
             SettingsError::NotConfigured => "ai.not_configured",
             SettingsError::Store(_) => "store.unavailable",
+            SettingsError::NotAWorkspace(_) => "workspace.not_allowed",
             _ => "ai.settings_invalid",
         }
     }
