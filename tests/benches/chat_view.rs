@@ -18,10 +18,9 @@ use std::time::{Duration, Instant};
 
 use katachi_core::ai::approvals::Approvals;
 use katachi_core::ai::backends::FixedBackends;
-use katachi_core::ai::chat::routes::routes;
-use katachi_core::ai::chat::{ChatService, ChatStore};
+use katachi_core::ai::fixed_agent::FixedAgent;
 use katachi_core::ai::{ProviderConfig, ProviderKind, ProviderOptions};
-use katachi_core::api::{router, ApiState, AuditLayer, AuditOptions, FixedWorkspaces};
+use katachi_core::api::FixedWorkspaces;
 use katachi_core::fingerprint::Fingerprint;
 use katachi_core::store::{AuditKey, NewMessage, Role, Store};
 use katachi_core::vault::{DerivedKey, Purpose};
@@ -174,27 +173,22 @@ async fn main() {
         .await
         .unwrap();
 
-    let source = Arc::new(FixedWorkspaces::new([&ws]).unwrap());
     let open_db = db.clone();
-    let audit = AuditLayer::start_with(
+    let served = FixedAgent::start(
         move || Store::open(&open_db, &store_key()),
-        audit_key(),
-        Some(source.clone()),
-        AuditOptions::default(),
-    );
-    let api = ApiState::new(source);
-    let chat_db = db.clone();
-    let service = ChatService::new(
-        ChatStore::new(move || Store::open(&chat_db, &store_key()), audit_key()),
+        &audit_key,
+        Arc::new(FixedWorkspaces::new([&ws]).unwrap()),
         Approvals::default(),
-        Arc::new(FixedBackends::new(
-            ProviderConfig::default_for(ProviderKind::OpenAi),
-            None,
-            ProviderOptions::default(),
-            router(api.clone()).layer(audit.clone()),
-        )),
-    );
-    let served = router(api).merge(routes(service)).layer(audit);
+        |tools| {
+            FixedBackends::new(
+                ProviderConfig::default_for(ProviderKind::OpenAi),
+                None,
+                ProviderOptions::default(),
+                tools,
+            )
+        },
+    )
+    .router;
     let _tunnel = agent_tunnel::dial_and_serve(&relay, &agent, served).unwrap();
     let deadline = Instant::now() + PAGE;
     while !relay.state().tunnels.is_online(&agent.agent_id) {

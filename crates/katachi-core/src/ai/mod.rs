@@ -17,6 +17,8 @@
 //! - `backends`: the agent's models (providers from settings and vault) and tools per workspace.
 //! - `approvals`: the user's answers to writes, patches and commands, with expiry.
 //! - `chat`: sessions and turns: history, system prompt, the streamed events, export.
+//! - `fixed_agent`: the API and chat routes over fixed workspaces and one fixed model, without the
+//!   agent runtime ([`fixed_agent::FixedAgent`]): for embedders, benchmarks and tests.
 //! - `mcp`: the user's MCP tools, listed and called through the relay ([`mcp::WithMcpTools`]).
 //! - `model`: the provider-neutral conversation: messages, tool calls and specs, stream events.
 //! - `settings`: which provider, model and base URL each workspace uses (checked).
@@ -30,6 +32,7 @@
 pub mod approvals;
 pub mod backends;
 pub mod chat;
+pub mod fixed_agent;
 pub mod mcp;
 pub mod model;
 pub mod provider;

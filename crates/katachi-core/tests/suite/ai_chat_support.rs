@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use katachi_core::ai::approvals::Approvals;
 use katachi_core::ai::backends::FixedBackends;
-use katachi_core::ai::chat::routes::routes;
-use katachi_core::ai::chat::{ChatService, ChatStore};
+use katachi_core::ai::chat::ChatService;
+use katachi_core::ai::fixed_agent::FixedAgent;
 use katachi_core::ai::provider::RetryPolicy;
 use katachi_core::ai::{ProviderConfig, ProviderKind, ProviderOptions};
-use katachi_core::api::{router, ApiState, AuditLayer, AuditOptions, FixedWorkspaces};
+use katachi_core::api::FixedWorkspaces;
 use katachi_core::store::{AuditKey, Store};
 use katachi_core::vault::{DerivedKey, MachineKey, Purpose};
 use katachi_core::{Fingerprint, SecretBytes};
@@ -96,15 +96,6 @@ impl Chat {
             }
         }
         let fake = FakeProvider::start(script).await.unwrap();
-        let source = Arc::new(FixedWorkspaces::new([&ws]).unwrap());
-        let open_db = db.clone();
-        let audit = AuditLayer::start_with(
-            move || Store::open(&open_db, &store_key()),
-            audit_key(),
-            Some(source.clone()),
-            AuditOptions::default(),
-        );
-        let api = ApiState::new(source);
         let mut provider = ProviderConfig::default_for(kind);
         provider.base_url = match kind {
             ProviderKind::OpenAi => fake.openai_base_url(),
@@ -122,19 +113,22 @@ impl Chat {
             },
             ..ProviderOptions::default()
         };
-        let backends = FixedBackends::new(
-            provider,
-            Some(SecretBytes::new(TEST_KEY.as_bytes().to_vec())),
-            options,
-            router(api.clone()).layer(audit.clone()),
-        );
-        let chat_db = db.clone();
-        let service = ChatService::new(
-            ChatStore::new(move || Store::open(&chat_db, &store_key()), audit_key()),
+        let open_db = db.clone();
+        let agent = FixedAgent::start(
+            move || Store::open(&open_db, &store_key()),
+            &audit_key,
+            Arc::new(FixedWorkspaces::new([&ws]).unwrap()),
             approvals,
-            Arc::new(backends),
+            |tools| {
+                FixedBackends::new(
+                    provider,
+                    Some(SecretBytes::new(TEST_KEY.as_bytes().to_vec())),
+                    options,
+                    tools,
+                )
+            },
         );
-        let app = router(api).merge(routes(service.clone())).layer(audit);
+        let (app, service) = (agent.router, agent.chat);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {

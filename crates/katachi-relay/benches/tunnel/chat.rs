@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 
 use katachi_core::ai::approvals::Approvals;
 use katachi_core::ai::backends::FixedBackends;
-use katachi_core::ai::chat::routes::routes;
-use katachi_core::ai::chat::{ChatService, ChatStore};
+use katachi_core::ai::fixed_agent::FixedAgent;
 use katachi_core::ai::{ProviderConfig, ProviderKind, ProviderOptions};
-use katachi_core::api::{router, ApiState, AuditLayer, AuditOptions, FixedWorkspaces};
+use katachi_core::api::FixedWorkspaces;
 use katachi_core::fingerprint::Fingerprint;
 use katachi_core::store::{AuditKey, NewMessage, Role, Store};
 use katachi_core::vault::{DerivedKey, Purpose};
@@ -90,30 +89,18 @@ pub async fn run(rounds: usize, history: usize, long_kib: usize) {
 
     let fp = Fingerprint::from_components([("machine_id", vec![5])]).unwrap();
     let audit_key = || AuditKey::derive(&MachineKey::derive(&SecretBytes::new(vec![5; 32]), &fp));
-    let source = Arc::new(FixedWorkspaces::new([&ws]).unwrap());
-    let open_db = db.clone();
-    let audit = AuditLayer::start_with(
-        move || Store::open(&open_db, &store_key()),
-        audit_key(),
-        Some(source.clone()),
-        AuditOptions::default(),
-    );
-    let api = ApiState::new(source);
     let mut config = ProviderConfig::default_for(ProviderKind::OpenAi);
     config.base_url = fake.openai_base_url();
     config.model = "bench-model".to_owned();
-    let chat_db = db.clone();
-    let service = ChatService::new(
-        ChatStore::new(move || Store::open(&chat_db, &store_key()), audit_key()),
+    let open_db = db.clone();
+    let served = FixedAgent::start(
+        move || Store::open(&open_db, &store_key()),
+        &audit_key,
+        Arc::new(FixedWorkspaces::new([&ws]).unwrap()),
         Approvals::default(),
-        Arc::new(FixedBackends::new(
-            config,
-            None,
-            ProviderOptions::default(),
-            router(api.clone()).layer(audit.clone()),
-        )),
-    );
-    let served = router(api).merge(routes(service)).layer(audit);
+        |tools| FixedBackends::new(config, None, ProviderOptions::default(), tools),
+    )
+    .router;
     let dialer = agent::dialer(&relay.url, &seeded.ca_pem, &user.agent);
     let (direct_addr, mut tunnel) = agent::start_agent_thread(served.clone(), dialer, served).await;
     tokio::select! {

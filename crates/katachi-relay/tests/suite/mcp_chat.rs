@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use katachi_core::ai::approvals::Approvals;
 use katachi_core::ai::backends::FixedBackends;
-use katachi_core::ai::chat::{ChatService, ChatStore};
+use katachi_core::ai::fixed_agent::FixedAgent;
 use katachi_core::ai::provider::RetryPolicy;
 use katachi_core::ai::{ProviderConfig, ProviderKind, ProviderOptions};
-use katachi_core::api::{router, ApiState, AuditLayer, AuditOptions, FixedWorkspaces};
+use katachi_core::api::FixedWorkspaces;
 use katachi_core::signing::SystemClock;
 use katachi_core::store::{AuditKey, Decision, Store};
 use katachi_core::vault::{DerivedKey, MachineKey, Purpose};
@@ -91,14 +91,6 @@ async fn the_model_calls_an_mcp_tool_through_the_relay_after_approval_and_reads_
     ])
     .await
     .unwrap();
-    let source = Arc::new(FixedWorkspaces::new([&ws]).unwrap());
-    let open_db = db.clone();
-    let audit = AuditLayer::start_with(
-        move || Store::open(&open_db, &store_key()),
-        audit_key(),
-        Some(source.clone()),
-        AuditOptions::default(),
-    );
     let mut provider = ProviderConfig::default_for(ProviderKind::OpenAi);
     provider.base_url = fake.openai_base_url();
     provider.model = "test-model".to_owned();
@@ -111,19 +103,23 @@ async fn the_model_calls_an_mcp_tool_through_the_relay_after_approval_and_reads_
         },
         ..ProviderOptions::default()
     };
-    let backends = FixedBackends::new(
-        provider,
-        Some(SecretBytes::new(b"sk-provider-key".to_vec())),
-        options,
-        router(ApiState::new(source)).layer(audit),
-    )
-    .with_mcp(Arc::new(relay_client(&relay, &agent)));
-    let chat_db = db.clone();
-    let service = ChatService::new(
-        ChatStore::new(move || Store::open(&chat_db, &store_key()), audit_key()),
+    let open_db = db.clone();
+    let service = FixedAgent::start(
+        move || Store::open(&open_db, &store_key()),
+        &audit_key,
+        Arc::new(FixedWorkspaces::new([&ws]).unwrap()),
         Approvals::default(),
-        Arc::new(backends),
-    );
+        |tools| {
+            FixedBackends::new(
+                provider,
+                Some(SecretBytes::new(b"sk-provider-key".to_vec())),
+                options,
+                tools,
+            )
+            .with_mcp(Arc::new(relay_client(&relay, &agent)))
+        },
+    )
+    .chat;
 
     let mut turn = service
         .start_turn(
