@@ -178,6 +178,28 @@ impl AgentBackends {
     }
 }
 
+/// A turn's tools: the built-in ones through `router`, and the MCP tools `relay` lists (none when
+/// there is no relay or it cannot be reached).
+async fn turn_tools(
+    router: &axum::Router,
+    workspace: &Workspace,
+    user: &str,
+    session_id: i64,
+    relay: Option<Arc<dyn McpRelay>>,
+) -> Arc<dyn TurnTools> {
+    let builtin: Arc<dyn TurnTools> = Arc::new(ToolBox::new(
+        router.clone(),
+        workspace.id,
+        user,
+        &session_id.to_string(),
+    ));
+    let mcp = match relay {
+        Some(relay) => McpTools::fetch(relay).await,
+        None => None,
+    };
+    Arc::new(WithMcpTools::new(builtin, mcp))
+}
+
 impl ChatBackends for AgentBackends {
     fn model_for(&self, workspace: &Workspace) -> Result<Arc<dyn TurnModel>, Failure> {
         model_for(&self.home, workspace, self.options.clone())
@@ -190,17 +212,8 @@ impl ChatBackends for AgentBackends {
         session_id: i64,
     ) -> BoxFuture<'a, Arc<dyn TurnTools>> {
         Box::pin(async move {
-            let builtin: Arc<dyn TurnTools> = Arc::new(ToolBox::new(
-                self.router.clone(),
-                workspace.id,
-                user,
-                &session_id.to_string(),
-            ));
-            let mcp = match self.relay().await {
-                Some(relay) => McpTools::fetch(relay).await,
-                None => None,
-            };
-            Arc::new(WithMcpTools::new(builtin, mcp)) as Arc<dyn TurnTools>
+            let relay = self.relay().await;
+            turn_tools(&self.router, workspace, user, session_id, relay).await
         })
     }
 
@@ -274,19 +287,13 @@ impl ChatBackends for FixedBackends {
         user: &'a str,
         session_id: i64,
     ) -> BoxFuture<'a, Arc<dyn TurnTools>> {
-        Box::pin(async move {
-            let builtin: Arc<dyn TurnTools> = Arc::new(ToolBox::new(
-                self.router.clone(),
-                workspace.id,
-                user,
-                &session_id.to_string(),
-            ));
-            let mcp = match &self.mcp {
-                Some(relay) => McpTools::fetch(Arc::clone(relay)).await,
-                None => None,
-            };
-            Arc::new(WithMcpTools::new(builtin, mcp)) as Arc<dyn TurnTools>
-        })
+        Box::pin(turn_tools(
+            &self.router,
+            workspace,
+            user,
+            session_id,
+            self.mcp.clone(),
+        ))
     }
 
     fn memory_files<'a>(
