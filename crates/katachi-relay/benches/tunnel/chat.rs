@@ -69,6 +69,16 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Hands the heap's free pages back to the kernel (glibc `malloc_trim`), so that a run's RSS rise
+/// is not hidden by memory an earlier run freed.
+#[allow(unsafe_code)]
+fn trim_heap() {
+    // SAFETY: malloc_trim takes no pointer and only releases free heap memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 pub async fn run(rounds: usize, history: usize, long_kib: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let seeded = relay_process::seed(&tmp.path().join("relay"), 1).await;
@@ -275,31 +285,65 @@ pub async fn run(rounds: usize, history: usize, long_kib: usize) {
     println!("\n== agent memory while streaming a {long_kib} KiB answer through relay + tunnel ==");
     let piece = "0123456789abcdef".repeat(4);
     let pieces = (long_kib * 1024) / piece.len();
-    fake.push(FakeAnswer::text(std::iter::repeat_n(
-        piece.as_str(),
-        pieces,
-    )));
-    // peak RSS counts from here (Linux: writing 5 to clear_refs resets VmHWM)
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-    let before = status_kib("VmRSS:");
-    let start = Instant::now();
-    let mut res = post_relay(
-        &format!("/v1/chat/sessions/{sid}/turn"),
-        serde_json::json!({"text": "write a lot"}),
-    )
-    .await
-    .unwrap();
-    let mut received = 0usize;
-    while let Some(chunk) = res.chunk().await.unwrap() {
-        received += chunk.len();
-    }
-    let took = start.elapsed();
-    let peak = status_kib("VmHWM:");
-    println!(
-        "{pieces} pieces, {} KiB of NDJSON received in {:.2} s; this process: RSS {before} KiB before, peak {peak} KiB (+{} KiB), {} KiB after",
-        received / 1024,
-        took.as_secs_f64(),
-        peak.saturating_sub(before),
+    let long_answer = || FakeAnswer::text(std::iter::repeat_n(piece.as_str(), pieces));
+    // The fake provider and the clients live in this process too: the same answer read directly
+    // from the fake provider is the baseline, and the agent's share is the difference. Freed
+    // memory is handed back before each run (malloc_trim) and the peak counted from there
+    // (writing 5 to clear_refs resets VmHWM).
+    let reset = || {
+        trim_heap();
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
         status_kib("VmRSS:")
+    };
+    let (mut direct_rise, mut agent_rise) = (Vec::new(), Vec::new());
+    for round in 0..3 {
+        fake.push(long_answer());
+        let before = reset();
+        let mut res = direct
+            .post(&provider_url)
+            .json(&serde_json::json!({
+                "model": "bench-model", "stream": true,
+                "messages": [{"role": "user", "content": "write a lot"}],
+            }))
+            .send()
+            .await
+            .unwrap();
+        let mut read = 0usize;
+        while let Some(chunk) = res.chunk().await.unwrap() {
+            read += chunk.len();
+        }
+        let direct_peak = status_kib("VmHWM:").saturating_sub(before);
+
+        fake.push(long_answer());
+        let before = reset();
+        let start = Instant::now();
+        let mut res = post_relay(
+            &format!("/v1/chat/sessions/{sid}/turn"),
+            serde_json::json!({"text": "write a lot"}),
+        )
+        .await
+        .unwrap();
+        let mut received = 0usize;
+        while let Some(chunk) = res.chunk().await.unwrap() {
+            received += chunk.len();
+        }
+        let took = start.elapsed();
+        let agent_peak = status_kib("VmHWM:").saturating_sub(before);
+        println!(
+            "round {round}: direct read of {} KiB of SSE: peak +{direct_peak} KiB; through the agent ({pieces} pieces, {} KiB of NDJSON in {:.2} s): peak +{agent_peak} KiB",
+            read / 1024,
+            received / 1024,
+            took.as_secs_f64(),
+        );
+        if round > 0 {
+            direct_rise.push(direct_peak as f64);
+            agent_rise.push(agent_peak as f64);
+        }
+    }
+    let (d, a) = (median(&mut direct_rise), median(&mut agent_rise));
+    println!(
+        "streaming a {long_kib} KiB answer: this process's peak RSS rises {a:.0} KiB through the agent, {d:.0} KiB for the direct read (fake provider + client); the agent's share ≈ {:.0} KiB ({:.1}× the answer)",
+        a - d,
+        (a - d) / long_kib as f64
     );
 }
