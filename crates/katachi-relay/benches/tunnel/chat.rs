@@ -314,11 +314,22 @@ pub async fn run(rounds: usize, history: usize, long_kib: usize) {
         }
         let direct_peak = status_kib("VmHWM:").saturating_sub(before);
 
+        // a new session each time: a second long answer in one session would be summarised first
+        let fresh: serde_json::Value = post_relay(
+            "/v1/workspaces/1/chat/sessions",
+            serde_json::json!({"title": "long"}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let fresh = fresh["id"].as_i64().expect("a session was created");
         fake.push(long_answer());
         let before = reset();
         let start = Instant::now();
         let mut res = post_relay(
-            &format!("/v1/chat/sessions/{sid}/turn"),
+            &format!("/v1/chat/sessions/{fresh}/turn"),
             serde_json::json!({"text": "write a lot"}),
         )
         .await
@@ -329,6 +340,10 @@ pub async fn run(rounds: usize, history: usize, long_kib: usize) {
         }
         let took = start.elapsed();
         let agent_peak = status_kib("VmHWM:").saturating_sub(before);
+        assert!(
+            received > long_kib * 1024,
+            "the turn did not stream the answer ({received} bytes)"
+        );
         println!(
             "round {round}: direct read of {} KiB of SSE: peak +{direct_peak} KiB; through the agent ({pieces} pieces, {} KiB of NDJSON in {:.2} s): peak +{agent_peak} KiB",
             read / 1024,
