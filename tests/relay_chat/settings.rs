@@ -65,7 +65,7 @@ pub(crate) async fn permissions_and_notes(w: &World) {
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["id"].to_string() == grant)
+        .find(|a| a["id"].as_i64().map(|id| id.to_string()).as_deref() == Some(grant.as_str()))
         .unwrap_or_else(|| panic!("grant {grant} in {ledger}"));
     assert!(entry["revoked_at"].is_i64(), "{entry}");
 
@@ -86,6 +86,10 @@ pub(crate) async fn permissions_and_notes(w: &World) {
         notes,
         serde_json::json!({"notes": [{"key": "tests", "value": NOTE}]})
     );
+    w.browser
+        .execute("document.getElementById('chat-grants-box').scrollIntoView({block: 'start'}); return true;")
+        .await
+        .unwrap();
     w.browser
         .screenshot_to(&screenshot_path!("relay-workbench-chat-permissions.png"))
         .await
