@@ -58,7 +58,13 @@ pub(crate) async fn permissions_and_notes(w: &World) {
             "the grant marked revoked",
         )
         .await;
-    assert!(state.as_str().unwrap().starts_with("revoked "), "{state}");
+    assert!(
+        state
+            .as_str()
+            .unwrap()
+            .starts_with("allowed for the session · revoked "),
+        "{state}"
+    );
     let ws = workspace_id(w).await;
     let ledger = w.api(&format!("/workspaces/{ws}/chat/grants")).await;
     let entry: &Value = ledger["approvals"]

@@ -74,7 +74,8 @@ export class GrantsLedger {
     }
     for (const r of records) {
       const revoked = r.revoked_at !== null && r.revoked_at !== undefined;
-      const state = revoked ? `revoked ${when(r.revoked_at)}` : (DECISION_TEXT[r.decision] || r.decision);
+      const decided = DECISION_TEXT[r.decision] || r.decision;
+      const state = revoked ? `${decided} · revoked ${when(r.revoked_at)}` : decided;
       const where = r.session_id === null || r.session_id === undefined ? "deleted chat" : `chat ${r.session_id}`;
       const item = el("li", {
         class: `wb-ledger-entry ${r.decision}${revoked ? " revoked" : ""}`,
