@@ -11,6 +11,8 @@
 //! - a multi-step task: a file read, a patch approved from the page (keyboard) with its coloured
 //!   diff and then on disk, an allowed `grep` approved and run in the sandbox with its live output,
 //!   the model's report;
+//! - the workspace's Permissions ledger listing the session grant, Revoke marking it revoked; a
+//!   note for the model saved in the panel, listed, and in the next turn's system prompt;
 //! - a denied patch and the model's next answer; a provider error mid-stream and the session usable
 //!   after it; markup in the model's words shown as text, live and from the store;
 //! - the chat's colours following the page's CSS variables (a dark scheme's values);
@@ -25,6 +27,7 @@
 //! # Layout
 //! - `world.rs`: the relay, fake provider, agent home, `katachi` runs, the browser, page helpers;
 //! - `turns.rs`: the set-up and the turns (stop, approvals, denial, provider error);
+//! - `settings.rs`: the Permissions ledger and the notes for the model;
 //! - `history.rs`: rename, export, restart and resume, paging, delete.
 //!
 //! Needs `target/debug/katachi` (`cargo build -p katachi-cli`), `/usr/bin/chromium`,
@@ -35,12 +38,14 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod history;
+mod settings;
 mod turns;
 mod world;
 
 use std::time::Duration;
 
 use history::*;
+use settings::*;
 use turns::*;
 use world::*;
 
@@ -57,7 +62,9 @@ async fn a_user_chats_with_the_agent_in_the_workbench_approves_denies_stops_and_
         stop_a_running_command(&w).await;
         w.assert_page_keyless("after a stopped turn").await;
         multi_step_task(&w).await;
+        permissions_and_notes(&w).await;
         denied_tool(&w).await;
+        note_reached_the_model(&w);
         provider_error_mid_stream(&w).await;
         w.assert_page_keyless("after the tool calls").await;
         rename_and_export(&w).await;

@@ -1,6 +1,7 @@
-//! `katachi ai use|show|reset|key`: which AI provider and model each workspace uses, and the
+//! `katachi ai use|show|reset|key|note`: which AI provider and model each workspace uses, and the
 //! providers' API keys (kept in the OS keychain, sealed with the machine key). Settings live in
 //! the store and keys in the keychain, so a running agent uses a change from its next turn.
+//! `katachi ai note` (the notes for the model) is in `ai_note`.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -46,6 +47,9 @@ pub(crate) enum AiCommand {
     /// Store or remove an API key (read from stdin, or typed without echo on a terminal).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Save, list or delete the notes for the model (put into every chat's instructions).
+    #[command(subcommand)]
+    Note(crate::ai_note::NoteCommand),
 }
 
 /// `katachi ai key` subcommands.
@@ -186,6 +190,7 @@ pub(crate) fn run(dirs: &KatachiDirs, cmd: AiCommand, out: &Output) -> anyhow::R
                 )
             });
         }
+        AiCommand::Note(cmd) => crate::ai_note::run(&store, cmd, out)?,
         AiCommand::Key(KeyCommand::Rm { name }) => {
             let removed = home.api_keys().delete(&name)?;
             out.emit(

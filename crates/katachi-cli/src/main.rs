@@ -4,6 +4,7 @@
 
 mod agent_control;
 mod ai;
+mod ai_note;
 mod audit;
 mod cli;
 mod doctor;

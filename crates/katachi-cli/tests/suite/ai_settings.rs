@@ -147,3 +147,62 @@ fn bad_provider_settings_and_keys_are_refused_with_what_to_do() {
         "nothing was stored: {shown}"
     );
 }
+
+#[test]
+fn notes_for_the_model_are_saved_listed_refused_when_malformed_and_deleted() {
+    let home = Home::new();
+    let ws = home.mkdir("code/shop");
+    let path = ws.to_str().unwrap();
+    assert_eq!(home.run(&["workspace", "add", path]).code, 0);
+
+    let saved = home.run(&[
+        "ai",
+        "note",
+        "set",
+        "build",
+        "Use `make fast`.",
+        "--workspace",
+        path,
+    ]);
+    assert_eq!(saved.code, 0, "{}", saved.stderr);
+    let listed = home.run(&["--json", "ai", "note", "ls"]).json();
+    assert_eq!(listed[0]["key"], "build");
+    assert_eq!(listed[0]["value"], "Use `make fast`.");
+    let text = home.run(&["ai", "note", "ls", "--workspace", path]);
+    assert!(
+        text.stdout.contains("build: Use `make fast`."),
+        "{}",
+        text.stdout
+    );
+
+    let bad_key = home.run(&["ai", "note", "set", "a b", "x", "--workspace", path]);
+    assert_ne!(bad_key.code, 0);
+    assert!(bad_key.stderr.contains("note key"), "{}", bad_key.stderr);
+    let long = "v".repeat(8 * 1024 + 1);
+    let too_long = home.run(&["ai", "note", "set", "k", &long, "--workspace", path]);
+    assert_ne!(too_long.code, 0);
+    assert!(
+        too_long.stderr.contains("at most 8192 bytes"),
+        "{}",
+        too_long.stderr
+    );
+    let elsewhere = home.mkdir("code/other");
+    let not_ws = home.run(&[
+        "ai",
+        "note",
+        "set",
+        "k",
+        "x",
+        "--workspace",
+        elsewhere.to_str().unwrap(),
+    ]);
+    assert_ne!(not_ws.code, 0);
+
+    let removed = home.run(&["ai", "note", "rm", "build", "--workspace", path]);
+    assert_eq!(removed.code, 0, "{}", removed.stderr);
+    let again = home.run(&["ai", "note", "rm", "build", "--workspace", path]);
+    assert_ne!(again.code, 0);
+    assert!(again.stderr.contains("no note"), "{}", again.stderr);
+    let listed = home.run(&["--json", "ai", "note", "ls"]).json();
+    assert_eq!(listed, serde_json::json!([]));
+}

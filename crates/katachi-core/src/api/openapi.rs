@@ -44,6 +44,9 @@ use crate::ai::chat::api_doc as chat;
         chat::export_session,
         chat::list_approvals,
         chat::decide_approval,
+        chat::list_notes,
+        chat::save_note,
+        chat::forget_note,
     ),
     components(schemas(
         error::ErrorBody,

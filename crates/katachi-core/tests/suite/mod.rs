@@ -1,5 +1,6 @@
 mod ai_chat;
 mod ai_chat_support;
+mod ai_notes;
 mod ai_provider;
 mod ai_tools;
 mod another_machine;

@@ -134,9 +134,12 @@ fn chat_panel() -> maud::Markup {
     html! {
         div #chat-panel role="tabpanel" hidden {
             div.wb-chat {
-                nav.wb-chat-side aria-label="Chat sessions" {
-                    button #chat-new type="button" { "New chat" }
-                    ul #chat-sessions {}
+                div.wb-chat-side {
+                    nav.wb-chat-nav aria-label="Chat sessions" {
+                        button #chat-new type="button" { "New chat" }
+                        ul #chat-sessions {}
+                    }
+                    (chat_workspace_settings())
                 }
                 div.wb-chat-main {
                     div.wb-file-head.wb-chat-head {
@@ -164,6 +167,40 @@ fn chat_panel() -> maud::Markup {
                         button.danger #chat-stop type="button" hidden { "Stop" }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Under the sessions: the workspace's permissions ledger (what the model was allowed, with Revoke
+/// on live session grants) and the notes for the model (`webui/src/chat_settings.js` fills them).
+fn chat_workspace_settings() -> maud::Markup {
+    html! {
+        section.wb-chat-extra #chat-grants-box aria-labelledby="chat-grants-title" {
+            details #chat-grants-details {
+                summary #chat-grants-title { "Permissions" }
+                p.muted.wb-chat-hint { "What you allowed the model to do in this workspace." }
+                ul.wb-chat-ledger #chat-grants {}
+                p.wb-chat-extra-status #chat-grants-status role="status" {}
+            }
+        }
+        section.wb-chat-extra #chat-notes-box aria-labelledby="chat-notes-title" {
+            details #chat-notes-details {
+                summary #chat-notes-title { "Notes for the model" }
+                p.muted.wb-chat-hint {
+                    "Put into every chat's instructions, beside the repository's AGENTS.md, CLAUDE.md or GEMINI.md."
+                }
+                ul.wb-chat-ledger #chat-notes {}
+                form.wb-chat-note-form #chat-note-form {
+                    label for="chat-note-key" { "Name" }
+                    input #chat-note-key type="text" maxlength="64" required
+                        pattern="[A-Za-z0-9_.\\-]{1,64}" autocomplete="off"
+                        title="1 to 64 letters, digits, _ . or -" {}
+                    label for="chat-note-value" { "Note" }
+                    textarea #chat-note-value rows="3" maxlength="8192" {}
+                    button #chat-note-save type="submit" { "Save note" }
+                }
+                p.wb-chat-extra-status #chat-notes-status role="status" {}
             }
         }
     }

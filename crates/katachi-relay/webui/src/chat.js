@@ -10,6 +10,7 @@ import { el, fill } from "./dom.js";
 import { readNdjson } from "./ndjson.js";
 import { AssistantBlock, note, userMessage } from "./chat_view.js";
 import { Turn } from "./chat_turn.js";
+import { GrantsLedger, NotesEditor } from "./chat_settings.js";
 
 /** Messages per page of a session (a `data-page-size` on the log overrides it: the tests page by 4). */
 const PAGE = 50;
@@ -50,6 +51,11 @@ export class ChatPanel {
     parts.rename.addEventListener("click", () => this.startRename());
     parts.remove.addEventListener("click", () => this.askDelete());
     parts.modelRetry.addEventListener("click", () => this.loadModel(this.ws));
+    /** The workspace's permissions ledger and notes for the model (chat_settings.js). */
+    this.grants = new GrantsLedger({ list: parts.grants, status: parts.grantsStatus }, this);
+    this.notes = new NotesEditor({
+      list: parts.notes, form: parts.noteForm, key: parts.noteKey, value: parts.noteValue, status: parts.notesStatus,
+    }, this);
   }
 
   setStatus(kind, text) {
@@ -71,6 +77,8 @@ export class ChatPanel {
     this.showSession(null);
     fill(this.parts.sessions, el("li", { class: "muted" }, "Loading…"));
     this.loadModel(ws);
+    this.grants.load(ws);
+    this.notes.load(ws);
     let list;
     try {
       list = await this.api.json(`/workspaces/${ws}/chat/sessions`);
@@ -392,6 +400,8 @@ export class ChatPanel {
       if (this.running === controller) { this.running = null; }
       turn.close();
       this.setRunning(false);
+      // approvals answered or expired in the turn
+      this.grants.load(this.ws);
       this.parts.input.focus();
     }
   }

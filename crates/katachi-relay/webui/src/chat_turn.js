@@ -110,8 +110,11 @@ export class Turn {
   /** Shows an approval in the call it is for (the latest unanswered call of that tool). */
   ask(approval) {
     const panel = this.panel;
-    const card = new ApprovalCard(approval, (decision) =>
-      panel.sendJson("POST", `/chat/approvals/${encodeURIComponent(approval.id)}`, { decision }));
+    const card = new ApprovalCard(approval, async (decision) => {
+      const answered = await panel.sendJson("POST", `/chat/approvals/${encodeURIComponent(approval.id)}`, { decision });
+      panel.grants.load(panel.ws);
+      return answered;
+    });
     panel.cards.set(approval.id, card);
     this.cards.push(card);
     const calls = [...this.tools.values()].reverse();

@@ -117,6 +117,13 @@ function start(root) {
     input: byId("chat-input"),
     send: byId("chat-send"),
     stop: byId("chat-stop"),
+    grants: byId("chat-grants"),
+    grantsStatus: byId("chat-grants-status"),
+    notes: byId("chat-notes"),
+    noteForm: byId("chat-note-form"),
+    noteKey: byId("chat-note-key"),
+    noteValue: byId("chat-note-value"),
+    notesStatus: byId("chat-notes-status"),
   }, api);
   chat.onError = reportIfGone;
   run.onError = reportIfGone;

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // the functions exist for their `#[utoipa::path]` descriptions only
 
+use super::memory_routes::NoteBody;
 use super::routes::{Answer, NewSession, PageQuery, Rename, TurnRequest};
 use crate::api::ErrorBody;
 
@@ -183,6 +184,55 @@ pub(crate) fn list_approvals() {}
 )]
 pub(crate) fn decide_approval() {}
 
+#[utoipa::path(
+    get,
+    path = "/v1/workspaces/{id}/chat/notes",
+    tag = "chat",
+    params(("id" = i64, Path, description = "Workspace id")),
+    responses(
+        (status = 200, description = "The notes for the model, by key: `{\"notes\":[{\"key\",\"value\"}]}`; every chat turn's system prompt carries them", body = serde_json::Value),
+        (status = 400, description = "`request.invalid`: an id that is not a number", body = ErrorBody),
+        (status = 404, description = "`workspace.not_found`", body = ErrorBody),
+        (status = 503, description = "`store.unavailable`", body = ErrorBody),
+    )
+)]
+pub(crate) fn list_notes() {}
+
+#[utoipa::path(
+    put,
+    path = "/v1/workspaces/{id}/chat/notes/{key}",
+    tag = "chat",
+    params(
+        ("id" = i64, Path, description = "Workspace id"),
+        ("key" = String, Path, description = "1 to 64 characters of `A-Z a-z 0-9 _ . -`"),
+    ),
+    request_body(content = NoteBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Saved (replacing any note of that key): `{\"key\",\"value\"}`", body = serde_json::Value),
+        (status = 400, description = "`request.invalid`: a bad key, bad JSON, a value over 8 KiB or with a NUL character", body = ErrorBody),
+        (status = 404, description = "`workspace.not_found`", body = ErrorBody),
+        (status = 503, description = "`store.unavailable`", body = ErrorBody),
+    )
+)]
+pub(crate) fn save_note() {}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/workspaces/{id}/chat/notes/{key}",
+    tag = "chat",
+    params(
+        ("id" = i64, Path, description = "Workspace id"),
+        ("key" = String, Path, description = "The note's key"),
+    ),
+    responses(
+        (status = 204, description = "Forgotten"),
+        (status = 400, description = "`request.invalid`: a bad key", body = ErrorBody),
+        (status = 404, description = "`workspace.not_found`, `chat.note_not_found`", body = ErrorBody),
+        (status = 503, description = "`store.unavailable`", body = ErrorBody),
+    )
+)]
+pub(crate) fn forget_note() {}
+
 /// Every chat route, as `(METHOD, path)`, for the test below and `api::openapi`.
 #[cfg(test)]
 pub(crate) const DESCRIBED: &[(&str, &str)] = &[
@@ -199,15 +249,23 @@ pub(crate) const DESCRIBED: &[(&str, &str)] = &[
     ("GET", "/v1/chat/sessions/{sid}/export"),
     ("GET", "/v1/chat/approvals"),
     ("POST", "/v1/chat/approvals/{aid}"),
+    ("GET", "/v1/workspaces/{id}/chat/notes"),
+    ("PUT", "/v1/workspaces/{id}/chat/notes/{key}"),
+    ("DELETE", "/v1/workspaces/{id}/chat/notes/{key}"),
 ];
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The routes the chat router declares, read from its source (axum keeps no list to ask).
+    /// The routes the chat routers declare, read from their source (axum keeps no list to ask).
     fn routed() -> Vec<(String, String)> {
-        let source = include_str!("routes.rs");
+        let mut found = routed_in(include_str!("routes.rs"));
+        found.extend(routed_in(include_str!("memory_routes.rs")));
+        found
+    }
+
+    fn routed_in(source: &str) -> Vec<(String, String)> {
         let mut found = Vec::new();
         let mut rest = source;
         while let Some(i) = rest.find(".route(") {

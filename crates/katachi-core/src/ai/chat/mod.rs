@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - `turn`: one turn — the model, its tool calls, approvals, cancellation — stored as it goes.
+//! - `memory_routes`: the workspace notes the user saves for the model (routes and checks).
 //! - `routes`: the chat routes of the agent API (sessions, turns as NDJSON, approvals, export).
 //! - `service`: [`ChatService`]: sessions, one running turn each, stop, approvals.
 //! - `seams`: what a turn needs from a model and from the tools ([`TurnModel`], [`TurnTools`]).
@@ -19,6 +20,7 @@ mod compact;
 pub mod events;
 pub mod export;
 pub mod history;
+pub mod memory_routes;
 pub mod prompt;
 pub mod routes;
 pub mod seams;

@@ -11,6 +11,8 @@
 //! - `POST /v1/chat/sessions/{sid}/stop` — stops the running turn.
 //! - `GET  /v1/chat/sessions/{sid}/export` — the session as Markdown (`{"filename","markdown"}`).
 //! - `GET  /v1/chat/approvals` — pending approvals; `POST /v1/chat/approvals/{aid}` `{"decision"}`.
+//! - `GET|PUT|DELETE /v1/workspaces/{id}/chat/notes[/{key}]` — the notes for the model
+//!   ([`super::memory_routes`]).
 //!
 //! Errors are the API's JSON shape `{"error":{"code","message"}}` with stable codes.
 
@@ -61,15 +63,16 @@ pub fn routes(service: ChatService) -> Router {
         .route("/v1/chat/sessions/{sid}/export", get(export_session))
         .route("/v1/chat/approvals", get(list_approvals))
         .route("/v1/chat/approvals/{aid}", post(decide_approval))
-        .with_state(service)
+        .with_state(service.clone())
+        .merge(super::memory_routes::routes(service))
 }
 
 impl IntoResponse for ChatError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ChatError::SessionNotFound(_) | ChatError::WorkspaceNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ChatError::SessionNotFound(_)
+            | ChatError::WorkspaceNotFound(_)
+            | ChatError::NoteNotFound(_) => StatusCode::NOT_FOUND,
             ChatError::Busy(_) => StatusCode::CONFLICT,
             ChatError::Invalid(_) => StatusCode::BAD_REQUEST,
             ChatError::Failed(f) => match f.code.as_str() {
@@ -94,7 +97,7 @@ fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 /// A JSON body, refused as `request.invalid` with serde's reason.
-fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ChatError> {
+pub(super) fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ChatError> {
     serde_json::from_slice(body).map_err(|e| ChatError::Invalid(format!("bad JSON body: {e}")))
 }
 

@@ -66,6 +66,9 @@ pub enum ChatError {
     /// A turn of this session is running.
     #[error("a turn of chat session {0} is running; stop it or wait for it to end")]
     Busy(i64),
+    /// The workspace has no note with this key.
+    #[error("the workspace has no note {0:?}; GET …/chat/notes lists them")]
+    NoteNotFound(String),
     /// The request is malformed.
     #[error("{0}")]
     Invalid(String),
@@ -81,6 +84,7 @@ impl ChatError {
             ChatError::SessionNotFound(_) => "chat.session_not_found",
             ChatError::WorkspaceNotFound(_) => "workspace.not_found",
             ChatError::Busy(_) => "chat.busy",
+            ChatError::NoteNotFound(_) => "chat.note_not_found",
             ChatError::Invalid(_) => "request.invalid",
             ChatError::Failed(f) => &f.code,
         }
