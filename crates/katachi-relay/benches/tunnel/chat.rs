@@ -6,8 +6,8 @@
 //!    Target: ≤ 20 ms after the provider sends it.
 //! 2. **A 10,000-message session opening**: `GET /v1/chat/sessions/{sid}` (the latest page of 200,
 //!    what the chat view loads first) through relay + tunnel and directly. Target: ≤ 200 ms.
-//! 3. **Agent memory while streaming a long answer**: this process's peak RSS (the agent, the
-//!    fake provider and the browser client; the relay is its own process) over its RSS before.
+//! 3. **Agent memory while streaming a long answer** (`chat_memory.rs`): the agent's process's
+//!    peak RSS rise, the fake provider in a child process of its own.
 //!
 //! The agent serves the API and the chat routes under the audit layer with the real tools and a
 //! real provider client ([`FixedBackends`]) whose provider is the fake one on loopback.
@@ -59,29 +59,10 @@ fn quantile(v: &mut [f64], p: f64) -> f64 {
     v[i.min(v.len() - 1)]
 }
 
-fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Hands the heap's free pages back to the kernel (glibc `malloc_trim`), so that a run's RSS rise
-/// is not hidden by memory an earlier run freed.
-#[allow(unsafe_code)]
-fn trim_heap() {
-    // SAFETY: malloc_trim takes no pointer and only releases free heap memory.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 pub async fn run(rounds: usize, history: usize, long_kib: usize) {
     let tmp = tempfile::tempdir().unwrap();
-    let seeded = relay_process::seed(&tmp.path().join("relay"), 1).await;
+    // user 0 for the first token and the long session, user 1 for the memory runs
+    let seeded = relay_process::seed(&tmp.path().join("relay"), 2).await;
     let relay = relay_process::RelayProcess::start(&seeded).await;
     let user = seeded.users[0].clone();
     let ws = std::fs::canonicalize(tmp.path()).unwrap().join("ws");
@@ -282,83 +263,12 @@ pub async fn run(rounds: usize, history: usize, long_kib: usize) {
         if p50 <= 200.0 { "met" } else { "NOT met" }
     );
 
-    println!("\n== agent memory while streaming a {long_kib} KiB answer through relay + tunnel ==");
-    let piece = "0123456789abcdef".repeat(4);
-    let pieces = (long_kib * 1024) / piece.len();
-    let long_answer = || FakeAnswer::text(std::iter::repeat_n(piece.as_str(), pieces));
-    // The fake provider and the clients live in this process too: the same answer read directly
-    // from the fake provider is the baseline, and the agent's share is the difference. Freed
-    // memory is handed back before each run (malloc_trim) and the peak counted from there
-    // (writing 5 to clear_refs resets VmHWM).
-    let reset = || {
-        trim_heap();
-        let _ = std::fs::write("/proc/self/clear_refs", "5");
-        status_kib("VmRSS:")
-    };
-    let (mut direct_rise, mut agent_rise) = (Vec::new(), Vec::new());
-    for round in 0..3 {
-        fake.push(long_answer());
-        let before = reset();
-        let mut res = direct
-            .post(&provider_url)
-            .json(&serde_json::json!({
-                "model": "bench-model", "stream": true,
-                "messages": [{"role": "user", "content": "write a lot"}],
-            }))
-            .send()
-            .await
-            .unwrap();
-        let mut read = 0usize;
-        while let Some(chunk) = res.chunk().await.unwrap() {
-            read += chunk.len();
-        }
-        let direct_peak = status_kib("VmHWM:").saturating_sub(before);
-
-        // a new session each time: a second long answer in one session would be summarised first
-        let fresh: serde_json::Value = post_relay(
-            "/v1/workspaces/1/chat/sessions",
-            serde_json::json!({"title": "long"}),
-        )
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-        let fresh = fresh["id"].as_i64().expect("a session was created");
-        fake.push(long_answer());
-        let before = reset();
-        let start = Instant::now();
-        let mut res = post_relay(
-            &format!("/v1/chat/sessions/{fresh}/turn"),
-            serde_json::json!({"text": "write a lot"}),
-        )
-        .await
-        .unwrap();
-        let mut received = 0usize;
-        while let Some(chunk) = res.chunk().await.unwrap() {
-            received += chunk.len();
-        }
-        let took = start.elapsed();
-        let agent_peak = status_kib("VmHWM:").saturating_sub(before);
-        assert!(
-            received > long_kib * 1024,
-            "the turn did not stream the answer ({received} bytes)"
-        );
-        println!(
-            "round {round}: direct read of {} KiB of SSE: peak +{direct_peak} KiB; through the agent ({pieces} pieces, {} KiB of NDJSON in {:.2} s): peak +{agent_peak} KiB",
-            read / 1024,
-            received / 1024,
-            took.as_secs_f64(),
-        );
-        if round > 0 {
-            direct_rise.push(direct_peak as f64);
-            agent_rise.push(agent_peak as f64);
-        }
-    }
-    let (d, a) = (median(&mut direct_rise), median(&mut agent_rise));
-    println!(
-        "streaming a {long_kib} KiB answer: this process's peak RSS rises {a:.0} KiB through the agent, {d:.0} KiB for the direct read (fake provider + client); the agent's share ≈ {:.0} KiB ({:.1}× the answer)",
-        a - d,
-        (a - d) / long_kib as f64
-    );
+    crate::chat_memory::run(
+        &relay,
+        &seeded,
+        &seeded.users[1],
+        &tmp.path().join("memory"),
+        long_kib,
+    )
+    .await;
 }

@@ -32,6 +32,7 @@
 mod agent;
 mod browser;
 mod chat;
+mod chat_memory;
 mod floor;
 mod load;
 mod memory;
@@ -78,6 +79,11 @@ fn machine() -> String {
 }
 
 fn main() {
+    // the chat part's fake provider, run as a child process of this bench
+    if let Ok(spec) = std::env::var(chat_memory::CHILD_ENV) {
+        chat_memory::child_main(&spec);
+        return;
+    }
     let parts: String = env_or(
         "KATACHI_BENCH_PARTS",
         "latency,stream,floor,memory".to_owned(),
