@@ -60,7 +60,7 @@ fn seed(store: &Store, title: &str, count: usize) -> (i64, i64) {
         r#"{"tool_calls":[{"id":"c1","name":"read_file","arguments":{"path":"src/parser.rs"}}]}"#;
     let result = format!(
         "{{\"path\":\"src/parser.rs\",\"content\":\"{}\"}}",
-        "fn parse_line(l: &str) -> Option<Token> { todo!() }\\n".repeat(8)
+        "fn parse_line(l: &str) -> Option<Token> { l.split_whitespace().next().map(Token::new) }\\n".repeat(8)
     );
     let result_payload = r#"{"call_id":"c1","name":"read_file","is_error":false}"#;
     let mut last = 0;

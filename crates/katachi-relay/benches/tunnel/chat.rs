@@ -12,9 +12,11 @@
 //! The agent serves the API and the chat routes under the audit layer with the real tools and a
 //! real provider client ([`FixedBackends`]) whose provider is the fake one on loopback.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use katachi_core::ai::approvals::Approvals;
 use katachi_core::ai::backends::FixedBackends;
 use katachi_core::ai::fixed_agent::FixedAgent;
@@ -59,6 +61,32 @@ fn quantile(v: &mut [f64], p: f64) -> f64 {
     v[i.min(v.len() - 1)]
 }
 
+/// The agent's routes (API and chat under the audit layer) over workspace `ws` and a store at
+/// `db` (keys derived from `seed`), whose one model is `bench-model` at `base_url`.
+pub fn bench_agent(ws: &Path, db: &Path, seed: u8, base_url: url::Url) -> Router {
+    let key = move || DerivedKey::from_bytes([seed; 32], Purpose::STORE);
+    Store::open(db, &key())
+        .unwrap()
+        .workspaces()
+        .add(ws, &[])
+        .unwrap();
+    let fp = Fingerprint::from_components([("machine_id", vec![seed])]).unwrap();
+    let audit_key =
+        || AuditKey::derive(&MachineKey::derive(&SecretBytes::new(vec![seed; 32]), &fp));
+    let mut config = ProviderConfig::default_for(ProviderKind::OpenAi);
+    config.base_url = base_url;
+    config.model = "bench-model".to_owned();
+    let open_db = db.to_path_buf();
+    FixedAgent::start(
+        move || Store::open(&open_db, &key()),
+        &audit_key,
+        Arc::new(FixedWorkspaces::new([ws]).unwrap()),
+        Approvals::default(),
+        |tools| FixedBackends::new(config, None, ProviderOptions::default(), tools),
+    )
+    .router
+}
+
 pub async fn run(rounds: usize, history: usize, long_kib: usize) {
     let tmp = tempfile::tempdir().unwrap();
     // user 0 for the first token and the long session, user 1 for the memory runs
@@ -69,29 +97,10 @@ pub async fn run(rounds: usize, history: usize, long_kib: usize) {
     std::fs::create_dir(&ws).unwrap();
     std::fs::write(ws.join("AGENTS.md"), "Answer briefly.\n").unwrap();
     let db = tmp.path().join("agent.db");
-    Store::open(&db, &store_key())
-        .unwrap()
-        .workspaces()
-        .add(&ws, &[])
-        .unwrap();
     let fake = FakeProvider::start(Vec::<katachi_testkit::FakeReply>::new())
         .await
         .unwrap();
-
-    let fp = Fingerprint::from_components([("machine_id", vec![5])]).unwrap();
-    let audit_key = || AuditKey::derive(&MachineKey::derive(&SecretBytes::new(vec![5; 32]), &fp));
-    let mut config = ProviderConfig::default_for(ProviderKind::OpenAi);
-    config.base_url = fake.openai_base_url();
-    config.model = "bench-model".to_owned();
-    let open_db = db.clone();
-    let served = FixedAgent::start(
-        move || Store::open(&open_db, &store_key()),
-        &audit_key,
-        Arc::new(FixedWorkspaces::new([&ws]).unwrap()),
-        Approvals::default(),
-        |tools| FixedBackends::new(config, None, ProviderOptions::default(), tools),
-    )
-    .router;
+    let served = bench_agent(&ws, &db, 5, fake.openai_base_url());
     let dialer = agent::dialer(&relay.url, &seeded.ca_pem, &user.agent);
     let (direct_addr, mut tunnel) = agent::start_agent_thread(served.clone(), dialer, served).await;
     tokio::select! {

@@ -12,21 +12,12 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use katachi_core::ai::approvals::Approvals;
-use katachi_core::ai::backends::FixedBackends;
-use katachi_core::ai::fixed_agent::FixedAgent;
-use katachi_core::ai::{ProviderConfig, ProviderKind, ProviderOptions};
-use katachi_core::api::FixedWorkspaces;
-use katachi_core::fingerprint::Fingerprint;
-use katachi_core::store::{AuditKey, Store};
-use katachi_core::vault::{DerivedKey, Purpose};
-use katachi_core::{MachineKey, SecretBytes};
 use katachi_testkit::{FakeAnswer, FakeProvider, FakeReply};
 
 use crate::agent;
+use crate::chat::bench_agent;
 use crate::load::median;
 use crate::relay_process::{RelayProcess, Seeded, SeededUser};
 
@@ -120,27 +111,7 @@ pub async fn run(relay: &RelayProcess, seeded: &Seeded, user: &SeededUser, dir: 
     std::fs::create_dir_all(dir).unwrap();
     let ws = std::fs::canonicalize(dir).unwrap().join("ws");
     std::fs::create_dir(&ws).unwrap();
-    let db = dir.join("agent.db");
-    let key = || DerivedKey::from_bytes([6; 32], Purpose::STORE);
-    Store::open(&db, &key())
-        .unwrap()
-        .workspaces()
-        .add(&ws, &[])
-        .unwrap();
-    let fp = Fingerprint::from_components([("machine_id", vec![6])]).unwrap();
-    let audit_key = || AuditKey::derive(&MachineKey::derive(&SecretBytes::new(vec![6; 32]), &fp));
-    let mut config = ProviderConfig::default_for(ProviderKind::OpenAi);
-    config.base_url = base_url.clone();
-    config.model = "bench-model".to_owned();
-    let open_db = db.clone();
-    let served = FixedAgent::start(
-        move || Store::open(&open_db, &key()),
-        &audit_key,
-        Arc::new(FixedWorkspaces::new([&ws]).unwrap()),
-        Approvals::default(),
-        |tools| FixedBackends::new(config, None, ProviderOptions::default(), tools),
-    )
-    .router;
+    let served = bench_agent(&ws, &dir.join("agent.db"), 6, base_url.clone());
     let dialer = agent::dialer(&relay.url, &seeded.ca_pem, &user.agent);
     let (_direct_addr, _tunnel) = agent::start_agent_thread(served.clone(), dialer, served).await;
     relay.wait_for_tunnels(2, Duration::from_secs(30)).await;

@@ -85,22 +85,7 @@ impl<M: TurnModel + ?Sized, T: TurnTools + ?Sized> Turn<'_, M, T> {
 
     async fn drive(&self, text: String) -> Result<TurnEnd, Failure> {
         let session_id = self.session.id;
-        let message_id = self
-            .store
-            .run(move |s| {
-                s.chat().append_messages(
-                    session_id,
-                    [NewMessage {
-                        role: Role::User,
-                        content: &text,
-                        payload: None,
-                    }],
-                )
-            })
-            .await?
-            .first()
-            .copied()
-            .unwrap_or_default();
+        let message_id = self.store_message(Role::User, text, None).await?;
         self.emit(ChatEvent::Started {
             session_id,
             message_id,
@@ -256,18 +241,7 @@ impl<M: TurnModel + ?Sized, T: TurnTools + ?Sized> Turn<'_, M, T> {
             ..Payload::default()
         }
         .to_stored();
-        let session_id = self.session.id;
-        self.store
-            .run(move |s| {
-                s.chat().append_messages(
-                    session_id,
-                    [NewMessage {
-                        role: Role::Assistant,
-                        content: &text,
-                        payload: payload.as_deref(),
-                    }],
-                )
-            })
+        self.store_message(Role::Assistant, text, payload)
             .await
             .map(|_| ())
     }
@@ -440,21 +414,33 @@ impl<M: TurnModel + ?Sized, T: TurnTools + ?Sized> Turn<'_, M, T> {
             ..Payload::default()
         }
         .to_stored();
-        let content = outcome.content.to_string();
+        self.store_message(Role::Tool, outcome.content.to_string(), payload)
+            .await
+            .map(|_| ())
+    }
+
+    /// Appends one message to the session; its id.
+    async fn store_message(
+        &self,
+        role: Role,
+        content: String,
+        payload: Option<String>,
+    ) -> Result<i64, Failure> {
         let session_id = self.session.id;
-        self.store
+        let ids = self
+            .store
             .run(move |s| {
                 s.chat().append_messages(
                     session_id,
                     [NewMessage {
-                        role: Role::Tool,
+                        role,
                         content: &content,
                         payload: payload.as_deref(),
                     }],
                 )
             })
-            .await
-            .map(|_| ())
+            .await?;
+        Ok(ids.first().copied().unwrap_or_default())
     }
 
     /// Sends one line to the browser; a closed stream is the caller's to notice (it cancels).
