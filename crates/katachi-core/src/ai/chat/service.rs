@@ -291,9 +291,12 @@ impl ChatService {
                 cancel: token,
                 max_steps: service.max_steps,
             };
-            let end = turn.run(text).await;
+            let end = turn
+                .run(text, |_| {
+                    service.lock_running().remove(&id);
+                })
+                .await;
             tracing::debug!(session = id, ?end, "chat: turn ended");
-            service.lock_running().remove(&id);
         });
         Ok(StartedTurn {
             events,

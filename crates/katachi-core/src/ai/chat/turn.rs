@@ -67,7 +67,10 @@ enum Step {
 
 impl<M: TurnModel + ?Sized, T: TurnTools + ?Sized> Turn<'_, M, T> {
     /// Runs the turn for the user's `text` to its end; returns how it ended.
-    pub async fn run(self, text: String) -> TurnEnd {
+    ///
+    /// `released` runs after the turn's last store write and before its `done` line goes out, so a
+    /// client that has seen `done` finds the session free for its next turn.
+    pub async fn run(self, text: String, released: impl FnOnce(TurnEnd)) -> TurnEnd {
         let end = match self.drive(text).await {
             Ok(end) => end,
             Err(failure) => {
@@ -79,6 +82,7 @@ impl<M: TurnModel + ?Sized, T: TurnTools + ?Sized> Turn<'_, M, T> {
                 TurnEnd::Failed
             }
         };
+        released(end);
         self.emit(ChatEvent::Done { end }).await;
         end
     }
