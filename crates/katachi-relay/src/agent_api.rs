@@ -271,6 +271,15 @@ pub async fn unregister(
 ) -> Result<Response, ApiError> {
     state.store.delete_agent(agent.id()).await?;
     state.agent_cache.evict_agent(agent.id());
+    // Its tunnel, on whichever instance, ends with it.
+    state.tunnels.close(agent.id());
+    crate::cluster::broadcast::publish(
+        &state,
+        crate::cluster::broadcast::Notice::Revoked {
+            agent_id: agent.id().to_owned(),
+        },
+    )
+    .await;
     tracing::info!(agent = %agent.id(), "agent unregistered");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

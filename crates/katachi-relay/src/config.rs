@@ -92,6 +92,20 @@ pub struct Args {
     /// answer, connecting included).
     #[arg(long, default_value_t = 20)]
     pub mcp_call_timeout: u64,
+    /// Address of this instance's internal listener, which the other relay instances on the same
+    /// database forward browser requests to (mutual TLS, each instance's certificate pinned through
+    /// the database). Without it the relay runs alone: only tunnels it holds itself are reachable.
+    /// Bind it to a private or loopback address: it is never for the public.
+    #[arg(long)]
+    pub internal_listen: Option<SocketAddr>,
+    /// `host:port` the other instances use to reach `--internal-listen` (default: its address;
+    /// required when that is a wildcard such as 0.0.0.0).
+    #[arg(long, requires = "internal_listen")]
+    pub internal_advertise: Option<String>,
+    /// Seconds a stopping relay (SIGTERM) lets requests in flight finish before it closes the
+    /// agents' tunnels, so they reconnect to another instance.
+    #[arg(long, default_value_t = 10)]
+    pub drain_timeout: u64,
 }
 
 /// A sign-in provider's settings.
@@ -175,6 +189,19 @@ pub struct RelayConfig {
     pub smtp_from: Option<String>,
     /// How the relay talks to its users' MCP servers (address guard, timeouts, size caps).
     pub mcp: crate::mcp::McpOptions,
+    /// The internal listener for the other instances, when several share the database.
+    pub internal: Option<InternalConfig>,
+    /// How long a stopping relay lets requests in flight finish.
+    pub drain_timeout: std::time::Duration,
+}
+
+/// Where this instance listens for the other instances, and how they reach it.
+#[derive(Debug, Clone)]
+pub struct InternalConfig {
+    /// Bind address.
+    pub listen: SocketAddr,
+    /// `host:port` others dial; `None`: the bound address.
+    pub advertise: Option<String>,
 }
 
 impl std::fmt::Debug for RelayConfig {
@@ -206,6 +233,8 @@ impl std::fmt::Debug for RelayConfig {
             )
             .field("smtp_from", &self.smtp_from)
             .field("mcp", &self.mcp)
+            .field("internal", &self.internal)
+            .field("drain_timeout", &self.drain_timeout)
             .finish()
     }
 }
@@ -233,6 +262,8 @@ impl RelayConfig {
             smtp_url: None,
             smtp_from: None,
             mcp: crate::mcp::McpOptions::default(),
+            internal: None,
+            drain_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -268,6 +299,10 @@ impl Args {
                 "--public-url must be https (the relay serves HTTPS only)"
             );
         }
+        let internal = self
+            .internal_listen
+            .map(|listen| internal_config(listen, self.internal_advertise))
+            .transpose()?;
         Ok(RelayConfig {
             listen: self.listen,
             data_dir: self.data_dir,
@@ -306,8 +341,34 @@ impl Args {
                 call_timeout: std::time::Duration::from_secs(self.mcp_call_timeout.clamp(1, 600)),
                 ..Default::default()
             },
+            internal,
+            drain_timeout: std::time::Duration::from_secs(self.drain_timeout.min(3600)),
         })
     }
+}
+
+/// Checks `--internal-listen` / `--internal-advertise`: the others must be able to dial what is
+/// advertised, so a wildcard bind needs an explicit address.
+fn internal_config(
+    listen: SocketAddr,
+    advertise: Option<String>,
+) -> anyhow::Result<InternalConfig> {
+    if let Some(a) = &advertise {
+        let ok = a.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
+        anyhow::ensure!(
+            ok,
+            "--internal-advertise {a:?} is not host:port (for example 10.0.0.5:7443)"
+        );
+    } else {
+        anyhow::ensure!(
+            !listen.ip().is_unspecified(),
+            "--internal-listen {listen} is a wildcard address: give --internal-advertise \
+             host:port, the address the other relay instances dial"
+        );
+    }
+    Ok(InternalConfig { listen, advertise })
 }
 
 #[cfg(test)]
@@ -369,6 +430,37 @@ mod tests {
             .into_config()
             .unwrap();
         assert!(allowed.mcp.allow_private_addresses);
+    }
+
+    #[test]
+    fn a_wildcard_internal_listener_needs_an_advertised_address() {
+        let parse = |args: &[&str]| {
+            Args::try_parse_from(std::iter::once("katachi-relay").chain(args.iter().copied()))
+                .map_err(anyhow::Error::from)
+                .and_then(Args::into_config)
+        };
+        assert!(parse(&["--internal-listen", "0.0.0.0:7443"]).is_err());
+        assert!(parse(&[
+            "--internal-listen",
+            "0.0.0.0:7443",
+            "--internal-advertise",
+            "nope"
+        ])
+        .is_err());
+        let ok = parse(&[
+            "--internal-listen",
+            "0.0.0.0:7443",
+            "--internal-advertise",
+            "10.0.0.5:7443",
+        ])
+        .unwrap();
+        assert_eq!(
+            ok.internal.unwrap().advertise.as_deref(),
+            Some("10.0.0.5:7443")
+        );
+        let plain = parse(&["--internal-listen", "127.0.0.1:7443"]).unwrap();
+        assert!(plain.internal.unwrap().advertise.is_none());
+        assert!(parse(&[]).unwrap().internal.is_none());
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! - [`mail`]: e-mail verification links over SMTP (lettre), or to the log in local mode.
 //! - [`password`]: argon2id hashing, at most one computation per core at a time.
 //! - [`agent_cache`]: id and signing secret by token hash (revocation is never cached).
+//! - [`cluster`]: several instances on one PostgreSQL: tunnel routes, the internal link between
+//!   instances (mutual TLS, HTTP/2), LISTEN/NOTIFY broadcasts of revocations and take-overs.
 //! - [`client_addr`]: client addresses grouped for limits (IPv4 address, IPv6 /64).
 //! - [`agent_api`]: signed agent calls (heartbeat, events, unregister, MCP tools) behind [`agent_api::VerifiedAgent`].
 //! - [`mcp`]: the users' remote MCP servers, connected to for their agents (rmcp, SSRF guard).
@@ -31,6 +33,7 @@ pub mod address_limit;
 pub mod agent_api;
 pub mod agent_cache;
 pub mod client_addr;
+pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod device_flow;

@@ -112,6 +112,10 @@ impl Relay {
         if mailer.is_local() {
             tracing::info!("no --smtp-url: e-mail verification links go to this log (local mode)");
         }
+        let cluster = match &config.internal {
+            Some(internal) => crate::cluster::Cluster::bind(internal).await?,
+            None => crate::cluster::Cluster::alone(),
+        };
         let state = AppState::new(Inner {
             store,
             master,
@@ -125,7 +129,14 @@ impl Relay {
             tunnels: Default::default(),
             streams: Default::default(),
             mcp,
+            cluster,
         });
+        // Routable at once: the other instances find this one before its first tunnel opens.
+        state
+            .cluster
+            .touch(&state)
+            .await
+            .context("recording this relay instance in the database failed")?;
         Ok(Self {
             listener,
             state,
@@ -187,8 +198,16 @@ impl Relay {
                 }
             }
         });
-        // Sign-outs and revocations made on other instances end this instance's requests too.
+        // Sign-outs and revocations made on other instances end this instance's requests too: at
+        // once through LISTEN/NOTIFY (PostgreSQL), and through a recheck every 2 s as a backstop.
         let watcher_task = tokio::spawn(crate::tunnel::watch_revocations(self.state.clone()));
+        let listen_task = tokio::spawn(crate::cluster::broadcast::listen(self.state.clone()));
+        let alive_task = tokio::spawn(self.state.cluster.clone().keep_alive(self.state.clone()));
+        let stop_internal = tokio_util::sync::CancellationToken::new();
+        let internal_task = tokio::spawn(crate::cluster::serve_internal(
+            self.state.clone(),
+            stop_internal.clone(),
+        ));
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -237,9 +256,27 @@ impl Relay {
                 }
             });
         }
+        // Stopping: no new connections; requests in flight get the drain time to finish; then the
+        // agents' tunnels close, so they reconnect (through the load balancer) to another instance.
+        drop(self.listener);
+        let drain_until = tokio::time::Instant::now() + self.state.config.drain_timeout;
+        while !self.state.streams.is_empty() && tokio::time::Instant::now() < drain_until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let closed = self.state.tunnels.close_all();
+        if closed > 0 {
+            tracing::info!(
+                closed,
+                "agents' tunnels closed: they reconnect to another instance"
+            );
+        }
+        self.state.cluster.leave(&self.state).await;
+        stop_internal.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), internal_task).await;
         purger.abort();
         watcher_task.abort();
-        drop(self.listener);
+        listen_task.abort();
+        alive_task.abort();
         if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
             .await
             .is_err()

@@ -36,6 +36,8 @@ pub struct Inner {
     pub streams: crate::tunnel::LiveStreams,
     /// Connects to users' remote MCP servers for their agents.
     pub mcp: crate::mcp::McpBroker,
+    /// This instance among the others on the same database (routes, internal link).
+    pub cluster: crate::cluster::Cluster,
 }
 
 impl std::ops::Deref for AppState {

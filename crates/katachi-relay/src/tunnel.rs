@@ -95,7 +95,7 @@ const TUNNEL_MAX_FRAME_SIZE: u32 = 256 * 1024;
 
 /// Request headers passed from the browser to the agent API; everything else (cookies above all)
 /// stays at the relay.
-const FORWARDED_REQUEST_HEADERS: [HeaderName; 9] = [
+pub(crate) const FORWARDED_REQUEST_HEADERS: [HeaderName; 9] = [
     header::ACCEPT,
     header::CONTENT_TYPE,
     header::CONTENT_LENGTH,
@@ -170,11 +170,20 @@ pub async fn open(State(state): State<AppState>, mut req: Request) -> Result<Res
             close,
         );
         tracing::info!(agent = %agent_id, "tunnel open");
+        // The route points here; an instance that still holds an older tunnel of the agent closes it.
+        task_state
+            .cluster
+            .tunnel_opened(&task_state, &agent_id, generation)
+            .await;
         // Ends when the agent goes, the PINGs go unanswered, or the registry cuts the stream.
         if let Err(e) = conn.await {
             tracing::debug!(agent = %agent_id, error = %e, "tunnel ended with an error");
         }
         task_state.tunnels.remove(&agent_id, generation);
+        task_state
+            .cluster
+            .tunnel_closed(&task_state, &agent_id, generation)
+            .await;
         tracing::info!(agent = %agent_id, "tunnel closed");
     });
     Response::builder()
@@ -266,23 +275,6 @@ pub async fn forward(
         Some(q) => format!("{rest}?{q}"),
         None => rest.to_owned(),
     };
-    let Some(Route {
-        mut sender,
-        in_flight,
-    }) = state.tunnels.route(&agent_id)
-    else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "agent.offline",
-            "the agent is not connected; start it and try again",
-        ));
-    };
-    // Held until the response body ends (or the request fails): one slot per request in flight.
-    let Ok(permit) = in_flight.try_acquire_owned() else {
-        return Ok(busy());
-    };
-    // Registered until the body ends: a sign-out or a revocation cancels it.
-    let live = state.streams.register(&agent_id, &user.session_hash);
     let (parts, body) = req.into_parts();
     let mut outgoing = Request::builder().method(parts.method).uri(target);
     for name in FORWARDED_REQUEST_HEADERS {
@@ -302,6 +294,85 @@ pub async fn forward(
             format!("cannot forward this request: {e}"),
         )
     })?;
+    deliver(&state, &agent_id, &user.session_hash, outgoing).await
+}
+
+/// `503 agent.offline`.
+fn offline() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "agent.offline",
+        "the agent is not connected; start it and try again",
+    )
+}
+
+/// Sends a checked browser request to the agent through the instance that holds its tunnel: this
+/// one, or another one over the internal link (`crate::cluster`).
+async fn deliver(
+    state: &AppState,
+    agent_id: &str,
+    session_hash: &str,
+    outgoing: Request,
+) -> Result<Response, ApiError> {
+    if state.tunnels.is_online(agent_id) {
+        return deliver_here(state, agent_id, session_hash, outgoing).await;
+    }
+    match state.cluster.remote_route(state, agent_id).await? {
+        Some(route) => {
+            crate::cluster::forward_to_peer(state, &route, agent_id, session_hash, outgoing).await
+        }
+        None => Err(offline()),
+    }
+}
+
+/// Sends a checked request through this instance's tunnel of the agent (never to another
+/// instance: the internal listener calls this, so a request crosses at most one internal hop).
+///
+/// # Errors
+/// `503 agent.offline` without a tunnel here, `429 agent.busy`, and [`relay_exchange`]'s.
+pub(crate) async fn deliver_here(
+    state: &AppState,
+    agent_id: &str,
+    session_hash: &str,
+    outgoing: Request,
+) -> Result<Response, ApiError> {
+    let Some(Route { sender, in_flight }) = state.tunnels.route(agent_id) else {
+        return Err(offline());
+    };
+    // Held until the response body ends (or the request fails): one slot per request in flight.
+    let Ok(permit) = in_flight.try_acquire_owned() else {
+        return Ok(busy());
+    };
+    relay_exchange(
+        state,
+        agent_id,
+        session_hash,
+        sender,
+        outgoing,
+        Some(permit),
+    )
+    .await
+}
+
+/// Sends `outgoing` on `sender` (an agent's tunnel, or the internal link to the instance holding
+/// it) and hands back the screened answer with its body streaming. The request is registered in
+/// [`LiveStreams`] until its body ends, so a sign-out or a revocation ends it; `keep` (the tunnel's
+/// in-flight permit) is held as long.
+///
+/// # Errors
+/// `410 request.ended` (signed out or revoked before the answer), `504 agent.timeout` (no response
+/// headers in time), `502 agent.unreachable` (the connection broke),
+/// `502 agent.invalid_response` (an answer the relay does not pass on).
+pub(crate) async fn relay_exchange(
+    state: &AppState,
+    agent_id: &str,
+    session_hash: &str,
+    mut sender: hyper::client::conn::http2::SendRequest<Body>,
+    outgoing: Request,
+    keep: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Result<Response, ApiError> {
+    // Registered until the body ends: a sign-out or a revocation cancels it.
+    let live = state.streams.register(agent_id, session_hash);
     let unreachable = |e: hyper::Error| {
         tracing::debug!(agent = %agent_id, error = %e, "forwarding through the tunnel failed");
         ApiError::new(
@@ -348,7 +419,7 @@ pub async fn forward(
     })?;
     // The body owns the permit and the registration: the slot frees and the request deregisters
     // when the body is finished or dropped; a sign-out or revocation ends it with an error.
-    let body = EndableBody::new(incoming, live, permit);
+    let body = EndableBody::new(incoming, live, keep);
     let mut answer = Response::new(Body::new(body));
     *answer.status_mut() = parts.status;
     *answer.headers_mut() = headers;

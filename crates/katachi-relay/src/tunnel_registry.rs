@@ -79,6 +79,16 @@ impl TunnelRegistry {
         removed.is_some()
     }
 
+    /// Ends every open tunnel (the relay is stopping); returns how many there were.
+    pub fn close_all(&self) -> usize {
+        let drained: Vec<Entry> = self
+            .tunnels
+            .lock()
+            .map(|mut map| map.drain().map(|(_, e)| e).collect())
+            .unwrap_or_default();
+        drained.len()
+    }
+
     /// Shows an agent with an open tunnel as online even between heartbeats (the tunnel's HTTP/2
     /// PINGs prove it is alive); a revoked agent stays revoked.
     pub fn mark_online(&self, mut view: AgentView) -> AgentView {

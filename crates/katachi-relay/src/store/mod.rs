@@ -11,6 +11,7 @@
 //! - `mcp`: MCP server configurations with sealed secret values.
 //! - `liveness`: which sessions and agents requests in flight may still use.
 //! - `reseal`: binds sealed values of the first format to their row, once, at start-up.
+//! - `routes`: relay instances and which of them holds each agent's tunnel.
 //! - `sign_in`: browsers known to an account (they pass its failure delay with the right password).
 
 mod agents;
@@ -19,6 +20,7 @@ mod devices;
 mod liveness;
 mod mcp;
 mod reseal;
+mod routes;
 mod sign_in;
 mod users;
 
@@ -33,6 +35,7 @@ pub use agents::{AgentRow, NewAgent, NonceOutcome};
 pub use devices::{DeviceCode, DeviceStatus};
 pub use mcp::McpServer;
 pub use reseal::ResealReport;
+pub use routes::{InstanceRow, TunnelRoute, INSTANCE_TTL_SECS};
 pub use users::{RateLimit, User};
 
 /// The embedded migrations (shared by SQLite and PostgreSQL).

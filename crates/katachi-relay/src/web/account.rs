@@ -390,8 +390,15 @@ pub async fn logout(
         if let Err(e) = state.store.delete_session(&u.session_hash).await {
             return ApiError::from(e).into_response();
         }
-        // Downloads and runs this session started end with it (other instances: within 2 s).
+        // Downloads and runs this session started end with it, on every instance.
         state.streams.end_session(&u.session_hash);
+        crate::cluster::broadcast::publish(
+            &state,
+            crate::cluster::broadcast::Notice::SignedOut {
+                session_hash: u.session_hash.clone(),
+            },
+        )
+        .await;
     }
     (end_session(jar), Redirect::to("/login")).into_response()
 }

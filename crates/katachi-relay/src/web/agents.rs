@@ -174,6 +174,13 @@ pub async fn revoke(
                 state.agent_cache.evict_agent(&p.id);
                 state.tunnels.close(&p.id);
                 state.streams.end_agent(&p.id);
+                crate::cluster::broadcast::publish(
+                    &state,
+                    crate::cluster::broadcast::Notice::Revoked {
+                        agent_id: p.id.clone(),
+                    },
+                )
+                .await;
             }
             Redirect::to("/agents").into_response()
         }

@@ -1,3 +1,4 @@
+mod cluster;
 mod device_flow;
 mod email_verification;
 mod mcp_calls;

@@ -20,7 +20,7 @@ pub struct TestRelay {
     pub url: String,
     pub ca: PathBuf,
     /// The database it uses when not its own SQLite file (a second instance shares it).
-    database_url: Option<String>,
+    pub database_url: Option<String>,
     /// The relay's shared state (None for an external relay).
     pub state: Option<katachi_relay::AppState>,
     /// An external relay's data dir (its SQLite database).
@@ -90,6 +90,11 @@ impl TestRelay {
     /// A second relay instance beside this one (which must run on PostgreSQL): the same database,
     /// master key and certificate, its own listener and memory, as behind a load balancer.
     pub async fn second_instance(&self) -> Self {
+        self.second_instance_with(|_| {}).await
+    }
+
+    /// [`Self::second_instance`] with `tweak` applied to its configuration.
+    pub async fn second_instance_with(&self, tweak: impl FnOnce(&mut RelayConfig)) -> Self {
         let tls = self.ca.parent().unwrap().to_owned();
         let first_data_dir = tls.parent().unwrap().to_owned();
         let database_url = self.database_url.clone();
@@ -98,6 +103,7 @@ impl TestRelay {
             c.database_url = database_url;
             c.master_key_file = Some(first_data_dir.join("master.key"));
             c.tls_files = Some((tls.join("cert.pem"), tls.join("key.pem")));
+            tweak(c);
         })
         .await;
         second.ca = self.ca.clone();
