@@ -20,6 +20,8 @@ apt_packages=(
   python3-aiosmtpd
   # PostgreSQL server for the relay store tests
   postgresql
+  # a real load balancer in front of several relay instances (relay suite: cluster_haproxy)
+  haproxy
   # MinGW: `make cross-check` compiles the Windows code paths
   gcc-mingw-w64-x86-64
   # `make package` / check-package: the .deb's desktop entries validated (dpkg-deb, fakeroot are base)

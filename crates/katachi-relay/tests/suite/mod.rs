@@ -1,4 +1,5 @@
 mod cluster;
+mod cluster_haproxy;
 mod device_flow;
 mod email_verification;
 mod mcp_calls;

@@ -194,7 +194,7 @@ pub async fn verify_email(relay: &TestRelay, email: &str) {
     let store = match (&relay.state, &relay.external_data) {
         (Some(state), _) => &state.store,
         (None, Some(dir)) => {
-            opened = katachi_relay::store::Store::connect(None, dir)
+            opened = katachi_relay::store::Store::connect(relay.database_url.as_deref(), dir)
                 .await
                 .unwrap();
             &opened
