@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
 
-.PHONY: run test deps build lint bench bench-tunnel bench-chat cross-check bench-sandbox fuzz-smoke package check-package bench-app
+.PHONY: run test deps build lint bench bench-tunnel bench-chat bench-cluster cross-check bench-sandbox fuzz-smoke package check-package bench-app
 
 deps:
 	@scripts/install-deps.sh
@@ -49,6 +49,11 @@ bench: deps
 bench-tunnel: deps
 	n=$$(ulimit -Sn); if [ "$$n" != unlimited ] && [ "$$n" -lt 4096 ]; then ulimit -Sn 4096 || true; fi; \
 	$(CARGO) bench $(CARGO_FLAGS) -p katachi-relay --bench tunnel
+
+# Several relay instances (issue 14, docs/PERFORMANCE.md): two relay processes on one PostgreSQL
+# behind HAProxy; the forwarded path (browser on B, tunnel on A) against the direct one. ~1 min.
+bench-cluster: deps
+	KATACHI_BENCH_PARTS=cluster scripts/with-postgres.sh $(CARGO) bench $(CARGO_FLAGS) -p katachi-relay --bench tunnel
 
 # The AI chat's figures (issue 13, docs/PERFORMANCE.md): first streamed token provider → browser through
 # relay + tunnel against the provider read directly, a 10,000-message session's latest page, agent

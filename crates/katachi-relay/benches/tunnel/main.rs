@@ -21,6 +21,9 @@
 //! 5. **AI chat** (`chat.rs`, part `chat`): first streamed token provider → browser against the
 //!    provider read directly, a 10,000-message session opening, agent memory while streaming.
 //!
+//! 6. **Two instances behind HAProxy** (`cluster.rs`, part `cluster`): the forwarded path (browser
+//!    on B, tunnel on A, over the internal link) against the direct one. Target: + ≤ 1 ms p50.
+//!
 //! Run: `make bench-tunnel`, or `cargo bench -p katachi-relay --bench tunnel`. Environment:
 //! `KATACHI_BENCH_PARTS` (`latency,stream,floor,memory`), `KATACHI_BENCH_RATE` (1000),
 //! `KATACHI_BENCH_SECONDS` (10), `KATACHI_BENCH_FILE_MIB` (256), `KATACHI_BENCH_STREAM_ROUNDS` (5),
@@ -33,6 +36,7 @@ mod agent;
 mod browser;
 mod chat;
 mod chat_memory;
+mod cluster;
 mod floor;
 mod load;
 mod memory;
@@ -134,6 +138,9 @@ fn main() {
                 env_or("KATACHI_BENCH_CHAT_LONG_KIB", 2048),
             )
             .await;
+        }
+        if parts.contains("cluster") {
+            cluster::run().await;
         }
         if parts.contains("memory") {
             let idle = Duration::from_secs(env_or("KATACHI_BENCH_IDLE_SECONDS", 25));

@@ -55,10 +55,15 @@ fn now() -> i64 {
 /// Creates `users` users, each with a browser session and one registered agent, in a fresh relay
 /// data dir (SQLite), using the relay's store and master key exactly as the device flow does.
 pub async fn seed(data_dir: &Path, users: usize) -> Seeded {
+    seed_on(data_dir, users, None).await
+}
+
+/// [`seed`] into the database at `database_url` (PostgreSQL) when given.
+pub async fn seed_on(data_dir: &Path, users: usize, database_url: Option<&str>) -> Seeded {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let relay = Relay::with_listener(listener, RelayConfig::local(data_dir.to_path_buf()))
-        .await
-        .unwrap();
+    let mut config = RelayConfig::local(data_dir.to_path_buf());
+    config.database_url = database_url.map(str::to_owned);
+    let relay = Relay::with_listener(listener, config).await.unwrap();
     let ca_pem = std::fs::read_to_string(relay.ca_file().unwrap()).unwrap();
     let state = relay.state().clone();
     let now = now();
@@ -182,6 +187,11 @@ pub struct RelayProcess {
 impl RelayProcess {
     /// Starts `katachi-relay --listen 127.0.0.1:PORT --data-dir DIR` and waits for its banner.
     pub async fn start(seeded: &Seeded) -> Self {
+        Self::start_with(&seeded.data_dir, &[]).await
+    }
+
+    /// Starts the relay over `data_dir` with `extra` arguments (database, shared TLS files…).
+    pub async fn start_with(data_dir: &Path, extra: &[String]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -191,7 +201,9 @@ impl RelayProcess {
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
-            .arg(&seeded.data_dir)
+            .arg(data_dir)
+            .args(extra)
+            .env_remove("KATACHI_RELAY_DATABASE_URL")
             .env("KATACHI_LOG", "warn,katachi_relay=info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
