@@ -40,6 +40,8 @@ pub struct Relay {
     ca_file: Option<PathBuf>,
     /// Where it listens.
     addr: SocketAddr,
+    /// The metrics listener (`--metrics-listen`), unless off.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Relay {
@@ -60,6 +62,10 @@ impl Relay {
     /// TLS, master key or database failures, with context.
     pub async fn with_listener(listener: TcpListener, config: RelayConfig) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
+        let metrics_listener = match config.metrics_listen {
+            Some(at) => Some(crate::metrics_listener::bind(at).await?),
+            None => None,
+        };
         create_private_dir(&config.data_dir)?;
         let public_url = config
             .public_url
@@ -125,6 +131,8 @@ impl Relay {
             tunnels: Default::default(),
             streams: Default::default(),
             mcp,
+            metrics: Default::default(),
+            draining: Default::default(),
         });
         Ok(Self {
             listener,
@@ -132,12 +140,20 @@ impl Relay {
             tls: tls.config,
             ca_file: tls.ca_file,
             addr,
+            metrics_listener,
         })
     }
 
     /// Where it listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the metrics listener listens, unless it is off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The public URL.
@@ -166,6 +182,9 @@ impl Relay {
                 ca.display()
             );
         }
+        if let Some(at) = self.metrics_addr() {
+            println!("katachi-relay: metrics on http://{at}/metrics");
+        }
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests.
@@ -189,6 +208,9 @@ impl Relay {
         });
         // Sign-outs and revocations made on other instances end this instance's requests too.
         let watcher_task = tokio::spawn(crate::tunnel::watch_revocations(self.state.clone()));
+        let metrics_task = self
+            .metrics_listener
+            .map(|l| crate::metrics_listener::spawn(l, self.state.clone()));
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -237,6 +259,8 @@ impl Relay {
                 }
             });
         }
+        // From here on `/readyz` says draining, so load balancers send new requests elsewhere.
+        self.state.draining.start();
         purger.abort();
         watcher_task.abort();
         drop(self.listener);
@@ -245,6 +269,9 @@ impl Relay {
             .is_err()
         {
             tracing::warn!("some connections did not finish within the drain timeout");
+        }
+        if let Some(task) = metrics_task {
+            task.abort();
         }
         Ok(())
     }

@@ -36,6 +36,10 @@ pub struct Inner {
     pub streams: crate::tunnel::LiveStreams,
     /// Connects to users' remote MCP servers for their agents.
     pub mcp: crate::mcp::McpBroker,
+    /// Prometheus metrics, served on the metrics listener only.
+    pub metrics: crate::metrics::Metrics,
+    /// Set when a graceful shutdown begins: `/readyz` answers `503` from then on.
+    pub draining: crate::health::Draining,
 }
 
 impl std::ops::Deref for AppState {

@@ -170,6 +170,7 @@ pub async fn open(State(state): State<AppState>, mut req: Request) -> Result<Res
             close,
         );
         tracing::info!(agent = %agent_id, "tunnel open");
+        let _counted = task_state.metrics.tunnel_opened();
         // Ends when the agent goes, the PINGs go unanswered, or the registry cuts the stream.
         if let Err(e) = conn.await {
             tracing::debug!(agent = %agent_id, error = %e, "tunnel ended with an error");
@@ -279,6 +280,9 @@ pub async fn forward(
     };
     // Held until the response body ends (or the request fails): one slot per request in flight.
     let Ok(permit) = in_flight.try_acquire_owned() else {
+        state
+            .metrics
+            .rate_limited(crate::metrics::Limiter::TunnelBusy);
         return Ok(busy());
     };
     // Registered until the body ends: a sign-out or a revocation cancels it.
@@ -295,6 +299,7 @@ pub async fn forward(
     for (name, value) in caller_headers(&user) {
         outgoing = outgoing.header(name, value);
     }
+    let body = Body::new(state.metrics.count_to_agent(body));
     let outgoing = outgoing.body(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -349,7 +354,7 @@ pub async fn forward(
     // The body owns the permit and the registration: the slot frees and the request deregisters
     // when the body is finished or dropped; a sign-out or revocation ends it with an error.
     let body = EndableBody::new(incoming, live, permit);
-    let mut answer = Response::new(Body::new(body));
+    let mut answer = Response::new(Body::new(state.metrics.count_from_agent(body)));
     *answer.status_mut() = parts.status;
     *answer.headers_mut() = headers;
     Ok(answer)

@@ -192,6 +192,7 @@ impl RelayProcess {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(&seeded.data_dir)
+            .args(["--metrics-listen", "off"])
             .env("KATACHI_LOG", "warn,katachi_relay=info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

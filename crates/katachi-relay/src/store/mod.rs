@@ -11,6 +11,7 @@
 //! - `mcp`: MCP server configurations with sealed secret values.
 //! - `liveness`: which sessions and agents requests in flight may still use.
 //! - `reseal`: binds sealed values of the first format to their row, once, at start-up.
+//! - `rotate`: re-seals every sealed value with a new master key, all or nothing.
 //! - `sign_in`: browsers known to an account (they pass its failure delay with the right password).
 
 mod agents;
@@ -19,6 +20,7 @@ mod devices;
 mod liveness;
 mod mcp;
 mod reseal;
+mod rotate;
 mod sign_in;
 mod users;
 
@@ -33,6 +35,7 @@ pub use agents::{AgentRow, NewAgent, NonceOutcome};
 pub use devices::{DeviceCode, DeviceStatus};
 pub use mcp::McpServer;
 pub use reseal::ResealReport;
+pub use rotate::{ColumnCount, RotationError, RotationReport};
 pub use users::{RateLimit, User};
 
 /// The embedded migrations (shared by SQLite and PostgreSQL).
@@ -128,6 +131,22 @@ impl Store {
     /// The pool, for modules of this crate.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Runs a trivial query (`SELECT 1`): the database is reachable and answers (readiness).
+    ///
+    /// # Errors
+    /// [`StoreError::Query`] when it cannot be reached or fails; it may wait for a free connection up
+    /// to the pool's acquire timeout, so callers bound it with their own timeout.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection; each later query fails at once (shutdown, and tests of a lost
+    /// database).
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// Removes expired sessions, nonces, OAuth states, device codes and rate-limit buckets.
