@@ -23,6 +23,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::crypto::{read_key_hex, CryptoError, MasterKey, MASTER_KEY_FILE};
+
+/// How many backup names (`….bak`, `….2.bak`, …) are tried for one second's rotation.
+const BACKUP_NAME_TRIES: u32 = 100;
 use crate::store::{RotationError, RotationReport, Store, StoreError};
 
 /// Flags of `katachi-relay rotate-master-key`.
@@ -54,7 +57,7 @@ pub enum RotateKeyError {
     NotConfirmed,
     /// A key file is missing or malformed.
     #[error("{0}; nothing was changed")]
-    Key(#[from] CryptoError),
+    Key(CryptoError),
     /// The new key file holds the current key.
     #[error("the new key is the current key; make a new one with `(umask 077; openssl rand -hex 32 > new-master.key)`; nothing was changed")]
     SameKey,
@@ -64,7 +67,7 @@ pub enum RotateKeyError {
     NoDatabase(PathBuf),
     /// The database could not be opened.
     #[error("{0}; nothing was changed")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// The re-sealing was refused or failed (rolled back).
     #[error(transparent)]
     Rotation(#[from] RotationError),
@@ -167,9 +170,9 @@ pub async fn rotate_master_key(args: &RotateArgs) -> Result<RotationOutcome, Rot
         .master_key_file
         .clone()
         .unwrap_or_else(|| args.data_dir.join(MASTER_KEY_FILE));
-    let current = MasterKey::load(&current_path)?;
-    let new_hex = read_key_hex(&args.new_key_file)?;
-    let new = MasterKey::load(&args.new_key_file)?;
+    let current = MasterKey::load(&current_path).map_err(RotateKeyError::Key)?;
+    let new_hex = read_key_hex(&args.new_key_file).map_err(RotateKeyError::Key)?;
+    let new = MasterKey::load(&args.new_key_file).map_err(RotateKeyError::Key)?;
     if new.is_same_key(&current) {
         return Err(RotateKeyError::SameKey);
     }
@@ -180,7 +183,9 @@ pub async fn rotate_master_key(args: &RotateArgs) -> Result<RotationOutcome, Rot
             return Err(RotateKeyError::NoDatabase(db));
         }
     }
-    let store = Store::connect(args.database_url.as_deref(), &args.data_dir).await?;
+    let store = Store::connect(args.database_url.as_deref(), &args.data_dir)
+        .await
+        .map_err(RotateKeyError::Store)?;
     let backup = match &args.master_key_file {
         Some(_) => None,
         None => Some(back_up_key(&current_path)?),
@@ -221,8 +226,8 @@ pub async fn rotate_master_key(args: &RotateArgs) -> Result<RotationOutcome, Rot
     Ok(RotationOutcome { report, installed })
 }
 
-/// Copies the key file to `<name>.<UTC time>.bak` beside it, mode `0600`, never over an existing
-/// file.
+/// Copies the key file to `<name>.<UTC time>.bak` beside it (`….<n>.bak` when that exists), mode
+/// `0600`, never over an existing file.
 fn back_up_key(key_file: &Path) -> Result<PathBuf, RotateKeyError> {
     let now = time::OffsetDateTime::now_utc();
     let stamp = format!(
@@ -238,14 +243,28 @@ fn back_up_key(key_file: &Path) -> Result<PathBuf, RotateKeyError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| MASTER_KEY_FILE.to_owned());
-    let backup = key_file.with_file_name(format!("{name}.{stamp}.bak"));
-    let err = |reason: String| RotateKeyError::Backup {
-        path: backup.clone(),
+    let first = key_file.with_file_name(format!("{name}.{stamp}.bak"));
+    let err = |path: &Path, reason: String| RotateKeyError::Backup {
+        path: path.to_path_buf(),
         reason,
     };
-    let text = zeroize::Zeroizing::new(std::fs::read(key_file).map_err(|e| err(e.to_string()))?);
-    write_new_private_file(&backup, &text).map_err(|e| err(e.to_string()))?;
-    Ok(backup)
+    let text =
+        zeroize::Zeroizing::new(std::fs::read(key_file).map_err(|e| err(&first, e.to_string()))?);
+    for n in 1..=BACKUP_NAME_TRIES {
+        let backup = match n {
+            1 => first.clone(),
+            _ => key_file.with_file_name(format!("{name}.{stamp}.{n}.bak")),
+        };
+        match write_new_private_file(&backup, &text) {
+            Ok(()) => return Ok(backup),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(err(&backup, e.to_string())),
+        }
+    }
+    Err(err(
+        &first,
+        format!("{BACKUP_NAME_TRIES} backups of this second exist"),
+    ))
 }
 
 /// Creates `path` (failing if it exists) with mode `0600`, writes `bytes` and syncs it.
