@@ -25,10 +25,14 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
     /// Address to listen on (browsers and agents share it).
-    #[arg(long, default_value = "127.0.0.1:8443")]
+    #[arg(long, env = "KATACHI_RELAY_LISTEN", default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
     /// Folder for the SQLite database, TLS material and the master key.
-    #[arg(long, default_value = "katachi-relay-data")]
+    #[arg(
+        long,
+        env = "KATACHI_RELAY_DATA_DIR",
+        default_value = "katachi-relay-data"
+    )]
     pub data_dir: PathBuf,
     /// `postgres://…` to use PostgreSQL; default: SQLite in the data dir.
     #[arg(long, env = "KATACHI_RELAY_DATABASE_URL")]
@@ -40,7 +44,7 @@ pub struct Args {
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// The URL people and agents use to reach this relay (links, OAuth redirects, Origin checks).
-    #[arg(long)]
+    #[arg(long, env = "KATACHI_RELAY_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// File with the 32-byte master key (hex) for secrets at rest; default: generated in the data dir.
     #[arg(long, env = "KATACHI_RELAY_MASTER_KEY_FILE")]

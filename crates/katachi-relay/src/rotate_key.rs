@@ -36,7 +36,11 @@ pub struct RotateArgs {
     #[arg(long)]
     pub new_key_file: PathBuf,
     /// The relay's data folder (its SQLite database, and `master.key` unless --master-key-file).
-    #[arg(long, default_value = "katachi-relay-data")]
+    #[arg(
+        long,
+        env = "KATACHI_RELAY_DATA_DIR",
+        default_value = "katachi-relay-data"
+    )]
     pub data_dir: PathBuf,
     /// `postgres://…` when the relay uses PostgreSQL; default: SQLite in the data dir.
     #[arg(long, env = "KATACHI_RELAY_DATABASE_URL")]

@@ -1,3 +1,4 @@
+mod deploy_files;
 mod device_flow;
 mod email_verification;
 mod master_key_rotation;
