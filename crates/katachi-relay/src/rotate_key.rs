@@ -8,11 +8,12 @@
 //! 2. Reads the current key (`--master-key-file`, or `master.key` in the data dir; never generated)
 //!    and the new one; refuses the same key twice.
 //! 3. When the key lives in the data dir, copies it first to `master.key.<UTC time>.bak` (mode
-//!    `0600`): database backups taken before the rotation open only with it.
+//!    `0600`, the key file's owner): database backups taken before the rotation open only with it.
 //! 4. Re-seals every sealed value in one transaction ([`Store::rotate_master_key`]): all or
 //!    nothing; a value the current key does not open refuses the whole rotation, naming the
 //!    column and the count, and changes nothing (the backup copy is removed again).
-//! 5. Installs the new key: written atomically (`0600`) over `master.key` in the data dir; with
+//! 5. Installs the new key: written atomically (`0600`, the old file's owner) over `master.key` in
+//!    the data dir; with
 //!    `--master-key-file`, nothing is written and the operator is told to point the flag at the
 //!    new file.
 //!
@@ -209,7 +210,7 @@ pub async fn rotate_master_key(args: &RotateArgs) -> Result<RotationOutcome, Rot
     let installed = match backup {
         Some(backup) => {
             let text = zeroize::Zeroizing::new(format!("{}\n", new_hex.as_str()));
-            crate::tls::write_file(&current_path, text.as_bytes(), true).map_err(|e| {
+            replace_key_file(&current_path, text.as_bytes()).map_err(|e| {
                 RotateKeyError::Install {
                     path: current_path.clone(),
                     new_key: args.new_key_file.clone(),
@@ -259,7 +260,7 @@ fn back_up_key(key_file: &Path) -> Result<PathBuf, RotateKeyError> {
             1 => first.clone(),
             _ => key_file.with_file_name(format!("{name}.{stamp}.{n}.bak")),
         };
-        match write_new_private_file(&backup, &text) {
+        match write_new_private_file(&backup, &text, key_file) {
             Ok(()) => return Ok(backup),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(err(&backup, e.to_string())),
@@ -271,8 +272,10 @@ fn back_up_key(key_file: &Path) -> Result<PathBuf, RotateKeyError> {
     ))
 }
 
-/// Creates `path` (failing if it exists) with mode `0600`, writes `bytes` and syncs it.
-fn write_new_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Creates `path` (failing if it exists) with mode `0600` and the owner of `like`, writes `bytes`
+/// and syncs it. The owner matters when root rotates the key of a service running as its own user
+/// (systemd's `DynamicUser`): the service must still read its key.
+fn write_new_private_file(path: &Path, bytes: &[u8], like: &Path) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -281,7 +284,50 @@ fn write_new_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut file = opts.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    let written = (|| {
+        let mut file = opts.open(path)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        give_owner_of(path, like)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    written
+}
+
+/// Gives `path` the owner and group of `like` when they differ (needs root to change them).
+fn give_owner_of(path: &Path, like: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (want, have) = (std::fs::metadata(like)?, std::fs::metadata(path)?);
+        if (want.uid(), want.gid()) != (have.uid(), have.gid()) {
+            std::os::unix::fs::chown(path, Some(want.uid()), Some(want.gid()))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, like);
+    Ok(())
+}
+
+/// Replaces `path` atomically by a file holding `bytes`, mode `0600`, with `path`'s owner.
+fn replace_key_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| MASTER_KEY_FILE.to_owned());
+    let tmp = path.with_file_name(format!(".{name}.new-{}", crate::random_hex(8)));
+    write_new_private_file(&tmp, bytes, path)?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // The rename is durable once the folder is synced (best effort: not every system allows it).
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
 }

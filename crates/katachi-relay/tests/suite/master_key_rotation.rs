@@ -35,6 +35,21 @@ fn write_key(path: &Path, key: &[u8; 32]) {
     }
 }
 
+/// True when this test runs as root (it may then give files to another user).
+#[cfg(unix)]
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let probe = tempfile::NamedTempFile::new().unwrap();
+    probe.as_file().metadata().unwrap().uid() == 0
+}
+
+#[cfg(unix)]
+fn owner_of(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.uid(), m.gid())
+}
+
 fn key_in(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap().trim().to_owned()
 }
@@ -296,13 +311,20 @@ fn text(bytes: &[u8]) -> String {
 async fn rotating_the_master_key_reseals_every_secret_and_the_old_key_opens_none_on_sqlite() {
     // The key in the data dir, and an MCP environment still in the unbound first format.
     let setup = Setup::new(Backend::Sqlite, &OLD, false, true).await;
+    let key_file = setup.data_dir.join("master.key");
+    // Run by root for a service with its own user (systemd's DynamicUser): that user keeps owning
+    // the key files.
+    #[cfg(unix)]
+    let service_user = running_as_root().then(|| {
+        std::os::unix::fs::chown(&key_file, Some(65534), Some(65534)).unwrap();
+        (65534, 65534)
+    });
     let out = setup.rotate(&["--all-instances-stopped"]).await;
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("re-sealed 3 secret(s)"), "{stdout}");
 
     assert_sealed_with_the_new_key_only(&setup.snapshot().await, &setup.agent);
-    let key_file = setup.data_dir.join("master.key");
     assert_eq!(
         key_in(&key_file),
         hex::encode(NEW),
@@ -312,7 +334,19 @@ async fn rotating_the_master_key_reseals_every_secret_and_the_old_key_opens_none
     assert_eq!(backups.len(), 1, "{backups:?}");
     assert_eq!(key_in(&backups[0]), hex::encode(OLD), "the old key is kept");
     #[cfg(unix)]
-    assert_eq!((mode_of(&key_file), mode_of(&backups[0])), (0o600, 0o600));
+    {
+        assert_eq!((mode_of(&key_file), mode_of(&backups[0])), (0o600, 0o600));
+        if let Some(owner) = service_user {
+            assert_eq!(
+                owner_of(&key_file),
+                owner,
+                "the service can no longer read its key"
+            );
+            assert_eq!(owner_of(&backups[0]), owner);
+        } else {
+            eprintln!("not root: the key files' owner was not checked");
+        }
+    }
 
     // A relay started on the data dir serves the agent sealed before, with the new key alone.
     let relay = setup.start_relay(None).await;
