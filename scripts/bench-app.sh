@@ -59,7 +59,7 @@ trap cleanup EXIT
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 relay_url="https://localhost:$port"
 "$rel/katachi-relay" --listen "127.0.0.1:$port" --data-dir "$work/relay" --public-url "$relay_url" \
-  >"$work/relay.log" 2>&1 &
+  --metrics-listen off >"$work/relay.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 300); do
   [ -f "$work/relay/tls/ca.pem" ] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break

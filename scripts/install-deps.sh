@@ -22,6 +22,8 @@ apt_packages=(
   postgresql
   # a real load balancer in front of several relay instances (relay suite: cluster_haproxy)
   haproxy
+  # systemd-analyze verifies the relay's unit (deploy/katachi-relay.service)
+  systemd
   # MinGW: `make cross-check` compiles the Windows code paths
   gcc-mingw-w64-x86-64
   # `make package` / check-package: the .deb's desktop entries validated (dpkg-deb, fakeroot are base)

@@ -97,6 +97,8 @@ fn start_relay(data_dir: &Path) -> (SpawnedProcess, String, PathBuf) {
         .arg(data_dir)
         .args(["--device-poll-interval", "1"])
         .args(["--offline-after", &OFFLINE_AFTER_SECS.to_string()])
+        // Tests run side by side: none takes the default metrics port.
+        .args(["--metrics-listen", "off"])
         // The verification link of local mode is an info-level log line the test reads.
         .env("KATACHI_LOG", "info");
     for inherited in [

@@ -88,6 +88,7 @@ pub async fn limit_posts_by_address(
     let Err(wait) = state.address_limiter.check(peer.ip()) else {
         return next.run(request).await;
     };
+    state.metrics.rate_limited(crate::metrics::Limiter::Address);
     // Rounded up: a client that waits exactly this long finds its next request allowed.
     let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
     let message = format!("too many requests from this address; try again in {secs} s");

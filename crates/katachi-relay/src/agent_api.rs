@@ -86,7 +86,8 @@ fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, Sig
         .map_err(|_| SignatureError::MalformedHeader(name))
 }
 
-/// Runs every check on a signed request.
+/// Runs every check on a signed request; a refusal is counted under its code
+/// (`katachi_relay_signed_calls_rejected_total`).
 ///
 /// # Errors
 /// An [`ApiError`] with the code of the first failed check.
@@ -94,6 +95,15 @@ pub async fn verify_signed_request(
     state: &AppState,
     req: Request,
 ) -> Result<VerifiedAgent, ApiError> {
+    let checked = check_signed_request(state, req).await;
+    if let Err(e) = &checked {
+        state.metrics.signed_call_rejected(e.code);
+    }
+    checked
+}
+
+/// The checks of [`verify_signed_request`], in order.
+async fn check_signed_request(state: &AppState, req: Request) -> Result<VerifiedAgent, ApiError> {
     let (parts, body) = req.into_parts();
     let body = to_bytes(body, MAX_AGENT_BODY).await.map_err(|_| {
         ApiError::new(
@@ -218,6 +228,7 @@ pub async fn heartbeat(
             i64::from(beat.workspaces),
         )
         .await?;
+    state.metrics.heartbeat_accepted();
     Ok(Json(HeartbeatAck {
         offline_after_secs: state.config.offline_after,
     }))

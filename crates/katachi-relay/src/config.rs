@@ -1,7 +1,9 @@
 //! Relay configuration: command-line flags over embedded defaults.
 //!
 //! `katachi-relay` with no flags listens on 127.0.0.1:8443, keeps its data in `./katachi-relay-data`,
-//! uses SQLite there, and generates its own local CA and certificate.
+//! uses SQLite there, generates its own local CA and certificate, and serves `/metrics` on
+//! `127.0.0.1:9464`. `katachi-relay rotate-master-key …` runs the one subcommand instead
+//! ([`crate::rotate_key`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,13 +13,26 @@ use clap::Parser;
 
 /// Command-line flags.
 #[derive(Debug, Parser)]
-#[command(name = "katachi-relay", version, about = "The katachi relay backend")]
+#[command(
+    name = "katachi-relay",
+    version,
+    about = "The katachi relay backend",
+    // `katachi-relay --flags` serves; a subcommand takes its own flags only.
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
+    /// An operation to run instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Address to listen on (browsers and agents share it).
-    #[arg(long, default_value = "127.0.0.1:8443")]
+    #[arg(long, env = "KATACHI_RELAY_LISTEN", default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
     /// Folder for the SQLite database, TLS material and the master key.
-    #[arg(long, default_value = "katachi-relay-data")]
+    #[arg(
+        long,
+        env = "KATACHI_RELAY_DATA_DIR",
+        default_value = "katachi-relay-data"
+    )]
     pub data_dir: PathBuf,
     /// `postgres://…` to use PostgreSQL; default: SQLite in the data dir.
     #[arg(long, env = "KATACHI_RELAY_DATABASE_URL")]
@@ -29,7 +44,7 @@ pub struct Args {
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// The URL people and agents use to reach this relay (links, OAuth redirects, Origin checks).
-    #[arg(long)]
+    #[arg(long, env = "KATACHI_RELAY_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// File with the 32-byte master key (hex) for secrets at rest; default: generated in the data dir.
     #[arg(long, env = "KATACHI_RELAY_MASTER_KEY_FILE")]
@@ -106,6 +121,71 @@ pub struct Args {
     /// agents' tunnels, so they reconnect to another instance.
     #[arg(long, default_value_t = 10)]
     pub drain_timeout: u64,
+    /// Plain-HTTP listener for `/metrics` (Prometheus), `/healthz` and `/readyz`, or `off`. Keep it
+    /// on loopback or a private network: it has no authentication. Never the public port.
+    #[arg(
+        long,
+        env = "KATACHI_RELAY_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub metrics_listen: MetricsListen,
+    /// Log lines as human-readable text or as one JSON object per line.
+    #[arg(
+        long,
+        env = "KATACHI_RELAY_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Operations run instead of serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Re-seal every stored secret with a new master key, then install the key (stop every relay
+    /// instance on the database first).
+    RotateMasterKey(crate::rotate_key::RotateArgs),
+}
+
+/// `--metrics-listen`: an address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsListen(pub Option<SocketAddr>);
+
+impl std::str::FromStr for MetricsListen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Self(None));
+        }
+        s.parse()
+            .map(|a| Self(Some(a)))
+            .map_err(|_| format!("{s:?} is neither an address (127.0.0.1:9464) nor `off`"))
+    }
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields).
+    Json,
+}
+
+/// Refuses a metrics address that is the public listener's: `/metrics` must never be served on
+/// the public port.
+fn check_metrics_listen(listen: SocketAddr, metrics: SocketAddr) -> anyhow::Result<()> {
+    let same_ip = metrics.ip() == listen.ip()
+        || metrics.ip().is_unspecified()
+        || listen.ip().is_unspecified();
+    anyhow::ensure!(
+        !(same_ip && metrics.port() == listen.port() && metrics.port() != 0),
+        "--metrics-listen {metrics} is the public listener's address (--listen {listen}): \
+         /metrics is never served on the public port; choose another port (default \
+         127.0.0.1:9464) or `off`"
+    );
+    Ok(())
 }
 
 /// A sign-in provider's settings.
@@ -193,6 +273,8 @@ pub struct RelayConfig {
     pub internal: Option<InternalConfig>,
     /// How long a stopping relay lets requests in flight finish.
     pub drain_timeout: std::time::Duration,
+    /// The metrics listener's address; `None`: off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Where this instance listens for the other instances, and how they reach it.
@@ -235,6 +317,7 @@ impl std::fmt::Debug for RelayConfig {
             .field("mcp", &self.mcp)
             .field("internal", &self.internal)
             .field("drain_timeout", &self.drain_timeout)
+            .field("metrics_listen", &self.metrics_listen)
             .finish()
     }
 }
@@ -264,6 +347,8 @@ impl RelayConfig {
             mcp: crate::mcp::McpOptions::default(),
             internal: None,
             drain_timeout: std::time::Duration::from_secs(10),
+            // Tests that read metrics ask for `127.0.0.1:0`.
+            metrics_listen: None,
         }
     }
 }
@@ -272,7 +357,8 @@ impl Args {
     /// Validates the flags into a config.
     ///
     /// # Errors
-    /// A provider with an id but no secret, or a public URL that is not https.
+    /// A provider with an id but no secret, a public URL that is not https, or a metrics listener
+    /// on the public listener's address.
     pub fn into_config(self) -> anyhow::Result<RelayConfig> {
         let provider =
             |name: &str, id: Option<String>, secret: Option<String>, auth: String, api: String| {
@@ -291,6 +377,9 @@ impl Args {
                     _ => anyhow::bail!("--{name}-client-id and --{name}-client-secret go together"),
                 }
             };
+        if let MetricsListen(Some(metrics)) = self.metrics_listen {
+            check_metrics_listen(self.listen, metrics)?;
+        }
         if let Some(url) = &self.public_url {
             let parsed = url::Url::parse(url)
                 .with_context(|| format!("--public-url {url:?} is not a URL"))?;
@@ -343,6 +432,7 @@ impl Args {
             },
             internal,
             drain_timeout: std::time::Duration::from_secs(self.drain_timeout.min(3600)),
+            metrics_listen: self.metrics_listen.0,
         })
     }
 }
@@ -430,6 +520,83 @@ mod tests {
             .into_config()
             .unwrap();
         assert!(allowed.mcp.allow_private_addresses);
+    }
+
+    fn metrics_listen(flags: &[&str]) -> anyhow::Result<Option<SocketAddr>> {
+        let mut argv = vec!["katachi-relay"];
+        argv.extend_from_slice(flags);
+        Ok(Args::try_parse_from(argv)?.into_config()?.metrics_listen)
+    }
+
+    #[test]
+    fn metrics_listen_on_loopback_by_default_and_never_on_the_public_port() {
+        assert_eq!(
+            metrics_listen(&[]).unwrap(),
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        assert_eq!(metrics_listen(&["--metrics-listen", "off"]).unwrap(), None);
+        assert_eq!(
+            metrics_listen(&["--metrics-listen", "127.0.0.1:9100"]).unwrap(),
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+        for clash in [
+            [
+                "--listen",
+                "127.0.0.1:8443",
+                "--metrics-listen",
+                "127.0.0.1:8443",
+            ],
+            [
+                "--listen",
+                "0.0.0.0:8443",
+                "--metrics-listen",
+                "127.0.0.1:8443",
+            ],
+            [
+                "--listen",
+                "127.0.0.1:8443",
+                "--metrics-listen",
+                "0.0.0.0:8443",
+            ],
+        ] {
+            let err = metrics_listen(&clash).unwrap_err().to_string();
+            assert!(err.contains("never served on the public port"), "{err}");
+        }
+        // Another address on the same port is another socket.
+        assert!(metrics_listen(&[
+            "--listen",
+            "127.0.0.1:8443",
+            "--metrics-listen",
+            "127.0.0.2:8443"
+        ])
+        .is_ok());
+        assert!(metrics_listen(&["--metrics-listen", "everywhere"]).is_err());
+    }
+
+    #[test]
+    fn flags_alone_serve_and_the_subcommand_takes_only_its_own_flags() {
+        let serve = Args::try_parse_from(["katachi-relay", "--listen", "127.0.0.1:9000"]).unwrap();
+        assert!(serve.command.is_none());
+        let rotate = Args::try_parse_from([
+            "katachi-relay",
+            "rotate-master-key",
+            "--new-key-file",
+            "/tmp/new.key",
+        ])
+        .unwrap();
+        assert!(matches!(rotate.command, Some(Command::RotateMasterKey(_))));
+        assert!(Args::try_parse_from([
+            "katachi-relay",
+            "--listen",
+            "127.0.0.1:9000",
+            "rotate-master-key",
+            "--new-key-file",
+            "/tmp/new.key",
+        ])
+        .is_err());
+        let json = Args::try_parse_from(["katachi-relay", "--log-format", "json"]).unwrap();
+        assert_eq!(json.log_format, LogFormat::Json);
+        assert!(Args::try_parse_from(["katachi-relay", "--log-format", "xml"]).is_err());
     }
 
     #[test]

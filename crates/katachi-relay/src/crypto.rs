@@ -37,10 +37,39 @@ pub enum CryptoError {
     Open,
 }
 
+/// The key file's name in the data dir when `--master-key-file` is not given.
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+/// Reads a key file and returns its 64 hex characters, lower case, without surrounding space.
+///
+/// # Errors
+/// [`CryptoError::KeyFile`] for a missing, unreadable or malformed file.
+pub(crate) fn read_key_hex(path: &Path) -> Result<Zeroizing<String>, CryptoError> {
+    let err = |reason: String| CryptoError::KeyFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
+    let trimmed = Zeroizing::new(text.trim().to_ascii_lowercase());
+    if !trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(err("not hexadecimal".into()));
+    }
+    if trimmed.len() != 64 {
+        return Err(err(format!(
+            "holds {} hex characters, expected 64 (32 bytes)",
+            trimmed.len()
+        )));
+    }
+    Ok(trimmed)
+}
+
 /// Prefix of values sealed bound to their row.
 const BOUND_PREFIX: &str = "v2.";
 
 /// The row a sealed value belongs to: all of it is the AEAD associated data.
+///
+/// A new kind of sealed column must also be listed in `store/rotate.rs` (`ROTATED_COLUMNS`), or
+/// `rotate-master-key` would leave its values sealed with the old key.
 #[derive(Debug, Clone, Copy)]
 pub struct SealedRow<'a> {
     /// What the value is (e.g. `agent-signing-secret`).
@@ -118,26 +147,50 @@ impl MasterKey {
     pub fn load_or_generate(file: Option<&Path>, data_dir: &Path) -> Result<Self, CryptoError> {
         let path = file
             .map(Path::to_path_buf)
-            .unwrap_or_else(|| data_dir.join("master.key"));
-        let err = |reason: String| CryptoError::KeyFile {
-            path: path.clone(),
-            reason,
-        };
+            .unwrap_or_else(|| data_dir.join(MASTER_KEY_FILE));
         if !path.exists() {
             if file.is_some() {
-                return Err(err("does not exist".into()));
+                return Err(CryptoError::KeyFile {
+                    path,
+                    reason: "does not exist".into(),
+                });
             }
             let fresh = Zeroizing::new(crate::random_hex(32));
-            crate::tls::write_file(&path, fresh.as_bytes(), true)
-                .map_err(|e| err(e.to_string()))?;
+            crate::tls::write_file(&path, fresh.as_bytes(), true).map_err(|e| {
+                CryptoError::KeyFile {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
         }
-        let text = Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?);
+        Self::load(&path)
+    }
+
+    /// Reads an existing key file (64 hex chars); never creates one.
+    ///
+    /// # Errors
+    /// [`CryptoError::KeyFile`] for a missing, unreadable or malformed key file.
+    pub fn load(path: &Path) -> Result<Self, CryptoError> {
+        let hex_text = read_key_hex(path)?;
         let bytes =
-            Zeroizing::new(hex::decode(text.trim()).map_err(|_| err("not hexadecimal".into()))?);
-        if bytes.len() != 32 {
-            return Err(err(format!("holds {} bytes, expected 32", bytes.len())));
-        }
+            Zeroizing::new(
+                hex::decode(hex_text.as_bytes()).map_err(|_| CryptoError::KeyFile {
+                    path: path.to_path_buf(),
+                    reason: "not hexadecimal".into(),
+                })?,
+            );
         Ok(Self::from_bytes(&bytes))
+    }
+
+    /// True when `other` is the same key (a value sealed with one opens with the other).
+    pub fn is_same_key(&self, other: &MasterKey) -> bool {
+        let probe = SealedRow {
+            purpose: "key-comparison",
+            table: "",
+            row_id: "",
+            user_id: "",
+        };
+        other.open(&probe, &self.seal(&probe, b"probe")).is_ok()
     }
 
     /// A key from raw bytes (tests).
@@ -181,8 +234,22 @@ impl MasterKey {
         row: &SealedRow<'_>,
         sealed: &str,
     ) -> Result<String, CryptoError> {
-        let plain = self.decrypt(row.purpose.as_bytes(), sealed)?;
+        let plain = self.open_unbound(row, sealed)?;
         Ok(self.seal(row, &plain))
+    }
+
+    /// Opens a value of the unbound first format (purpose-only AAD). Only for re-sealing it bound
+    /// (start-up binding, key rotation), and only while the database's `sealed-values-bound` flag
+    /// is not set.
+    ///
+    /// # Errors
+    /// [`CryptoError::Open`] when it does not open with this key as a value for `row.purpose`.
+    pub(crate) fn open_unbound(
+        &self,
+        row: &SealedRow<'_>,
+        sealed: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.decrypt(row.purpose.as_bytes(), sealed)
     }
 
     fn encrypt(&self, aad: &[u8], plaintext: &[u8]) -> String {

@@ -113,11 +113,14 @@ pub async fn device_code(
     {
         Ok(RateLimit::Allowed) => {}
         Ok(RateLimit::Limited { .. }) => {
+            state
+                .metrics
+                .rate_limited(crate::metrics::Limiter::DeviceCode);
             return token_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 TokenErrorCode::SlowDown,
                 "too many device codes requested from this address; wait a few minutes",
-            )
+            );
         }
         Err(e) => return ApiError::from(e).into_response(),
     }

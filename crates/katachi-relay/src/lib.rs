@@ -24,6 +24,11 @@
 //!   route forwarded through them.
 //! - [`web`]: pages for people: sign-up/in (password, GitHub, Google), device approval, my agents, MCP.
 //! - [`error`]: the JSON error shape and HTML error pages.
+//! - [`health`]: `/healthz` (the process serves) and `/readyz` (database answers, not draining).
+//! - [`metrics`]: the Prometheus metrics the code counts ([`metrics::Metrics`]).
+//! - [`metrics_listener`]: the separate plain-HTTP listener serving `/metrics` (`--metrics-listen`).
+//! - [`logging`]: the log output, human-readable text or JSON lines (`--log-format`).
+//! - [`rotate_key`]: `katachi-relay rotate-master-key`, re-sealing every stored secret with a new key.
 
 #![forbid(unsafe_code)]
 // Handlers short-circuit with a ready `Response` as the error; it is built once per request.
@@ -38,9 +43,14 @@ pub mod config;
 pub mod crypto;
 pub mod device_flow;
 pub mod error;
+pub mod health;
+pub mod logging;
 pub mod mail;
 pub mod mcp;
+pub mod metrics;
+pub mod metrics_listener;
 pub mod password;
+pub mod rotate_key;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -1,20 +1,19 @@
-//! `katachi-relay`: parses arguments, sets up logging, runs the relay until Ctrl-C or SIGTERM.
+//! `katachi-relay`: parses arguments, sets up logging, then runs the relay until Ctrl-C or SIGTERM,
+//! or runs the subcommand asked for.
 
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use katachi_relay::config::Args;
+use katachi_relay::config::{Args, Command};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KATACHI_LOG")
-        .unwrap_or_else(|_| "info".into())
-        // rmcp logs whole MCP messages at debug: a server echoing its credential would put the
-        // secret in the log, whatever level KATACHI_LOG asks for
-        .add_directive(katachi_relay::mcp::RMCP_LOG_DIRECTIVE.parse()?);
-    tracing_subscriber::fmt().with_env_filter(filter).init();
-    let config = Args::parse().into_config()?;
-    let relay = katachi_relay::Relay::start(config).await?;
+    let mut args = Args::parse();
+    katachi_relay::logging::init(args.log_format)?;
+    if let Some(Command::RotateMasterKey(rotate)) = args.command.take() {
+        return katachi_relay::rotate_key::run(rotate).await;
+    }
+    let relay = katachi_relay::Relay::start(args.into_config()?).await?;
     relay.print_banner();
     relay.serve_until(shutdown_signal()).await
 }

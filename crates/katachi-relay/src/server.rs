@@ -40,6 +40,8 @@ pub struct Relay {
     ca_file: Option<PathBuf>,
     /// Where it listens.
     addr: SocketAddr,
+    /// The metrics listener (`--metrics-listen`), unless off.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Relay {
@@ -60,6 +62,10 @@ impl Relay {
     /// TLS, master key or database failures, with context.
     pub async fn with_listener(listener: TcpListener, config: RelayConfig) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
+        let metrics_listener = match config.metrics_listen {
+            Some(at) => Some(crate::metrics_listener::bind(at).await?),
+            None => None,
+        };
         create_private_dir(&config.data_dir)?;
         let public_url = config
             .public_url
@@ -130,6 +136,8 @@ impl Relay {
             streams: Default::default(),
             mcp,
             cluster,
+            metrics: Default::default(),
+            draining: Default::default(),
         });
         // Routable at once: the other instances find this one before its first tunnel opens.
         state
@@ -143,12 +151,20 @@ impl Relay {
             tls: tls.config,
             ca_file: tls.ca_file,
             addr,
+            metrics_listener,
         })
     }
 
     /// Where it listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the metrics listener listens, unless it is off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The public URL.
@@ -176,6 +192,9 @@ impl Relay {
                 self.url(),
                 ca.display()
             );
+        }
+        if let Some(at) = self.metrics_addr() {
+            println!("katachi-relay: metrics on http://{at}/metrics");
         }
     }
 
@@ -208,6 +227,9 @@ impl Relay {
             self.state.clone(),
             stop_internal.clone(),
         ));
+        let metrics_task = self
+            .metrics_listener
+            .map(|l| crate::metrics_listener::spawn(l, self.state.clone()));
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -256,6 +278,8 @@ impl Relay {
                 }
             });
         }
+        // From here on `/readyz` says draining, so load balancers send new requests elsewhere.
+        self.state.draining.start();
         // Stopping: no new connections; requests in flight get the drain time to finish; then the
         // agents' tunnels close, so they reconnect (through the load balancer) to another instance.
         drop(self.listener);
@@ -282,6 +306,9 @@ impl Relay {
             .is_err()
         {
             tracing::warn!("some connections did not finish within the drain timeout");
+        }
+        if let Some(task) = metrics_task {
+            task.abort();
         }
         Ok(())
     }

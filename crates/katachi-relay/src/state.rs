@@ -38,6 +38,10 @@ pub struct Inner {
     pub mcp: crate::mcp::McpBroker,
     /// This instance among the others on the same database (routes, internal link).
     pub cluster: crate::cluster::Cluster,
+    /// Prometheus metrics, served on the metrics listener only.
+    pub metrics: crate::metrics::Metrics,
+    /// Set when a graceful shutdown begins: `/readyz` answers `503` from then on.
+    pub draining: crate::health::Draining,
 }
 
 impl std::ops::Deref for AppState {

@@ -175,6 +175,7 @@ pub async fn open(State(state): State<AppState>, mut req: Request) -> Result<Res
             .cluster
             .tunnel_opened(&task_state, &agent_id, generation)
             .await;
+        let _counted = task_state.metrics.tunnel_opened();
         // Ends when the agent goes, the PINGs go unanswered, or the registry cuts the stream.
         if let Err(e) = conn.await {
             tracing::debug!(agent = %agent_id, error = %e, "tunnel ended with an error");
@@ -287,6 +288,7 @@ pub async fn forward(
     for (name, value) in caller_headers(&user) {
         outgoing = outgoing.header(name, value);
     }
+    let body = Body::new(state.metrics.count_to_agent(body));
     let outgoing = outgoing.body(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -341,6 +343,9 @@ pub(crate) async fn deliver_here(
     };
     // Held until the response body ends (or the request fails): one slot per request in flight.
     let Ok(permit) = in_flight.try_acquire_owned() else {
+        state
+            .metrics
+            .rate_limited(crate::metrics::Limiter::TunnelBusy);
         return Ok(busy());
     };
     relay_exchange(
@@ -420,7 +425,7 @@ pub(crate) async fn relay_exchange(
     // The body owns the permit and the registration: the slot frees and the request deregisters
     // when the body is finished or dropped; a sign-out or revocation ends it with an error.
     let body = EndableBody::new(incoming, live, keep);
-    let mut answer = Response::new(Body::new(body));
+    let mut answer = Response::new(Body::new(state.metrics.count_from_agent(body)));
     *answer.status_mut() = parts.status;
     *answer.headers_mut() = headers;
     Ok(answer)

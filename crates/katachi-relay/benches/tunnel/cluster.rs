@@ -47,7 +47,9 @@ fn free_port() -> u16 {
 
 /// Runs the part.
 pub async fn run() {
-    println!("\n== two relay instances behind HAProxy: the forwarded path against the direct one ==");
+    println!(
+        "\n== two relay instances behind HAProxy: the forwarded path against the direct one =="
+    );
     let Ok(base) = std::env::var("KATACHI_TEST_POSTGRES_URL") else {
         println!("skipped: no PostgreSQL (run under scripts/with-postgres.sh, as `make bench-cluster` does)");
         return;
@@ -93,9 +95,15 @@ pub async fn run() {
         () = a.wait_for_tunnels(1, Duration::from_secs(30)) => {}
         ended = &mut tunnel => panic!("the tunnel ended before it opened: {ended:?}"),
     }
-    let host_port = |url: &str| url.trim_start_matches("https://").replace("localhost", "127.0.0.1");
+    let host_port = |url: &str| {
+        url.trim_start_matches("https://")
+            .replace("localhost", "127.0.0.1")
+    };
     let (front_a, front_b) = (free_port(), free_port());
-    let _lb = haproxy(tmp.path(), [(front_a, &host_port(&a.url)), (front_b, &host_port(&b.url))]);
+    let _lb = haproxy(
+        tmp.path(),
+        [(front_a, &host_port(&a.url)), (front_b, &host_port(&b.url))],
+    );
     for port in [front_a, front_b] {
         for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -115,11 +123,18 @@ pub async fn run() {
     let a_says = browser.get(&direct_url).send().await.unwrap();
     assert_eq!(a_says.status(), 200, "direct path");
     let b_says = browser.get(&forwarded_url).send().await.unwrap();
-    assert_eq!(b_says.status(), 200, "forwarded path: {}", b_says.text().await.unwrap_or_default());
+    assert_eq!(
+        b_says.status(),
+        200,
+        "forwarded path: {}",
+        b_says.text().await.unwrap_or_default()
+    );
 
     let rate: u32 = env_or("KATACHI_BENCH_RATE", 1000);
     let seconds: f64 = env_or("KATACHI_BENCH_SECONDS", 10.0);
-    println!("open loop at {rate} req/s, {seconds} s each, two alternating halves; both through HAProxy");
+    println!(
+        "open loop at {rate} req/s, {seconds} s each, two alternating halves; both through HAProxy"
+    );
     let warm = Duration::from_secs(1);
     let _ = open_loop(&browser, &direct_url, rate, warm).await;
     let _ = open_loop(&browser, &forwarded_url, rate, warm).await;

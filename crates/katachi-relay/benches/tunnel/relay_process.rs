@@ -204,6 +204,7 @@ impl RelayProcess {
             .arg(data_dir)
             .args(extra)
             .env_remove("KATACHI_RELAY_DATABASE_URL")
+            .args(["--metrics-listen", "off"])
             .env("KATACHI_LOG", "warn,katachi_relay=info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

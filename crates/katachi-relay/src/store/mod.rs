@@ -12,6 +12,7 @@
 //! - `liveness`: which sessions and agents requests in flight may still use.
 //! - `reseal`: binds sealed values of the first format to their row, once, at start-up.
 //! - `routes`: relay instances and which of them holds each agent's tunnel.
+//! - `rotate`: re-seals every sealed value with a new master key, all or nothing.
 //! - `sign_in`: browsers known to an account (they pass its failure delay with the right password).
 
 mod agents;
@@ -20,6 +21,7 @@ mod devices;
 mod liveness;
 mod mcp;
 mod reseal;
+mod rotate;
 mod routes;
 mod sign_in;
 mod users;
@@ -35,6 +37,7 @@ pub use agents::{AgentRow, NewAgent, NonceOutcome};
 pub use devices::{DeviceCode, DeviceStatus};
 pub use mcp::McpServer;
 pub use reseal::ResealReport;
+pub use rotate::{ColumnCount, RotationError, RotationReport};
 pub use routes::{InstanceRow, TunnelRoute, INSTANCE_TTL_SECS};
 pub use users::{RateLimit, User};
 
@@ -131,6 +134,22 @@ impl Store {
     /// The pool, for modules of this crate.
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// Runs a trivial query (`SELECT 1`): the database is reachable and answers (readiness).
+    ///
+    /// # Errors
+    /// [`StoreError::Query`] when it cannot be reached or fails; it may wait for a free connection up
+    /// to the pool's acquire timeout, so callers bound it with their own timeout.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes every connection; each later query fails at once (shutdown, and tests of a lost
+    /// database).
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// Removes expired sessions, nonces, OAuth states, device codes and rate-limit buckets.

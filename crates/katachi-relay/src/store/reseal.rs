@@ -26,7 +26,7 @@ pub struct ResealReport {
 }
 
 /// The flag set once every value is bound.
-const BOUND_FLAG: &str = "sealed-values-bound";
+pub(super) const BOUND_FLAG: &str = "sealed-values-bound";
 
 /// A column holding sealed values, with what binds each of its values.
 struct SealedColumn {
@@ -52,6 +52,12 @@ const SEALED_COLUMNS: [SealedColumn; 2] = [
         row: |id, user| SealedRow::mcp_env(id, user),
     },
 ];
+
+/// `(table, column)` of every column above (the rotation's test checks it covers them all).
+#[cfg(test)]
+pub(super) fn sealed_columns() -> impl Iterator<Item = (&'static str, &'static str)> {
+    SEALED_COLUMNS.iter().map(|c| (c.table, c.column))
+}
 
 impl Store {
     /// Re-seals every value of the unbound first format for its row.

@@ -27,6 +27,7 @@ use super::layout::{minutes, notice, page};
 use super::session::{check_csrf, csrf_token, end_session, safe_next, start_session, CurrentUser};
 use crate::client_addr::address_bucket_key;
 use crate::error::ApiError;
+use crate::metrics::Limiter;
 use crate::now_unix;
 use crate::state::AppState;
 use crate::store::RateLimit;
@@ -212,6 +213,7 @@ pub async fn signup(
     {
         Ok(RateLimit::Allowed) => {}
         Ok(RateLimit::Limited { retry_after }) => {
+            state.metrics.rate_limited(Limiter::SignUp);
             return credentials_page(
                 &state,
                 jar,
@@ -222,7 +224,7 @@ pub async fn signup(
                     minutes(retry_after)
                 )),
                 StatusCode::TOO_MANY_REQUESTS,
-            )
+            );
         }
         Err(e) => return ApiError::from(e).into_response(),
     }
@@ -276,6 +278,7 @@ pub async fn login(
     {
         Ok(RateLimit::Allowed) => {}
         Ok(RateLimit::Limited { retry_after }) => {
+            state.metrics.rate_limited(Limiter::SignIn);
             return credentials_page(
                 &state,
                 jar,
@@ -286,7 +289,7 @@ pub async fn login(
                     minutes(retry_after)
                 )),
                 StatusCode::TOO_MANY_REQUESTS,
-            )
+            );
         }
         Err(e) => return ApiError::from(e).into_response(),
     }
@@ -325,6 +328,7 @@ pub async fn login(
     // In its delay, an account's password is checked only from a browser it signed in on; other
     // attempts are not counted (a stranger cannot stretch the delay) and get the common answer.
     if user.locked_until > now && !known {
+        state.metrics.rate_limited(Limiter::AccountDelay);
         return refused();
     }
     if !ok {

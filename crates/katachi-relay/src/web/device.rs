@@ -183,6 +183,9 @@ async fn wrong_code_limit(
                 .await?
         };
         if let RateLimit::Limited { retry_after } = limit {
+            state
+                .metrics
+                .rate_limited(crate::metrics::Limiter::UserCode);
             return Ok(Some((
                 format!(
                     "Too many wrong codes; try again in {} minutes.",

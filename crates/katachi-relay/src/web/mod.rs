@@ -19,6 +19,9 @@
 //! - `mcp`: each user's MCP server configurations, secret values sealed and never shown again.
 //! - `workbench`: one agent's workbench (workspaces, file tree, viewer, git status and diff).
 //! - `assets`: the CSS and JS served from the binary (the workbench bundle built by `build.rs`).
+//!
+//! `/healthz` and `/readyz` ([`crate::health`]) are routes here too; every request's latency is
+//! observed by route group ([`crate::metrics`]).
 
 pub mod account;
 pub mod agents;
@@ -47,8 +50,9 @@ const MAX_BODY: usize = 1024 * 1024;
 /// CSP: our own scripts and styles only, no framing, forms post to us only.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
 
-/// All routes.
+/// All routes. (`/metrics` is not one of them: it is served on the metrics listener only.)
 pub fn router(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
     let headers: [(HeaderName, &'static str); 7] = [
         (
             header::STRICT_TRANSPORT_SECURITY,
@@ -88,6 +92,8 @@ pub fn router(state: AppState) -> Router {
     };
     let mut app = Router::new()
         .route("/", get(agents::home))
+        .route("/healthz", get(crate::health::healthz))
+        .route("/readyz", get(crate::health::readyz))
         .route(
             "/signup",
             get(account::signup_page)
@@ -161,5 +167,9 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static(value),
         ));
     }
-    app
+    // Outermost: the time to response headers of every request, the relay's own refusals included.
+    app.layer(axum::middleware::from_fn_with_state(
+        metrics,
+        crate::metrics::observe_request_latency,
+    ))
 }

@@ -75,6 +75,7 @@ impl Instance {
             .arg(data_dir)
             .args(["--database-url", database, "--public-url", public_url])
             .args(["--internal-listen", "127.0.0.1:0", "--drain-timeout", "2"])
+            .args(["--metrics-listen", "off"])
             .args(["--device-poll-interval", "1"])
             .env_remove("KATACHI_RELAY_DATABASE_URL")
             .env_remove("KATACHI_RELAY_MASTER_KEY_FILE")

@@ -1,10 +1,13 @@
 mod cluster;
 mod cluster_haproxy;
+mod deploy_files;
 mod device_flow;
 mod email_verification;
+mod master_key_rotation;
 mod mcp_calls;
 mod mcp_chat;
 mod no_store;
+mod operations;
 mod sealed_rows;
 mod sign_in_limits;
 mod signed_calls;

@@ -19,6 +19,8 @@ pub enum Backend {
 pub struct TestRelay {
     pub url: String,
     pub ca: PathBuf,
+    /// The metrics listener's address, when the config asked for one (`metrics_listen`).
+    pub metrics: Option<std::net::SocketAddr>,
     /// The database it uses when not its own SQLite file (a second instance shares it).
     pub database_url: Option<String>,
     /// The relay's shared state (None for an external relay).
@@ -65,6 +67,7 @@ impl TestRelay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let relay = Relay::with_listener(listener, config).await.unwrap();
         let url = relay.url().to_owned();
+        let metrics = relay.metrics_addr();
         // A relay given certificate files generates no CA: the caller's CA is the one to trust.
         let ca = match relay.ca_file() {
             Some(ca) => ca.clone(),
@@ -78,6 +81,7 @@ impl TestRelay {
         Self {
             url,
             ca,
+            metrics,
             database_url,
             state,
             external_data: None,
@@ -116,6 +120,7 @@ impl TestRelay {
         Self {
             url,
             ca,
+            metrics: None,
             database_url: None,
             state: None,
             external_data: Some(data_dir),

@@ -33,6 +33,8 @@ impl RelayProcess {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--device-poll-interval", "1"])
+            // Tests run side by side: none takes the default metrics port.
+            .args(["--metrics-listen", "off"])
             // The child gets a clean configuration whatever the test's environment holds.
             .env_remove("KATACHI_RELAY_DATABASE_URL")
             .env_remove("KATACHI_RELAY_MASTER_KEY_FILE")
