@@ -66,6 +66,9 @@ pub enum RotateKeyError {
     /// The new key file holds the current key.
     #[error("the new key is the current key; make a new one with `(umask 077; openssl rand -hex 32 > new-master.key)`; nothing was changed")]
     SameKey,
+    /// Instances on this database said they were alive within the last seconds.
+    #[error("{0} relay instance(s) on this database were alive in the last 15 s ({1}): stop them first; nothing was changed")]
+    InstancesRunning(usize, String),
     /// No SQLite database in the data dir: a wrong `--data-dir`, or a PostgreSQL relay without
     /// `--database-url`.
     #[error("no relay database at {0} (wrong --data-dir, or is --database-url missing?); nothing was changed")]
@@ -191,6 +194,19 @@ pub async fn rotate_master_key(args: &RotateArgs) -> Result<RotationOutcome, Rot
     let store = Store::connect(args.database_url.as_deref(), &args.data_dir)
         .await
         .map_err(RotateKeyError::Store)?;
+    // The confirmation is checked against the routing table too: an instance with an internal
+    // listener refreshes its row every few seconds while it runs.
+    let alive = store
+        .alive_instances(crate::now_unix())
+        .await
+        .map_err(RotateKeyError::Store)?;
+    if !alive.is_empty() {
+        store.close().await;
+        return Err(RotateKeyError::InstancesRunning(
+            alive.len(),
+            alive.join(", "),
+        ));
+    }
     let backup = match &args.master_key_file {
         Some(_) => None,
         None => Some(back_up_key(&current_path)?),

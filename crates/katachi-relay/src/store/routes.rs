@@ -74,6 +74,20 @@ impl Store {
         Ok(())
     }
 
+    /// The internal addresses of the instances alive at `now`.
+    ///
+    /// # Errors
+    /// [`super::StoreError::Query`].
+    pub async fn alive_instances(&self, now: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT internal_url FROM relay_instances WHERE seen_at >= $1")
+            .bind(now - INSTANCE_TTL_SECS)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get("internal_url")?))
+            .collect()
+    }
+
     /// The alive instance whose internal certificate has this fingerprint, if any.
     ///
     /// # Errors

@@ -433,3 +433,32 @@ async fn rotation_refuses_to_run_until_told_every_instance_is_stopped() {
     assert!(text(&out.stderr).contains("the new key is the current key"));
     assert_eq!(setup.snapshot().await, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_refuses_while_a_routing_instance_is_alive_on_the_database() {
+    let setup = Setup::new(Backend::Postgres, &OLD, false, false).await;
+    let database_url = setup.database_url.clone();
+    let key = setup.data_dir.join("master.key");
+    let running = TestRelay::start_with(Backend::Sqlite, |c| {
+        c.database_url = database_url;
+        c.master_key_file = Some(key);
+        c.internal = Some(katachi_relay::config::InternalConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            advertise: None,
+        });
+    })
+    .await;
+    let before = setup.snapshot().await;
+    // Confirmed "all stopped", but the routing table says otherwise.
+    let out = setup.rotate(&["--all-instances-stopped"]).await;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("alive in the last 15 s"), "{stderr}");
+    assert_eq!(setup.snapshot().await, before);
+    assert_eq!(key_in(&setup.data_dir.join("master.key")), hex::encode(OLD));
+    // Stopped cleanly, the instance leaves the table and the rotation runs.
+    running.stop().await;
+    let out = setup.rotate(&["--all-instances-stopped"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(key_in(&setup.data_dir.join("master.key")), hex::encode(NEW));
+}
