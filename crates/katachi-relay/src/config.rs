@@ -92,6 +92,15 @@ pub struct Args {
     /// answer, connecting included).
     #[arg(long, default_value_t = 20)]
     pub mcp_call_timeout: u64,
+    /// Reverse proxies in front of the relay, as CIDRs or single addresses (repeat the flag or
+    /// separate with commas). Only from these is the client address read from the forwarding
+    /// header (`--client-address-header`); without the flag the client is the TCP peer.
+    #[arg(long = "trusted-proxy", env = "KATACHI_RELAY_TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::client_ip::parse_trusted_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header trusted proxies write the client address into: `x-forwarded-for` (nginx,
+    /// HAProxy, Cloudflare) or `forwarded` (RFC 7239). The other one is ignored.
+    #[arg(long, value_enum, default_value = "x-forwarded-for")]
+    pub client_address_header: crate::client_ip::ForwardedHeader,
 }
 
 /// A sign-in provider's settings.
@@ -175,6 +184,8 @@ pub struct RelayConfig {
     pub smtp_from: Option<String>,
     /// How the relay talks to its users' MCP servers (address guard, timeouts, size caps).
     pub mcp: crate::mcp::McpOptions,
+    /// Reverse proxies whose forwarding header names the client (`--trusted-proxy`).
+    pub trusted_proxies: crate::client_ip::TrustedProxies,
 }
 
 impl std::fmt::Debug for RelayConfig {
@@ -206,6 +217,7 @@ impl std::fmt::Debug for RelayConfig {
             )
             .field("smtp_from", &self.smtp_from)
             .field("mcp", &self.mcp)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -233,6 +245,7 @@ impl RelayConfig {
             smtp_url: None,
             smtp_from: None,
             mcp: crate::mcp::McpOptions::default(),
+            trusted_proxies: Default::default(),
         }
     }
 }
@@ -306,6 +319,10 @@ impl Args {
                 call_timeout: std::time::Duration::from_secs(self.mcp_call_timeout.clamp(1, 600)),
                 ..Default::default()
             },
+            trusted_proxies: crate::client_ip::TrustedProxies::new(
+                self.trusted_proxies,
+                self.client_address_header,
+            ),
         })
     }
 }
@@ -369,6 +386,42 @@ mod tests {
             .into_config()
             .unwrap();
         assert!(allowed.mcp.allow_private_addresses);
+    }
+
+    #[test]
+    fn trusted_proxies_are_repeatable_or_comma_separated_and_bad_ones_refused() {
+        let config = Args::try_parse_from([
+            "katachi-relay",
+            "--trusted-proxy",
+            "10.0.0.0/8,127.0.0.1",
+            "--trusted-proxy",
+            "2001:db8::/32",
+            "--client-address-header",
+            "forwarded",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap();
+        let shown: Vec<String> = config
+            .trusted_proxies
+            .nets()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "127.0.0.1/32", "2001:db8::/32"]);
+        assert_eq!(
+            config.trusted_proxies.header(),
+            crate::client_ip::ForwardedHeader::Forwarded
+        );
+        let default = Args::try_parse_from(["katachi-relay"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert!(default.trusted_proxies.nets().is_empty());
+        let bad = Args::try_parse_from(["katachi-relay", "--trusted-proxy", "proxy.example"])
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("not an address or CIDR"), "{bad}");
     }
 
     #[test]

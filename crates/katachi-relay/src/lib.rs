@@ -16,6 +16,8 @@
 //! - [`password`]: argon2id hashing, at most one computation per core at a time.
 //! - [`agent_cache`]: id and signing secret by token hash (revocation is never cached).
 //! - [`client_addr`]: client addresses grouped for limits (IPv4 address, IPv6 /64).
+//! - [`client_ip`]: the client's address ([`client_ip::ClientIp`]): the TCP peer, or the forwarding
+//!   header of a `--trusted-proxy`.
 //! - [`agent_api`]: signed agent calls (heartbeat, events, unregister, MCP tools) behind [`agent_api::VerifiedAgent`].
 //! - [`mcp`]: the users' remote MCP servers, connected to for their agents (rmcp, SSRF guard).
 //! - [`tunnel`]: agent tunnels (signed HTTP/1.1 upgrade, then HTTP/2 to the agent) and the browser
@@ -31,6 +33,7 @@ pub mod address_limit;
 pub mod agent_api;
 pub mod agent_cache;
 pub mod client_addr;
+pub mod client_ip;
 pub mod config;
 pub mod crypto;
 pub mod device_flow;
