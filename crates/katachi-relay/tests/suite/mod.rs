@@ -1,7 +1,9 @@
+mod behind_nginx;
 mod device_flow;
 mod email_verification;
 mod mcp_calls;
 mod mcp_chat;
+mod nginx;
 mod no_store;
 mod sealed_rows;
 mod sign_in_limits;

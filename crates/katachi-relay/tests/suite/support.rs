@@ -18,6 +18,8 @@ pub enum Backend {
 
 pub struct TestRelay {
     pub url: String,
+    /// Where it listens (the URL may name a proxy in front of it).
+    pub addr: std::net::SocketAddr,
     pub ca: PathBuf,
     /// The database it uses when not its own SQLite file (a second instance shares it).
     database_url: Option<String>,
@@ -65,6 +67,7 @@ impl TestRelay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let relay = Relay::with_listener(listener, config).await.unwrap();
         let url = relay.url().to_owned();
+        let addr = relay.local_addr();
         // A relay given certificate files generates no CA: the caller's CA is the one to trust.
         let ca = match relay.ca_file() {
             Some(ca) => ca.clone(),
@@ -77,6 +80,7 @@ impl TestRelay {
         }));
         Self {
             url,
+            addr,
             ca,
             database_url,
             state,
@@ -107,8 +111,11 @@ impl TestRelay {
     /// A handle on a relay that runs elsewhere (a child process the test manages): the client and
     /// helpers work; stopping and dropping leave it alone.
     pub fn external(url: String, ca: PathBuf, data_dir: PathBuf) -> Self {
+        let parsed = url::Url::parse(&url).unwrap();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], parsed.port().unwrap()));
         Self {
             url,
+            addr,
             ca,
             database_url: None,
             state: None,
