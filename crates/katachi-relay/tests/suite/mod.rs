@@ -18,4 +18,5 @@ mod tunnel_restart;
 mod tunnel_revoke;
 mod tunnel_signout;
 mod web_forms;
+mod websocket_carrier;
 mod workbench_page;
