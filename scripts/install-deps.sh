@@ -24,6 +24,8 @@ apt_packages=(
   haproxy
   # systemd-analyze verifies the relay's unit (deploy/katachi-relay.service)
   systemd
+  # nginx in front of the relay in the relay's proxy tests (TLS termination, WebSocket-only upgrades)
+  nginx
   # MinGW: `make cross-check` compiles the Windows code paths
   gcc-mingw-w64-x86-64
   # `make package` / check-package: the .deb's desktop entries validated (dpkg-deb, fakeroot are base)

@@ -249,7 +249,10 @@ mod tests {
     #[test]
     fn a_stopped_agent_shows_no_tunnel() {
         let mut recorded = AgentStatus::new(ConnectionState::Stopped);
-        recorded.tunnel = Some(TunnelStatus::Connected { since: 0 });
+        recorded.tunnel = Some(TunnelStatus::Connected {
+            since: 0,
+            carrier: Default::default(),
+        });
         let view = combine(None, Some(recorded));
         assert!(view.tunnel.is_none());
         assert!(!render(&view).contains("tunnel:"));

@@ -273,6 +273,7 @@ mod tests {
         file.write(&session).unwrap();
         let up = TunnelStatus::Connected {
             since: 1_700_000_000,
+            carrier: Default::default(),
         };
         file.write_tunnel(&up).unwrap();
         let read = file.read().unwrap().unwrap();

@@ -7,7 +7,8 @@
 //! - [`agent`]: signed agent → relay calls (heartbeat, activity events, unregister) and API errors.
 //! - [`mcp`]: the signed MCP calls (list the user's MCP tools, call one) run by the relay.
 //! - [`relay_error`]: every relay error code and the one rule for what the agent does on each.
-//! - `transport` (feature `io`): stream helpers both ends of the tunnel put under TLS.
+//! - `transport` (feature `io`): stream helpers both ends of the tunnel put under TLS, and the
+//!   tunnel's WebSocket carrier.
 
 #![forbid(unsafe_code)]
 

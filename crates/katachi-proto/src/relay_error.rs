@@ -132,6 +132,9 @@ relay_error_codes! {
     UpgradeRequired = "tunnel.upgrade_required" => Fatal,
     /// The connection cannot be upgraded (a proxy in the way).
     NotUpgradable = "tunnel.not_upgradable" => Fatal,
+    /// A WebSocket upgrade without the tunnel's subprotocol, version 13 or a valid key: an
+    /// incompatible agent.
+    WebSocketInvalid = "tunnel.websocket_invalid" => Fatal,
     // --- Browser-facing routes through the tunnel (never sent to the agent, listed so that the
     // --- table is the relay's whole vocabulary).
     /// The browser has no session.

@@ -30,6 +30,7 @@ const PINNED: &[(&str, Disposition)] = &[
     ("mcp.result_too_large", Disposition::Fatal),
     ("tunnel.upgrade_required", Disposition::Fatal),
     ("tunnel.not_upgradable", Disposition::Fatal),
+    ("tunnel.websocket_invalid", Disposition::Fatal),
     ("session.required", Disposition::Fatal),
     ("request.cross_origin", Disposition::Fatal),
     ("agent.not_found", Disposition::Fatal),

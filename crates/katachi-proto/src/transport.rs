@@ -15,7 +15,12 @@ use std::task::{Context, Poll};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+mod websocket;
 mod write_behind;
+pub use websocket::{
+    new_websocket_key, websocket_accept_key, WebSocketBytes, WebSocketRole, MAX_MESSAGE_BYTES,
+    TUNNEL_WEBSOCKET_PROTOCOL,
+};
 pub use write_behind::{WriteBehind, DRAIN_ON_DROP, IDLE_RELEASE, WRITE_BEHIND_BYTES};
 
 /// Most bytes taken from the socket per read.

@@ -1,16 +1,17 @@
 //! A cheap in-memory limiter in front of the endpoints that cost the relay work or rows: sign-in,
 //! sign-up (argon2) and device codes (a row each).
 //!
-//! Keyed by client address bucket ([`crate::client_addr`]: IPv4 address, IPv6 /64), GCRA
+//! Keyed by the client's address ([`crate::client_ip`]: behind a trusted proxy, the one it names)
+//! bucket ([`crate::client_addr`]: IPv4 address, IPv6 /64), GCRA
 //! (`governor`): a burst, then a steady rate. Over it, the answer is `429` with `Retry-After`, before
 //! any database or hashing work. Each relay instance counts on its own; the store's per-address
 //! windows and the per-account delays stay the shared limits behind it.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -18,6 +19,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::client_addr::address_bucket;
+use crate::client_ip::ClientIp;
 use crate::state::AppState;
 
 /// The limiter's budget per address bucket.
@@ -78,14 +80,14 @@ impl AddressLimiter {
 /// speaks (OAuth JSON for the device endpoint, a page for forms). Other methods pass.
 pub async fn limit_posts_by_address(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     request: Request,
     next: Next,
 ) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
-    let Err(wait) = state.address_limiter.check(peer.ip()) else {
+    let Err(wait) = state.address_limiter.check(client) else {
         return next.run(request).await;
     };
     state.metrics.rate_limited(crate::metrics::Limiter::Address);

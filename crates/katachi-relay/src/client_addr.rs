@@ -4,7 +4,8 @@
 //! usually owns a whole `/64`, so counting single IPv6 addresses would let one attacker rotate
 //! through 2^64 of them and never meet a limit. IPv4-mapped IPv6 addresses count as IPv4.
 //!
-//! This module does not read forwarding headers: the address is the TCP peer.
+//! The address grouped here is the client's as [`crate::client_ip::ClientIp`] resolves it (the TCP
+//! peer, or a trusted proxy's forwarding header).
 
 use std::net::{IpAddr, Ipv6Addr};
 

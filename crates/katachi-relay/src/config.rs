@@ -137,6 +137,15 @@ pub struct Args {
         default_value_t = LogFormat::Text
     )]
     pub log_format: LogFormat,
+    /// Reverse proxies in front of the relay, as CIDRs or single addresses (repeat the flag or
+    /// separate with commas). Only from these is the client address read from the forwarding
+    /// header (`--client-address-header`); without the flag the client is the TCP peer.
+    #[arg(long = "trusted-proxy", env = "KATACHI_RELAY_TRUSTED_PROXIES", value_delimiter = ',', value_parser = crate::client_ip::parse_trusted_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header trusted proxies write the client address into: `x-forwarded-for` (nginx,
+    /// HAProxy, Cloudflare) or `forwarded` (RFC 7239). The other one is ignored.
+    #[arg(long, value_enum, default_value = "x-forwarded-for")]
+    pub client_address_header: crate::client_ip::ForwardedHeader,
 }
 
 /// Operations run instead of serving.
@@ -275,6 +284,8 @@ pub struct RelayConfig {
     pub drain_timeout: std::time::Duration,
     /// The metrics listener's address; `None`: off.
     pub metrics_listen: Option<SocketAddr>,
+    /// Reverse proxies whose forwarding header names the client (`--trusted-proxy`).
+    pub trusted_proxies: crate::client_ip::TrustedProxies,
 }
 
 /// Where this instance listens for the other instances, and how they reach it.
@@ -318,6 +329,7 @@ impl std::fmt::Debug for RelayConfig {
             .field("internal", &self.internal)
             .field("drain_timeout", &self.drain_timeout)
             .field("metrics_listen", &self.metrics_listen)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -349,6 +361,7 @@ impl RelayConfig {
             drain_timeout: std::time::Duration::from_secs(10),
             // Tests that read metrics ask for `127.0.0.1:0`.
             metrics_listen: None,
+            trusted_proxies: Default::default(),
         }
     }
 }
@@ -433,6 +446,10 @@ impl Args {
             internal,
             drain_timeout: std::time::Duration::from_secs(self.drain_timeout.min(3600)),
             metrics_listen: self.metrics_listen.0,
+            trusted_proxies: crate::client_ip::TrustedProxies::new(
+                self.trusted_proxies,
+                self.client_address_header,
+            ),
         })
     }
 }
@@ -628,6 +645,42 @@ mod tests {
         let plain = parse(&["--internal-listen", "127.0.0.1:7443"]).unwrap();
         assert!(plain.internal.unwrap().advertise.is_none());
         assert!(parse(&[]).unwrap().internal.is_none());
+    }
+
+    #[test]
+    fn trusted_proxies_are_repeatable_or_comma_separated_and_bad_ones_refused() {
+        let config = Args::try_parse_from([
+            "katachi-relay",
+            "--trusted-proxy",
+            "10.0.0.0/8,127.0.0.1",
+            "--trusted-proxy",
+            "2001:db8::/32",
+            "--client-address-header",
+            "forwarded",
+        ])
+        .unwrap()
+        .into_config()
+        .unwrap();
+        let shown: Vec<String> = config
+            .trusted_proxies
+            .nets()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "127.0.0.1/32", "2001:db8::/32"]);
+        assert_eq!(
+            config.trusted_proxies.header(),
+            crate::client_ip::ForwardedHeader::Forwarded
+        );
+        let default = Args::try_parse_from(["katachi-relay"])
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert!(default.trusted_proxies.nets().is_empty());
+        let bad = Args::try_parse_from(["katachi-relay", "--trusted-proxy", "proxy.example"])
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("not an address or CIDR"), "{bad}");
     }
 
     #[test]

@@ -3,9 +3,7 @@
 //! Device codes are stored hashed; user codes are 8 characters from an unambiguous alphabet; a code
 //! is exchanged at most once; polling faster than `interval` gets `slow_down` (and +5 s).
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
@@ -16,6 +14,7 @@ use katachi_proto::device::{
 use serde::Deserialize;
 
 use crate::client_addr::address_bucket_key;
+use crate::client_ip::ClientIp;
 use crate::crypto::SealedRow;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -89,7 +88,7 @@ fn new_user_code() -> String {
 /// `POST /oauth/device/code`.
 pub async fn device_code(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     Form(form): Form<DeviceCodeForm>,
 ) -> Response {
     if form.client_id.as_deref() != Some(AGENT_CLIENT_ID) {
@@ -104,7 +103,7 @@ pub async fn device_code(
     match state
         .store
         .hit_rate_limit(
-            &format!("device-code:{}", address_bucket_key(peer.ip())),
+            &format!("device-code:{}", address_bucket_key(client)),
             30,
             600,
             now,
@@ -141,7 +140,7 @@ pub async fn device_code(
             user_code: user_code.clone(),
             device_name: name.clone(),
             device_os: os.clone(),
-            device_ip: peer.ip().to_string(),
+            device_ip: client.to_string(),
             expires_at: now + ttl,
             poll_interval: interval,
             last_poll_at: 0,

@@ -18,6 +18,8 @@
 //! - [`cluster`]: several instances on one PostgreSQL: tunnel routes, the internal link between
 //!   instances (mutual TLS, HTTP/2), LISTEN/NOTIFY broadcasts of revocations and take-overs.
 //! - [`client_addr`]: client addresses grouped for limits (IPv4 address, IPv6 /64).
+//! - [`client_ip`]: the client's address ([`client_ip::ClientIp`]): the TCP peer, or the forwarding
+//!   header of a `--trusted-proxy`.
 //! - [`agent_api`]: signed agent calls (heartbeat, events, unregister, MCP tools) behind [`agent_api::VerifiedAgent`].
 //! - [`mcp`]: the users' remote MCP servers, connected to for their agents (rmcp, SSRF guard).
 //! - [`tunnel`]: agent tunnels (signed HTTP/1.1 upgrade, then HTTP/2 to the agent) and the browser
@@ -38,6 +40,7 @@ pub mod address_limit;
 pub mod agent_api;
 pub mod agent_cache;
 pub mod client_addr;
+pub mod client_ip;
 pub mod cluster;
 pub mod config;
 pub mod crypto;

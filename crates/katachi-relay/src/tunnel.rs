@@ -2,7 +2,8 @@
 //! route forwarded through them.
 //!
 //! # Protocol
-//! An agent sends a signed `GET /api/agent/tunnel` (HTTP/1.1, `Upgrade: katachi-tunnel/1`). Once
+//! An agent sends a signed `GET /api/agent/tunnel` (HTTP/1.1, `Upgrade: katachi-tunnel/1`, or a
+//! WebSocket upgrade where a hop passes only those: `tunnel_carrier.rs`). Once
 //! [`verify_signed_request`] passes, the relay answers `101` and becomes the HTTP/2 *client* over
 //! the upgraded stream; the agent serves its API there. The `SendRequest` handle is kept in the
 //! [`TunnelRegistry`] under the agent id until the connection ends; a reconnect replaces it.
@@ -24,6 +25,7 @@
 //!
 //! # Layout
 //! - this file: the upgrade route and the browser route;
+//! - `tunnel_carrier.rs`: the direct upgrade or the WebSocket carrier under the tunnel's HTTP/2;
 //! - `tunnel_registry.rs`: [`TunnelRegistry`] (open tunnels, in-flight permits, close, online);
 //! - `tunnel_severable.rs`: the stream wrapper that lets the registry cut a tunnel at once;
 //! - `tunnel_streams.rs`: [`LiveStreams`], the requests in flight that sign-out and revocation end
@@ -56,10 +58,12 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use katachi_proto::agent::{
-    FORWARDED_SESSION_HEADER, FORWARDED_USER_HEADER, FORWARDED_USER_ID_HEADER, TUNNEL_PROTOCOL,
+    FORWARDED_SESSION_HEADER, FORWARDED_USER_HEADER, FORWARDED_USER_ID_HEADER,
 };
 use tokio::sync::oneshot;
 
+#[path = "tunnel_carrier.rs"]
+mod carrier;
 #[path = "tunnel_registry.rs"]
 mod registry;
 #[path = "tunnel_response.rs"]
@@ -69,6 +73,7 @@ mod severable;
 #[path = "tunnel_streams.rs"]
 mod streams;
 
+use self::carrier::Carrier;
 use self::registry::Route;
 pub use self::registry::TunnelRegistry;
 use self::response_screen::screen_agent_head;
@@ -114,21 +119,11 @@ const BUSY_RETRY_AFTER_SECS: u32 = 1;
 /// client side of the tunnel in a task.
 ///
 /// # Errors
-/// `426 tunnel.upgrade_required` without the upgrade headers, `400 tunnel.not_upgradable` on a
-/// connection that cannot be upgraded (HTTP/2), or the signed-call error.
+/// `426 tunnel.upgrade_required` without the upgrade headers, `400 tunnel.websocket_invalid` for a
+/// WebSocket upgrade the tunnel cannot use, `400 tunnel.not_upgradable` on a connection that
+/// cannot be upgraded (HTTP/2), or the signed-call error.
 pub async fn open(State(state): State<AppState>, mut req: Request) -> Result<Response, ApiError> {
-    let wants_tunnel = req
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case(TUNNEL_PROTOCOL));
-    if !wants_tunnel {
-        return Err(ApiError::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "tunnel.upgrade_required",
-            format!("send Connection: Upgrade and Upgrade: {TUNNEL_PROTOCOL}"),
-        ));
-    }
+    let carrier = Carrier::requested(req.headers())?;
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -137,6 +132,8 @@ pub async fn open(State(state): State<AppState>, mut req: Request) -> Result<Res
         ));
     };
     let agent = verify_signed_request(&state, req).await?;
+    let switching = carrier.switching_protocols()?;
+    let carrier_name = carrier.name();
     let agent_id = agent.id().to_owned();
     let task_state = state.clone();
     tokio::spawn(async move {
@@ -148,7 +145,7 @@ pub async fn open(State(state): State<AppState>, mut req: Request) -> Result<Res
             }
         };
         let (close, cut) = oneshot::channel();
-        let upgraded = Severable::new(upgraded, cut);
+        let upgraded = Severable::new(carrier.carry(upgraded).await, cut);
         let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -169,7 +166,7 @@ pub async fn open(State(state): State<AppState>, mut req: Request) -> Result<Res
             task_state.config.tunnel_max_in_flight,
             close,
         );
-        tracing::info!(agent = %agent_id, "tunnel open");
+        tracing::info!(agent = %agent_id, carrier = carrier_name, "tunnel open");
         // The route points here; an instance that still holds an older tunnel of the agent closes it.
         task_state
             .cluster
@@ -187,12 +184,7 @@ pub async fn open(State(state): State<AppState>, mut req: Request) -> Result<Res
             .await;
         tracing::info!(agent = %agent_id, "tunnel closed");
     });
-    Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::CONNECTION, "upgrade")
-        .header(header::UPGRADE, TUNNEL_PROTOCOL)
-        .body(Body::empty())
-        .map_err(ApiError::internal)
+    Ok(switching)
 }
 
 /// The headers naming the caller to the agent: user id, readable name, and a one-way tag of the

@@ -268,7 +268,7 @@ impl<O: Online> Supervisor<'_, O> {
     fn publish_tunnel(&self, tunnel: TunnelStatus) {
         let status = match tunnel {
             TunnelStatus::Connecting => Status::Connecting,
-            TunnelStatus::Connected { since } => Status::Connected {
+            TunnelStatus::Connected { since, .. } => Status::Connected {
                 since,
                 relay: self.online.relay(),
                 agent_name: self.online.agent_name(),

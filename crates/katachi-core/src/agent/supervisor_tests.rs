@@ -110,7 +110,10 @@ impl Online for Scripted {
             let _alive = Alive(Arc::clone(&counters));
             loop {
                 counters.dials.fetch_add(1, Ordering::SeqCst);
-                status.send_replace(TunnelStatus::Connected { since: 1 });
+                status.send_replace(TunnelStatus::Connected {
+                    since: 1,
+                    carrier: Default::default(),
+                });
                 match script {
                     TunnelScript::StayUp => network.changed().await,
                     TunnelScript::RevokedAfter(after) => {

@@ -1,23 +1,24 @@
-//! Dialing the relay (TCP, TLS 1.3, signed HTTP/1.1 upgrade) and serving the API over HTTP/2 on
-//! the upgraded stream.
+//! Dialing the relay (TCP, TLS 1.3, signed HTTP/1.1 upgrade, over the direct or the WebSocket
+//! carrier: [`super::carrier`]) and serving the API over HTTP/2 on the upgraded stream.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::header::{AUTHORIZATION, CONNECTION, DATE, HOST, UPGRADE, USER_AGENT};
+use axum::http::header::{AUTHORIZATION, DATE, HOST, USER_AGENT};
 use axum::http::{HeaderValue, Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use katachi_proto::agent::{ApiErrorBody, TUNNEL_PATH, TUNNEL_PROTOCOL};
+use katachi_proto::agent::{ApiErrorBody, TUNNEL_PATH};
 use katachi_proto::relay_error::{classify_refusal, Disposition, RelayErrorCode};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use zeroize::Zeroizing;
 
+use super::carrier::{refused_on_the_way, CarriedStream, Carrier, CarrierMemory};
 use crate::auth::AgentCredentials;
 use crate::relay_link::https::error_chain;
 use crate::relay_link::tls::{relay_tls_config, Alpn, RelayTlsError};
@@ -120,6 +121,16 @@ pub struct TunnelDialer {
     bearer: HeaderValue,
     /// Signs the upgrade request.
     signer: RequestSigner,
+    /// The carrier that last opened a tunnel, dialled first.
+    carrier: CarrierMemory,
+}
+
+/// An open tunnel, ready to serve.
+pub(crate) struct OpenTunnel {
+    /// The byte stream under the tunnel's HTTP/2.
+    stream: CarriedStream,
+    /// What carries it.
+    pub(crate) carrier: Carrier,
 }
 
 impl std::fmt::Debug for TunnelDialer {
@@ -128,6 +139,7 @@ impl std::fmt::Debug for TunnelDialer {
             .field("relay", &self.relay)
             .field("authority", &self.authority)
             .field("signer", &self.signer)
+            .field("carrier", &self.carrier.preferred())
             .finish_non_exhaustive()
     }
 }
@@ -170,7 +182,14 @@ impl TunnelDialer {
             tls,
             bearer,
             signer,
+            carrier: CarrierMemory::default(),
         })
+    }
+
+    /// The carrier the next dial tries first: the one that last opened a tunnel (direct until
+    /// one has).
+    pub fn preferred_carrier(&self) -> Carrier {
+        self.carrier.preferred()
     }
 
     /// Opens one tunnel and serves `router` over it until the connection ends.
@@ -178,31 +197,52 @@ impl TunnelDialer {
     /// # Errors
     /// Any [`TunnelError`]; [`TunnelError::is_transient`] tells whether to retry.
     pub async fn dial_and_serve(&self, router: Router) -> Result<(), TunnelError> {
-        let upgraded = self.dial().await?;
-        self.serve(upgraded, router).await
+        let open = self.dial().await?;
+        self.serve(open, router).await
     }
 
     /// Opens one tunnel (TCP, TLS, signed upgrade) within the dial timeout.
-    pub(crate) async fn dial(&self) -> Result<hyper::upgrade::Upgraded, TunnelError> {
+    pub(crate) async fn dial(&self) -> Result<OpenTunnel, TunnelError> {
         tokio::time::timeout(DIAL_TIMEOUT, self.open())
             .await
             .map_err(|_| TunnelError::Timeout(self.relay.to_string()))?
     }
 
     /// Serves `router` over an open tunnel until it ends.
-    pub(crate) async fn serve(
-        &self,
-        upgraded: hyper::upgrade::Upgraded,
-        router: Router,
-    ) -> Result<(), TunnelError> {
-        tracing::info!(relay = %self.relay, "tunnel open");
-        let result = serve_router_over_stream(upgraded, router).await;
-        tracing::info!(relay = %self.relay, "tunnel closed");
+    pub(crate) async fn serve(&self, open: OpenTunnel, router: Router) -> Result<(), TunnelError> {
+        let carrier = open.carrier;
+        tracing::info!(relay = %self.relay, %carrier, "tunnel open");
+        let result = serve_router_over_stream(open.stream, router).await;
+        tracing::info!(relay = %self.relay, %carrier, "tunnel closed");
         result
     }
 
-    /// TCP, TLS, and the signed upgrade; the upgraded stream on `101`.
-    async fn open(&self) -> Result<hyper::upgrade::Upgraded, TunnelError> {
+    /// The remembered carrier first; the other one at once when a hop on the way refused the
+    /// first one's upgrade (the rule: [`super::carrier`]).
+    async fn open(&self) -> Result<OpenTunnel, TunnelError> {
+        let first = self.carrier.preferred();
+        let (carrier, opened) = match self.open_with(first).await {
+            Err(TunnelError::Refused { status, code })
+                if refused_on_the_way(status, code.as_ref()) =>
+            {
+                let other = first.other();
+                tracing::info!(
+                    relay = %self.relay,
+                    status,
+                    code = code.as_ref().map_or("none", RelayErrorCode::as_str),
+                    "the {first} upgrade was refused on the way to the relay; trying the {other} carrier"
+                );
+                (other, self.open_with(other).await)
+            }
+            opened => (first, opened),
+        };
+        let stream = opened?;
+        self.carrier.remember(carrier);
+        Ok(OpenTunnel { stream, carrier })
+    }
+
+    /// TCP, TLS, and the signed upgrade for `carrier`; the carried stream on `101`.
+    async fn open_with(&self, carrier: Carrier) -> Result<CarriedStream, TunnelError> {
         let unreachable = |reason: String| TunnelError::Unreachable {
             url: self.relay.to_string(),
             reason,
@@ -226,12 +266,12 @@ impl TunnelDialer {
         let driver = tokio::spawn(conn.with_upgrades());
 
         let signed = self.signer.sign(Method::GET.as_str(), TUNNEL_PATH, b"");
-        let mut request = Request::builder()
+        let request = Request::builder()
             .method(Method::GET)
             .uri(TUNNEL_PATH)
-            .header(HOST, &self.authority)
-            .header(CONNECTION, "upgrade")
-            .header(UPGRADE, TUNNEL_PROTOCOL)
+            .header(HOST, &self.authority);
+        let (request, websocket_key) = carrier.upgrade_request(request);
+        let mut request = request
             .header(
                 USER_AGENT,
                 concat!("katachi-agent/", env!("CARGO_PKG_VERSION")),
@@ -263,9 +303,16 @@ impl TunnelDialer {
                 code: error_code(&body),
             });
         }
-        hyper::upgrade::on(response)
+        carrier
+            .check_switch(response.headers(), websocket_key.as_deref())
+            .map_err(|reason| {
+                driver.abort();
+                unreachable(reason)
+            })?;
+        let upgraded = hyper::upgrade::on(response)
             .await
-            .map_err(|e| unreachable(error_chain(&e)))
+            .map_err(|e| unreachable(error_chain(&e)))?;
+        Ok(carrier.carry(upgraded).await)
     }
 }
 

@@ -12,7 +12,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::backoff::{Backoff, Failure, NETWORK_SETTLE};
-use super::dial::{TunnelDialer, TunnelError};
+use super::carrier::Carrier;
+use super::dial::{OpenTunnel, TunnelDialer, TunnelError};
 use super::network::NetworkChanges;
 use super::status::TunnelStatus;
 
@@ -42,6 +43,10 @@ pub(crate) trait Link: Sync {
     fn dial(&self) -> impl Future<Output = Result<Self::Open, TunnelError>> + Send;
     /// Serves an open tunnel until it ends.
     fn serve(&self, open: Self::Open) -> impl Future<Output = Result<(), TunnelError>> + Send;
+    /// What carries an open tunnel, for the status.
+    fn carrier(&self, _open: &Self::Open) -> Carrier {
+        Carrier::Direct
+    }
 }
 
 /// The real [`Link`]: the dialer and the router it serves.
@@ -53,7 +58,7 @@ struct RouterLink<'a> {
 }
 
 impl Link for RouterLink<'_> {
-    type Open = hyper::upgrade::Upgraded;
+    type Open = OpenTunnel;
 
     fn dial(&self) -> impl Future<Output = Result<Self::Open, TunnelError>> + Send {
         self.dialer.dial()
@@ -61,6 +66,10 @@ impl Link for RouterLink<'_> {
 
     fn serve(&self, open: Self::Open) -> impl Future<Output = Result<(), TunnelError>> + Send {
         self.dialer.serve(open, self.router.clone())
+    }
+
+    fn carrier(&self, open: &OpenTunnel) -> Carrier {
+        open.carrier
     }
 }
 
@@ -99,7 +108,7 @@ pub(crate) async fn keep_up<L: Link>(link: &L, options: ReconnectOptions) -> Tun
         let (kind, reason) = match link.dial().await {
             Ok(open) => {
                 let up_since = Instant::now();
-                status.send_replace(TunnelStatus::connected_now());
+                status.send_replace(TunnelStatus::connected_now(link.carrier(&open)));
                 let ended = link.serve(open).await;
                 policy.tunnel_ended(up_since.elapsed(), Instant::now());
                 let reason = match ended {

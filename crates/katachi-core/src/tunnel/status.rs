@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::carrier::Carrier;
+
 /// Where the agent's tunnel to the relay stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -19,6 +21,9 @@ pub enum TunnelStatus {
     Connected {
         /// When it came up (unix seconds).
         since: i64,
+        /// What carries it (`direct` when read from a status written before carriers existed).
+        #[serde(default)]
+        carrier: Carrier,
     },
     /// The tunnel is down; the next attempt is scheduled.
     Reconnecting {
@@ -54,9 +59,12 @@ impl TunnelStatus {
         }
     }
 
-    /// A `Connected` status from now.
-    pub(crate) fn connected_now() -> Self {
-        TunnelStatus::Connected { since: unix_now() }
+    /// A `Connected` status from now, over `carrier`.
+    pub(crate) fn connected_now(carrier: Carrier) -> Self {
+        TunnelStatus::Connected {
+            since: unix_now(),
+            carrier,
+        }
     }
 
     /// The stable word for the state (`connecting`, `connected`, `reconnecting`,
@@ -71,14 +79,21 @@ impl TunnelStatus {
         }
     }
 
-    /// One line for people, as of `now` (unix seconds): `connected since 2025-01-02T03:04:05Z`,
+    /// One line for people, as of `now` (unix seconds): `connected since 2025-01-02T03:04:05Z`
+    /// (`… over the WebSocket carrier` when that carries it),
     /// `reconnecting in 4 s: relay unreachable (connection refused)`, `needs sign-in: …`.
     pub fn describe(&self, now: i64) -> String {
         match self {
             TunnelStatus::Connecting => "connecting".to_owned(),
-            TunnelStatus::Connected { since } => {
+            TunnelStatus::Connected { since, carrier } => {
                 let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(*since).unwrap_or(0));
-                format!("connected since {}", humantime::format_rfc3339_seconds(at))
+                let since = humantime::format_rfc3339_seconds(at);
+                match carrier {
+                    Carrier::Direct => format!("connected since {since}"),
+                    Carrier::WebSocket => {
+                        format!("connected since {since} over the WebSocket carrier")
+                    }
+                }
             }
             TunnelStatus::Reconnecting { at, reason, .. } => {
                 let left = at.saturating_sub(now).max(0);
@@ -124,9 +139,29 @@ mod tests {
     }
 
     #[test]
-    fn connected_names_the_moment_it_came_up() {
-        let s = TunnelStatus::Connected { since: 0 };
+    fn connected_names_the_moment_it_came_up_and_a_websocket_carrier() {
+        let s = TunnelStatus::Connected {
+            since: 0,
+            carrier: Carrier::Direct,
+        };
         assert_eq!(s.describe(5), "connected since 1970-01-01T00:00:00Z");
+        let s = TunnelStatus::Connected {
+            since: 0,
+            carrier: Carrier::WebSocket,
+        };
+        assert_eq!(
+            s.describe(5),
+            "connected since 1970-01-01T00:00:00Z over the WebSocket carrier"
+        );
+        // A status file written before carriers existed still reads.
+        let old: TunnelStatus = serde_json::from_str(r#"{"state":"connected","since":7}"#).unwrap();
+        assert_eq!(
+            old,
+            TunnelStatus::Connected {
+                since: 7,
+                carrier: Carrier::Direct
+            }
+        );
     }
 
     #[test]

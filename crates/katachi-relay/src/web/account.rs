@@ -13,9 +13,7 @@
 //!   account in its delay all get the same status, the same page and the same argon2 work, so
 //!   neither the answer nor its time tells whether an account exists or is being attacked.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
@@ -26,6 +24,7 @@ use serde::Deserialize;
 use super::layout::{minutes, notice, page};
 use super::session::{check_csrf, csrf_token, end_session, safe_next, start_session, CurrentUser};
 use crate::client_addr::address_bucket_key;
+use crate::client_ip::ClientIp;
 use crate::error::ApiError;
 use crate::metrics::Limiter;
 use crate::now_unix;
@@ -170,7 +169,7 @@ fn valid_email(email: &str) -> bool {
 /// `POST /signup`.
 pub async fn signup(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     jar: CookieJar,
     Form(form): Form<CredentialsForm>,
@@ -204,7 +203,7 @@ pub async fn signup(
     match state
         .store
         .hit_rate_limit(
-            &format!("signup:{}", address_bucket_key(peer.ip())),
+            &format!("signup:{}", address_bucket_key(client)),
             20,
             3600,
             now,
@@ -256,7 +255,7 @@ pub async fn signup(
 /// `POST /login`.
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     jar: CookieJar,
     Form(form): Form<CredentialsForm>,
@@ -269,7 +268,7 @@ pub async fn login(
     match state
         .store
         .hit_rate_limit(
-            &format!("login:{}", address_bucket_key(peer.ip())),
+            &format!("login:{}", address_bucket_key(client)),
             ATTEMPTS_PER_IP,
             WINDOW_SECS,
             now,

@@ -12,9 +12,9 @@
 //! - Only accounts with a verified address (or a provider account) approve devices.
 //! - Code guessing (wrong codes, wrong confirmations) is bounded per user and per address.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
@@ -28,6 +28,7 @@ use super::layout::{minutes, notice, page};
 use super::session::{check_csrf, csrf_token, CurrentUser};
 use super::verify_email::verify_needed_page;
 use crate::client_addr::{address_bucket_key, same_bucket};
+use crate::client_ip::ClientIp;
 use crate::error::ApiError;
 use crate::now_unix;
 use crate::state::AppState;
@@ -163,13 +164,13 @@ fn who(u: &CurrentUser) -> String {
 async fn wrong_code_limit(
     state: &AppState,
     user: &CurrentUser,
-    peer: SocketAddr,
+    client: IpAddr,
     now: i64,
     count: bool,
 ) -> Result<Option<(String, StatusCode)>, ApiError> {
     for bucket in [
         format!("usercode-user:{}", user.user.id),
-        format!("usercode-ip:{}", address_bucket_key(peer.ip())),
+        format!("usercode-ip:{}", address_bucket_key(client)),
     ] {
         let limit = if count {
             state
@@ -201,12 +202,12 @@ async fn wrong_code_limit(
 async fn find_pending(
     state: &AppState,
     user: &CurrentUser,
-    peer: SocketAddr,
+    client: IpAddr,
     typed: &str,
 ) -> Result<Result<DeviceCode, (String, StatusCode)>, ApiError> {
     let now = now_unix();
     // A user or address already over the wrong-code limit gets no lookup at all.
-    if let Some(refusal) = wrong_code_limit(state, user, peer, now, false).await? {
+    if let Some(refusal) = wrong_code_limit(state, user, client, now, false).await? {
         return Ok(Err(refusal));
     }
     let found = match normalise_user_code(typed) {
@@ -224,7 +225,7 @@ async fn find_pending(
             StatusCode::CONFLICT,
         ))),
         None => {
-            if let Some(refusal) = wrong_code_limit(state, user, peer, now, true).await? {
+            if let Some(refusal) = wrong_code_limit(state, user, client, now, true).await? {
                 return Ok(Err(refusal));
             }
             Ok(Err((
@@ -238,7 +239,7 @@ async fn find_pending(
 /// `GET /device[?user_code=…]`.
 pub async fn show(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     jar: CookieJar,
     user: CurrentUser,
     Query(q): Query<CodeQuery>,
@@ -251,16 +252,8 @@ pub async fn show(
     let Some(typed) = q.user_code.filter(|c| !c.trim().is_empty()) else {
         return enter_code_page(jar, &who, None, StatusCode::OK);
     };
-    match find_pending(&state, &user, peer, &typed).await {
-        Ok(Ok(d)) => confirm_page(
-            jar,
-            &who,
-            &d,
-            peer.ip(),
-            Reached::Link,
-            None,
-            StatusCode::OK,
-        ),
+    match find_pending(&state, &user, client, &typed).await {
+        Ok(Ok(d)) => confirm_page(jar, &who, &d, client, Reached::Link, None, StatusCode::OK),
         Ok(Err((msg, status))) => enter_code_page(jar, &who, Some(&msg), status),
         Err(e) => e.into_response(),
     }
@@ -269,7 +262,7 @@ pub async fn show(
 /// `POST /device`: look a code up, or approve / deny it.
 pub async fn decide(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     headers: HeaderMap,
     jar: CookieJar,
     user: CurrentUser,
@@ -282,7 +275,7 @@ pub async fn decide(
         return verify_needed_page(&state, jar, &user.user, None, StatusCode::FORBIDDEN);
     }
     let who = who(&user);
-    let device = match find_pending(&state, &user, peer, &form.user_code).await {
+    let device = match find_pending(&state, &user, client, &form.user_code).await {
         Ok(Ok(d)) => d,
         Ok(Err((msg, status))) => return enter_code_page(jar, &who, Some(&msg), status),
         Err(e) => return e.into_response(),
@@ -296,7 +289,7 @@ pub async fn decide(
                 jar,
                 &who,
                 &device,
-                peer.ip(),
+                client,
                 Reached::Typed(&device.user_code),
                 None,
                 StatusCode::OK,
@@ -314,7 +307,7 @@ pub async fn decide(
             let now = now_unix();
             if typed.is_some() {
                 // A wrong confirmation is a wrong code: it counts against the guessing limit.
-                match wrong_code_limit(&state, &user, peer, now, true).await {
+                match wrong_code_limit(&state, &user, client, now, true).await {
                     Ok(Some((msg, status))) => {
                         return enter_code_page(jar, &who, Some(&msg), status)
                     }
@@ -331,7 +324,7 @@ pub async fn decide(
                 jar,
                 &who,
                 &device,
-                peer.ip(),
+                client,
                 Reached::Link,
                 Some(msg),
                 StatusCode::BAD_REQUEST,

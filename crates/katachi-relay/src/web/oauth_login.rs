@@ -18,9 +18,9 @@
 //!   per case is.
 //! - Accounts are found by the provider's subject, never by e-mail alone.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
@@ -42,6 +42,8 @@ use super::oauth_identity::{
     fetch_github_identity, read_google_id_token, scopes, IdentityError, ProviderIdentity,
 };
 use super::session::{safe_next, start_session};
+use crate::client_addr::address_bucket_key;
+use crate::client_ip::ClientIp;
 use crate::config::ProviderConfig;
 use crate::crypto::SealedRow;
 use crate::state::AppState;
@@ -285,13 +287,13 @@ pub struct StartQuery {
 /// `GET /auth/{provider}/start?next=`: sends the browser to the provider.
 pub async fn start(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     Path(slug): Path<String>,
     Query(q): Query<StartQuery>,
     jar: CookieJar,
 ) -> Response {
     let provider = Provider::from_slug(&slug);
-    match begin_sign_in(&state, peer, provider, q.next.as_deref(), jar).await {
+    match begin_sign_in(&state, client, provider, q.next.as_deref(), jar).await {
         Ok(response) => response,
         Err(e) => e.into_page(provider),
     }
@@ -299,7 +301,7 @@ pub async fn start(
 
 async fn begin_sign_in(
     state: &AppState,
-    peer: SocketAddr,
+    client: IpAddr,
     provider: Option<Provider>,
     next: Option<&str>,
     jar: CookieJar,
@@ -313,7 +315,7 @@ async fn begin_sign_in(
     if let RateLimit::Limited { retry_after } = state
         .store
         .hit_rate_limit(
-            &format!("oauth-start:{}", peer.ip()),
+            &format!("oauth-start:{}", address_bucket_key(client)),
             STARTS_PER_IP,
             START_WINDOW_SECS,
             now,

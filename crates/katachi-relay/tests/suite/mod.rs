@@ -1,3 +1,4 @@
+mod behind_nginx;
 mod cluster;
 mod cluster_haproxy;
 mod deploy_files;
@@ -6,6 +7,7 @@ mod email_verification;
 mod master_key_rotation;
 mod mcp_calls;
 mod mcp_chat;
+mod nginx;
 mod no_store;
 mod operations;
 mod sealed_rows;
@@ -21,4 +23,5 @@ mod tunnel_restart;
 mod tunnel_revoke;
 mod tunnel_signout;
 mod web_forms;
+mod websocket_carrier;
 mod workbench_page;

@@ -18,6 +18,8 @@ pub enum Backend {
 
 pub struct TestRelay {
     pub url: String,
+    /// Where it listens (the URL may name a proxy in front of it).
+    pub addr: std::net::SocketAddr,
     pub ca: PathBuf,
     /// The metrics listener's address, when the config asked for one (`metrics_listen`).
     pub metrics: Option<std::net::SocketAddr>,
@@ -68,6 +70,7 @@ impl TestRelay {
         let relay = Relay::with_listener(listener, config).await.unwrap();
         let url = relay.url().to_owned();
         let metrics = relay.metrics_addr();
+        let addr = relay.local_addr();
         // A relay given certificate files generates no CA: the caller's CA is the one to trust.
         let ca = match relay.ca_file() {
             Some(ca) => ca.clone(),
@@ -80,6 +83,7 @@ impl TestRelay {
         }));
         Self {
             url,
+            addr,
             ca,
             metrics,
             database_url,
@@ -117,8 +121,11 @@ impl TestRelay {
     /// A handle on a relay that runs elsewhere (a child process the test manages): the client and
     /// helpers work; stopping and dropping leave it alone.
     pub fn external(url: String, ca: PathBuf, data_dir: PathBuf) -> Self {
+        let parsed = url::Url::parse(&url).unwrap();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], parsed.port().unwrap()));
         Self {
             url,
+            addr,
             ca,
             metrics: None,
             database_url: None,
