@@ -24,6 +24,7 @@ use std::time::Duration;
 use katachi_core::sandbox::Sandbox;
 use katachi_e2e::app_webdriver::AppDriver;
 use katachi_e2e::process::{isolate_user_dirs, wait_until, RuntimeDir};
+use katachi_e2e::tray_dbus::wait_for_bus_name_released;
 use katachi_e2e::{screenshot_path, workspace_binary};
 use serde_json::Value;
 
@@ -52,6 +53,9 @@ struct Window {
     _turn: std::sync::MutexGuard<'static, ()>,
 }
 
+/// The window's single-instance name on the session bus (`src-tauri/src/window/mod.rs`).
+const WINDOW_BUS_NAME: &str = "dev.katachi.app.window.SingleInstance";
+
 /// Whose turn it is to have a window (see [`Window::_turn`]).
 static ONE_WINDOW: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -72,6 +76,9 @@ impl Window {
             }
         }
         let turn = my_turn();
+        // The window of the test before may still be leaving the bus: a window started meanwhile
+        // would hand its arguments to that one and exit.
+        wait_for_bus_name_released(WINDOW_BUS_NAME, STARTUP_TIMEOUT)?;
         let binary = app_binary()?;
         let home = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
         let mut driver = AppDriver::start(|command| {
@@ -316,6 +323,9 @@ fn without_a_running_agent_the_status_view_says_the_agent_is_not_running() -> Re
 impl Window {
     fn open_with_link(link: &str) -> Result<Self, String> {
         let turn = my_turn();
+        // The window of the test before may still be leaving the bus: a window started meanwhile
+        // would hand its arguments to that one and exit.
+        wait_for_bus_name_released(WINDOW_BUS_NAME, STARTUP_TIMEOUT)?;
         let binary = app_binary()?;
         let home = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
         let mut driver = AppDriver::start(|command| {

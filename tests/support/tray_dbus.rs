@@ -286,3 +286,34 @@ fn child_node_names(xml: &str) -> Vec<&str> {
         .filter_map(|rest| rest.split('"').next())
         .collect()
 }
+
+/// Waits until no process owns `name` on the session bus (an app of an earlier test may still be
+/// leaving it: a new single-instance app that finds the name owned hands its arguments to the old
+/// one and exits).
+///
+/// # Errors
+/// No session bus, or the name still owned after `timeout`.
+pub fn wait_for_bus_name_released(name: &str, timeout: Duration) -> Result<(), String> {
+    let conn = dbus::blocking::Connection::new_session()
+        .map_err(|e| format!("no D-Bus session bus: {e}"))?;
+    let bus = conn.with_proxy(
+        "org.freedesktop.DBus",
+        "/org/freedesktop/DBus",
+        Duration::from_secs(2),
+    );
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let (owned,): (bool,) = bus
+            .method_call("org.freedesktop.DBus", "NameHasOwner", (name,))
+            .map_err(|e| format!("cannot ask the bus about {name}: {e}"))?;
+        if !owned {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!(
+                "{name} is still owned on the session bus after {timeout:?} (an app of an earlier test did not exit)"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

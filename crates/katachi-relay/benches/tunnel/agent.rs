@@ -31,6 +31,13 @@ pub fn workspace() -> (tempfile::TempDir, Router) {
     (dir, api)
 }
 
+/// The agent's API router over the existing workspace `dir` (workspace id 1).
+pub fn workspace_router(dir: &std::path::Path) -> Router {
+    router(ApiState::new(Arc::new(
+        FixedWorkspaces::new([dir]).unwrap(),
+    )))
+}
+
 /// `api` with the audit layer `katachi start` puts on the tunnel: every call appended to the
 /// chained audit log of a SQLCipher store in `dir` (the production path of a tunnelled call).
 pub fn audited(api: Router, dir: &std::path::Path, workspace: &std::path::Path) -> Router {

@@ -6,6 +6,8 @@
 //! 2. **Streaming** a 256 MiB file (`GET /v1/workspaces/1/file`) both ways: MiB/s, medians of 5
 //!    alternating downloads (and the median of the 5 pairs' ratios, steadier when the machine's
 //!    speed drifts). Target: tunnel ≥ 0.5 × direct.
+//!    Then the same file through **nginx as a TLS 1.3 reverse proxy** with both legs encrypted
+//!    (`nginx.rs`), alternating with the tunnel. Target: tunnel ≥ nginx.
 //! 3. **The floor** under the streaming figure (`floor.rs`): the same file over plain TCP, one TLS 1.3
 //!    hop, and a bare TLS 1.3 relay (decrypt, re-encrypt) with no HTTP, threads in this process.
 //! 4. **Relay memory per idle connected agent**: 1,000 real tunnels (TLS 1.3, signed upgrade,
@@ -40,6 +42,7 @@ mod cluster;
 mod floor;
 mod load;
 mod memory;
+mod nginx;
 mod relay_process;
 
 use std::collections::HashMap;
@@ -308,6 +311,14 @@ async fn paths(latency: bool, stream: bool) -> Option<f64> {
             median(&mut pair_ratios)
         );
         direct_median = Some(dm);
+        // the peer users would otherwise put in front: nginx, TLS 1.3 on both legs
+        let origin_dir = tempfile::tempdir().unwrap();
+        let origin_api = agent::audited(
+            agent::workspace_router(workspace.path()),
+            origin_dir.path(),
+            workspace.path(),
+        );
+        nginx::compare(&clients, &t_url, origin_api, file, size, rounds).await;
     }
 
     drop(tunnel);
