@@ -20,8 +20,9 @@ apt_packages=(
   python3-aiosmtpd
   # PostgreSQL server for the relay store tests
   postgresql
-  # nginx in front of the relay in the relay's proxy tests (TLS termination, WebSocket-only upgrades)
-  nginx
+  # nginx and HAProxy in front of the relay in the relay's proxy tests (TLS termination,
+  # WebSocket-only upgrades)
+  nginx haproxy
   # MinGW: `make cross-check` compiles the Windows code paths
   gcc-mingw-w64-x86-64
   # `make package` / check-package: the .deb's desktop entries validated (dpkg-deb, fakeroot are base)

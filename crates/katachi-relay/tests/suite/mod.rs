@@ -1,3 +1,4 @@
+mod behind_haproxy_http;
 mod behind_nginx;
 mod device_flow;
 mod email_verification;
