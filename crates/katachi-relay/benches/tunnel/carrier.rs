@@ -32,8 +32,8 @@ pub async fn run(mib: usize, rounds: usize) {
     let (d, w) = (direct.clone(), websocket.clone());
     runtime_thread("agent", move |rt| {
         rt.block_on(async move {
-            let (a, b) = tokio::join!(d.dial_and_serve(api.clone()), w.dial_and_serve(api));
-            panic!("a tunnel ended: {a:?} {b:?}");
+            // Both end when the relay stops; a tunnel lost earlier fails the downloads.
+            let _ = tokio::join!(d.dial_and_serve(api.clone()), w.dial_and_serve(api));
         });
     });
     relay.wait_for_tunnels(2, Duration::from_secs(30)).await;
