@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
 
-.PHONY: run test deps build lint bench bench-tunnel bench-chat bench-cluster cross-check bench-sandbox fuzz-smoke package check-package bench-app
+.PHONY: run test deps build lint bench bench-tunnel bench-chat bench-cluster bench-carrier cross-check bench-sandbox fuzz-smoke package check-package bench-app
 
 deps:
 	@scripts/install-deps.sh
@@ -62,6 +62,11 @@ bench-cluster: deps
 bench-chat: deps
 	KATACHI_BENCH_PARTS=chat $(CARGO) bench $(CARGO_FLAGS) -p katachi-relay --bench tunnel
 	scripts/with-session.sh $(CARGO) bench $(CARGO_FLAGS) -p katachi-e2e --bench chat_view
+
+# The WebSocket carrier against the direct upgrade (issue 14, docs/PERFORMANCE.md "WebSocket carrier"):
+# the same download through relay + tunnel on each, alternating, one relay process. ~1 min after the build.
+bench-carrier: deps
+	KATACHI_BENCH_PARTS=carrier $(CARGO) bench $(CARGO_FLAGS) -p katachi-relay --bench tunnel
 
 # The sandbox's figures (issue 5, docs/PERFORMANCE.md): sandboxed spawn of /bin/true vs a bare spawn
 # (and bwrap when installed), cat of a 1 GiB file inside vs outside the sandbox. Writes 1 GiB of real

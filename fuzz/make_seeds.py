@@ -69,6 +69,37 @@ write("tunnel_stream", "reset", opening(
     request(1, b"GET", b"/v1/workspaces/1/file?path=src/deep/data.bin"),
     frame(0x3, 0x0, 1, struct.pack(">I", 0x8))))  # RST_STREAM CANCEL mid-download
 
+
+
+def ws_frame(opcode, payload, fin=True):
+    """An unmasked (server to client) WebSocket frame, RFC 6455 section 5.2."""
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if len(payload) < 126:
+        head += bytes([len(payload)])
+    elif len(payload) < 1 << 16:
+        head += bytes([126]) + struct.pack(">H", len(payload))
+    else:
+        head += bytes([127]) + struct.pack(">Q", len(payload))
+    return head + payload
+
+
+def carried(data, cut=40):
+    """`data` in binary messages of `cut` bytes (the first one fragmented), a ping between each."""
+    parts = [data[i:i + cut] for i in range(0, len(data), cut)]
+    out = ws_frame(0x2, parts[0][:10], fin=False) + ws_frame(0x0, parts[0][10:])
+    for part in parts[1:]:
+        out += ws_frame(0x9, b"ping") + ws_frame(0x2, part)
+    return out
+
+
+write("websocket_carrier", "status", carried(opening(request(1, b"GET", b"/v1/status"))))
+write("websocket_carrier", "read-range-close", carried(opening(
+    request(1, b"GET", b"/v1/workspaces/1/file?path=src/deep/data.bin", [(b"range", b"bytes=10-99")])))
+    + ws_frame(0x8, struct.pack(">H", 1000)))
+write("websocket_carrier", "write", carried(opening(
+    request(1, b"PUT", b"/v1/workspaces/1/file?path=new.txt&expected=absent",
+            [(b"content-length", b"5")], body=b"hello")), cut=500))
+
 caller = b"".join(n + b": " + v + b"\n" for n, v in CALLER)
 write("api_request", "status", b"GET /v1/status\n" + caller + b"\n")
 write("api_request", "range", b"GET /v1/workspaces/1/file?path=src/main.rs\nrange: bytes=-5\n" + caller + b"\n")

@@ -22,12 +22,14 @@
 //!
 //! 5. **AI chat** (`chat.rs`, part `chat`): first streamed token provider → browser against the
 //!    provider read directly, a 10,000-message session opening, agent memory while streaming.
+//! 6. **WebSocket carrier** (`carrier.rs`, part `carrier`): the same download through relay +
+//!    tunnel on the direct upgrade and on the WebSocket carrier, alternating.
 //!
 //! 6. **Two instances behind HAProxy** (`cluster.rs`, part `cluster`): the forwarded path (browser
 //!    on B, tunnel on A, over the internal link) against the direct one. Target: + ≤ 1 ms p50.
 //!
 //! Run: `make bench-tunnel`, or `cargo bench -p katachi-relay --bench tunnel`. Environment:
-//! `KATACHI_BENCH_PARTS` (`latency,stream,floor,memory`), `KATACHI_BENCH_RATE` (1000),
+//! `KATACHI_BENCH_PARTS` (`latency,stream,floor,memory`; `chat` and `carrier` on demand), `KATACHI_BENCH_RATE` (1000),
 //! `KATACHI_BENCH_SECONDS` (10), `KATACHI_BENCH_FILE_MIB` (256), `KATACHI_BENCH_STREAM_ROUNDS` (5),
 //! `KATACHI_BENCH_AGENTS` (1000), `KATACHI_BENCH_CHAT_ROUNDS` (50), `KATACHI_BENCH_CHAT_HISTORY`
 //! (10000), `KATACHI_BENCH_CHAT_LONG_KIB` (2048), `KATACHI_BENCH_IDLE_SECONDS` (25), `KATACHI_BENCH_BROWSER_FRAME` (unset: the client accepts 16 KiB
@@ -36,6 +38,7 @@
 
 mod agent;
 mod browser;
+mod carrier;
 mod chat;
 mod chat_memory;
 mod cluster;
@@ -133,6 +136,13 @@ fn main() {
                     bare_relay / direct
                 );
             }
+        }
+        if parts.contains("carrier") {
+            carrier::run(
+                env_or("KATACHI_BENCH_FILE_MIB", 256),
+                env_or("KATACHI_BENCH_STREAM_ROUNDS", 5).max(1),
+            )
+            .await;
         }
         if parts.contains("chat") {
             chat::run(

@@ -14,7 +14,7 @@ use katachi_relay::address_limit::AddressQuota;
 use katachi_relay::client_ip::{parse_trusted_proxy, ForwardedHeader, TrustedProxies};
 use katachi_relay::RelayConfig;
 
-use super::nginx::{free_port, Nginx, Site};
+use super::nginx::{free_port, render, Nginx, Site, TEMPLATE};
 use super::support::{
     client_from, decide, poll_token, request_device_code, sign_up, Agent, Backend, TestRelay,
 };
@@ -175,4 +175,34 @@ async fn through_nginx_the_address_limit_counts_each_client_only_when_nginx_is_t
             assert_eq!(status, 429, "untrusted nginx: everyone is 127.0.0.1");
         }
     }
+}
+
+/// DEPLOY.md gives the config these tests run: the template from its first map on, with the
+/// documented values.
+#[test]
+fn deploy_md_shows_the_nginx_config_the_tests_run() {
+    let deploy = include_str!("../../../../docs/DEPLOY.md");
+    let from_first_map = &TEMPLATE[TEMPLATE.find("# The upgrades passed").unwrap()..];
+    let documented = render(
+        from_first_map,
+        &[
+            ("LISTEN", "443"),
+            ("SERVER_NAME", "relay.example.com"),
+            (
+                "CERTIFICATE",
+                "/etc/letsencrypt/live/relay.example.com/fullchain.pem",
+            ),
+            (
+                "CERTIFICATE_KEY",
+                "/etc/letsencrypt/live/relay.example.com/privkey.pem",
+            ),
+            ("RELAY_ADDRESS", "127.0.0.1:8443"),
+            ("RELAY_TLS_NAME", "relay.example.com"),
+            ("RELAY_CA", "/var/lib/katachi-relay/tls/ca.pem"),
+        ],
+    );
+    assert!(
+        deploy.contains(&format!("```nginx\n{documented}```")),
+        "docs/DEPLOY.md's nginx config differs from docs/deploy/nginx-katachi-relay.conf; paste:\n{documented}"
+    );
 }

@@ -1,3 +1,4 @@
+mod behind_haproxy_http;
 mod behind_nginx;
 mod cluster;
 mod cluster_haproxy;
