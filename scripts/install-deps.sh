@@ -22,6 +22,8 @@ apt_packages=(
   postgresql
   # a real load balancer in front of several relay instances (relay suite: cluster_haproxy)
   haproxy
+  # `ip netns` and veth pairs: the relay suite's network-cut fault test (faults_network)
+  iproute2
   # systemd-analyze verifies the relay's unit (deploy/katachi-relay.service)
   systemd
   # nginx in front of the relay in the relay's proxy tests (TLS termination, WebSocket-only upgrades)

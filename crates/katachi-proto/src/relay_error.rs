@@ -105,6 +105,8 @@ relay_error_codes! {
     InvalidEvent = "request.invalid_event" => Fatal,
     /// The relay failed internally; it says "try again later".
     Internal = "internal" => Retryable,
+    /// The relay's database cannot be reached for now (restarting, failing over): retry later.
+    DatabaseUnavailable = "relay.database_unavailable" => Retryable,
     // --- The signed MCP calls (`mcp`): the user's remote MCP servers, run by the relay. Each is
     // --- final for the call that got it (the model reads it as the tool's error), never a reason
     // --- to sign in again or to retry the same request blindly.

@@ -18,6 +18,7 @@ const PINNED: &[(&str, Disposition)] = &[
     ("request.too_many_events", Disposition::Fatal),
     ("request.invalid_event", Disposition::Fatal),
     ("internal", Disposition::Retryable),
+    ("relay.database_unavailable", Disposition::Retryable),
     // the MCP calls: final for the call, the model is told why
     ("mcp.server_unknown", Disposition::Fatal),
     ("mcp.not_remote", Disposition::Fatal),

@@ -38,7 +38,17 @@ impl ApiError {
 }
 
 impl From<crate::store::StoreError> for ApiError {
+    /// `503 relay.database_unavailable` while the database cannot be reached (the request can be
+    /// retried as it is); `500 internal` for any other store failure.
     fn from(e: crate::store::StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "the database is unavailable");
+            return Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "relay.database_unavailable",
+                "the relay's database is unavailable; try again shortly",
+            );
+        }
         Self::internal(e)
     }
 }

@@ -84,8 +84,16 @@ async fn run(pool: AnyPool, write_lock: Option<Arc<Mutex<()>>>, mut rx: mpsc::Re
             Err(e) => {
                 tracing::error!(error = %e, size = batch.len(), "batched write failed");
                 let text = e.to_string();
+                // An unreachable database stays recognisable (`503`, not `500`) for every caller.
+                let unavailable = super::means_unavailable(&e);
                 for op in batch.drain(..) {
-                    let err = || StoreError::Query(sqlx::Error::Protocol(text.clone()));
+                    let err = || {
+                        if unavailable {
+                            StoreError::Unavailable(text.clone())
+                        } else {
+                            StoreError::Query(sqlx::Error::Protocol(text.clone()))
+                        }
+                    };
                     match op {
                         Op::Nonce { reply, .. } => {
                             let _ = reply.send(Err(err()));

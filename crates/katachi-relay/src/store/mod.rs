@@ -64,6 +64,41 @@ pub enum StoreError {
     /// The URL names a database kind the relay does not support.
     #[error("unsupported database URL {0:?}: use sqlite://… or postgres://…")]
     Unsupported(String),
+    /// A batched write failed because the database cannot be reached (see
+    /// [`StoreError::is_unavailable`]); the text is what sqlx said. Retry once it is back.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// True when the database cannot be reached right now — connection refused or lost, no free
+    /// connection within the pool's acquire timeout, the server shutting down or starting up — as
+    /// opposed to a query it refused. Requests that meet it answer `503
+    /// relay.database_unavailable`; they succeed again once the database is back, with no restart.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Query(e) | StoreError::Connect { source: e, .. } => means_unavailable(e),
+            StoreError::Migrate(_) | StoreError::Unsupported(_) => false,
+        }
+    }
+}
+
+/// Whether sqlx's `e` says the database cannot be reached (rather than that a query is wrong):
+/// pool timeouts, I/O and TLS failures, and PostgreSQL's connection-exception (`08…`) and
+/// operator-intervention (`57P…`: shutdown, crash, starting up) SQLSTATEs.
+pub(crate) fn means_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
 }
 
 /// Result of store operations.

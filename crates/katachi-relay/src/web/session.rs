@@ -27,34 +27,45 @@ pub struct CurrentUser {
     pub session_hash: String,
 }
 
-async fn current(parts: &mut Parts, state: &AppState) -> Option<CurrentUser> {
+/// The session cookie's user; `Ok(None)` without a valid session.
+///
+/// # Errors
+/// The store's error when the lookup failed: the database being unavailable is not "signed out"
+/// (the caller answers `503`, it does not send the browser to sign in).
+async fn current(
+    parts: &mut Parts,
+    state: &AppState,
+) -> Result<Option<CurrentUser>, crate::store::StoreError> {
     let jar = CookieJar::from_headers(&parts.headers);
-    let sid = jar.get(SESSION_COOKIE)?.value().to_owned();
+    let Some(sid) = jar.get(SESSION_COOKIE).map(|c| c.value().to_owned()) else {
+        return Ok(None);
+    };
     if sid.len() != 64 {
-        return None;
+        return Ok(None);
     }
     let hash = sha256_hex(&sid);
-    match state.store.session_user(&hash, now_unix()).await {
-        Ok(Some(user)) => Some(CurrentUser {
+    Ok(state
+        .store
+        .session_user(&hash, now_unix())
+        .await?
+        .map(|user| CurrentUser {
             user,
             session_hash: hash,
-        }),
-        Ok(None) => None,
-        Err(e) => {
-            tracing::error!(error = %e, "session lookup failed");
-            None
-        }
-    }
+        }))
 }
 
 impl OptionalFromRequestParts<AppState> for CurrentUser {
-    type Rejection = std::convert::Infallible;
+    type Rejection = Response;
 
+    /// `None` without a session; a failed lookup rejects the request (`503` while the database
+    /// is unavailable) instead of treating the browser as signed out.
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(current(parts, state).await)
+        current(parts, state)
+            .await
+            .map_err(|e| crate::error::ApiError::from(e).into_response())
     }
 }
 
@@ -67,8 +78,9 @@ impl FromRequestParts<AppState> for CurrentUser {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         match current(parts, state).await {
-            Some(u) => Ok(u),
-            None => {
+            Ok(Some(u)) => Ok(u),
+            Err(e) => Err(crate::error::ApiError::from(e).into_response()),
+            Ok(None) => {
                 if parts.uri.path().starts_with("/api/") {
                     return Err(crate::error::ApiError::new(
                         StatusCode::UNAUTHORIZED,

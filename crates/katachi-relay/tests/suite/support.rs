@@ -57,6 +57,15 @@ impl TestRelay {
     }
 
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut RelayConfig)) -> Self {
+        Self::start_on(([127, 0, 0, 1], 0).into(), backend, tweak).await
+    }
+
+    /// [`Self::start_with`] listening on `addr` (a namespace's veth address in the fault tests).
+    pub async fn start_on(
+        addr: std::net::SocketAddr,
+        backend: Backend,
+        tweak: impl FnOnce(&mut RelayConfig),
+    ) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("relay");
         let mut config = RelayConfig::local(data_dir.clone());
@@ -66,7 +75,7 @@ impl TestRelay {
         }
         tweak(&mut config);
         let database_url = config.database_url.clone();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(addr).await.unwrap();
         let relay = Relay::with_listener(listener, config).await.unwrap();
         let url = relay.url().to_owned();
         let metrics = relay.metrics_addr();
