@@ -104,6 +104,38 @@ impl Instance {
     }
 }
 
+/// Waits until `instance` answers `/healthz` over TLS with the shared CA `ca` (it binds its port
+/// before it has made or loaded its TLS material and opened the database, so an open port is not
+/// yet a relay); fails at once if the process exited.
+async fn wait_until_serving(instance: &mut Instance, ca: &Path, what: &str) {
+    let deadline = Instant::now() + STARTUP;
+    let url = format!("{}/healthz", instance.url());
+    loop {
+        if let Ok(Some(status)) = instance.process.0.try_wait() {
+            panic!("{what} exited before serving: {status}");
+        }
+        if let Ok(pem) = std::fs::read(ca) {
+            let client = Client::builder()
+                .use_rustls_tls()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap();
+            if client
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{what} never served {url}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until something accepts on `port`.
 async fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + STARTUP;
@@ -177,7 +209,8 @@ async fn three_instances_behind_haproxy_forward_fail_over_and_revoke_across() {
         &public_url,
         None,
     )];
-    wait_for_port(ports[0], "the first relay").await;
+    let ca = dirs[0].join("tls").join("ca.pem");
+    wait_until_serving(&mut instances[0], &ca, "the first relay").await;
     for i in 1..3 {
         instances.push(Instance::spawn(
             ports[i],
@@ -187,13 +220,12 @@ async fn three_instances_behind_haproxy_forward_fail_over_and_revoke_across() {
             Some(&dirs[0]),
         ));
     }
-    for (i, port) in ports.iter().enumerate() {
-        wait_for_port(*port, &format!("relay {i}")).await;
+    for (i, instance) in instances.iter_mut().enumerate() {
+        wait_until_serving(instance, &ca, &format!("relay {i}")).await;
     }
     let _balancer = haproxy(tmp.path(), front, &ports);
     wait_for_port(front, "HAProxy").await;
 
-    let ca = dirs[0].join("tls").join("ca.pem");
     let mut through_lb = TestRelay::external(public_url.clone(), ca.clone(), dirs[0].clone());
     through_lb.database_url = Some(database.clone());
     let (browser, agent) = registered_agent(&through_lb, "cluster@example.com").await;
