@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
 
-.PHONY: run test deps build lint bench bench-tunnel bench-chat bench-cluster bench-carrier cross-check bench-sandbox fuzz-smoke package check-package bench-app
+.PHONY: run test deps build lint bench bench-tunnel bench-chat bench-cluster bench-carrier faults-long cross-check bench-sandbox fuzz-smoke package check-package bench-app
 
 deps:
 	@scripts/install-deps.sh
@@ -73,6 +73,15 @@ bench-carrier: deps
 # data under target/tmp once and deletes it. ~4 min.
 bench-sandbox: deps
 	$(CARGO) bench $(CARGO_FLAGS) -p katachi-core --bench sandbox
+
+# The fault tests' long runs (issue 14, docs/PERFORMANCE.md "Faults (issue 14)"); `make test` runs each
+# in a short form. The network test needs root (`ip netns`). ~20 min.
+faults-long: deps
+	KATACHI_CRASH_ROUNDS=100 $(CARGO) test $(CARGO_FLAGS) -p katachi-core --test all kill_9_during_writes -- --nocapture
+	KATACHI_RELAY_KILL_ROUNDS=20 $(CARGO) test $(CARGO_FLAGS) -p katachi-relay --test all tunnel_restart -- --nocapture
+	KATACHI_NETWORK_CUT_ROUNDS=10 $(CARGO) test $(CARGO_FLAGS) -p katachi-relay --test all faults_network -- --nocapture
+	KATACHI_CLOCK_SKEW_ROUNDS=10 $(CARGO) test $(CARGO_FLAGS) -p katachi-relay --test all faults_clock_skew -- --nocapture
+	KATACHI_PG_RESTART_ROUNDS=9 $(CARGO) test $(CARGO_FLAGS) -p katachi-relay --test all faults_postgres -- --nocapture
 
 run: deps
 	$(CARGO) build $(CARGO_FLAGS) -p katachi-app -p katachi-cli -p katachi-relay

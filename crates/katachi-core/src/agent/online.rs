@@ -10,7 +10,7 @@ use axum::Router;
 use tokio::sync::{oneshot, watch, Notify};
 
 use crate::agent_status::AgentStatus;
-use crate::signing::Clock;
+use crate::signing::{Clock, ClockOffset};
 use crate::tunnel::{NetworkChanges, ReconnectOptions, TunnelDialer, TunnelError, TunnelStatus};
 use crate::{AgentCredentials, AgentHome, RelayClient, RelaySession, SessionEnd, SessionOptions};
 
@@ -54,6 +54,9 @@ pub struct RelayLink {
     options: SessionOptions,
     /// The local clock.
     clock: Arc<dyn Clock>,
+    /// Relay clock minus local clock, shared by the session's and the tunnel's clients of every
+    /// online period: learnt once from the relay's `Date` header, not once per connection.
+    offset: Arc<ClockOffset>,
     /// The API served over the tunnel.
     router: Router,
 }
@@ -83,14 +86,16 @@ impl RelayLink {
             credentials_saved,
             options,
             clock,
+            offset: Arc::default(),
             router,
         }
     }
 
-    /// A relay client for one online period: a fresh copy of the credentials.
+    /// A relay client for one online period: a fresh copy of the credentials, the link's offset.
     fn client(&self) -> Result<RelayClient, String> {
         let copy = self.credentials.duplicate();
-        RelayClient::new(copy, Arc::clone(&self.clock)).map_err(|e| e.to_string())
+        RelayClient::with_shared_offset(copy, Arc::clone(&self.clock), Arc::clone(&self.offset))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -153,7 +158,8 @@ impl Online for RelayLink {
         let router = self.router.clone();
         // An unusable set-up (CA, URL) is fatal: `TunnelError::Tls` is never retried.
         let setup = self.client().map_err(TunnelError::Tls).and_then(|client| {
-            // The tunnel signs with the client's clock offset: one idea of the relay's time.
+            // The tunnel signs with the link's clock offset, as the session does: one idea of the
+            // relay's time.
             TunnelDialer::new(client.credentials(), client.tunnel_signer())
         });
         Box::pin(async move {

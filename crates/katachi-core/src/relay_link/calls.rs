@@ -23,7 +23,7 @@ use zeroize::Zeroizing;
 
 use crate::auth::AgentCredentials;
 use crate::relay_link::https::{error_chain, relay_http_client, RelayHttpError};
-use crate::signing::{Clock, RequestSigner};
+use crate::signing::{Clock, ClockOffset, RequestSigner};
 
 /// Why a signed call did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -155,12 +155,26 @@ impl RelayClient {
     /// # Errors
     /// [`RelayError::Http`] when the pinned CA is unusable.
     pub fn new(credentials: AgentCredentials, clock: Arc<dyn Clock>) -> Result<Self, RelayError> {
+        Self::with_shared_offset(credentials, clock, Arc::new(ClockOffset::default()))
+    }
+
+    /// A client like [`Self::new`] that signs with `offset`, shared with every other holder (the
+    /// agent's relay link gives all its clients one, so what one learns from the relay's `Date`
+    /// header the others use at once, in this online period and the next).
+    ///
+    /// # Errors
+    /// As [`Self::new`].
+    pub fn with_shared_offset(
+        credentials: AgentCredentials,
+        clock: Arc<dyn Clock>,
+        offset: Arc<ClockOffset>,
+    ) -> Result<Self, RelayError> {
         let http = relay_http_client(credentials.ca_pem())?;
-        let signer = RequestSigner::new(
+        let signer = RequestSigner::with_shared_offset(
             credentials.agent_id(),
             credentials.signing_secret().duplicate(),
             clock,
-            0,
+            offset,
         );
         Ok(Self {
             http,

@@ -76,6 +76,23 @@ impl RequestSigner {
         }
     }
 
+    /// A signer like [`Self::new`] whose offset is `offset`, shared with every other holder: an
+    /// agent's relay link keeps one for all its connections and online periods, so the offset is
+    /// learnt once, not once per connection.
+    pub fn with_shared_offset(
+        agent_id: impl Into<String>,
+        secret: SecretBytes,
+        clock: Arc<dyn Clock>,
+        offset: Arc<ClockOffset>,
+    ) -> Self {
+        Self {
+            agent_id: agent_id.into(),
+            secret,
+            clock,
+            offset,
+        }
+    }
+
     /// Another signer for the same agent that shares this one's clock offset: what either learns
     /// from the relay's `Date` header, both use. The tunnel and the HTTPS calls sign this way, so
     /// the agent has one idea of the relay's time.

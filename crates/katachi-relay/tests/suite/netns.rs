@@ -11,7 +11,7 @@ use std::process::Command;
 pub enum NetnsError {
     /// `ip netns add` is refused here (not root, or no `CAP_SYS_ADMIN` in a container).
     NotPermitted(String),
-    /// Another step failed.
+    /// `ip` is missing, or another step failed.
     Failed(String),
 }
 
@@ -53,6 +53,11 @@ impl NetNamespace {
         let tag = format!("{:05x}", rand::random::<u32>() & 0xf_ffff);
         let name = format!("katachi-cut-{tag}");
         let (host_addr, inner_addr) = free_subnet();
+        if Command::new("ip").arg("-V").output().is_err() {
+            return Err(NetnsError::Failed(
+                "`ip` is missing: install iproute2 (`make deps`)".to_owned(),
+            ));
+        }
         ip(&["netns", "add", &name]).map_err(NetnsError::NotPermitted)?;
         // From here the guard removes what exists, whatever fails next.
         let ns = Self {
