@@ -136,7 +136,7 @@ top_mappings() { # the 8 mappings with the most PSS in PID
 
 agent_rss=$(awk '/^VmRSS:/ { print $2 }' /proc/"$agent"/status)
 agent_threads=$(awk '/^Threads:/ { print $2 }' /proc/"$agent"/status)
-say "agent idle after ${settle}s: RSS $(kb "$agent_rss"), $agent_threads threads (target ≤ 15 MB RSS)"
+say "agent idle after ${settle}s: RSS $(kb "$agent_rss"), PSS $(kb "$(rollup Pss "$agent")"), private dirty $(kb "$(rollup Private_Dirty "$agent")"), $agent_threads threads (target ≤ 15 MB RSS)"
 mapfile -t tray_pids < <(tree "$tray")
 tray_pss=$(rollup Pss "${tray_pids[@]}")
 tray_dirty=$(rollup Private_Dirty "${tray_pids[@]}")
@@ -184,6 +184,10 @@ thread_switches "$agent" >"$work/agent-threads.1"
 thread_switches "$tray" >"$work/tray-threads.1"
 for p in "${tray_pids[@]}"; do t1=$((t1 + $(switches "$p"))); done
 per_min() { awk -v d="$1" -v s="$wake_secs" 'BEGIN { printf "%.0f", d * 60 / s }'; }
+# the agent's resident size once its start-up pages were released (katachi_core::memory, 20 s after
+# it came online) and a few heartbeats ran: the steady idle figure
+agent_rss_later=$(awk '/^VmRSS:/ { print $2 }' /proc/"$agent"/status)
+say "agent idle, later: RSS $(kb "$agent_rss_later"), PSS $(kb "$(rollup Pss "$agent")"), private dirty $(kb "$(rollup Private_Dirty "$agent")") (target ≤ 15 MB RSS)"
 say "wake-ups per minute over ${wake_secs}s (context switches, all threads): agent $(per_min $((a1 - a0))), tray $(per_min $((t1 - t0)))"
 
 for who in agent tray; do

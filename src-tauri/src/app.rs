@@ -160,6 +160,8 @@ pub fn build_app<R: Runtime>(
         .plugin(tauri_plugin_opener::init())
         .setup(move |app| {
             let status = host.status();
+            // an idle tray keeps no start-up pages resident (katachi_core::memory)
+            tauri::async_runtime::spawn(katachi_core::memory::release_when_settled(host.status()));
             let denials = host.denials();
             let (approvals, desk) = (host.approvals(), host.approval_desk());
             let renderer = TrayRenderer {

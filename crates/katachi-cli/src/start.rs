@@ -185,8 +185,10 @@ fn run_agent(dirs: &KatachiDirs, args: StartArgs, out: &Output) -> anyhow::Resul
             }
         };
         // The renderers end when the agent's task has ended (its channels close).
-        let (end, (), (), ()) = tokio::join!(
+        // An idle agent keeps none of its start-up pages resident (katachi_core::memory).
+        let (end, (), (), (), ()) = tokio::join!(
             run,
+            katachi_core::memory::release_when_settled(agent.status()),
             record_tunnel_status(agent.tunnel_status(), &status_file, out),
             print_status_changes(agent.session_status(), out),
             crate::sign_in::follow(&agent, first_code, &status_file, !args.no_browser, out),

@@ -45,6 +45,7 @@ pub mod dirs;
 pub mod doctor;
 pub mod exit_codes;
 pub mod fingerprint;
+pub mod memory;
 pub mod protected;
 pub mod relay_link;
 pub mod sandbox;
