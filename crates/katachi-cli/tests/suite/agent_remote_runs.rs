@@ -1,5 +1,6 @@
 //! Commands a browser runs through the relay on the runtime's agent: "Stop all remote access now"
-//! (a pause) and a stop kill a running command, and denials reach the host as they happen.
+//! (a pause) and a stop kill a running command, denials reach the host as they happen, and an
+//! agent that gave back its idle pages (`katachi_core::memory`) still serves.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -224,4 +225,33 @@ fn a_command_the_sandbox_denies_through_the_relay_reaches_the_hosts_denial_feed(
         "{}",
         denied.denied.how_to_allow
     );
+}
+
+#[test]
+fn an_agent_whose_idle_pages_were_released_keeps_heartbeating_and_serving_the_browser() {
+    let relay = LocalRelay::start();
+    let agent = start_agent(&relay, WhenSignedOut::End);
+    agent.status_until("connected", |s| matches!(s, Status::Connected { .. }));
+    let browser = Browser::of(&relay, &agent);
+    assert_eq!(agent.rt.block_on(browser.status_code()), 200);
+
+    // what `katachi start` and the tray do 20 s after the connection came up, here at once (the
+    // agent runs in this process, as in theirs)
+    let released = katachi_core::memory::release_idle_pages();
+    assert!(released.skipped.is_none(), "{released:?}");
+    assert!(
+        released.mappings > 0 && released.file_kib > 0,
+        "{released:?}"
+    );
+
+    // the code it gave back runs again: the API answers and heartbeats go on
+    assert_eq!(agent.rt.block_on(browser.status_code()), 200);
+    let beat = agent.agent.session_status().borrow().last_heartbeat_at;
+    eventually("a heartbeat after the release", || {
+        agent.agent.session_status().borrow().last_heartbeat_at > beat
+    });
+    assert!(matches!(
+        *agent.agent.status().borrow(),
+        Status::Connected { .. }
+    ));
 }
