@@ -280,7 +280,6 @@ pub async fn forward(
     for (name, value) in caller_headers(&user) {
         outgoing = outgoing.header(name, value);
     }
-    let body = Body::new(state.metrics.count_to_agent(body));
     let outgoing = outgoing.body(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -308,8 +307,9 @@ async fn deliver(
     session_hash: &str,
     outgoing: Request,
 ) -> Result<Response, ApiError> {
-    if state.tunnels.is_online(agent_id) {
-        return deliver_here(state, agent_id, session_hash, outgoing).await;
+    // one lookup: a tunnel that drops in between is asked of the cluster, never answered offline
+    if let Some(route) = state.tunnels.route(agent_id) {
+        return through_tunnel(state, agent_id, session_hash, route, outgoing).await;
     }
     match state.cluster.remote_route(state, agent_id).await? {
         Some(route) => {
@@ -330,9 +330,20 @@ pub(crate) async fn deliver_here(
     session_hash: &str,
     outgoing: Request,
 ) -> Result<Response, ApiError> {
-    let Some(Route { sender, in_flight }) = state.tunnels.route(agent_id) else {
-        return Err(offline());
-    };
+    let route = state.tunnels.route(agent_id).ok_or_else(offline)?;
+    through_tunnel(state, agent_id, session_hash, route, outgoing).await
+}
+
+/// [`relay_exchange`] on the agent's tunnel `route`, within its in-flight limit. The tunnel's
+/// bytes are counted here, where they cross the tunnel: a request forwarded from another instance
+/// counts once, at the instance holding the tunnel.
+async fn through_tunnel(
+    state: &AppState,
+    agent_id: &str,
+    session_hash: &str,
+    Route { sender, in_flight }: Route,
+    outgoing: Request,
+) -> Result<Response, ApiError> {
     // Held until the response body ends (or the request fails): one slot per request in flight.
     let Ok(permit) = in_flight.try_acquire_owned() else {
         state
@@ -340,7 +351,8 @@ pub(crate) async fn deliver_here(
             .rate_limited(crate::metrics::Limiter::TunnelBusy);
         return Ok(busy());
     };
-    relay_exchange(
+    let outgoing = outgoing.map(|body| Body::new(state.metrics.count_to_agent(body)));
+    let answer = relay_exchange(
         state,
         agent_id,
         session_hash,
@@ -348,7 +360,8 @@ pub(crate) async fn deliver_here(
         outgoing,
         Some(permit),
     )
-    .await
+    .await?;
+    Ok(answer.map(|body| Body::new(state.metrics.count_from_agent(body))))
 }
 
 /// Sends `outgoing` on `sender` (an agent's tunnel, or the internal link to the instance holding
@@ -417,7 +430,7 @@ pub(crate) async fn relay_exchange(
     // The body owns the permit and the registration: the slot frees and the request deregisters
     // when the body is finished or dropped; a sign-out or revocation ends it with an error.
     let body = EndableBody::new(incoming, live, keep);
-    let mut answer = Response::new(Body::new(state.metrics.count_from_agent(body)));
+    let mut answer = Response::new(Body::new(body));
     *answer.status_mut() = parts.status;
     *answer.headers_mut() = headers;
     Ok(answer)

@@ -10,6 +10,7 @@ use katachi_relay::config::InternalConfig;
 use reqwest::Client;
 use sha2::Digest;
 
+use super::operations::Metrics;
 use super::support::{code, csrf_of, page_text, registered_agent, Agent, Backend, TestRelay};
 use super::tunnel::{dialer, get, get_when_online};
 use super::tunnel_limits::TestAgent;
@@ -80,10 +81,12 @@ async fn wait_for_status(client: &Client, url: &str, status: u16) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_on_another_instance_reads_and_writes_through_the_instance_holding_the_tunnel() {
-    let first = TestRelay::start_with(Backend::Postgres, |c| c.internal = internal()).await;
-    let second = first
-        .second_instance_with(|c| c.internal = internal())
-        .await;
+    let with_metrics = |c: &mut katachi_relay::RelayConfig| {
+        c.internal = internal();
+        c.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    };
+    let first = TestRelay::start_with(Backend::Postgres, with_metrics).await;
+    let second = first.second_instance_with(with_metrics).await;
     let (browser, agent) = registered_agent(&first, "across@example.com").await;
     let workspace = tempfile::tempdir().unwrap();
     // Far above the windows of every hop: the download streams through tunnel and internal link.
@@ -101,6 +104,10 @@ async fn a_browser_on_another_instance_reads_and_writes_through_the_instance_hol
     assert_eq!(status, 200);
 
     // The second instance has no tunnel of the agent: it forwards to the first.
+    let before = (
+        Metrics::scrape(&first).await,
+        Metrics::scrape(&second).await,
+    );
     let r = browser.get(read(&second)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(
@@ -114,6 +121,22 @@ async fn a_browser_on_another_instance_reads_and_writes_through_the_instance_hol
         sha2::Sha256::digest(&big),
         "the download through two instances is intact"
     );
+    // The tunnel's bytes count once, at the instance holding the tunnel.
+    let after = (
+        Metrics::scrape(&first).await,
+        Metrics::scrape(&second).await,
+    );
+    let from_agent = |m: &Metrics| {
+        m.value(
+            "katachi_relay_tunnel_bytes_total",
+            &[("direction", "from_agent")],
+        )
+    };
+    assert_eq!(
+        from_agent(&after.0) - from_agent(&before.0),
+        big.len() as f64
+    );
+    assert_eq!(from_agent(&after.1) - from_agent(&before.1), 0.0);
 
     // A write through the second instance lands in the workspace (its own Origin).
     let r = browser

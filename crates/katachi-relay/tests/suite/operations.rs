@@ -28,10 +28,10 @@ async fn relay_with_metrics(tweak: impl FnOnce(&mut katachi_relay::RelayConfig))
 }
 
 /// One scrape of `/metrics`, parsed.
-struct Metrics(Scrape);
+pub(super) struct Metrics(Scrape);
 
 impl Metrics {
-    async fn scrape(relay: &TestRelay) -> Self {
+    pub(super) async fn scrape(relay: &TestRelay) -> Self {
         let addr = relay.metrics.expect("the relay has a metrics listener");
         let r = reqwest::get(format!("http://{addr}/metrics"))
             .await
@@ -59,7 +59,7 @@ impl Metrics {
 
     /// The value of the one counter, gauge or untyped sample named `name` with `labels`; 0 when
     /// the series does not exist yet.
-    fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(super) fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         let found: Vec<_> = self.samples(name, labels).collect();
         assert!(found.len() <= 1, "several {name} {labels:?}: {found:?}");
         match found.first().map(|s| &s.value) {
