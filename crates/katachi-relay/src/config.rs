@@ -11,6 +11,39 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 
+/// Where the relay's data lives: the flags serving and `rotate-master-key` share.
+#[derive(Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Folder for the SQLite database, TLS material and the master key.
+    #[arg(
+        long,
+        env = "KATACHI_RELAY_DATA_DIR",
+        default_value = "katachi-relay-data"
+    )]
+    pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL; default: SQLite in the data dir.
+    #[arg(long, env = "KATACHI_RELAY_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// File with the 32-byte master key (hex) for secrets at rest; default: `master.key` in the
+    /// data dir (generated there on first start).
+    #[arg(long, env = "KATACHI_RELAY_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for StoreArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // the database URL may carry a password
+        f.debug_struct("StoreArgs")
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(crate::store::redact_url),
+            )
+            .field("master_key_file", &self.master_key_file)
+            .finish()
+    }
+}
+
 /// Command-line flags.
 #[derive(Debug, Parser)]
 #[command(
@@ -27,16 +60,9 @@ pub struct Args {
     /// Address to listen on (browsers and agents share it).
     #[arg(long, env = "KATACHI_RELAY_LISTEN", default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
-    /// Folder for the SQLite database, TLS material and the master key.
-    #[arg(
-        long,
-        env = "KATACHI_RELAY_DATA_DIR",
-        default_value = "katachi-relay-data"
-    )]
-    pub data_dir: PathBuf,
-    /// `postgres://…` to use PostgreSQL; default: SQLite in the data dir.
-    #[arg(long, env = "KATACHI_RELAY_DATABASE_URL")]
-    pub database_url: Option<String>,
+    /// Where the data lives (data dir, database, master key).
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// PEM certificate chain; without it a local CA and certificate are generated.
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -46,9 +72,6 @@ pub struct Args {
     /// The URL people and agents use to reach this relay (links, OAuth redirects, Origin checks).
     #[arg(long, env = "KATACHI_RELAY_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// File with the 32-byte master key (hex) for secrets at rest; default: generated in the data dir.
-    #[arg(long, env = "KATACHI_RELAY_MASTER_KEY_FILE")]
-    pub master_key_file: Option<PathBuf>,
     /// Seconds an agent must wait between device-code polls.
     #[arg(long, default_value_t = 5)]
     pub device_poll_interval: u64,
@@ -407,11 +430,11 @@ impl Args {
             .transpose()?;
         Ok(RelayConfig {
             listen: self.listen,
-            data_dir: self.data_dir,
-            database_url: self.database_url,
+            data_dir: self.store.data_dir,
+            database_url: self.store.database_url,
             tls_files: self.tls_cert.zip(self.tls_key),
             public_url: self.public_url,
-            master_key_file: self.master_key_file,
+            master_key_file: self.store.master_key_file,
             device_poll_interval: self.device_poll_interval.max(1),
             device_code_ttl: self.device_code_ttl.clamp(60, 3600),
             offline_after: self.offline_after.max(5),

@@ -36,19 +36,10 @@ pub struct RotateArgs {
     /// `(umask 077; openssl rand -hex 32 > new-master.key)`.
     #[arg(long)]
     pub new_key_file: PathBuf,
-    /// The relay's data folder (its SQLite database, and `master.key` unless --master-key-file).
-    #[arg(
-        long,
-        env = "KATACHI_RELAY_DATA_DIR",
-        default_value = "katachi-relay-data"
-    )]
-    pub data_dir: PathBuf,
-    /// `postgres://…` when the relay uses PostgreSQL; default: SQLite in the data dir.
-    #[arg(long, env = "KATACHI_RELAY_DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// The current key file, when the relay runs with `--master-key-file`.
-    #[arg(long, env = "KATACHI_RELAY_MASTER_KEY_FILE")]
-    pub master_key_file: Option<PathBuf>,
+    /// The relay's data, as the instances use it (`--data-dir`, `--database-url`,
+    /// `--master-key-file`: the current key file).
+    #[command(flatten)]
+    pub store: crate::config::StoreArgs,
     /// Confirms that every relay instance using this database is stopped.
     #[arg(long)]
     pub all_instances_stopped: bool,
@@ -175,23 +166,24 @@ pub async fn rotate_master_key(args: &RotateArgs) -> Result<RotationOutcome, Rot
         return Err(RotateKeyError::NotConfirmed);
     }
     let current_path = args
+        .store
         .master_key_file
         .clone()
-        .unwrap_or_else(|| args.data_dir.join(MASTER_KEY_FILE));
+        .unwrap_or_else(|| args.store.data_dir.join(MASTER_KEY_FILE));
     let current = MasterKey::load(&current_path).map_err(RotateKeyError::Key)?;
     let new_hex = read_key_hex(&args.new_key_file).map_err(RotateKeyError::Key)?;
     let new = MasterKey::load(&args.new_key_file).map_err(RotateKeyError::Key)?;
     if new.is_same_key(&current) {
         return Err(RotateKeyError::SameKey);
     }
-    if args.database_url.is_none() {
+    if args.store.database_url.is_none() {
         // Store::connect would create an empty database here and "rotate" nothing.
-        let db = args.data_dir.join("relay.db");
+        let db = args.store.data_dir.join("relay.db");
         if !db.is_file() {
             return Err(RotateKeyError::NoDatabase(db));
         }
     }
-    let store = Store::connect(args.database_url.as_deref(), &args.data_dir)
+    let store = Store::connect(args.store.database_url.as_deref(), &args.store.data_dir)
         .await
         .map_err(RotateKeyError::Store)?;
     // The confirmation is checked against the routing table too: an instance with an internal
@@ -207,7 +199,7 @@ pub async fn rotate_master_key(args: &RotateArgs) -> Result<RotationOutcome, Rot
             alive.join(", "),
         ));
     }
-    let backup = match &args.master_key_file {
+    let backup = match &args.store.master_key_file {
         Some(_) => None,
         None => Some(back_up_key(&current_path)?),
     };
