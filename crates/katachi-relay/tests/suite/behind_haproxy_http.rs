@@ -14,7 +14,7 @@ use katachi_core::tunnel::{
 };
 use katachi_relay::client_ip::{parse_trusted_proxy, ForwardedHeader, TrustedProxies};
 
-use super::nginx::free_port;
+use super::relay_child::free_port;
 use super::support::{client_from, registered_agent, request_device_code, Backend, TestRelay};
 use super::tunnel::{dialer, get_when_online};
 

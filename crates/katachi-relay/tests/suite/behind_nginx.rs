@@ -14,7 +14,8 @@ use katachi_relay::address_limit::AddressQuota;
 use katachi_relay::client_ip::{parse_trusted_proxy, ForwardedHeader, TrustedProxies};
 use katachi_relay::RelayConfig;
 
-use super::nginx::{free_port, render, Nginx, Site, TEMPLATE};
+use super::nginx::{render, Nginx, Site, TEMPLATE};
+use super::relay_child::free_port;
 use super::support::{
     client_from, decide, poll_token, request_device_code, sign_up, Agent, Backend, TestRelay,
 };

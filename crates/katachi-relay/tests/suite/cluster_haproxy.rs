@@ -10,7 +10,7 @@
 //! (`scripts/with-postgres.sh`). Without them the test fails, saying so.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,7 @@ use katachi_core::api::{router, ApiState, FixedWorkspaces};
 use katachi_core::tunnel::{status_channel, NoNetworkChanges, ReconnectOptions};
 use reqwest::Client;
 
+use super::relay_child::{free_port, relay_command, Child};
 use super::support::{csrf_of, fresh_postgres_database, page_text, registered_agent, TestRelay};
 use super::tunnel::dialer;
 
@@ -27,33 +28,9 @@ const FAIL_AFTER: Duration = Duration::from_secs(10);
 /// For a process to start answering.
 const STARTUP: Duration = Duration::from_secs(60);
 
-/// A child process killed when dropped.
-struct Process(Child);
-
-impl Process {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One relay instance: its process, public port and data dir.
 struct Instance {
-    process: Process,
+    process: Child,
     port: u16,
 }
 
@@ -67,22 +44,10 @@ impl Instance {
         public_url: &str,
         shared: Option<&Path>,
     ) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_katachi-relay"));
+        let mut command = relay_command(&format!("127.0.0.1:{port}"), data_dir);
         command
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(data_dir)
             .args(["--database-url", database, "--public-url", public_url])
-            .args(["--internal-listen", "127.0.0.1:0", "--drain-timeout", "2"])
-            .args(["--metrics-listen", "off"])
-            .args(["--device-poll-interval", "1"])
-            .env_remove("KATACHI_RELAY_DATABASE_URL")
-            .env_remove("KATACHI_RELAY_MASTER_KEY_FILE")
-            .env_remove("KATACHI_RELAY_SMTP_URL")
-            .env("KATACHI_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .args(["--internal-listen", "127.0.0.1:0", "--drain-timeout", "2"]);
         if let Some(first) = shared {
             let tls = first.join("tls");
             command
@@ -94,7 +59,7 @@ impl Instance {
                 .arg(first.join("master.key"));
         }
         Self {
-            process: Process(command.spawn().unwrap()),
+            process: Child::spawn(&mut command),
             port,
         }
     }
@@ -147,7 +112,7 @@ async fn wait_for_port(port: u16, what: &str) {
 
 /// HAProxy in TCP mode in front of `backends`: the first one that is up takes every connection
 /// (`balance first`), a refused connection is retried on the next (`option redispatch`).
-fn haproxy(dir: &Path, front: u16, backends: &[u16]) -> Process {
+fn haproxy(dir: &Path, front: u16, backends: &[u16]) -> Child {
     let binary = Path::new("/usr/sbin/haproxy");
     assert!(
         binary.is_file(),
@@ -175,7 +140,7 @@ fn haproxy(dir: &Path, front: u16, backends: &[u16]) -> Process {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    Process(child)
+    Child(child)
 }
 
 /// Polls `url` until it answers `200` with `body`; when it did.

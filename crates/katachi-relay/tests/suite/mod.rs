@@ -17,6 +17,7 @@ mod nginx;
 mod no_store;
 mod operations;
 mod pg_server;
+mod relay_child;
 mod sealed_rows;
 mod sign_in_limits;
 mod signed_calls;

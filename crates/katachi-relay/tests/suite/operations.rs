@@ -11,6 +11,7 @@ use axum::routing;
 use prometheus_parse::{Scrape, Value as Sample};
 use serde_json::Value;
 
+use super::relay_child::relay_command;
 use super::support::{
     code, fresh_postgres_database, heartbeat, registered_agent, send_signed, Backend, Signed,
     TestRelay,
@@ -443,17 +444,12 @@ async fn tunnel_bytes_connected_agents_and_busy_refusals_are_counted() {
 async fn the_relay_process_logs_json_lines_and_serves_metrics_where_its_banner_says() {
     use tokio::io::AsyncBufReadExt;
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_katachi-relay"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(tmp.path().join("relay"))
+    let mut command = relay_command("127.0.0.1:0", &tmp.path().join("relay"));
+    command
         .args(["--metrics-listen", "127.0.0.1:0", "--log-format", "json"])
         .env("KATACHI_LOG", "info")
-        .env_remove("KATACHI_RELAY_DATABASE_URL")
-        .env_remove("KATACHI_RELAY_MASTER_KEY_FILE")
-        .env_remove("KATACHI_RELAY_SMTP_URL")
-        .env_remove("KATACHI_RELAY_METRICS_LISTEN")
-        .env_remove("KATACHI_RELAY_LOG_FORMAT")
-        .stdout(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = tokio::process::Command::from(command)
         .kill_on_drop(true)
         .spawn()
         .unwrap();

@@ -13,7 +13,6 @@
 //! docs/PERFORMANCE.md).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use katachi_core::agent::Agent as AgentRuntime;
@@ -24,6 +23,7 @@ use reqwest::Client;
 use sha2::Digest;
 
 use super::fault_agent::{self, Timings};
+use super::relay_child::{free_port, relay_command, Child};
 use super::support::{registered_agent, TestRelay};
 
 /// Size of the file downloaded while the relay dies (far above both hops' flow-control windows).
@@ -35,51 +35,9 @@ const FAIL_AFTER: Duration = Duration::from_secs(5);
 /// Longest wait for anything else (a relay start, the agent noticing, events arriving).
 const WITHIN: Duration = Duration::from_secs(30);
 
-/// A `katachi-relay` process, killed when dropped.
-struct RelayProcess(Child);
-
-impl RelayProcess {
-    fn spawn(port: u16, data_dir: &Path) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_katachi-relay"))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--device-poll-interval", "1"])
-            // Tests run side by side: none takes the default metrics port.
-            .args(["--metrics-listen", "off"])
-            // The child gets a clean configuration whatever the test's environment holds.
-            .env_remove("KATACHI_RELAY_DATABASE_URL")
-            .env_remove("KATACHI_RELAY_MASTER_KEY_FILE")
-            .env_remove("KATACHI_RELAY_SMTP_URL")
-            .env("KATACHI_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        Self(child)
-    }
-
-    /// SIGKILL: no drain, no goodbye, like a crash or an OOM kill.
-    fn kill(mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A `katachi-relay` process on `port` with its data in `data_dir`, killed when dropped.
+fn spawn_relay(port: u16, data_dir: &Path) -> Child {
+    Child::spawn(&mut relay_command(&format!("127.0.0.1:{port}"), data_dir))
 }
 
 /// Polls `url` until it answers `200`; when it did.
@@ -173,8 +131,8 @@ async fn stored_events(data_dir: &Path, agent_id: &str) -> Vec<(String, String, 
 }
 
 /// Starts the relay process and waits until it accepts connections; when it did.
-async fn start_relay(port: u16, data_dir: &Path) -> (RelayProcess, Instant) {
-    let process = RelayProcess::spawn(port, data_dir);
+async fn start_relay(port: u16, data_dir: &Path) -> (Child, Instant) {
+    let process = spawn_relay(port, data_dir);
     let ca = data_dir.join("tls").join("ca.pem");
     let deadline = Instant::now() + WITHIN;
     while !(ca.exists() && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()) {
