@@ -7,9 +7,21 @@
 //! State files are private (`0600`, [`write_private_atomically`]); files in a workspace keep the mode
 //! the user gave them ([`StagedReplacement`], which also lets the caller check once more that the
 //! file did not change before the new version takes its place).
+//!
+//! A kill between the temp file and the rename leaves the temp file (`.katachi-tmp-*`) behind:
+//! [`remove_stale_temps`] removes those older than [`STALE_TEMP_AGE`] (the agent's home does it for
+//! its own folders each time it opens).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// The name every temp file of this module starts with.
+const TEMP_PREFIX: &str = ".katachi-tmp-";
+
+/// How old a temp file must be before [`remove_stale_temps`] takes it for a killed write's
+/// leftover: a write takes milliseconds, so another process's write in progress is never this old.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
 
 /// A state file could not be replaced; the previous content (if any) is intact.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +49,7 @@ pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> Result<(), AtomicW
     };
     // tempfile creates the file 0600 on Unix, in the same folder so the rename is atomic.
     let mut tmp = tempfile::Builder::new()
-        .prefix(".katachi-tmp-")
+        .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .map_err(wrap)?;
     tmp.write_all(bytes).map_err(wrap)?;
@@ -85,7 +97,7 @@ impl StagedReplacement {
             _ => PathBuf::from("."),
         };
         let mut tmp = tempfile::Builder::new()
-            .prefix(".katachi-tmp-")
+            .prefix(TEMP_PREFIX)
             .tempfile_in(&dir)
             .map_err(wrap)?;
         set_mode(tmp.as_file(), mode).map_err(wrap)?;
@@ -157,6 +169,33 @@ fn set_mode(file: &std::fs::File, mode: u32) -> std::io::Result<()> {
 }
 
 /// Makes a rename in `dir` durable.
+/// Removes the temp files this module left in `dir` (directly in it) when a write was killed before
+/// its rename, once they are [`STALE_TEMP_AGE`] older than `now`; returns how many it removed.
+/// Only regular files named `.katachi-tmp-*` are touched (a symlink of that name is not followed
+/// or removed); an entry that cannot be read or removed is skipped.
+pub fn remove_stale_temps(dir: &Path, now: SystemTime) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        // DirEntry::metadata does not follow symlinks
+        let Ok(meta) = entry.metadata() else { continue };
+        let stale = meta
+            .modified()
+            .ok()
+            .and_then(|modified| now.duration_since(modified).ok())
+            .is_some_and(|age| age >= STALE_TEMP_AGE);
+        if meta.file_type().is_file() && stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
@@ -172,6 +211,58 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_stale_temp_files_of_killed_writes_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        for name in [
+            ".katachi-tmp-old",
+            ".katachi-tmp-fresh",
+            "state",
+            ".other-tmp-old",
+        ] {
+            std::fs::write(dir.join(name), b"x").unwrap();
+        }
+        std::fs::create_dir(dir.join(".katachi-tmp-folder")).unwrap();
+        let target = dir.join("outside");
+        std::fs::write(&target, b"kept").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&target, dir.join(".katachi-tmp-link")).unwrap();
+        let now = SystemTime::now();
+        let old = now - STALE_TEMP_AGE - Duration::from_secs(1);
+        for name in [".katachi-tmp-old", "state", ".other-tmp-old"] {
+            std::fs::File::options()
+                .write(true)
+                .open(dir.join(name))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+
+        assert_eq!(remove_stale_temps(dir, now), 1);
+        let mut left: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            ".katachi-tmp-folder",
+            ".katachi-tmp-fresh",
+            ".other-tmp-old",
+            "outside",
+            "state",
+        ];
+        if cfg!(unix) {
+            want.insert(2, ".katachi-tmp-link");
+        }
+        assert_eq!(
+            left, want,
+            "a write in progress, other files, folders and links stay"
+        );
+        assert_eq!(std::fs::read(&target).unwrap(), b"kept");
+        assert_eq!(remove_stale_temps(&dir.join("missing"), now), 0);
+    }
 
     #[test]
     fn replaces_content_and_leaves_no_temp_files() {

@@ -118,6 +118,15 @@ impl AgentHome {
         fingerprint: Fingerprint,
         keystore: Box<dyn Keystore>,
     ) -> Result<Self, HomeError> {
+        // what a write killed before its rename left (kill -9, power loss)
+        let now = std::time::SystemTime::now();
+        for dir in [
+            dirs.data().to_path_buf(),
+            dirs.credentials_dir(),
+            dirs.config().to_path_buf(),
+        ] {
+            crate::atomic_file::remove_stale_temps(&dir, now);
+        }
         let machine_key = unlock::unlock_machine_key(&dirs, keystore.as_ref(), &fingerprint)?;
         Ok(Self {
             dirs,

@@ -214,21 +214,35 @@ fn check_agent_home_intact(dir: &Path, round: u64, last: u64) {
             "round {round}: sealed counter {n} behind last reported {last}"
         );
     }
-    // A kill between temp write and rename may leave one temp file (never a torn target); it is
-    // removed here so the next round counts its own.
-    let temps: Vec<_> = std::fs::read_dir(home.dirs().credentials_dir())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".katachi-tmp-"))
-        .collect();
+    // A kill between temp write and rename may leave one temp file (never a torn target). Once
+    // it is older than a write could take, the next opening of the home removes it.
+    let temps = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(home.dirs().credentials_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".katachi-tmp-"))
+            .map(|e| e.path())
+            .collect()
+    };
+    let left = temps();
     assert!(
-        temps.len() <= 1,
+        left.len() <= 1,
         "round {round}: {} temp files left",
-        temps.len()
+        left.len()
     );
-    for t in temps {
-        std::fs::remove_file(t.path()).unwrap();
+    let long_ago = std::time::SystemTime::now()
+        - katachi_core::atomic_file::STALE_TEMP_AGE
+        - Duration::from_secs(1);
+    for t in &left {
+        std::fs::File::options()
+            .write(true)
+            .open(t)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
     }
+    drop(crash_home(dir));
+    assert_eq!(temps(), Vec::<std::path::PathBuf>::new(), "round {round}");
 }
 
 fn integrity(path: &Path, key: &DerivedKey) -> String {
