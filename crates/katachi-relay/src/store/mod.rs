@@ -116,6 +116,12 @@ pub struct Store {
     batcher: batch::Batcher,
 }
 
+/// How long a request waits for a database connection before it is answered `503
+/// relay.database_unavailable`: while the database is down sqlx keeps trying to connect, so every
+/// request waits this long. A healthy pool hands a connection out in microseconds; 3 s rides out a
+/// database restart's first seconds without holding browsers and agents for long.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 impl Store {
     /// Connects to `url` (default: SQLite `relay.db` in `data_dir`) and runs the migrations.
     ///
@@ -133,7 +139,7 @@ impl Store {
         }
         let pool = AnyPoolOptions::new()
             .max_connections(if is_sqlite { 8 } else { 16 })
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if is_sqlite {

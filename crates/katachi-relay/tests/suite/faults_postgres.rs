@@ -30,8 +30,8 @@ use super::tunnel_limits::TestAgent;
 
 /// Longest wait for anything the test waits on.
 const WITHIN: Duration = Duration::from_secs(30);
-/// Longest a request may take, whatever the database does: the pool's acquire timeout (10 s) and
-/// slack. A request past it counts as hung.
+/// Longest a request may take, whatever the database does: the pool's acquire timeout
+/// (`katachi_relay::store::ACQUIRE_TIMEOUT`, 3 s) and slack. A request past it counts as hung.
 const REQUEST_BOUND: Duration = Duration::from_secs(15);
 /// How long the database stays down in a stop-and-start round.
 const DOWN_FOR: Duration = Duration::from_secs(3);
