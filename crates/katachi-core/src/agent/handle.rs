@@ -18,7 +18,7 @@ use crate::ai::backends::AgentBackends;
 use crate::ai::chat::{ChatService, ChatStore};
 use crate::ai::provider::ProviderOptions;
 use crate::api::{ApiState, AuditLayer, DenialFeed, RunDenied};
-use crate::signing::Clock;
+use crate::signing::{Clock, ClockOffset};
 use crate::store::AuditKey;
 use crate::tunnel::{NetworkChanges, TunnelStatus};
 use crate::{AgentCredentials, AgentHome, SessionOptions};
@@ -84,6 +84,9 @@ impl Agent {
         } = config;
         let (mut agent, ch) = Self::channels(network);
         agent.home = Some(Arc::clone(&home));
+        // one idea of the relay's clock for every signed call of this agent: session, tunnel,
+        // sign-out and the AI's MCP calls
+        let offset = Arc::new(ClockOffset::default());
         let api = ApiState::new(home.clone());
         agent.denials = api.denials().clone();
         let audit = AuditLayer::start(Arc::clone(&home));
@@ -92,6 +95,7 @@ impl Agent {
                 &home,
                 &agent.approvals,
                 &clock,
+                &offset,
                 // the model's tools call the same audited API (without the chat routes)
                 crate::api::router(api).layer(audit.clone()),
             )))
@@ -101,6 +105,7 @@ impl Agent {
             home,
             options,
             clock,
+            offset,
             router,
             when_signed_out,
             ch,
@@ -307,6 +312,7 @@ fn chat_service(
     home: &Arc<AgentHome>,
     approvals: &Approvals,
     clock: &Arc<dyn Clock>,
+    offset: &Arc<ClockOffset>,
     tools_router: axum::Router,
 ) -> ChatService {
     let opener = Arc::clone(home);
@@ -318,6 +324,7 @@ fn chat_service(
             tools_router,
             ProviderOptions::default(),
             Arc::clone(clock),
+            Arc::clone(offset),
         )),
     )
 }

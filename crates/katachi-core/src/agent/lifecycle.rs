@@ -23,7 +23,7 @@ use super::status::Status;
 use super::supervisor::{Channels, OnlineEnd, Registered, Supervisor};
 use super::AgentEnd;
 use crate::agent_status::StatusFile;
-use crate::signing::Clock;
+use crate::signing::{Clock, ClockOffset};
 use crate::{AgentCredentials, AgentHome, RelayClient, SessionOptions};
 
 /// What the agent does when it finds itself signed out (at launch with no credentials, after a
@@ -61,6 +61,9 @@ pub(crate) struct Lifecycle {
     pub(crate) options: SessionOptions,
     /// The local clock.
     pub(crate) clock: Arc<dyn Clock>,
+    /// Relay clock minus local clock, for every signed call of the agent (see
+    /// [`crate::signing::ClockOffset`]).
+    pub(crate) offset: Arc<ClockOffset>,
     /// The API served over the tunnel.
     pub(crate) router: Router,
     /// Stay up or end when signed out.
@@ -129,6 +132,7 @@ impl Lifecycle {
             saved,
             self.options.clone(),
             Arc::clone(&self.clock),
+            Arc::clone(&self.offset),
             self.router.clone(),
         );
         let end = Supervisor {
@@ -221,7 +225,11 @@ impl Lifecycle {
     ) -> Result<(), CommandError> {
         let relay = credentials.relay_url().to_string();
         if !local_only {
-            let told = match RelayClient::new(credentials.duplicate(), Arc::clone(&self.clock)) {
+            let told = match RelayClient::with_shared_offset(
+                credentials.duplicate(),
+                Arc::clone(&self.clock),
+                Arc::clone(&self.offset),
+            ) {
                 Ok(client) => client.unregister().await,
                 Err(e) => Err(e),
             };

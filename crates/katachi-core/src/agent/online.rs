@@ -55,7 +55,8 @@ pub struct RelayLink {
     /// The local clock.
     clock: Arc<dyn Clock>,
     /// Relay clock minus local clock, shared by the session's and the tunnel's clients of every
-    /// online period: learnt once from the relay's `Date` header, not once per connection.
+    /// online period (and the agent's other signed calls): learnt once from the relay's `Date`
+    /// header, not once per connection.
     offset: Arc<ClockOffset>,
     /// The API served over the tunnel.
     router: Router,
@@ -78,6 +79,7 @@ impl RelayLink {
         credentials_saved: bool,
         options: SessionOptions,
         clock: Arc<dyn Clock>,
+        offset: Arc<ClockOffset>,
         router: Router,
     ) -> Self {
         Self {
@@ -86,7 +88,7 @@ impl RelayLink {
             credentials_saved,
             options,
             clock,
-            offset: Arc::default(),
+            offset,
             router,
         }
     }

@@ -20,7 +20,7 @@ use super::model::{ModelRequest, ToolCall, ToolSpec};
 use super::provider::{Provider, ProviderConfig, ProviderError, ProviderKind, ProviderOptions};
 use super::settings::{AiSettings, SettingsError};
 use super::tools::{ToolBox, ToolProgress, ToolResult};
-use crate::signing::Clock;
+use crate::signing::{Clock, ClockOffset};
 use crate::store::Workspace;
 use crate::{AgentCredentials, AgentHome, RelayClient};
 
@@ -136,26 +136,37 @@ pub struct AgentBackends {
     options: ProviderOptions,
     /// The local clock the MCP calls to the relay are signed with.
     clock: Arc<dyn Clock>,
+    /// The agent's relay clock offset, shared with its session and tunnel.
+    offset: Arc<ClockOffset>,
 }
 
 impl AgentBackends {
-    /// Backends over `home`, with tools through `router`; MCP calls signed at `clock`'s time.
+    /// Backends over `home`, with tools through `router`; MCP calls signed at `clock`'s time
+    /// corrected by the agent's `offset` (the one its session and tunnel use).
     pub fn new(
         home: Arc<AgentHome>,
         router: axum::Router,
         options: ProviderOptions,
         clock: Arc<dyn Clock>,
+        offset: Arc<ClockOffset>,
     ) -> Self {
         Self {
             home,
             router,
             options,
             clock,
+            offset,
         }
     }
 
     /// A relay client from the saved credentials; `None` when signed out or unreadable.
     async fn relay(&self) -> Option<Arc<dyn McpRelay>> {
+        let client = self.relay_client().await?;
+        Some(Arc::new(client))
+    }
+
+    /// [`Self::relay`]'s client: signs with the agent's shared clock offset.
+    async fn relay_client(&self) -> Option<RelayClient> {
         let home = Arc::clone(&self.home);
         let saved = tokio::task::spawn_blocking(move || AgentCredentials::load(&home))
             .await
@@ -168,8 +179,12 @@ impl AgentBackends {
                 return None;
             }
         };
-        match RelayClient::new(credentials, Arc::clone(&self.clock)) {
-            Ok(client) => Some(Arc::new(client)),
+        match RelayClient::with_shared_offset(
+            credentials,
+            Arc::clone(&self.clock),
+            Arc::clone(&self.offset),
+        ) {
+            Ok(client) => Some(client),
             Err(e) => {
                 tracing::debug!(error = %e, "mcp: no relay client; no MCP tools");
                 None
@@ -391,5 +406,62 @@ fn outcome(result: ToolResult) -> ToolOutcome {
     ToolOutcome {
         content: result.content,
         is_error: result.is_error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fingerprint::{Fingerprint, FixedFingerprint};
+    use crate::signing::SystemClock;
+    use crate::vault::MemoryKeystore;
+    use crate::{KatachiDirs, RelayUrl, SecretBytes};
+
+    #[tokio::test]
+    async fn mcp_calls_sign_with_the_agents_shared_clock_offset() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fingerprint = FixedFingerprint(
+            Fingerprint::from_components([("machine_id".to_owned(), b"mcp-offset".to_vec())])
+                .unwrap(),
+        );
+        let home = Arc::new(
+            AgentHome::open_with_keystore(
+                KatachiDirs::under(&tmp.path().join("home")),
+                &fingerprint,
+                Box::new(MemoryKeystore::default()),
+            )
+            .unwrap(),
+        );
+        let offset = Arc::new(ClockOffset::new(300));
+        let backends = AgentBackends::new(
+            Arc::clone(&home),
+            axum::Router::new(),
+            ProviderOptions::default(),
+            Arc::new(SystemClock),
+            Arc::clone(&offset),
+        );
+        assert!(
+            backends.relay_client().await.is_none(),
+            "signed out: no MCP"
+        );
+
+        AgentCredentials::new(
+            RelayUrl::parse("https://relay.test").unwrap(),
+            "agent-1".to_owned(),
+            SecretBytes::new(b"token".to_vec()),
+            SecretBytes::new(vec![7; 32]),
+            None,
+        )
+        .save(&home)
+        .unwrap();
+        let client = backends.relay_client().await.unwrap();
+        assert_eq!(client.clock_offset_secs(), 300, "learnt by the session");
+        // the session learns a new offset later: the MCP client signs with it too
+        let local_now = 1_800_000_000;
+        let relay_date = httpdate::fmt_http_date(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(local_now - 42),
+        );
+        offset.relearn(&relay_date, local_now as i64).unwrap();
+        assert_eq!(client.clock_offset_secs(), -42, "one offset, not a copy");
     }
 }
