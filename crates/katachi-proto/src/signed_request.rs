@@ -6,6 +6,10 @@
 //!   signature, `Authorization: Bearer`) and refuses the first missing or malformed one with its
 //!   [`SignatureError`]. It needs no secret and no database, so the relay runs it before looking
 //!   the agent up, and the fuzz target `signed_request` runs it on arbitrary request heads.
+//! - The timestamp header must be the canonical decimal text of its value (what the agent's
+//!   `i64::to_string` writes: no `+`, no leading zero, no `-0`): the text the relay accepts is the
+//!   text that was signed (found by the fuzz target `signed_request`: `0850000000` was read as
+//!   `850000000`).
 //! - What [`SignedRequest::signed_parts`] gives is exactly what [`crate::signing::sign`] MACs:
 //!   the canonical string has one line per field, and no field can hold a line break (the
 //!   `http` types refuse them), so two different requests never share a canonical string.
@@ -70,8 +74,8 @@ impl<'r> SignedRequest<'r> {
     /// # Errors
     /// [`SignatureError::MissingHeader`] naming the first absent header,
     /// [`SignatureError::MalformedHeader`] naming the first one that is not visible ASCII, an
-    /// `Authorization` that is not `Bearer …`, a timestamp that is not an `i64`, or a nonce that
-    /// is not 32 hex characters.
+    /// `Authorization` that is not `Bearer …`, a timestamp that is not the canonical decimal text
+    /// of an `i64`, or a nonce that is not 32 hex characters.
     pub fn parse(head: &'r Parts) -> Result<Self, SignatureError> {
         let h = &head.headers;
         let agent_id = header(h, HEADER_AGENT_ID)?;
@@ -158,10 +162,16 @@ fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, Sig
         .map_err(|_| SignatureError::MalformedHeader(name))
 }
 
-/// The timestamp header's value.
+/// The timestamp header's value, refused unless `text` is its canonical decimal form.
 fn parse_timestamp(text: &str) -> Result<i64, SignatureError> {
-    text.parse()
-        .map_err(|_| SignatureError::MalformedHeader(HEADER_TIMESTAMP))
+    let malformed = || SignatureError::MalformedHeader(HEADER_TIMESTAMP);
+    let timestamp: i64 = text.parse().map_err(|_| malformed())?;
+    // `+5`, `05` and `-0` parse too, but only `5` and `0` are what the agent signed: any other
+    // spelling would let a captured request travel with a header text that was never signed
+    if timestamp.to_string() != text {
+        return Err(malformed());
+    }
+    Ok(timestamp)
 }
 
 #[cfg(test)]

@@ -102,6 +102,34 @@ fn malformed_headers_are_refused_by_name() {
 }
 
 #[test]
+fn a_timestamp_spelt_otherwise_than_it_is_signed_is_malformed() {
+    // the fuzz target `signed_request` found `0850000000` accepted as 850000000: the header text
+    // must be the text in the canonical string
+    let spellings = [
+        format!("0{NOW}"),
+        format!("+{NOW}"),
+        format!("00{NOW}"),
+        "-0".to_owned(),
+        "0850000000".to_owned(),
+    ];
+    for text in &spellings {
+        let head = head(&[(HEADER_TIMESTAMP, Some(text.as_str()))]);
+        assert_eq!(
+            SignedRequest::parse(&head).unwrap_err(),
+            SignatureError::MalformedHeader(HEADER_TIMESTAMP),
+            "{text}"
+        );
+    }
+    for text in ["0", "-1", "850000000"] {
+        let head = head(&[(HEADER_TIMESTAMP, Some(text))]);
+        assert_eq!(
+            SignedRequest::parse(&head).unwrap().timestamp().to_string(),
+            text
+        );
+    }
+}
+
+#[test]
 fn a_header_that_is_not_visible_ascii_is_malformed() {
     let mut head = head(&[]);
     head.headers.insert(
