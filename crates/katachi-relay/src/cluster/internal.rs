@@ -9,8 +9,9 @@
 //!   browser's session, ownership and `Origin`. Only the browser headers the tunnel forwards, the
 //!   caller headers the relay sets (`x-katachi-user-id`, `x-katachi-user`, `x-katachi-session`) and
 //!   the session hash (`katachi_proto::forwarding::INTERNAL_SESSION_HEADER`, so a sign-out here
-//!   ends the request) are taken (`katachi_proto::forwarding::request_from_internal`). The request goes through this instance's own tunnel only
-//!   ([`crate::tunnel::deliver_here`]): never on to a third instance.
+//!   ends the request) are taken (`katachi_proto::forwarding::request_from_internal`). The request
+//!   goes through this instance's own tunnel only ([`crate::tunnel::deliver_here`]): never on to a
+//!   third instance.
 //! - Anything else is `404`.
 
 use std::time::Duration;
