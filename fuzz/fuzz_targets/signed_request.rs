@@ -85,7 +85,7 @@ fuzz_target!(|data: &[u8]| {
         "the canonical string is not one line per field"
     );
 
-    // The fuzzer's own signature verifies only if it is the right MAC, and never outside the window.
+    // The fuzzer's own signature verifies only if it is the right MAC, never outside the window.
     let right = sign(SECRET, &parts);
     let given = head
         .headers
