@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Writes the seed corpora: valid HTTP/2 client openings carrying API requests (tunnel_stream),
-plain request texts (api_request) and paths (rel_path), so fuzzing starts past the easy rejections.
+plain request texts (api_request), paths (rel_path), signed agent calls (signed_request), device-flow
+forms (device_flow) and browser calls for the relay to forward (forwarding), so fuzzing starts past
+the easy rejections.
 
 Run from anywhere: python3 fuzz/make_seeds.py (the output is checked in)."""
 
+import hashlib
+import hmac
 import os
 import struct
 
@@ -112,3 +116,87 @@ for name, path in [("plain", b"src/main.rs"), ("dots", b"./a//b/./c"), ("parent"
                    ("abs", b"/etc/passwd"), ("win", b"C:\\x\\y"), ("nul", b"a\x00b"),
                    ("utf8", "docs/\u00e9t\u00e9.md".encode())]:
     write("rel_path", name, path)
+
+
+# --- signed_request: the fuzz target's clock and secret (fuzz_targets/signed_request.rs)
+NOW = 1_700_000_000
+SECRET = b"fuzz-agent-signing-secret"
+NONCE = "00112233445566778899aabbccddeeff"
+
+
+def signed(method, path, body, timestamp=NOW, nonce=NONCE, drop=(), replace=None):
+    """A request text signed as the agent signs it, `drop` leaving headers out, `replace` overriding."""
+    canonical = "\n".join(["v1", method.upper(), path, str(timestamp), nonce,
+                           hashlib.sha256(body).hexdigest()])
+    signature = hmac.new(SECRET, canonical.encode(), hashlib.sha256).hexdigest()
+    headers = {
+        "x-katachi-agent": "agt_0123456789abcdef01234567",
+        "x-katachi-timestamp": str(timestamp),
+        "x-katachi-nonce": nonce,
+        "x-katachi-signature": signature,
+        "authorization": "Bearer " + "ab" * 32,
+        "content-type": "application/json",
+    }
+    headers.update(replace or {})
+    lines = [f"{method} {path}"] + [f"{n}: {v}" for n, v in headers.items() if n not in drop]
+    return ("\n".join(lines) + "\n\n").encode() + body
+
+
+BEAT = b'{"version":"0.1.0","workspaces":1}'
+write("signed_request", "heartbeat", signed("POST", "/api/agent/heartbeat", BEAT))
+write("signed_request", "events", signed("POST", "/api/agent/events?x=1",
+      b'{"events":[{"event_id":"e1","kind":"read","at":1,"payload":"{}"}]}'))
+write("signed_request", "tunnel", signed("GET", "/api/agent/tunnel", b"",
+      replace={"upgrade": "katachi-tunnel/1", "connection": "upgrade"}))
+write("signed_request", "edge-of-window", signed("POST", "/api/agent/heartbeat", BEAT, timestamp=NOW - 30))
+write("signed_request", "stale", signed("POST", "/api/agent/heartbeat", BEAT, timestamp=NOW - 31))
+write("signed_request", "future", signed("POST", "/api/agent/heartbeat", BEAT, timestamp=NOW + 31))
+# found by the target: a timestamp with a leading zero was read as the number it spells
+write("signed_request", "leading-zero", signed("POST", "/api/agent/heartbeat", BEAT,
+      replace={"x-katachi-timestamp": "0" + str(NOW)}))
+write("signed_request", "upper-nonce", signed("POST", "/api/agent/unregister", b"", nonce=NONCE.upper()))
+write("signed_request", "missing-nonce", signed("POST", "/api/agent/heartbeat", BEAT, drop=("x-katachi-nonce",)))
+write("signed_request", "basic-auth", signed("POST", "/api/agent/heartbeat", BEAT,
+      replace={"authorization": "Basic YWxhZGRpbjpvcGVuc2VzYW1l"}))
+write("signed_request", "bad-signature", signed("POST", "/api/agent/mcp/call", b'{"server_id":"s","tool":"t"}',
+      replace={"x-katachi-signature": "00" * 32}))
+
+# --- device_flow: `T` + a token form, anything else + a device authorization form
+GRANT = "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code"
+write("device_flow", "code", b"Dclient_id=katachi-agent&scope=agent&device_name=laptop&device_os=Debian+12")
+write("device_flow", "code-blank", b"Dclient_id=katachi-agent&device_name=+++&device_os=")
+write("device_flow", "code-control", b"Dclient_id=katachi-agent&device_name=a%0Ab&device_os=%1B%5B31m")
+write("device_flow", "code-long", b"Dclient_id=katachi-agent&device_name=" + "%C3%A9".encode() * 101)
+write("device_flow", "code-client", b"Dclient_id=other&device_name=x")
+write("device_flow", "code-duplicate", b"Dclient_id=katachi-agent&client_id=katachi-agent")
+write("device_flow", "token", ("Tgrant_type=" + GRANT + "&device_code=" + "0f" * 32 +
+                               "&client_id=katachi-agent").encode())
+write("device_flow", "token-grant", b"Tgrant_type=password&device_code=abc&client_id=katachi-agent")
+write("device_flow", "token-missing", ("Tgrant_type=" + GRANT + "&client_id=katachi-agent").encode())
+write("device_flow", "token-long", ("Tgrant_type=" + GRANT + "&device_code=" + "a" * 129 +
+                                    "&client_id=katachi-agent").encode())
+
+# --- forwarding: the forwarding instance's session hash, then the browser's request to the relay
+SESSION = hashlib.sha256(b"session").hexdigest()
+AGENT = "agt_0123456789abcdef01234567"
+
+
+def browser(method, path, headers=(), session=SESSION):
+    lines = [session, f"{method} {path}"] + [f"{n}: {v}" for n, v in headers]
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+BROWSER = [("cookie", "katachi_session=secret"), ("origin", "https://relay.example"),
+           ("x-katachi-user-id", "forged"), ("x-katachi-internal-session", "ff"),
+           ("accept", "application/json")]
+write("forwarding", "status", browser("GET", f"/agents/{AGENT}/api/v1/status", BROWSER))
+write("forwarding", "read-range", browser("GET", f"/agents/{AGENT}/api/v1/workspaces/1/file?path=src%2Fmain.rs",
+      BROWSER + [("range", "bytes=0-99"), ("if-range", '"etag"'), ("if-none-match", '"a", "b"')]))
+write("forwarding", "write", browser("PUT", f"/agents/{AGENT}/api/v1/workspaces/1/file?path=a.txt&expected=absent",
+      BROWSER + [("content-type", "text/plain"), ("content-length", "5"), ("if-match", '"x"')]))
+write("forwarding", "encoded-id", browser("GET", "/agents/agt%5F1/api/v1/status"))
+write("forwarding", "slash-id", browser("GET", "/agents/a%2Fb/api/v1/status"))
+write("forwarding", "dots", browser("DELETE", "/agents/../api/../../v1/x?y=%2E%2E"))
+write("forwarding", "double-slash", browser("GET", f"/agents/{AGENT}/api//evil.example/v1?q"))
+write("forwarding", "bad-session", browser("GET", f"/agents/{AGENT}/api/v1/status", session="not hex"))
+write("forwarding", "empty-session", browser("GET", f"/agents/{AGENT}/api/v1/status", session=""))

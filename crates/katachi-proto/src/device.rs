@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The OAuth client id every katachi agent uses (a public client: no client secret).
+pub const AGENT_CLIENT_ID: &str = "katachi-agent";
 /// Device-code grant type (RFC 8628 §3.4).
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// Path of the device authorization endpoint.

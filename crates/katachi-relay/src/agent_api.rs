@@ -3,21 +3,21 @@
 //!
 //! Every handler takes a [`VerifiedAgent`], which only [`verify_signed_request`] builds, so no
 //! handler can skip the checks: bearer token, agent id, revocation, ±30 s window, HMAC (constant
-//! time), and nonce reuse — each refused with its own code.
+//! time), and nonce reuse — each refused with its own code. Reading the signing headers and the
+//! window and HMAC checks are `katachi_proto::signed_request` (fuzzed in `fuzz/`, without the
+//! relay); this module adds what needs the database: the token's agent, revocation, nonce reuse.
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use katachi_proto::agent::{
     ActivityAck, ActivityBatch, Heartbeat, HeartbeatAck, MAX_EVENTS_PER_BATCH,
 };
 use katachi_proto::mcp::{McpCallRequest, McpCallResult, McpToolList, MAX_TOOL_NAME};
-use katachi_proto::signing::{
-    check_nonce_format, check_timestamp, verify_signature, SignatureError, SignedParts,
-    HEADER_AGENT_ID, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, MAX_SKEW_SECS,
-};
+use katachi_proto::signed_request::SignedRequest;
+use katachi_proto::signing::{SignatureError, MAX_SKEW_SECS};
 use serde::de::DeserializeOwned;
 
 use crate::agent_cache::CachedAgent;
@@ -78,14 +78,6 @@ fn sig_error(e: SignatureError) -> ApiError {
     ApiError::new(status, e.code(), e.to_string())
 }
 
-fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, SignatureError> {
-    headers
-        .get(name)
-        .ok_or(SignatureError::MissingHeader(name))?
-        .to_str()
-        .map_err(|_| SignatureError::MalformedHeader(name))
-}
-
 /// Runs every check on a signed request; a refusal is counted under its code
 /// (`katachi_relay_signed_calls_rejected_total`).
 ///
@@ -112,22 +104,11 @@ async fn check_signed_request(state: &AppState, req: Request) -> Result<Verified
             format!("request body over {MAX_AGENT_BODY} bytes"),
         )
     })?;
-    let h = &parts.headers;
-    let agent_id = header(h, HEADER_AGENT_ID).map_err(sig_error)?;
-    let timestamp_text = header(h, HEADER_TIMESTAMP).map_err(sig_error)?;
-    let nonce = header(h, HEADER_NONCE).map_err(sig_error)?;
-    let signature = header(h, HEADER_SIGNATURE).map_err(sig_error)?;
-    let token = header(h, "authorization")
-        .map_err(sig_error)?
-        .strip_prefix("Bearer ")
-        .ok_or_else(|| sig_error(SignatureError::MalformedHeader("authorization")))?;
-    let timestamp: i64 = timestamp_text
-        .parse()
-        .map_err(|_| sig_error(SignatureError::MalformedHeader(HEADER_TIMESTAMP)))?;
-    check_nonce_format(nonce).map_err(sig_error)?;
+    // Every signing header present and well formed, before any database work.
+    let signed = SignedRequest::parse(&parts).map_err(sig_error)?;
 
     // The bearer token names the agent; a token for another agent id is "unknown", not a hint.
-    let token_hash = sha256_hex(token);
+    let token_hash = sha256_hex(signed.bearer_token());
     let agent = match state.agent_cache.get(&token_hash) {
         Some(a) => a,
         None => {
@@ -155,29 +136,22 @@ async fn check_signed_request(state: &AppState, req: Request) -> Result<Verified
             cached
         }
     };
-    if agent.id != agent_id {
+    if agent.id != signed.agent_id() {
         return Err(sig_error(SignatureError::UnknownAgent));
     }
-    // Outside ±30 s: a delayed replay or a wrong clock (the agent corrects from our Date header).
+    // Outside ±30 s (a delayed replay or a wrong clock), then the constant-time HMAC compare (a
+    // forged or altered request).
     let now = now_unix();
-    check_timestamp(timestamp, now).map_err(sig_error)?;
-    let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let signed = SignedParts {
-        method: parts.method.as_str(),
-        path_and_query,
-        timestamp,
-        nonce,
-        body: &body,
-    };
-    // Constant-time HMAC compare: a forged or altered request.
-    verify_signature(&agent.secret, &signed, signature).map_err(sig_error)?;
+    signed
+        .verify(&agent.secret, &body, now)
+        .map_err(sig_error)?;
     // Reject a reused nonce inside the window: replay. Recorded only after the signature verified,
     // so unsigned junk cannot fill the table; recorded only while the agent exists and is not
     // revoked, so revocation takes effect at once even for cached agents.
     let expires = now + 2 * MAX_SKEW_SECS + 1;
     match state
         .store
-        .use_nonce(&agent.id, &nonce.to_ascii_lowercase(), expires)
+        .use_nonce(&agent.id, &signed.replay_key(), expires)
         .await?
     {
         NonceOutcome::Fresh => {}

@@ -1,17 +1,19 @@
 //! RFC 8628 device authorization: `/oauth/device/code` and `/oauth/token`.
 //!
 //! Device codes are stored hashed; user codes are 8 characters from an unambiguous alphabet; a code
-//! is exchanged at most once; polling faster than `interval` gets `slow_down` (and +5 s).
+//! is exchanged at most once; polling faster than `interval` gets `slow_down` (and +5 s). The
+//! forms' own checks (client id, grant type, device code, device name and OS) are
+//! `katachi_proto::device_form` (fuzzed in `fuzz/`); this module adds what needs the database.
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use katachi_proto::device::{
-    display_user_code, DeviceCodeResponse, TokenError, TokenErrorCode, DEVICE_CODE_GRANT,
+    display_user_code, DeviceCodeResponse, DeviceInfo, TokenError, TokenErrorCode,
     USER_CODE_ALPHABET, USER_CODE_LEN, VERIFY_PATH,
 };
-use serde::Deserialize;
+use katachi_proto::device_form::{DeviceCodeForm, DeviceFormError, TokenForm};
 
 use crate::client_addr::address_bucket_key;
 use crate::client_ip::ClientIp;
@@ -20,25 +22,6 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{DeviceCode, DeviceStatus, NewAgent, RateLimit};
 use crate::{now_unix, random_hex, sha256_hex};
-
-/// The OAuth client id agents use.
-pub const AGENT_CLIENT_ID: &str = "katachi-agent";
-/// Longest device name or OS string accepted.
-const MAX_DEVICE_FIELD: usize = 100;
-
-/// Form of the device authorization request.
-#[derive(Debug, Deserialize)]
-pub struct DeviceCodeForm {
-    /// Must be `katachi-agent`.
-    client_id: Option<String>,
-    /// Requested scope (ignored).
-    #[allow(dead_code)]
-    scope: Option<String>,
-    /// Name of the machine.
-    device_name: Option<String>,
-    /// OS of the machine.
-    device_os: Option<String>,
-}
 
 fn token_error(status: StatusCode, error: TokenErrorCode, description: &str) -> Response {
     (
@@ -51,29 +34,9 @@ fn token_error(status: StatusCode, error: TokenErrorCode, description: &str) -> 
         .into_response()
 }
 
-/// Keeps printable characters only, trimmed and bounded: these strings are shown to the user.
-fn clean_field(value: Option<String>, fallback: &str) -> Result<String, Response> {
-    let v = value.unwrap_or_default();
-    let v = v.trim();
-    if v.chars().count() > MAX_DEVICE_FIELD {
-        return Err(token_error(
-            StatusCode::BAD_REQUEST,
-            TokenErrorCode::InvalidRequest,
-            "device_name and device_os are limited to 100 characters",
-        ));
-    }
-    if v.chars().any(char::is_control) {
-        return Err(token_error(
-            StatusCode::BAD_REQUEST,
-            TokenErrorCode::InvalidRequest,
-            "device_name and device_os must not contain control characters",
-        ));
-    }
-    Ok(if v.is_empty() {
-        fallback.to_owned()
-    } else {
-        v.to_owned()
-    })
+/// The token endpoint's answer to a refused form.
+fn form_error(e: &DeviceFormError) -> Response {
+    token_error(e.status(), e.code(), &e.to_string())
 }
 
 /// A random user code: rejection sampling keeps every character equally likely.
@@ -91,12 +54,8 @@ pub async fn device_code(
     ClientIp(client): ClientIp,
     Form(form): Form<DeviceCodeForm>,
 ) -> Response {
-    if form.client_id.as_deref() != Some(AGENT_CLIENT_ID) {
-        return token_error(
-            StatusCode::UNAUTHORIZED,
-            TokenErrorCode::InvalidClient,
-            "unknown client_id",
-        );
+    if let Err(e) = form.check_client() {
+        return form_error(&e);
     }
     let now = now_unix();
     // Each code request creates a row: bound how fast one address can do that.
@@ -123,12 +82,12 @@ pub async fn device_code(
         }
         Err(e) => return ApiError::from(e).into_response(),
     }
-    let (name, os) = match (
-        clean_field(form.device_name, "unnamed device"),
-        clean_field(form.device_os, "unknown OS"),
-    ) {
-        (Ok(n), Ok(o)) => (n, o),
-        (Err(r), _) | (_, Err(r)) => return r,
+    let DeviceInfo {
+        device_name: name,
+        device_os: os,
+    } = match form.into_device() {
+        Ok(device) => device,
+        Err(e) => return form_error(&e),
     };
     let device_code = random_hex(32);
     let interval = i64::try_from(state.config.device_poll_interval).unwrap_or(5);
@@ -168,17 +127,6 @@ pub async fn device_code(
     ApiError::internal("could not draw a free user code").into_response()
 }
 
-/// Form of the token request.
-#[derive(Debug, Deserialize)]
-pub struct TokenForm {
-    /// Must be the device-code grant.
-    grant_type: Option<String>,
-    /// The device code.
-    device_code: Option<String>,
-    /// Must be `katachi-agent`.
-    client_id: Option<String>,
-}
-
 /// `POST /oauth/token` (device-code grant only). Every answer, the credentials above all, is
 /// marked `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
 pub async fn token(State(state): State<AppState>, form: Form<TokenForm>) -> Response {
@@ -190,26 +138,9 @@ pub async fn token(State(state): State<AppState>, form: Form<TokenForm>) -> Resp
 }
 
 async fn token_answer(state: AppState, Form(form): Form<TokenForm>) -> Response {
-    if form.grant_type.as_deref() != Some(DEVICE_CODE_GRANT) {
-        return token_error(
-            StatusCode::BAD_REQUEST,
-            TokenErrorCode::UnsupportedGrantType,
-            "only the device_code grant is supported",
-        );
-    }
-    if form.client_id.as_deref() != Some(AGENT_CLIENT_ID) {
-        return token_error(
-            StatusCode::UNAUTHORIZED,
-            TokenErrorCode::InvalidClient,
-            "unknown client_id",
-        );
-    }
-    let Some(code) = form.device_code.filter(|c| !c.is_empty() && c.len() <= 128) else {
-        return token_error(
-            StatusCode::BAD_REQUEST,
-            TokenErrorCode::InvalidRequest,
-            "device_code is missing",
-        );
+    let code = match form.into_device_code() {
+        Ok(code) => code,
+        Err(e) => return form_error(&e),
     };
     let now = now_unix();
     let hash = sha256_hex(&code);

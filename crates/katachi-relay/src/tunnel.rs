@@ -53,13 +53,14 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::header::{self, HeaderName};
+use axum::http::header;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use katachi_proto::agent::{
     FORWARDED_SESSION_HEADER, FORWARDED_USER_HEADER, FORWARDED_USER_ID_HEADER,
 };
+use katachi_proto::forwarding::{browser_request, ForwardError};
 use tokio::sync::oneshot;
 
 #[path = "tunnel_carrier.rs"]
@@ -97,20 +98,6 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// (docs/PERFORMANCE.md, "Tunnel"). Memory: an agent can already make the relay hold its flow-control
 /// windows (2 MiB per stream, 5 MiB per tunnel); one frame in the read buffer is within that.
 const TUNNEL_MAX_FRAME_SIZE: u32 = 256 * 1024;
-
-/// Request headers passed from the browser to the agent API; everything else (cookies above all)
-/// stays at the relay.
-pub(crate) const FORWARDED_REQUEST_HEADERS: [HeaderName; 9] = [
-    header::ACCEPT,
-    header::CONTENT_TYPE,
-    header::CONTENT_LENGTH,
-    header::RANGE,
-    header::IF_RANGE,
-    header::IF_MATCH,
-    header::IF_NONE_MATCH,
-    header::IF_MODIFIED_SINCE,
-    header::IF_UNMODIFIED_SINCE,
-];
 
 /// Seconds a browser is told to wait after `429 agent.busy`.
 const BUSY_RETRY_AFTER_SECS: u32 = 1;
@@ -256,36 +243,11 @@ pub async fn forward(
     if !owned {
         return Err(not_found());
     }
-    // The raw (still percent-encoded) rest of the path: decoding it here would change its meaning.
-    let prefix = format!("/agents/{agent_id}/api");
-    let rest = req
-        .uri()
-        .path()
-        .strip_prefix(&prefix)
-        .filter(|r| r.starts_with('/'))
-        .ok_or_else(not_found)?;
-    let target = match req.uri().query() {
-        Some(q) => format!("{rest}?{q}"),
-        None => rest.to_owned(),
-    };
-    let (parts, body) = req.into_parts();
-    let mut outgoing = Request::builder().method(parts.method).uri(target);
-    for name in FORWARDED_REQUEST_HEADERS {
-        for value in parts.headers.get_all(&name) {
-            outgoing = outgoing.header(&name, value);
-        }
-    }
-    // Who is calling, for the agent's audit log. Only the relay sets these: the allowlist above
-    // never copies a browser's own `x-katachi-*` headers.
-    for (name, value) in caller_headers(&user) {
-        outgoing = outgoing.header(name, value);
-    }
-    let outgoing = outgoing.body(body).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "request.invalid",
-            format!("cannot forward this request: {e}"),
-        )
+    // The raw (still percent-encoded) rest of the path, the allowlisted headers and who is calling
+    // (`katachi_proto::forwarding`, fuzzed in `fuzz/`).
+    let outgoing = browser_request(&agent_id, req, caller_headers(&user)).map_err(|e| match e {
+        ForwardError::NotThisRoute => not_found(),
+        e => ApiError::new(StatusCode::BAD_REQUEST, "request.invalid", e.to_string()),
     })?;
     deliver(&state, &agent_id, &user.session_hash, outgoing).await
 }

@@ -26,7 +26,7 @@ use crate::relay_link::https::{error_chain, relay_http_client, RelayHttpError, R
 use crate::secret::SecretBytes;
 
 /// The OAuth client id every katachi agent uses (a public client: no client secret).
-pub const AGENT_CLIENT_ID: &str = "katachi-agent";
+pub use katachi_proto::device::AGENT_CLIENT_ID;
 
 /// Why signing in did not produce credentials.
 #[derive(Debug, thiserror::Error)]

@@ -8,28 +8,26 @@
 //! - One route, `ANY /internal/v1/agents/{agent_id}/{path…}`: the caller has already checked the
 //!   browser's session, ownership and `Origin`. Only the browser headers the tunnel forwards, the
 //!   caller headers the relay sets (`x-katachi-user-id`, `x-katachi-user`, `x-katachi-session`) and
-//!   the session hash ([`super::INTERNAL_SESSION_HEADER`], so a sign-out here ends the request) are
-//!   taken. The request goes through this instance's own tunnel only
-//!   ([`crate::tunnel::deliver_here`]): never on to a third instance.
+//!   the session hash (`katachi_proto::forwarding::INTERNAL_SESSION_HEADER`, so a sign-out here
+//!   ends the request) are taken (`katachi_proto::forwarding::request_from_internal`). The request
+//!   goes through this instance's own tunnel only ([`crate::tunnel::deliver_here`]): never on to a
+//!   third instance.
 //! - Anything else is `404`.
 
 use std::time::Duration;
 
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use katachi_proto::agent::{
-    FORWARDED_SESSION_HEADER, FORWARDED_USER_HEADER, FORWARDED_USER_ID_HEADER,
-};
+use katachi_proto::forwarding::{request_from_internal, ForwardError, INTERNAL_ROUTE};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::peer_tls::{fingerprint, server_config};
-use super::{INTERNAL_PREFIX, INTERNAL_SESSION_HEADER};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -53,7 +51,7 @@ pub(crate) async fn serve_internal(state: AppState, stop: CancellationToken) {
     };
     let acceptor = TlsAcceptor::from(config);
     let app = Router::new()
-        .route("/internal/v1/agents/{agent_id}/{*rest}", any(forwarded))
+        .route(INTERNAL_ROUTE, any(forwarded))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .with_state(state.clone());
     loop {
@@ -133,58 +131,14 @@ async fn forwarded(
     Path((agent_id, _rest)): Path<(String, String)>,
     req: Request,
 ) -> Response {
-    let prefix = format!("{INTERNAL_PREFIX}{agent_id}");
-    let Some(rest) = req
-        .uri()
-        .path()
-        .strip_prefix(&prefix)
-        .filter(|r| r.starts_with('/'))
-    else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let target = match req.uri().query() {
-        Some(q) => format!("{rest}?{q}"),
-        None => rest.to_owned(),
-    };
-    let Some(session) = req
-        .headers()
-        .get(INTERNAL_SESSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_owned)
-    else {
-        return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "request.invalid",
-            "an internal request names no browser session",
-        )
-        .into_response();
-    };
-    let (parts, body) = req.into_parts();
-    let mut outgoing = Request::builder().method(parts.method).uri(target);
-    let caller = [
-        FORWARDED_USER_ID_HEADER,
-        FORWARDED_USER_HEADER,
-        FORWARDED_SESSION_HEADER,
-    ]
-    .map(HeaderName::from_static);
-    for name in crate::tunnel::FORWARDED_REQUEST_HEADERS
-        .iter()
-        .chain(&caller)
-    {
-        for value in parts.headers.get_all(name) {
-            outgoing = outgoing.header(name, value);
-        }
-    }
-    let outgoing = match outgoing.body(body) {
-        Ok(r) => r,
+    // The agent's path, the session hash and the headers the agent may see, nothing else
+    // (`katachi_proto::forwarding`, fuzzed in `fuzz/`).
+    let (session, outgoing) = match request_from_internal(&agent_id, req) {
+        Ok(taken) => taken,
+        Err(ForwardError::NotThisRoute) => return StatusCode::NOT_FOUND.into_response(),
         Err(e) => {
-            return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "request.invalid",
-                format!("cannot forward this request: {e}"),
-            )
-            .into_response()
+            return ApiError::new(StatusCode::BAD_REQUEST, "request.invalid", e.to_string())
+                .into_response()
         }
     };
     match crate::tunnel::deliver_here(&state, &agent_id, &session, outgoing).await {

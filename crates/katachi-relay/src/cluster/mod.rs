@@ -40,12 +40,6 @@ use self::peers::PeerLinks;
 /// How often an instance says it is alive (and purges dead ones).
 pub const TOUCH_INTERVAL: Duration = Duration::from_secs(3);
 
-/// Header of an internal request: the hash of the browser session that sent it (the receiving
-/// instance ends the request when that session signs out).
-pub(crate) const INTERNAL_SESSION_HEADER: &str = "x-katachi-internal-session";
-/// Path prefix of forwarded requests on the internal listener.
-pub(crate) const INTERNAL_PREFIX: &str = "/internal/v1/agents/";
-
 /// This instance's place among the relay instances (cheap to clone).
 #[derive(Clone)]
 pub struct Cluster {

@@ -7,15 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderValue, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use axum::response::Response;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use katachi_proto::forwarding::internal_request;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::peer_tls::{client_config, server_name, PeerIdentity};
-use super::{INTERNAL_PREFIX, INTERNAL_SESSION_HEADER};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::{InstanceRow, TunnelRoute};
@@ -136,17 +136,7 @@ pub(crate) async fn forward_to_peer(
         .get(&node.identity, &route.instance)
         .await
         .map_err(|e| unreachable(e.to_string()))?;
-    let (mut parts, body) = outgoing.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    parts.uri = format!("{INTERNAL_PREFIX}{agent_id}{path}")
-        .parse()
-        .map_err(|e: axum::http::uri::InvalidUri| unreachable(e.to_string()))?;
-    let session = HeaderValue::from_str(session_hash).map_err(|e| unreachable(e.to_string()))?;
-    parts.headers.insert(INTERNAL_SESSION_HEADER, session);
-    let request = Request::from_parts(parts, body);
+    let request = internal_request(agent_id, session_hash, outgoing)
+        .map_err(|e| unreachable(e.to_string()))?;
     crate::tunnel::relay_exchange(state, agent_id, session_hash, sender, request, None).await
 }

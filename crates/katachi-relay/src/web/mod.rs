@@ -39,6 +39,7 @@ pub mod workbench;
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::routing::{any, get, post};
 use axum::Router;
+use katachi_proto::forwarding::BROWSER_ROUTE;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -78,7 +79,7 @@ pub fn router(state: AppState) -> Router {
     // `no-store` replace anything there, so the site-wide CSP below ("if not present") never applies
     // to it; the other site-wide headers (HSTS, frame and referrer policies) still do.
     let tunnelled = Router::new()
-        .route("/agents/{id}/api/{*rest}", any(crate::tunnel::forward))
+        .route(BROWSER_ROUTE, any(crate::tunnel::forward))
         .layer(axum::middleware::map_response(
             crate::tunnel::set_relay_headers,
         ))
