@@ -9,7 +9,8 @@
 //! | name | type | labels |
 //! |---|---|---|
 //! | `connected_agents` | gauge | — (open agent tunnels on this instance) |
-//! | `tunnel_bytes_total` | counter | `direction` = `to_agent` \| `from_agent` (forwarded bodies) |
+//! | `tunnels_opened_total` | counter | `carrier` = `direct` \| `websocket` (how each tunnel came: the direct upgrade, or HTTP/2 inside a WebSocket behind a proxy that passes only WebSocket upgrades) |
+//! | `tunnel_bytes_total` | counter | `direction` = `to_agent` \| `from_agent` (forwarded bodies, counted by the instance holding the tunnel) |
 //! | `request_duration_seconds` | histogram | `route` = a [`RouteGroup`] (time to response headers) |
 //! | `heartbeats_total` | counter | — (accepted signed heartbeats) |
 //! | `signed_calls_rejected_total` | counter | `code` = the refusal's error code (`signature.bad_signature`, …) |
@@ -175,6 +176,15 @@ struct DirectionLabel {
     direction: &'static str,
 }
 
+/// `carrier="…"`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CarrierLabel {
+    carrier: &'static str,
+}
+
+/// The tunnel carriers, as `crate::tunnel_carrier::Carrier::name` says them.
+pub const CARRIERS: [&str; 2] = ["direct", "websocket"];
+
 /// `code="…"`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabel {
@@ -194,6 +204,8 @@ pub struct Metrics {
     registry: Arc<Registry>,
     /// Open agent tunnels on this instance.
     connected_agents: Gauge,
+    /// Tunnels opened, by carrier.
+    opened: Family<CarrierLabel, Counter>,
     /// Bytes of forwarded request bodies sent to agents.
     bytes_to_agent: Counter,
     /// Bytes of forwarded response bodies received from agents.
@@ -231,6 +243,15 @@ impl Metrics {
             "Agent tunnels open on this relay instance",
             connected_agents.clone(),
         );
+        let opened: Family<CarrierLabel, Counter> = Family::default();
+        registry.register(
+            "tunnels_opened",
+            "Agent tunnels opened on this relay instance, by carrier (direct upgrade or WebSocket)",
+            opened.clone(),
+        );
+        for carrier in CARRIERS {
+            opened.get_or_create_owned(&CarrierLabel { carrier });
+        }
         let bytes: Family<DirectionLabel, Counter> = Family::default();
         registry.register(
             "tunnel_bytes",
@@ -277,6 +298,7 @@ impl Metrics {
         Self {
             registry: Arc::new(registry),
             connected_agents,
+            opened,
             bytes_to_agent,
             bytes_from_agent,
             latency: Arc::new(latency),
@@ -286,8 +308,10 @@ impl Metrics {
         }
     }
 
-    /// Counts an open tunnel until the returned guard is dropped (when its connection ends).
-    pub fn tunnel_opened(&self) -> OpenTunnel {
+    /// Counts a tunnel opened over `carrier` (one of [`CARRIERS`]), and counts it open until the
+    /// returned guard is dropped (when its connection ends).
+    pub fn tunnel_opened(&self, carrier: &'static str) -> OpenTunnel {
+        self.opened.get_or_create(&CarrierLabel { carrier }).inc();
         self.connected_agents.inc();
         OpenTunnel(self.connected_agents.clone())
     }
@@ -406,17 +430,26 @@ mod tests {
             assert!(text.contains(&series), "{series} missing from\n{text}");
         }
         assert!(text.contains("katachi_relay_connected_agents 0"), "{text}");
+        for carrier in CARRIERS {
+            let series = format!("katachi_relay_tunnels_opened_total{{carrier=\"{carrier}\"}} 0");
+            assert!(text.contains(&series), "{series} missing from\n{text}");
+        }
     }
 
     #[test]
     fn an_open_tunnel_counts_until_its_guard_drops() {
         let metrics = Metrics::new();
-        let a = metrics.tunnel_opened();
-        let b = metrics.tunnel_opened();
+        let a = metrics.tunnel_opened("direct");
+        let b = metrics.tunnel_opened("websocket");
         assert_eq!(metrics.connected_agents.get(), 2);
         drop(a);
         assert_eq!(metrics.connected_agents.get(), 1);
         drop(b);
         assert_eq!(metrics.connected_agents.get(), 0);
+        let text = metrics.encode().unwrap();
+        for carrier in CARRIERS {
+            let series = format!("katachi_relay_tunnels_opened_total{{carrier=\"{carrier}\"}} 1");
+            assert!(text.contains(&series), "{series} missing from\n{text}");
+        }
     }
 }

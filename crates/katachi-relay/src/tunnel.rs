@@ -159,7 +159,7 @@ pub async fn open(State(state): State<AppState>, mut req: Request) -> Result<Res
             .cluster
             .tunnel_opened(&task_state, &agent_id, generation)
             .await;
-        let _counted = task_state.metrics.tunnel_opened();
+        let _counted = task_state.metrics.tunnel_opened(carrier_name);
         // Ends when the agent goes, the PINGs go unanswered, or the registry cuts the stream.
         if let Err(e) = conn.await {
             tracing::debug!(agent = %agent_id, error = %e, "tunnel ended with an error");

@@ -125,6 +125,7 @@ async fn metrics_are_served_only_on_the_metrics_listener() {
     let m = Metrics::scrape(&relay).await;
     for (name, kind) in [
         ("katachi_relay_connected_agents", "gauge"),
+        ("katachi_relay_tunnels_opened_total", "counter"),
         ("katachi_relay_tunnel_bytes_total", "counter"),
         ("katachi_relay_request_duration_seconds", "histogram"),
         ("katachi_relay_heartbeats_total", "counter"),
@@ -135,6 +136,10 @@ async fn metrics_are_served_only_on_the_metrics_listener() {
     assert_eq!(
         m.label_values("katachi_relay_tunnel_bytes_total", "direction"),
         set(&["from_agent", "to_agent"])
+    );
+    assert_eq!(
+        m.label_values("katachi_relay_tunnels_opened_total", "carrier"),
+        set(&["direct", "websocket"])
     );
     assert_eq!(
         m.label_values("katachi_relay_rate_limited_total", "limiter"),
@@ -376,6 +381,13 @@ async fn tunnel_bytes_connected_agents_and_busy_refusals_are_counted() {
 
     let before = Metrics::scrape(&relay).await;
     assert_eq!(before.value("katachi_relay_connected_agents", &[]), 1.0);
+    assert_eq!(
+        before.value(
+            "katachi_relay_tunnels_opened_total",
+            &[("carrier", "direct")]
+        ),
+        1.0
+    );
     let sent = vec![b'k'; 100_000];
     let r = browser
         .post(api("/echo"))

@@ -19,6 +19,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use super::behind_nginx::relay_behind_nginx;
+use super::operations::Metrics;
 use super::support::{code, nonce, now, registered_agent, Agent, TestRelay};
 use super::tunnel::{dialer, get_when_online};
 
@@ -47,7 +48,10 @@ fn count(log: &str, needle: &str) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_websocket_only_proxy_the_agent_falls_back_to_the_websocket_carrier_and_keeps_it()
 {
-    let (relay, nginx) = relay_behind_nginx(true, true, |_| {}).await;
+    let (relay, nginx) = relay_behind_nginx(true, true, |c| {
+        c.metrics_listen = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    })
+    .await;
     let (browser, agent) = registered_agent(&relay, "wes@example.com").await;
     let workspace = tempfile::tempdir().unwrap();
     // 8 MiB download: many HTTP/2 flow-control windows, many WebSocket messages.
@@ -167,6 +171,15 @@ async fn behind_a_websocket_only_proxy_the_agent_falls_back_to_the_websocket_car
         1,
         "{log}"
     );
+    // The relay's metrics tell the operator which carrier the tunnels came over.
+    let m = Metrics::scrape(&relay).await;
+    let opened = |carrier| {
+        m.value(
+            "katachi_relay_tunnels_opened_total",
+            &[("carrier", carrier)],
+        )
+    };
+    assert_eq!((opened("websocket"), opened("direct")), (2.0, 0.0));
     tunnel.abort();
 }
 
