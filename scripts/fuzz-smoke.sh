@@ -48,6 +48,8 @@ for target in "${targets[@]}"; do
     echo "fuzz-smoke: FAILED: $target found a crash; the input is in fuzz/artifacts/$target/" >&2
     exit 1
   fi
+  # the last status line (coverage: cov edges, ft features, corp corpus size, exec/s) and the counts
+  grep -E "^#[0-9]+" "$work/$target.log" | tail -n 1 || true
   grep -E "^stat::number_of_executed_units|^Done " "$work/$target.log" || true
 done
 echo "fuzz-smoke: ${#targets[@]} targets ran ${seconds} s each without a finding"
