@@ -164,7 +164,7 @@ pub async fn run() {
 }
 
 /// A fresh database on the server at `base`.
-async fn fresh_database(base: &str) -> String {
+pub async fn fresh_database(base: &str) -> String {
     let admin = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect(base)

@@ -182,6 +182,8 @@ pub struct RelayProcess {
     pub url: String,
     /// Count of "tunnel open" lines the relay logged (every tunnel registered).
     opened: Arc<AtomicUsize>,
+    /// Count of "tunnel closed" lines (every tunnel the relay let go of).
+    closed: Arc<AtomicUsize>,
 }
 
 impl RelayProcess {
@@ -234,13 +236,16 @@ impl RelayProcess {
         .await
         .expect("the relay did not start within 30 s");
         let opened = Arc::new(AtomicUsize::new(0));
-        let count = opened.clone();
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (count, count_closed) = (opened.clone(), closed.clone());
         // Keep reading so the relay never blocks on a full pipe; count registered tunnels.
         tokio::spawn(async move {
             while let Ok(Some(line)) = stdout.next_line().await {
                 if line.contains("tunnel open") {
                     count.fetch_add(1, Ordering::Relaxed);
-                } else if !line.contains("tunnel closed") && !line.contains("local CA for agents") {
+                } else if line.contains("tunnel closed") {
+                    count_closed.fetch_add(1, Ordering::Relaxed);
+                } else if !line.contains("local CA for agents") {
                     println!("relay: {line}");
                 }
             }
@@ -250,7 +255,25 @@ impl RelayProcess {
             pid,
             url,
             opened,
+            closed,
         }
+    }
+
+    /// How many tunnels the relay has let go of so far.
+    pub fn tunnels_closed(&self) -> usize {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the relay has let go of `n` tunnels in all; false if that takes over `limit`.
+    pub async fn wait_for_closed(&self, n: usize, limit: Duration) -> bool {
+        let start = Instant::now();
+        while self.tunnels_closed() < n {
+            if start.elapsed() >= limit {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// How many tunnels the relay has registered so far.
