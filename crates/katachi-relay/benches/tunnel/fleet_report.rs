@@ -193,7 +193,12 @@ pub fn print_phases(fleet: (usize, &Phase), baseline: (usize, &Phase), browsers:
         "", "fleet", "baseline", "ratio"
     );
     let row = |name: &str, x: f64, y: f64, digits: usize| {
-        println!("{name:<40} {x:>14.digits$} {y:>14.digits$} {:>10.2}", x / y);
+        let ratio = if y == 0.0 {
+            "—".to_owned()
+        } else {
+            format!("{:.2}", x / y)
+        };
+        println!("{name:<40} {x:>14.digits$} {y:>14.digits$} {ratio:>10}");
     };
     row(
         "heartbeats sent",
