@@ -21,9 +21,9 @@ use katachi_core::relay_link::session::DEFAULT_HEARTBEAT_EVERY;
 
 use crate::fleet_agents::Fleet;
 use crate::fleet_browsers::{Browsers, Download};
-use crate::fleet_report::{print_idle, print_phases, print_timeline, Cpu, Phase};
+use crate::fleet_report::{print_churn, print_idle, print_phases, print_timeline, Cpu, Phase};
 use crate::load::write_big_file;
-use crate::relay_process::{seed_on, Memory, RelayProcess};
+use crate::relay_process::{postgres_on_port, seed_on, Memory, RelayProcess, SeededUser};
 use crate::{agent, cluster, env_or, machine};
 
 /// Longest the whole part may run: no heartbeat is sent after this.
@@ -41,6 +41,7 @@ struct Settings {
     file_mib: usize,
     idle: Duration,
     period: Duration,
+    churn: usize,
 }
 
 impl Settings {
@@ -56,6 +57,7 @@ impl Settings {
                 "KATACHI_BENCH_FLEET_HEARTBEAT_SECS",
                 DEFAULT_HEARTBEAT_EVERY.as_secs(),
             )),
+            churn: env_or("KATACHI_BENCH_FLEET_CHURN", 4),
         }
     }
 }
@@ -78,10 +80,17 @@ pub async fn run() {
         return;
     };
     let database = cluster::fresh_database(&base).await;
+    let postgres = url::Url::parse(&base)
+        .ok()
+        .and_then(|u| u.port())
+        .and_then(postgres_on_port);
     let tmp = tempfile::tempdir().unwrap();
     let data_dir = tmp.path().join("relay");
     let start = Instant::now();
     let seeded = seed_on(&data_dir, s.agents, Some(&database)).await;
+    if postgres.is_none() {
+        println!("PostgreSQL's server process not found: its CPU is not reported");
+    }
     println!(
         "seeded {} users, sessions and agents (each its own token and signing secret) in {:.1} s",
         s.agents,
@@ -142,18 +151,13 @@ pub async fn run() {
         half.as_secs_f64(),
         machine()
     );
-    let mut fleet_phase = phase(&relay, &fleet, &mut browsers, half, size).await;
+    let mut fleet_phase = phase(&relay, &fleet, &mut browsers, half, size, postgres).await;
     timeline.push((
         "after fleet streaming (1st half)".to_owned(),
         relay.memory(),
     ));
 
-    let closed = relay.tunnels_closed();
-    fleet.disconnect(rest);
-    let all_closed = relay
-        .wait_for_closed(closed + rest.len(), CLOSE_LIMIT)
-        .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all_closed = disconnect(&relay, &mut fleet, rest).await;
     timeline.push((
         format!(
             "{} agents disconnected{}",
@@ -172,6 +176,7 @@ pub async fn run() {
         &mut browsers,
         Duration::from_secs_f64(s.seconds),
         size,
+        postgres,
     )
     .await;
     timeline.push(("after baseline streaming".to_owned(), relay.memory()));
@@ -183,12 +188,27 @@ pub async fn run() {
         took.as_secs_f64(),
         machine()
     );
-    fleet_phase.add(phase(&relay, &fleet, &mut browsers, half, size).await);
+    fleet_phase.add(phase(&relay, &fleet, &mut browsers, half, size, postgres).await);
     tokio::time::sleep(Duration::from_secs(5)).await;
     timeline.push((
         format!("{} agents, 5 s after streaming", fleet.connected()),
         relay.memory(),
     ));
+
+    // Churn: the same agents leave and come back, with a little streaming each time. Memory that
+    // is only retained by the allocator is reused from the second round on; a leak grows each round.
+    let mut churn = Vec::with_capacity(s.churn);
+    for _ in 0..s.churn {
+        let let_go = disconnect(&relay, &mut fleet, rest).await;
+        let gone = relay.memory();
+        fleet.connect(&relay, &seeded.ca_pem, rest).await;
+        let _ = browsers
+            .stream_until(Instant::now() + Duration::from_secs(3))
+            .await;
+        // every agent back has sent a heartbeat
+        tokio::time::sleep(s.period).await;
+        churn.push((let_go, gone, relay.memory()));
+    }
 
     let ended = fleet.tunnels_ended();
     let closed = relay.tunnels_closed();
@@ -215,9 +235,22 @@ pub async fn run() {
         size,
     );
     print_timeline(&timeline);
+    print_churn(rest.len(), &churn);
     println!("tunnels that ended on their own during the run: {ended} (expected 0)");
     drop(browsers);
     relay.stop().await;
+}
+
+/// Disconnects `users`' agents and waits until the relay let go of their tunnels (false if it did
+/// not within `CLOSE_LIMIT`), then 2 s more.
+async fn disconnect(relay: &RelayProcess, fleet: &mut Fleet, users: &[SeededUser]) -> bool {
+    let closed = relay.tunnels_closed();
+    fleet.disconnect(users);
+    let all = relay
+        .wait_for_closed(closed + users.len(), CLOSE_LIMIT)
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    all
 }
 
 /// Waits `idle` with the agents connected; the relay's memory at the end and the heartbeats sent
@@ -239,10 +272,11 @@ async fn phase(
     browsers: &mut Browsers,
     length: Duration,
     size: u64,
+    database: Option<u32>,
 ) -> Phase {
     let start = Instant::now();
     let until = start + length;
-    let cpu = Cpu::now(relay);
+    let cpu = Cpu::now(relay, database);
     let sample = async {
         let mut samples = Vec::new();
         while Instant::now() < until && samples.len() < MAX_SAMPLES {
@@ -260,7 +294,7 @@ async fn phase(
         elapsed: end - start,
         beats: vec![fleet.beats_between(start, until)],
         memory,
-        cpu: Cpu::now(relay).minus(&cpu),
+        cpu: Cpu::now(relay, database).minus(&cpu),
         load: machine(),
     }
 }

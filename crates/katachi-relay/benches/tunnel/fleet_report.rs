@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use crate::fleet_browsers::{Download, Streamed};
 use crate::load::Latencies;
-use crate::relay_process::{cpu_seconds, thread_cpu_seconds, Memory, RelayProcess};
+use crate::relay_process::{
+    cpu_seconds, thread_cpu_seconds, tree_cpu_seconds, Memory, RelayProcess,
+};
 
 /// A thread of this process busier than this share of a core bounds what it measures.
 const SATURATED: f64 = 0.9;
@@ -16,13 +18,15 @@ const SATURATED: f64 = 0.9;
 /// per thread name (threads of one name summed: a runtime's blocking pool).
 pub struct Cpu {
     relay: f64,
+    /// PostgreSQL: its server process and backends, when found.
+    database: f64,
     bench: f64,
     threads: HashMap<String, f64>,
 }
 
 impl Cpu {
     /// The readings now.
-    pub fn now(relay: &RelayProcess) -> Self {
+    pub fn now(relay: &RelayProcess, database: Option<u32>) -> Self {
         let mut threads = HashMap::new();
         for (key, seconds) in thread_cpu_seconds("self", "bench") {
             // "bench/TID NAME"
@@ -31,6 +35,7 @@ impl Cpu {
         }
         Self {
             relay: relay.cpu_seconds(),
+            database: database.map_or(0.0, tree_cpu_seconds),
             bench: cpu_seconds("self"),
             threads,
         }
@@ -48,6 +53,7 @@ impl Cpu {
             .collect();
         Self {
             relay: self.relay - before.relay,
+            database: self.database - before.database,
             bench: self.bench - before.bench,
             threads,
         }
@@ -55,6 +61,7 @@ impl Cpu {
 
     fn add(&mut self, other: Cpu) {
         self.relay += other.relay;
+        self.database += other.database;
         self.bench += other.bench;
         for (name, s) in other.threads {
             *self.threads.entry(name).or_insert(0.0) += s;
@@ -99,6 +106,7 @@ struct Summary {
     dirty_max: u64,
     /// Cores busy on average: the relay, this process, and this process's threads by name.
     relay_cores: f64,
+    database_cores: f64,
     bench_cores: f64,
     threads: Vec<(String, f64)>,
 }
@@ -128,6 +136,7 @@ impl Summary {
                 .max()
                 .unwrap_or(0),
             relay_cores: p.cpu.relay / secs,
+            database_cores: p.cpu.database / secs,
             bench_cores: p.cpu.bench / secs,
             threads,
         }
@@ -294,6 +303,12 @@ pub fn print_phases(fleet: (usize, &Phase), baseline: (usize, &Phase), browsers:
     );
     row("relay CPU (cores busy)", f.relay_cores, b.relay_cores, 2);
     row(
+        "PostgreSQL CPU (cores busy)",
+        f.database_cores,
+        b.database_cores,
+        2,
+    );
+    row(
         "this process's CPU (cores busy)",
         f.bench_cores,
         b.bench_cores,
@@ -316,8 +331,8 @@ pub fn print_phases(fleet: (usize, &Phase), baseline: (usize, &Phase), browsers:
             println!("{name}: the bench's {thread} thread was busy {:.0} % of the time: the client side bounds these figures too", cores * 100.0);
         }
         println!(
-            "{name}: relay + this process used {:.2} of the machine's cores; {l}",
-            s.relay_cores + s.bench_cores
+            "{name}: relay + PostgreSQL + this process used {:.2} of the machine's cores; {l}",
+            s.relay_cores + s.database_cores + s.bench_cores
         );
         for (what, lat) in [("heartbeat", &s.beats), ("download", &s.streamed.total)] {
             if let Some(e) = &lat.first_error {
@@ -336,6 +351,40 @@ pub fn print_timeline(timeline: &[(String, Memory)]) {
             mib(m.rss_kib as f64),
             mib(m.pss_kib as f64),
             mib(m.private_dirty_kib as f64)
+        );
+    }
+}
+
+/// The churn rounds: `n` agents gone (and whether the relay let go of every tunnel), then back.
+pub fn print_churn(n: usize, rounds: &[(bool, Memory, Memory)]) {
+    if rounds.is_empty() {
+        return;
+    }
+    println!(
+        "\nchurn: {n} agents disconnected and connected again, {} rounds (RSS):",
+        rounds.len()
+    );
+    for (i, (let_go, gone, back)) in rounds.iter().enumerate() {
+        println!(
+            "  round {}: gone {:>7.1} MiB{}   back {:>7.1} MiB",
+            i + 1,
+            mib(gone.rss_kib as f64),
+            if *let_go {
+                ""
+            } else {
+                " (NOT all let go of by the relay)"
+            },
+            mib(back.rss_kib as f64)
+        );
+    }
+    if let (Some(first), Some(last)) = (rounds.first(), rounds.last()) {
+        let per_round = |a: u64, b: u64| (b as f64 - a as f64) / (rounds.len() - 1).max(1) as f64;
+        let grown = per_round(first.2.rss_kib, last.2.rss_kib);
+        println!(
+            "  growth per round, round 1 → {}: gone {:+.1} KiB, back {grown:+.1} KiB ({:+.2} KiB per agent that came back)",
+            rounds.len(),
+            per_round(first.1.rss_kib, last.1.rss_kib),
+            grown / n.max(1) as f64
         );
     }
 }

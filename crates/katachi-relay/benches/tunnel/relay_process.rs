@@ -321,3 +321,42 @@ impl RelayProcess {
         let _ = self.child.kill().await;
     }
 }
+
+/// The PostgreSQL server listening on `port` of this machine (its postmaster's pid), found by its
+/// command line (`-c port=PORT`, as `scripts/with-postgres.sh` starts it).
+pub fn postgres_on_port(port: u16) -> Option<u32> {
+    let wanted = format!("port={port}");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            cmdline.contains("postgres") && cmdline.split('\0').any(|a| a.ends_with(&wanted))
+        })
+        .min()
+}
+
+/// CPU time of process `root` and its children (a PostgreSQL server and its backends), in seconds.
+/// Children that already exited are not counted.
+pub fn tree_cpu_seconds(root: u32) -> f64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut total = cpu_seconds(&root.to_string());
+    for pid in procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // the parent pid is the 2nd field after the command name
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if parent == Some(root) {
+            total += cpu_seconds(&pid.to_string());
+        }
+    }
+    total
+}
