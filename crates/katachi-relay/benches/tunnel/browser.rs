@@ -110,6 +110,7 @@ impl H2Browser {
             .send_request(request)
             .await
             .map_err(|e| format!("request: {e}"))?;
+        let headers = start.elapsed();
         let status = response.status().as_u16();
         let mut first_byte = None;
         let mut bytes = 0u64;
@@ -127,6 +128,7 @@ impl H2Browser {
         }
         let total = start.elapsed();
         Ok(Fetched {
+            headers,
             first_byte: first_byte.unwrap_or(total),
             total,
             bytes,
@@ -143,6 +145,8 @@ impl H2Browser {
 
 /// One completed `GET` of [`H2Browser::fetch`].
 pub struct Fetched {
+    /// From sending the request to the response's headers.
+    pub headers: Duration,
     /// From sending the request to the first byte of the body.
     pub first_byte: Duration,
     /// From sending the request to the end of the body.

@@ -94,6 +94,8 @@ impl Browsers {
 
 /// Downloads of one phase, summed up.
 pub struct Streamed {
+    /// Time from sending each to its response's headers.
+    pub headers: Latencies,
     /// Time from sending each to its body's first byte.
     pub first_byte: Latencies,
     /// Time from sending each to its body's end.
@@ -105,7 +107,8 @@ pub struct Streamed {
 impl Streamed {
     /// Sums up `downloads` of `size` bytes each, made over `elapsed` (a shorter body is a failure).
     pub fn of(downloads: &[Download], size: u64, elapsed: Duration) -> Self {
-        let (mut first, mut total, mut bytes) = (Vec::new(), Vec::new(), 0);
+        let (mut headers, mut first, mut total, mut bytes) =
+            (Vec::new(), Vec::new(), Vec::new(), 0);
         let (mut errors, mut first_error) = (0, None);
         for d in downloads {
             match &d.result {
@@ -114,6 +117,7 @@ impl Streamed {
                     first_error.get_or_insert_with(|| format!("{} of {size} bytes", f.bytes));
                 }
                 Ok(f) => {
+                    headers.push(f.headers);
                     first.push(f.first_byte);
                     total.push(f.total);
                     bytes += f.bytes;
@@ -135,6 +139,7 @@ impl Streamed {
             }
         };
         Self {
+            headers: latencies(headers),
             first_byte: latencies(first),
             total: latencies(total),
             bytes,

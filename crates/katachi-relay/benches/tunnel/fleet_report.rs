@@ -253,6 +253,18 @@ pub fn print_phases(fleet: (usize, &Phase), baseline: (usize, &Phase), browsers:
         0,
     );
     row(
+        "download headers p50 (ms)",
+        fs.headers.quantile_ms(0.5),
+        bs.headers.quantile_ms(0.5),
+        2,
+    );
+    row(
+        "download headers p99 (ms)",
+        fs.headers.quantile_ms(0.99),
+        bs.headers.quantile_ms(0.99),
+        2,
+    );
+    row(
         "download first byte p50 (ms)",
         fs.first_byte.quantile_ms(0.5),
         bs.first_byte.quantile_ms(0.5),
