@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::fleet_browsers::{Download, Streamed};
 use crate::load::Latencies;
 use crate::relay_process::{
-    cpu_seconds, thread_cpu_seconds, tree_cpu_seconds, Memory, RelayProcess,
+    cpu_seconds, run_queue_seconds, thread_cpu_seconds, tree_cpu_seconds, Memory, RelayProcess,
 };
 
 /// A thread of this process busier than this share of a core bounds what it measures.
@@ -18,9 +18,13 @@ const SATURATED: f64 = 0.9;
 /// per thread name (threads of one name summed: a runtime's blocking pool).
 pub struct Cpu {
     relay: f64,
+    /// The relay's threads: time ready to run but waiting for a CPU.
+    relay_waiting: f64,
     /// PostgreSQL: its server process and backends, when found.
     database: f64,
     bench: f64,
+    /// This process's threads: time ready to run but waiting for a CPU.
+    bench_waiting: f64,
     threads: HashMap<String, f64>,
 }
 
@@ -35,8 +39,10 @@ impl Cpu {
         }
         Self {
             relay: relay.cpu_seconds(),
+            relay_waiting: relay.run_queue_seconds(),
             database: database.map_or(0.0, tree_cpu_seconds),
             bench: cpu_seconds("self"),
+            bench_waiting: run_queue_seconds("self"),
             threads,
         }
     }
@@ -53,16 +59,20 @@ impl Cpu {
             .collect();
         Self {
             relay: self.relay - before.relay,
+            relay_waiting: self.relay_waiting - before.relay_waiting,
             database: self.database - before.database,
             bench: self.bench - before.bench,
+            bench_waiting: self.bench_waiting - before.bench_waiting,
             threads,
         }
     }
 
     fn add(&mut self, other: Cpu) {
         self.relay += other.relay;
+        self.relay_waiting += other.relay_waiting;
         self.database += other.database;
         self.bench += other.bench;
+        self.bench_waiting += other.bench_waiting;
         for (name, s) in other.threads {
             *self.threads.entry(name).or_insert(0.0) += s;
         }
@@ -106,8 +116,10 @@ struct Summary {
     dirty_max: u64,
     /// Cores busy on average: the relay, this process, and this process's threads by name.
     relay_cores: f64,
+    relay_waiting: f64,
     database_cores: f64,
     bench_cores: f64,
+    bench_waiting: f64,
     threads: Vec<(String, f64)>,
 }
 
@@ -136,8 +148,10 @@ impl Summary {
                 .max()
                 .unwrap_or(0),
             relay_cores: p.cpu.relay / secs,
+            relay_waiting: p.cpu.relay_waiting / secs,
             database_cores: p.cpu.database / secs,
             bench_cores: p.cpu.bench / secs,
+            bench_waiting: p.cpu.bench_waiting / secs,
             threads,
         }
     }
@@ -315,6 +329,12 @@ pub fn print_phases(fleet: (usize, &Phase), baseline: (usize, &Phase), browsers:
     );
     row("relay CPU (cores busy)", f.relay_cores, b.relay_cores, 2);
     row(
+        "relay threads waiting for a CPU (per s)",
+        f.relay_waiting,
+        b.relay_waiting,
+        2,
+    );
+    row(
         "PostgreSQL CPU (cores busy)",
         f.database_cores,
         b.database_cores,
@@ -324,6 +344,12 @@ pub fn print_phases(fleet: (usize, &Phase), baseline: (usize, &Phase), browsers:
         "this process's CPU (cores busy)",
         f.bench_cores,
         b.bench_cores,
+        2,
+    );
+    row(
+        "its threads waiting for a CPU (per s)",
+        f.bench_waiting,
+        b.bench_waiting,
         2,
     );
     for (name, s, l) in [

@@ -299,6 +299,11 @@ impl RelayProcess {
         cpu_seconds(&self.pid.to_string())
     }
 
+    /// Time the relay's threads waited for a CPU so far (see [`run_queue_seconds`]).
+    pub fn run_queue_seconds(&self) -> f64 {
+        run_queue_seconds(&self.pid.to_string())
+    }
+
     /// The relay's CPU time per thread (see [`thread_cpu_seconds`]).
     pub fn thread_cpu_seconds(&self) -> std::collections::HashMap<String, f64> {
         thread_cpu_seconds(&self.pid.to_string(), "relay")
@@ -359,4 +364,20 @@ pub fn tree_cpu_seconds(root: u32) -> f64 {
         }
     }
     total
+}
+
+/// Time the threads of process `pid` (`self` for this one) spent ready to run but waiting for a
+/// CPU (the run queue), in seconds, from `schedstat`: what a busy machine takes from a process.
+pub fn run_queue_seconds(pid: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            text.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map(|ns| ns as f64 / 1e9)
+        .sum()
 }
