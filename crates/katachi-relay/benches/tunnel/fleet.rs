@@ -17,6 +17,7 @@
 
 use std::time::{Duration, Instant};
 
+use katachi_core::api::ApiLimits;
 use katachi_core::relay_link::session::DEFAULT_HEARTBEAT_EVERY;
 
 use crate::fleet_agents::Fleet;
@@ -51,7 +52,7 @@ impl Settings {
             agents,
             browsers: env_or("KATACHI_BENCH_FLEET_BROWSERS", 100).clamp(1, agents),
             seconds: env_or("KATACHI_BENCH_FLEET_SECONDS", 60.0),
-            file_mib: env_or("KATACHI_BENCH_FLEET_FILE_MIB", 1).max(1),
+            file_mib: env_or("KATACHI_BENCH_FLEET_FILE_MIB", default_file_mib()).max(1),
             idle: Duration::from_secs(env_or("KATACHI_BENCH_IDLE_SECONDS", 25)),
             period: Duration::from_secs(env_or(
                 "KATACHI_BENCH_FLEET_HEARTBEAT_SECS",
@@ -60,6 +61,13 @@ impl Settings {
             churn: env_or("KATACHI_BENCH_FLEET_CHURN", 4),
         }
     }
+}
+
+/// The default file: twice the largest file the agent reads whole and hashes before answering
+/// (`ApiLimits::hash_inline_max_bytes`, 8 MiB), so it is streamed from the descriptor in 256 KiB
+/// chunks as large files are, and the figures are those of streaming, not of the agent's SHA-256.
+fn default_file_mib() -> usize {
+    usize::try_from(ApiLimits::default().hash_inline_max_bytes >> 20).unwrap_or(8) * 2
 }
 
 /// Named relay memory readings, in the order taken.
@@ -75,6 +83,9 @@ pub async fn run() {
         s.browsers,
         s.file_mib
     );
+    if (s.file_mib as u64) << 20 <= ApiLimits::default().hash_inline_max_bytes {
+        println!("(a file this small is read whole and hashed by the agent before it answers: not the streamed path)");
+    }
     let Ok(base) = std::env::var("KATACHI_TEST_POSTGRES_URL") else {
         println!("skipped: no PostgreSQL (run under scripts/with-postgres.sh, as `make bench-fleet` does)");
         return;

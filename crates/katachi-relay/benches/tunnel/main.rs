@@ -35,7 +35,7 @@
 //! Run: `make bench-tunnel`, or `cargo bench -p katachi-relay --bench tunnel`. Environment:
 //! `KATACHI_BENCH_PARTS` (`latency,stream,floor,memory`; `chat`, `carrier`, `cluster` and `fleet`
 //! on demand; `fleet`: `KATACHI_BENCH_FLEET_BROWSERS` (100), `KATACHI_BENCH_FLEET_SECONDS` (60),
-//! `KATACHI_BENCH_FLEET_FILE_MIB` (1), `KATACHI_BENCH_FLEET_HEARTBEAT_SECS` (the agent's, 10)), `KATACHI_BENCH_RATE` (1000),
+//! `KATACHI_BENCH_FLEET_FILE_MIB` (16), `KATACHI_BENCH_FLEET_HEARTBEAT_SECS` (the agent's, 10)), `KATACHI_BENCH_RATE` (1000),
 //! `KATACHI_BENCH_SECONDS` (10), `KATACHI_BENCH_FILE_MIB` (256), `KATACHI_BENCH_STREAM_ROUNDS` (5),
 //! `KATACHI_BENCH_AGENTS` (1000), `KATACHI_BENCH_CHAT_ROUNDS` (50), `KATACHI_BENCH_CHAT_HISTORY`
 //! (10000), `KATACHI_BENCH_CHAT_LONG_KIB` (2048), `KATACHI_BENCH_IDLE_SECONDS` (25), `KATACHI_BENCH_BROWSER_FRAME` (unset: the client accepts 16 KiB
