@@ -8,7 +8,8 @@ use std::time::Duration;
 use crate::fleet_browsers::{Download, Streamed};
 use crate::load::Latencies;
 use crate::relay_process::{
-    cpu_seconds, run_queue_seconds, thread_cpu_seconds, tree_cpu_seconds, Memory, RelayProcess,
+    cpu_seconds, machine_cpu_seconds, run_queue_seconds, thread_cpu_seconds, tree_cpu_seconds,
+    Memory, RelayProcess,
 };
 
 /// A thread of this process busier than this share of a core bounds what it measures.
@@ -25,6 +26,8 @@ pub struct Cpu {
     bench: f64,
     /// This process's threads: time ready to run but waiting for a CPU.
     bench_waiting: f64,
+    /// The whole machine: busy, and stolen by the hypervisor.
+    machine: (f64, f64),
     threads: HashMap<String, f64>,
 }
 
@@ -43,6 +46,7 @@ impl Cpu {
             database: database.map_or(0.0, tree_cpu_seconds),
             bench: cpu_seconds("self"),
             bench_waiting: run_queue_seconds("self"),
+            machine: machine_cpu_seconds(),
             threads,
         }
     }
@@ -63,6 +67,10 @@ impl Cpu {
             database: self.database - before.database,
             bench: self.bench - before.bench,
             bench_waiting: self.bench_waiting - before.bench_waiting,
+            machine: (
+                self.machine.0 - before.machine.0,
+                self.machine.1 - before.machine.1,
+            ),
             threads,
         }
     }
@@ -73,6 +81,8 @@ impl Cpu {
         self.database += other.database;
         self.bench += other.bench;
         self.bench_waiting += other.bench_waiting;
+        self.machine.0 += other.machine.0;
+        self.machine.1 += other.machine.1;
         for (name, s) in other.threads {
             *self.threads.entry(name).or_insert(0.0) += s;
         }
@@ -120,6 +130,8 @@ struct Summary {
     database_cores: f64,
     bench_cores: f64,
     bench_waiting: f64,
+    /// The whole machine's cores busy, and stolen.
+    machine: (f64, f64),
     threads: Vec<(String, f64)>,
 }
 
@@ -152,6 +164,7 @@ impl Summary {
             database_cores: p.cpu.database / secs,
             bench_cores: p.cpu.bench / secs,
             bench_waiting: p.cpu.bench_waiting / secs,
+            machine: (p.cpu.machine.0 / secs, p.cpu.machine.1 / secs),
             threads,
         }
     }
@@ -352,6 +365,18 @@ pub fn print_phases(fleet: (usize, &Phase), baseline: (usize, &Phase), browsers:
         b.bench_waiting,
         2,
     );
+    row(
+        "the machine's CPU, all processes (cores)",
+        f.machine.0,
+        b.machine.0,
+        2,
+    );
+    row(
+        "… stolen by the hypervisor (cores)",
+        f.machine.1,
+        b.machine.1,
+        2,
+    );
     for (name, s, l) in [
         ("fleet", &f, &fleet.1.load),
         ("baseline", &b, &baseline.1.load),
@@ -369,8 +394,9 @@ pub fn print_phases(fleet: (usize, &Phase), baseline: (usize, &Phase), browsers:
             println!("{name}: the bench's {thread} thread was busy {:.0} % of the time: the client side bounds these figures too", cores * 100.0);
         }
         println!(
-            "{name}: relay + PostgreSQL + this process used {:.2} of the machine's cores; {l}",
-            s.relay_cores + s.database_cores + s.bench_cores
+            "{name}: relay + PostgreSQL + this process used {:.2} of the machine's cores, everything else {:.2}; {l}",
+            s.relay_cores + s.database_cores + s.bench_cores,
+            (s.machine.0 - s.relay_cores - s.database_cores - s.bench_cores).max(0.0)
         );
         for (what, lat) in [("heartbeat", &s.beats), ("download", &s.streamed.total)] {
             if let Some(e) = &lat.first_error {

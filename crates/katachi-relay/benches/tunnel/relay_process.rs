@@ -381,3 +381,21 @@ pub fn run_queue_seconds(pid: &str) -> f64 {
         .map(|ns| ns as f64 / 1e9)
         .sum()
 }
+
+/// The whole machine's CPU time so far from `/proc/stat`, in seconds summed over CPUs: (busy, of
+/// which stolen by the hypervisor). Busy is everything but idle and I/O wait.
+pub fn machine_cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let at = |i: usize| ticks.get(i).copied().unwrap_or(0) as f64 / 100.0;
+    // user nice system idle iowait irq softirq steal (guest time is already in user)
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
+    (busy, at(7))
+}
