@@ -25,8 +25,11 @@ use crate::fleet_browsers::{Browsers, Download};
 use crate::fleet_report::{print_churn, print_idle, print_phases, print_timeline, Cpu, Phase};
 use crate::load::write_big_file;
 use crate::relay_process::{postgres_on_port, seed_on, Memory, RelayProcess, SeededUser};
-use crate::{agent, cluster, env_or, machine};
+use crate::{agent, cluster, env_or, machine, relay_metrics};
 
+/// The relay's route groups whose latency its metrics report: signed agent calls (here the
+/// heartbeats), and forwarded browser requests (time until the agent's headers).
+pub const RELAY_ROUTES: [&str; 2] = ["agent_api", "tunnel_forward"];
 /// Longest the whole part may run: no heartbeat is sent after this.
 const RUN_LIMIT: Duration = Duration::from_secs(3600);
 /// Longest wait for the relay to let go of disconnected agents' tunnels.
@@ -107,7 +110,17 @@ pub async fn run() {
         s.agents,
         start.elapsed().as_secs_f64()
     );
-    let relay = RelayProcess::start_with(&data_dir, &["--database-url".to_owned(), database]).await;
+    let metrics = cluster::free_port();
+    let relay = RelayProcess::start_with(
+        &data_dir,
+        &[
+            "--database-url".to_owned(),
+            database,
+            "--metrics-listen".to_owned(),
+            format!("127.0.0.1:{metrics}"),
+        ],
+    )
+    .await;
     let (workspace, api) = agent::workspace();
     write_big_file(&workspace.path().join("fleet.bin"), s.file_mib);
     let size = (s.file_mib as u64) << 20;
@@ -162,7 +175,15 @@ pub async fn run() {
         half.as_secs_f64(),
         machine()
     );
-    let mut fleet_phase = phase(&relay, &fleet, &mut browsers, half, size, postgres).await;
+    let mut fleet_phase = phase(
+        &relay,
+        &fleet,
+        &mut browsers,
+        half,
+        size,
+        (postgres, metrics),
+    )
+    .await;
     timeline.push((
         "after fleet streaming (1st half)".to_owned(),
         relay.memory(),
@@ -187,7 +208,7 @@ pub async fn run() {
         &mut browsers,
         Duration::from_secs_f64(s.seconds),
         size,
-        postgres,
+        (postgres, metrics),
     )
     .await;
     timeline.push(("after baseline streaming".to_owned(), relay.memory()));
@@ -199,7 +220,17 @@ pub async fn run() {
         took.as_secs_f64(),
         machine()
     );
-    fleet_phase.add(phase(&relay, &fleet, &mut browsers, half, size, postgres).await);
+    fleet_phase.add(
+        phase(
+            &relay,
+            &fleet,
+            &mut browsers,
+            half,
+            size,
+            (postgres, metrics),
+        )
+        .await,
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
     timeline.push((
         format!("{} agents, 5 s after streaming", fleet.connected()),
@@ -283,11 +314,12 @@ async fn phase(
     browsers: &mut Browsers,
     length: Duration,
     size: u64,
-    database: Option<u32>,
+    (database, metrics): (Option<u32>, u16),
 ) -> Phase {
     let start = Instant::now();
     let until = start + length;
     let cpu = Cpu::now(relay, database);
+    let seen = relay_metrics::scrape(metrics, &RELAY_ROUTES).await;
     let sample = async {
         let mut samples = Vec::new();
         while Instant::now() < until && samples.len() < MAX_SAMPLES {
@@ -299,7 +331,14 @@ async fn phase(
     let (downloads, memory): (Vec<Download>, Vec<Memory>) =
         tokio::join!(browsers.stream_until(until), sample);
     let end = Instant::now();
+    let now_seen = relay_metrics::scrape(metrics, &RELAY_ROUTES).await;
+    let relay_seen = now_seen
+        .iter()
+        .zip(&seen)
+        .map(|(n, b)| n.minus(b))
+        .collect();
     Phase {
+        relay_seen,
         downloads,
         size,
         elapsed: end - start,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::fleet_browsers::{Download, Streamed};
 use crate::load::Latencies;
+use crate::relay_metrics::RouteHistogram;
 use crate::relay_process::{
     cpu_seconds, machine_cpu_seconds, run_queue_seconds, thread_cpu_seconds, tree_cpu_seconds,
     Memory, RelayProcess,
@@ -26,8 +27,8 @@ pub struct Cpu {
     bench: f64,
     /// This process's threads: time ready to run but waiting for a CPU.
     bench_waiting: f64,
-    /// The whole machine: busy, and stolen by the hypervisor.
-    machine: (f64, f64),
+    /// The whole machine: busy, stolen by the hypervisor, niced processes.
+    machine: (f64, f64, f64),
     threads: HashMap<String, f64>,
 }
 
@@ -70,6 +71,7 @@ impl Cpu {
             machine: (
                 self.machine.0 - before.machine.0,
                 self.machine.1 - before.machine.1,
+                self.machine.2 - before.machine.2,
             ),
             threads,
         }
@@ -83,6 +85,7 @@ impl Cpu {
         self.bench_waiting += other.bench_waiting;
         self.machine.0 += other.machine.0;
         self.machine.1 += other.machine.1;
+        self.machine.2 += other.machine.2;
         for (name, s) in other.threads {
             *self.threads.entry(name).or_insert(0.0) += s;
         }
@@ -102,6 +105,8 @@ pub struct Phase {
     pub cpu: Cpu,
     /// The machine line (load average) at the end of each part.
     pub load: String,
+    /// The relay's own latency histograms over the phase (`fleet::RELAY_ROUTES`).
+    pub relay_seen: Vec<RouteHistogram>,
 }
 
 impl Phase {
@@ -113,6 +118,12 @@ impl Phase {
         self.memory.extend(other.memory);
         self.cpu.add(other.cpu);
         self.load = format!("{}; then {}", self.load, other.load);
+        self.relay_seen = self
+            .relay_seen
+            .iter()
+            .zip(&other.relay_seen)
+            .map(|(a, b)| a.plus(b))
+            .collect();
     }
 }
 
@@ -130,8 +141,8 @@ struct Summary {
     database_cores: f64,
     bench_cores: f64,
     bench_waiting: f64,
-    /// The whole machine's cores busy, and stolen.
-    machine: (f64, f64),
+    /// The whole machine's cores busy, stolen, and used by niced processes.
+    machine: (f64, f64, f64),
     threads: Vec<(String, f64)>,
 }
 
@@ -164,7 +175,11 @@ impl Summary {
             database_cores: p.cpu.database / secs,
             bench_cores: p.cpu.bench / secs,
             bench_waiting: p.cpu.bench_waiting / secs,
-            machine: (p.cpu.machine.0 / secs, p.cpu.machine.1 / secs),
+            machine: (
+                p.cpu.machine.0 / secs,
+                p.cpu.machine.1 / secs,
+                p.cpu.machine.2 / secs,
+            ),
             threads,
         }
     }
@@ -279,6 +294,19 @@ pub fn print_phases(fleet: (usize, &Phase), baseline: (usize, &Phase), browsers:
         bs.total.errors as f64,
         0,
     );
+    let (fr, br) = (&fleet.1.relay_seen, &baseline.1.relay_seen);
+    for (i, what) in [(0, "heartbeat"), (1, "download headers")].iter() {
+        if let (Some(x), Some(y)) = (fr.get(*i), br.get(*i)) {
+            for p in [0.5, 0.99] {
+                row(
+                    &format!("{what} p{:.0}, relay's own (≤ ms)", p * 100.0),
+                    x.quantile_bound_ms(p),
+                    y.quantile_bound_ms(p),
+                    1,
+                );
+            }
+        }
+    }
     row(
         "download headers p50 (ms)",
         fs.headers.quantile_ms(0.5),
@@ -394,9 +422,10 @@ pub fn print_phases(fleet: (usize, &Phase), baseline: (usize, &Phase), browsers:
             println!("{name}: the bench's {thread} thread was busy {:.0} % of the time: the client side bounds these figures too", cores * 100.0);
         }
         println!(
-            "{name}: relay + PostgreSQL + this process used {:.2} of the machine's cores, everything else {:.2}; {l}",
+            "{name}: relay + PostgreSQL + this process used {:.2} of the machine's cores, everything else {:.2} (niced processes {:.2}); {l}",
             s.relay_cores + s.database_cores + s.bench_cores,
-            (s.machine.0 - s.relay_cores - s.database_cores - s.bench_cores).max(0.0)
+            (s.machine.0 - s.relay_cores - s.database_cores - s.bench_cores).max(0.0),
+            s.machine.2
         );
         for (what, lat) in [("heartbeat", &s.beats), ("download", &s.streamed.total)] {
             if let Some(e) = &lat.first_error {

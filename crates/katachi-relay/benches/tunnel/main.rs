@@ -56,6 +56,7 @@ mod floor;
 mod load;
 mod memory;
 mod nginx;
+mod relay_metrics;
 mod relay_process;
 
 use std::collections::HashMap;

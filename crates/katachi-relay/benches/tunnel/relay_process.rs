@@ -206,7 +206,12 @@ impl RelayProcess {
             .arg(data_dir)
             .args(extra)
             .env_remove("KATACHI_RELAY_DATABASE_URL")
-            .args(["--metrics-listen", "off"])
+            // no metrics listener unless `extra` asks for one
+            .args(if extra.iter().any(|a| a == "--metrics-listen") {
+                &[][..]
+            } else {
+                &["--metrics-listen", "off"][..]
+            })
             .env("KATACHI_LOG", "warn,katachi_relay=info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -383,8 +388,9 @@ pub fn run_queue_seconds(pid: &str) -> f64 {
 }
 
 /// The whole machine's CPU time so far from `/proc/stat`, in seconds summed over CPUs: (busy, of
-/// which stolen by the hypervisor). Busy is everything but idle and I/O wait.
-pub fn machine_cpu_seconds() -> (f64, f64) {
+/// which stolen by the hypervisor, of which niced processes). Busy is everything but idle and I/O
+/// wait.
+pub fn machine_cpu_seconds() -> (f64, f64, f64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let ticks: Vec<u64> = stat
         .lines()
@@ -397,5 +403,5 @@ pub fn machine_cpu_seconds() -> (f64, f64) {
     let at = |i: usize| ticks.get(i).copied().unwrap_or(0) as f64 / 100.0;
     // user nice system idle iowait irq softirq steal (guest time is already in user)
     let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
-    (busy, at(7))
+    (busy, at(7), at(1))
 }
