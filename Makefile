@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
 
-.PHONY: run test deps build lint bench bench-tunnel bench-chat bench-cluster bench-carrier faults-long cross-check bench-sandbox fuzz-smoke package check-package bench-app
+.PHONY: run test deps build lint bench bench-tunnel bench-chat bench-cluster bench-fleet bench-carrier faults-long cross-check bench-sandbox fuzz-smoke package check-package bench-app
 
 deps:
 	@scripts/install-deps.sh
@@ -54,6 +54,15 @@ bench-tunnel: deps
 # behind HAProxy; the forwarded path (browser on B, tunnel on A) against the direct one. ~1 min.
 bench-cluster: deps
 	KATACHI_BENCH_PARTS=cluster scripts/with-postgres.sh $(CARGO) bench $(CARGO_FLAGS) -p katachi-relay --bench tunnel
+
+# Load on one relay instance (issue 14, docs/PERFORMANCE.md "Load (issue 14)"): the relay process on
+# PostgreSQL with 1,000 agents (tunnel + signed heartbeats every 10 s each) and 100 browsers streaming
+# through it, against the same browsers with only their 100 agents; relay memory per idle agent ×10k.
+# PostgreSQL runs with fsync on, as in production.
+# Needs ~2,400 fds in the bench (and as many in the relay). ~5 min after the build.
+bench-fleet: deps
+	n=$$(ulimit -Sn); if [ "$$n" != unlimited ] && [ "$$n" -lt 4096 ]; then ulimit -Sn 4096 || true; fi; \
+	KATACHI_BENCH_PARTS=fleet KATACHI_TEST_PG_FSYNC=on scripts/with-postgres.sh $(CARGO) bench $(CARGO_FLAGS) -p katachi-relay --bench tunnel
 
 # The AI chat's figures (issue 13, docs/PERFORMANCE.md): first streamed token provider → browser through
 # relay + tunnel against the provider read directly, a 10,000-message session's latest page, agent

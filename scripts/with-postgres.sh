@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a command with a throw-away PostgreSQL server on 127.0.0.1 and exports its URL as
 # KATACHI_TEST_POSTGRES_URL (the relay's store tests run against it as well as SQLite).
-# Nested calls, or an URL already set, just run the command.
+# Nested calls, or an URL already set, just run the command. fsync is off (tests need no durability)
+# unless KATACHI_TEST_PG_FSYNC=on (benchmarks that stand for production).
 set -euo pipefail
 
 if [ -n "${KATACHI_TEST_POSTGRES_URL:-}" ]; then
@@ -28,7 +29,7 @@ trap cleanup EXIT
 
 "${as_pg[@]}" "$bindir/initdb" -D "$state/data" -U katachi -A trust --no-sync >/dev/null
 "${as_pg[@]}" "$bindir/pg_ctl" -D "$state/data" -l "$state/server.log" -w -t 60 \
-  -o "-c listen_addresses=127.0.0.1 -c port=$port -k $state -c fsync=off -c max_connections=200" start >/dev/null
+  -o "-c listen_addresses=127.0.0.1 -c port=$port -k $state -c fsync=${KATACHI_TEST_PG_FSYNC:-off} -c max_connections=200" start >/dev/null
 export KATACHI_TEST_POSTGRES_URL="postgres://katachi@127.0.0.1:$port/postgres"
 echo "with-postgres: PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') on 127.0.0.1:$port"
 "$@"

@@ -16,7 +16,7 @@ use katachi_core::store::{AuditKey, Store};
 use katachi_core::tunnel::TunnelDialer;
 use katachi_core::vault::{DerivedKey, Purpose};
 use katachi_core::MachineKey;
-use katachi_core::{AgentCredentials, RelayUrl, SecretBytes};
+use katachi_core::{AgentCredentials, RelayClient, RelayUrl, SecretBytes};
 use katachi_relay::web::session::SESSION_COOKIE;
 
 use crate::relay_process::SeededAgent;
@@ -57,13 +57,7 @@ pub fn audited(api: Router, dir: &std::path::Path, workspace: &std::path::Path) 
 
 /// A dialer for `agent` to the relay at `url`, pinning `ca_pem`, as `katachi start` builds it.
 pub fn dialer(url: &str, ca_pem: &str, agent: &SeededAgent) -> TunnelDialer {
-    let credentials = AgentCredentials::new(
-        RelayUrl::parse(url).unwrap(),
-        agent.id.clone(),
-        SecretBytes::new(agent.token.as_bytes().to_vec()),
-        SecretBytes::new(agent.secret.as_bytes().to_vec()),
-        Some(ca_pem.to_owned()),
-    );
+    let credentials = credentials(url, ca_pem, agent);
     let signer = RequestSigner::new(
         agent.id.clone(),
         SecretBytes::new(agent.secret.as_bytes().to_vec()),
@@ -71,6 +65,27 @@ pub fn dialer(url: &str, ca_pem: &str, agent: &SeededAgent) -> TunnelDialer {
         0,
     );
     TunnelDialer::new(&credentials, signer).unwrap()
+}
+
+/// What a registered agent holds for `agent` at the relay at `url` (pinning `ca_pem`), as `katachi
+/// start` builds it: the client of its signed calls (heartbeats) and a tunnel dialer signing with
+/// the same clock offset.
+pub fn relay_link(url: &str, ca_pem: &str, agent: &SeededAgent) -> (RelayClient, TunnelDialer) {
+    let client = RelayClient::new(credentials(url, ca_pem, agent), Arc::new(SystemClock)).unwrap();
+    let dialer =
+        TunnelDialer::new(&credentials(url, ca_pem, agent), client.tunnel_signer()).unwrap();
+    (client, dialer)
+}
+
+/// `agent`'s credentials for the relay at `url`, as the token endpoint issued them.
+fn credentials(url: &str, ca_pem: &str, agent: &SeededAgent) -> AgentCredentials {
+    AgentCredentials::new(
+        RelayUrl::parse(url).unwrap(),
+        agent.id.clone(),
+        SecretBytes::new(agent.token.as_bytes().to_vec()),
+        SecretBytes::new(agent.secret.as_bytes().to_vec()),
+        Some(ca_pem.to_owned()),
+    )
 }
 
 /// The agent on a thread with a single-threaded runtime, as `katachi start` runs it: `api` served

@@ -3,10 +3,10 @@
 //! relay's CA, HTTP/2 by ALPN with Chrome's settings (16 KiB frames, 6 MiB stream window, 15 MiB
 //! connection window), socket reads of up to 64 KiB (rustls alone asks for 4 KiB per read, which
 //! no browser does). Its TLS is aws-lc, the BoringSSL family Chrome's own TLS comes from. Used on
-//! the client thread only (see `load::ClientThread`).
+//! the client thread (see `load::ClientThread`), and by the `fleet` part's browsers on theirs.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -51,16 +51,20 @@ impl H2Browser {
         }
     }
 
-    async fn sender(&mut self) -> &mut SendRequest<Empty<Bytes>> {
-        if self.sender.is_none() {
-            let host = self.origin.host_str().unwrap().to_owned();
-            let port = self.origin.port_or_known_default().unwrap();
+    async fn sender(&mut self) -> Result<&mut SendRequest<Empty<Bytes>>, String> {
+        if self.sender.as_ref().is_none_or(SendRequest::is_closed) {
+            let host = self.origin.host_str().ok_or("no host")?.to_owned();
+            let port = self.origin.port_or_known_default().ok_or("no port")?;
             let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
                 .await
-                .unwrap();
-            tcp.set_nodelay(true).unwrap();
-            let name = ServerName::try_from(host).unwrap();
-            let tls = self.tls.connect(name, ReadAhead::new(tcp)).await.unwrap();
+                .map_err(|e| format!("connect: {e}"))?;
+            tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+            let name = ServerName::try_from(host).map_err(|e| e.to_string())?;
+            let tls = self
+                .tls
+                .connect(name, ReadAhead::new(tcp))
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
             let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
             builder
                 .initial_stream_window_size(STREAM_WINDOW)
@@ -71,31 +75,82 @@ impl H2Browser {
             {
                 builder.max_frame_size(size);
             }
-            let (sender, conn) = builder.handshake(TokioIo::new(tls)).await.unwrap();
+            let (sender, conn) = builder
+                .handshake(TokioIo::new(tls))
+                .await
+                .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
             tokio::spawn(conn);
             self.sender = Some(sender);
         }
-        self.sender.as_mut().unwrap()
+        self.sender
+            .as_mut()
+            .ok_or_else(|| "no connection".to_owned())
     }
 
-    /// Downloads `url` (on the relay), expecting exactly `size` bytes; MiB/s.
-    pub async fn download(&mut self, url: &str, size: u64) -> f64 {
+    /// Drops the connection (a request on it timed out): the next call opens a new one.
+    pub fn disconnect(&mut self) {
+        self.sender = None;
+    }
+
+    /// `GET url` (on the relay) over the connection (opened again if it broke), reading the whole
+    /// body as it streams. A failure (connection, status other than 200, body cut) is an `Err`
+    /// naming it; the next call opens a new connection if this one is gone.
+    pub async fn fetch(&mut self, url: &str) -> Result<Fetched, String> {
         let start = Instant::now();
         let request = hyper::Request::get(url)
             .header(hyper::header::COOKIE, &self.cookie)
             .body(Empty::<Bytes>::new())
-            .unwrap();
-        let sender = self.sender().await;
-        sender.ready().await.unwrap();
-        let mut response = sender.send_request(request).await.unwrap();
-        assert_eq!(response.status(), 200);
-        let mut got = 0u64;
+            .map_err(|e| e.to_string())?;
+        let sender = self.sender().await?;
+        sender
+            .ready()
+            .await
+            .map_err(|e| format!("not ready: {e}"))?;
+        let mut response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let headers = start.elapsed();
+        let status = response.status().as_u16();
+        let mut first_byte = None;
+        let mut bytes = 0u64;
         while let Some(frame) = response.body_mut().frame().await {
-            if let Ok(data) = frame.unwrap().into_data() {
-                got += data.len() as u64;
+            let frame = frame.map_err(|e| format!("body after {bytes} bytes: {e}"))?;
+            if let Ok(data) = frame.into_data() {
+                if first_byte.is_none() && !data.is_empty() {
+                    first_byte = Some(start.elapsed());
+                }
+                bytes += data.len() as u64;
             }
         }
-        assert_eq!(got, size, "the download was cut short");
-        size as f64 / (1024.0 * 1024.0) / start.elapsed().as_secs_f64()
+        if status != 200 {
+            return Err(format!("HTTP {status}"));
+        }
+        let total = start.elapsed();
+        Ok(Fetched {
+            headers,
+            first_byte: first_byte.unwrap_or(total),
+            total,
+            bytes,
+        })
     }
+
+    /// Downloads `url` (on the relay), expecting exactly `size` bytes; MiB/s.
+    pub async fn download(&mut self, url: &str, size: u64) -> f64 {
+        let fetched = self.fetch(url).await.unwrap();
+        assert_eq!(fetched.bytes, size, "the download was cut short");
+        size as f64 / (1024.0 * 1024.0) / fetched.total.as_secs_f64()
+    }
+}
+
+/// One completed `GET` of [`H2Browser::fetch`].
+pub struct Fetched {
+    /// From sending the request to the response's headers.
+    pub headers: Duration,
+    /// From sending the request to the first byte of the body.
+    pub first_byte: Duration,
+    /// From sending the request to the end of the body.
+    pub total: Duration,
+    /// Body bytes received.
+    pub bytes: u64,
 }

@@ -37,7 +37,8 @@ fn haproxy(dir: &Path, fronts: [(u16, &str); 2]) -> tokio::process::Child {
         .unwrap()
 }
 
-fn free_port() -> u16 {
+/// A free port on loopback (free when asked: bind it soon).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -164,7 +165,7 @@ pub async fn run() {
 }
 
 /// A fresh database on the server at `base`.
-async fn fresh_database(base: &str) -> String {
+pub async fn fresh_database(base: &str) -> String {
     let admin = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect(base)

@@ -7,6 +7,7 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
 /// Latencies of one open-loop run.
+#[derive(Clone)]
 pub struct Latencies {
     /// Requests scheduled.
     pub sent: usize,
@@ -159,16 +160,49 @@ pub struct ClientThread {
 
 /// Starts a thread named `name` that runs `body` with a single-threaded tokio runtime of its own.
 pub fn runtime_thread(name: &str, body: impl FnOnce(tokio::runtime::Runtime) + Send + 'static) {
+    let name = name.to_owned();
     std::thread::Builder::new()
-        .name(name.to_owned())
+        .name(name.clone())
         .spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
+                // its blocking pool (file reads) is told apart from other threads in CPU figures
+                .thread_name(format!("{name}-blk"))
                 .enable_all()
                 .build()
                 .unwrap();
             body(rt);
         })
         .unwrap();
+}
+
+/// A thread running a single-threaded runtime of its own until this is dropped; tasks are spawned
+/// on it through [`RuntimeThread::handle`].
+pub struct RuntimeThread {
+    handle: tokio::runtime::Handle,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl RuntimeThread {
+    /// Starts the thread, named `name`.
+    pub fn start(name: &str) -> Self {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        runtime_thread(name, move |rt| {
+            let _ = handle_tx.send(rt.handle().clone());
+            rt.block_on(async {
+                let _ = stopped.await;
+            });
+        });
+        Self {
+            handle: handle_rx.recv().unwrap(),
+            _stop: stop,
+        }
+    }
+
+    /// Where to spawn tasks that run on this thread.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
 }
 
 impl ClientThread {

@@ -25,11 +25,17 @@
 //! 6. **WebSocket carrier** (`carrier.rs`, part `carrier`): the same download through relay +
 //!    tunnel on the direct upgrade and on the WebSocket carrier, alternating.
 //!
-//! 6. **Two instances behind HAProxy** (`cluster.rs`, part `cluster`): the forwarded path (browser
+//! 7. **Two instances behind HAProxy** (`cluster.rs`, part `cluster`): the forwarded path (browser
 //!    on B, tunnel on A, over the internal link) against the direct one. Target: + ≤ 1 ms p50.
+//! 8. **A fleet under load** (`fleet.rs`, part `fleet`): one relay process on PostgreSQL, 1,000
+//!    agents with tunnels and signed heartbeats at the agent's period, 100 browsers streaming
+//!    through it, against the same browsers with only their 100 agents; relay memory per idle
+//!    agent and its ×10k extrapolation.
 //!
 //! Run: `make bench-tunnel`, or `cargo bench -p katachi-relay --bench tunnel`. Environment:
-//! `KATACHI_BENCH_PARTS` (`latency,stream,floor,memory`; `chat` and `carrier` on demand), `KATACHI_BENCH_RATE` (1000),
+//! `KATACHI_BENCH_PARTS` (`latency,stream,floor,memory`; `chat`, `carrier`, `cluster` and `fleet`
+//! on demand; `fleet`: `KATACHI_BENCH_FLEET_BROWSERS` (100), `KATACHI_BENCH_FLEET_SECONDS` (60),
+//! `KATACHI_BENCH_FLEET_FILE_MIB` (16), `KATACHI_BENCH_FLEET_HEARTBEAT_SECS` (the agent's, 10), `KATACHI_BENCH_FLEET_CHURN` (4)), `KATACHI_BENCH_RATE` (1000),
 //! `KATACHI_BENCH_SECONDS` (10), `KATACHI_BENCH_FILE_MIB` (256), `KATACHI_BENCH_STREAM_ROUNDS` (5),
 //! `KATACHI_BENCH_AGENTS` (1000), `KATACHI_BENCH_CHAT_ROUNDS` (50), `KATACHI_BENCH_CHAT_HISTORY`
 //! (10000), `KATACHI_BENCH_CHAT_LONG_KIB` (2048), `KATACHI_BENCH_IDLE_SECONDS` (25), `KATACHI_BENCH_BROWSER_FRAME` (unset: the client accepts 16 KiB
@@ -42,10 +48,15 @@ mod carrier;
 mod chat;
 mod chat_memory;
 mod cluster;
+mod fleet;
+mod fleet_agents;
+mod fleet_browsers;
+mod fleet_report;
 mod floor;
 mod load;
 mod memory;
 mod nginx;
+mod relay_metrics;
 mod relay_process;
 
 use std::collections::HashMap;
@@ -99,8 +110,10 @@ fn main() {
         "latency,stream,floor,memory".to_owned(),
     );
     let agents: usize = env_or("KATACHI_BENCH_AGENTS", 1000);
-    if parts.contains("memory") {
-        let needed = agents as u64 + 256;
+    // each agent holds a tunnel (and, in the fleet, a heartbeat connection) in this process
+    let per_agent = if parts.contains("fleet") { 2 } else { 1 };
+    if parts.contains("memory") || parts.contains("fleet") {
+        let needed = (per_agent * agents) as u64 + 256;
         match open_file_limit() {
             Some(limit) if limit < needed => {
                 eprintln!(
@@ -154,6 +167,9 @@ fn main() {
         }
         if parts.contains("cluster") {
             cluster::run().await;
+        }
+        if parts.contains("fleet") {
+            fleet::run().await;
         }
         if parts.contains("memory") {
             let idle = Duration::from_secs(env_or("KATACHI_BENCH_IDLE_SECONDS", 25));

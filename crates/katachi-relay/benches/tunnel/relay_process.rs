@@ -182,6 +182,8 @@ pub struct RelayProcess {
     pub url: String,
     /// Count of "tunnel open" lines the relay logged (every tunnel registered).
     opened: Arc<AtomicUsize>,
+    /// Count of "tunnel closed" lines (every tunnel the relay let go of).
+    closed: Arc<AtomicUsize>,
 }
 
 impl RelayProcess {
@@ -204,7 +206,12 @@ impl RelayProcess {
             .arg(data_dir)
             .args(extra)
             .env_remove("KATACHI_RELAY_DATABASE_URL")
-            .args(["--metrics-listen", "off"])
+            // no metrics listener unless `extra` asks for one
+            .args(if extra.iter().any(|a| a == "--metrics-listen") {
+                &[][..]
+            } else {
+                &["--metrics-listen", "off"][..]
+            })
             .env("KATACHI_LOG", "warn,katachi_relay=info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -234,13 +241,16 @@ impl RelayProcess {
         .await
         .expect("the relay did not start within 30 s");
         let opened = Arc::new(AtomicUsize::new(0));
-        let count = opened.clone();
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (count, count_closed) = (opened.clone(), closed.clone());
         // Keep reading so the relay never blocks on a full pipe; count registered tunnels.
         tokio::spawn(async move {
             while let Ok(Some(line)) = stdout.next_line().await {
                 if line.contains("tunnel open") {
                     count.fetch_add(1, Ordering::Relaxed);
-                } else if !line.contains("tunnel closed") && !line.contains("local CA for agents") {
+                } else if line.contains("tunnel closed") {
+                    count_closed.fetch_add(1, Ordering::Relaxed);
+                } else if !line.contains("local CA for agents") {
                     println!("relay: {line}");
                 }
             }
@@ -250,7 +260,25 @@ impl RelayProcess {
             pid,
             url,
             opened,
+            closed,
         }
+    }
+
+    /// How many tunnels the relay has let go of so far.
+    pub fn tunnels_closed(&self) -> usize {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the relay has let go of `n` tunnels in all; false if that takes over `limit`.
+    pub async fn wait_for_closed(&self, n: usize, limit: Duration) -> bool {
+        let start = Instant::now();
+        while self.tunnels_closed() < n {
+            if start.elapsed() >= limit {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// How many tunnels the relay has registered so far.
@@ -276,6 +304,11 @@ impl RelayProcess {
         cpu_seconds(&self.pid.to_string())
     }
 
+    /// Time the relay's threads waited for a CPU so far (see [`run_queue_seconds`]).
+    pub fn run_queue_seconds(&self) -> f64 {
+        run_queue_seconds(&self.pid.to_string())
+    }
+
     /// The relay's CPU time per thread (see [`thread_cpu_seconds`]).
     pub fn thread_cpu_seconds(&self) -> std::collections::HashMap<String, f64> {
         thread_cpu_seconds(&self.pid.to_string(), "relay")
@@ -297,4 +330,78 @@ impl RelayProcess {
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+/// The PostgreSQL server listening on `port` of this machine (its postmaster's pid), found by its
+/// command line (`-c port=PORT`, as `scripts/with-postgres.sh` starts it).
+pub fn postgres_on_port(port: u16) -> Option<u32> {
+    let wanted = format!("port={port}");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            cmdline.contains("postgres") && cmdline.split('\0').any(|a| a.ends_with(&wanted))
+        })
+        .min()
+}
+
+/// CPU time of process `root` and its children (a PostgreSQL server and its backends), in seconds.
+/// Children that already exited are not counted.
+pub fn tree_cpu_seconds(root: u32) -> f64 {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut total = cpu_seconds(&root.to_string());
+    for pid in procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // the parent pid is the 2nd field after the command name
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if parent == Some(root) {
+            total += cpu_seconds(&pid.to_string());
+        }
+    }
+    total
+}
+
+/// Time the threads of process `pid` (`self` for this one) spent ready to run but waiting for a
+/// CPU (the run queue), in seconds, from `schedstat`: what a busy machine takes from a process.
+pub fn run_queue_seconds(pid: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            text.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map(|ns| ns as f64 / 1e9)
+        .sum()
+}
+
+/// The whole machine's CPU time so far from `/proc/stat`, in seconds summed over CPUs: (busy, of
+/// which stolen by the hypervisor, of which niced processes). Busy is everything but idle and I/O
+/// wait.
+pub fn machine_cpu_seconds() -> (f64, f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let at = |i: usize| ticks.get(i).copied().unwrap_or(0) as f64 / 100.0;
+    // user nice system idle iowait irq softirq steal (guest time is already in user)
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6) + at(7);
+    (busy, at(7), at(1))
 }
