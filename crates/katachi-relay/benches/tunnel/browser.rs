@@ -93,9 +93,10 @@ impl H2Browser {
     }
 
     /// `GET url` (on the relay) over the connection (opened again if it broke), reading the whole
-    /// body as it streams. A failure (connection, status other than 200, body cut) is an `Err`
-    /// naming it; the next call opens a new connection if this one is gone.
-    pub async fn fetch(&mut self, url: &str) -> Result<Fetched, String> {
+    /// body as it streams, at most `pace` bytes a second when given (a reader that slow: HTTP/2
+    /// flow control holds the sender back). A failure (connection, status other than 200, body
+    /// cut) is an `Err` naming it; the next call opens a new connection if this one is gone.
+    pub async fn fetch(&mut self, url: &str, pace: Option<f64>) -> Result<Fetched, String> {
         let start = Instant::now();
         let request = hyper::Request::get(url)
             .header(hyper::header::COOKIE, &self.cookie)
@@ -122,6 +123,12 @@ impl H2Browser {
                 }
                 bytes += data.len() as u64;
             }
+            if let Some(rate) = pace {
+                let due = Duration::from_secs_f64(bytes as f64 / rate.max(1.0));
+                if let Some(early) = due.checked_sub(start.elapsed()) {
+                    tokio::time::sleep(early).await;
+                }
+            }
         }
         if status != 200 {
             return Err(format!("HTTP {status}"));
@@ -137,7 +144,7 @@ impl H2Browser {
 
     /// Downloads `url` (on the relay), expecting exactly `size` bytes; MiB/s.
     pub async fn download(&mut self, url: &str, size: u64) -> f64 {
-        let fetched = self.fetch(url).await.unwrap();
+        let fetched = self.fetch(url, None).await.unwrap();
         assert_eq!(fetched.bytes, size, "the download was cut short");
         size as f64 / (1024.0 * 1024.0) / fetched.total.as_secs_f64()
     }

@@ -5,9 +5,13 @@
 //!
 //! The same browsers stream in two settings of the same run: the **fleet** (every agent connected:
 //! 1,000 by default) and the **baseline** (only the agents the browsers use: 100 by default), in
-//! the order fleet half, baseline, fleet half, so a drift of the machine falls on both. Figures of
-//! each: heartbeat latency and failures, the downloads' time to first byte and to the end,
-//! throughput, the relay's memory (sampled every second) and CPU, this process's CPU per thread.
+//! the order fleet half, baseline, fleet half, so a drift of the machine falls on both; and that
+//! twice: **paced** (each browser reads at most 1 MiB/s, as a person's connection would: the relay
+//! is below its capacity) and **unpaced** (each reads as fast as it can: the relay and this
+//! 2-core machine at their limit). Figures of each: heartbeat latency and failures (as the agents
+//! saw it, and the relay's own from its metrics), the downloads' time to headers, to first byte
+//! and to the end, throughput, the relay's memory (sampled every second) and CPU, PostgreSQL's
+//! CPU, this process's CPU per thread, the whole machine's CPU.
 //! Before any streaming, the relay's memory with only the browsed agents connected and then with
 //! all of them, each after an idle period, gives the memory per idle agent (tunnel + heartbeat
 //! connection) and its extrapolation to 10,000 agents.
@@ -22,7 +26,8 @@ use katachi_core::relay_link::session::DEFAULT_HEARTBEAT_EVERY;
 
 use crate::fleet_agents::Fleet;
 use crate::fleet_browsers::{Browsers, Download};
-use crate::fleet_report::{print_churn, print_idle, print_phases, print_timeline, Cpu, Phase};
+use crate::fleet_cpu::Cpu;
+use crate::fleet_report::{print_churn, print_idle, print_phases, print_timeline, Phase};
 use crate::load::write_big_file;
 use crate::relay_process::{postgres_on_port, seed_on, Memory, RelayProcess, SeededUser};
 use crate::{agent, cluster, env_or, machine, relay_metrics};
@@ -46,6 +51,8 @@ struct Settings {
     idle: Duration,
     period: Duration,
     churn: usize,
+    /// Bytes a second each browser reads in the paced comparison.
+    pace: f64,
 }
 
 impl Settings {
@@ -62,6 +69,7 @@ impl Settings {
                 DEFAULT_HEARTBEAT_EVERY.as_secs(),
             )),
             churn: env_or("KATACHI_BENCH_FLEET_CHURN", 4),
+            pace: env_or("KATACHI_BENCH_FLEET_PACE_MIB", 1.0) * f64::from(1u32 << 20),
         }
     }
 }
@@ -75,6 +83,17 @@ fn default_file_mib() -> usize {
 
 /// Named relay memory readings, in the order taken.
 pub type Timeline = Vec<(String, Memory)>;
+
+/// What the phases share: the relay, where PostgreSQL and the relay's metrics are, the agents not
+/// browsed (disconnected for the baseline), the file's size.
+struct Rig<'a> {
+    relay: RelayProcess,
+    ca_pem: &'a str,
+    rest: &'a [SeededUser],
+    size: u64,
+    postgres: Option<u32>,
+    metrics: u16,
+}
 
 /// Runs the part.
 pub async fn run() {
@@ -98,13 +117,13 @@ pub async fn run() {
         .ok()
         .and_then(|u| u.port())
         .and_then(postgres_on_port);
+    if postgres.is_none() {
+        println!("PostgreSQL's server process not found: its CPU is not reported");
+    }
     let tmp = tempfile::tempdir().unwrap();
     let data_dir = tmp.path().join("relay");
     let start = Instant::now();
     let seeded = seed_on(&data_dir, s.agents, Some(&database)).await;
-    if postgres.is_none() {
-        println!("PostgreSQL's server process not found: its CPU is not reported");
-    }
     println!(
         "seeded {} users, sessions and agents (each its own token and signing secret) in {:.1} s",
         s.agents,
@@ -123,30 +142,38 @@ pub async fn run() {
     .await;
     let (workspace, api) = agent::workspace();
     write_big_file(&workspace.path().join("fleet.bin"), s.file_mib);
-    let size = (s.file_mib as u64) << 20;
+    let (browsed, rest) = seeded.users.split_at(s.browsers);
+    let rig = Rig {
+        relay,
+        ca_pem: &seeded.ca_pem,
+        rest,
+        size: (s.file_mib as u64) << 20,
+        postgres,
+        metrics,
+    };
+    let relay = &rig.relay;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut timeline: Timeline = vec![("relay started, no agent".to_owned(), relay.memory())];
 
     let mut fleet = Fleet::new(api, s.period, Instant::now() + RUN_LIMIT);
-    let (browsed, rest) = seeded.users.split_at(s.browsers);
-    let took = fleet.connect(&relay, &seeded.ca_pem, browsed).await;
+    let took = fleet.connect(relay, rig.ca_pem, browsed).await;
     println!(
         "{} agents connected in {:.1} s",
         browsed.len(),
         took.as_secs_f64()
     );
-    let few = idle(&relay, &fleet, s.idle).await;
+    let few = idle(relay, &fleet, s.idle).await;
     timeline.push((
         format!("{} agents, idle {} s", browsed.len(), s.idle.as_secs()),
         few.0,
     ));
-    let took = fleet.connect(&relay, &seeded.ca_pem, rest).await;
+    let took = fleet.connect(relay, rig.ca_pem, rest).await;
     println!(
         "{} more agents connected in {:.1} s",
         rest.len(),
         took.as_secs_f64()
     );
-    let all = idle(&relay, &fleet, s.idle).await;
+    let all = idle(relay, &fleet, s.idle).await;
     timeline.push((
         format!("{} agents, idle {} s", fleet.connected(), s.idle.as_secs()),
         all.0,
@@ -159,93 +186,46 @@ pub async fn run() {
 
     let mut browsers = Browsers::new(
         &relay.url,
-        &seeded.ca_pem,
+        rig.ca_pem,
         browsed,
         "/v1/workspaces/1/file?path=fleet.bin",
     );
     // warm: every browser's connection opened, the file in the page cache (not counted)
     let _ = browsers
-        .stream_until(Instant::now() + Duration::from_secs(3))
+        .stream_until(Instant::now() + Duration::from_secs(3), None)
         .await;
-    let half = Duration::from_secs_f64(s.seconds / 2.0);
-    println!(
-        "streaming: fleet {:.0} s, baseline {:.0} s, fleet {:.0} s; {}",
-        half.as_secs_f64(),
-        s.seconds,
-        half.as_secs_f64(),
-        machine()
-    );
-    let mut fleet_phase = phase(
-        &relay,
-        &fleet,
-        &mut browsers,
-        half,
-        size,
-        (postgres, metrics),
-    )
-    .await;
-    timeline.push((
-        "after fleet streaming (1st half)".to_owned(),
-        relay.memory(),
-    ));
-
-    let all_closed = disconnect(&relay, &mut fleet, rest).await;
-    timeline.push((
-        format!(
-            "{} agents disconnected{}",
-            rest.len(),
-            if all_closed {
-                ""
-            } else {
-                " (NOT all let go of by the relay)"
-            }
+    let mut compared = Vec::new();
+    for (mode, pace) in [
+        (
+            format!(
+                "paced ({:.0} MiB/s per browser)",
+                s.pace / f64::from(1u32 << 20)
+            ),
+            Some(s.pace),
         ),
-        relay.memory(),
-    ));
-    let baseline = phase(
-        &relay,
-        &fleet,
-        &mut browsers,
-        Duration::from_secs_f64(s.seconds),
-        size,
-        (postgres, metrics),
-    )
-    .await;
-    timeline.push(("after baseline streaming".to_owned(), relay.memory()));
-
-    let took = fleet.connect(&relay, &seeded.ca_pem, rest).await;
-    println!(
-        "{} agents reconnected in {:.1} s; {}",
-        rest.len(),
-        took.as_secs_f64(),
-        machine()
-    );
-    fleet_phase.add(
-        phase(
-            &relay,
-            &fleet,
+        ("unpaced".to_owned(), None),
+    ] {
+        let (f, b) = compare(
+            &rig,
+            &mut fleet,
             &mut browsers,
-            half,
-            size,
-            (postgres, metrics),
+            s.seconds,
+            pace,
+            &mut timeline,
         )
-        .await,
-    );
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    timeline.push((
-        format!("{} agents, 5 s after streaming", fleet.connected()),
-        relay.memory(),
-    ));
+        .await;
+        compared.push((mode, f, b));
+    }
 
     // Churn: the same agents leave and come back, with a little streaming each time. Memory that
     // is only retained by the allocator is reused from the second round on; a leak grows each round.
     let mut churn = Vec::with_capacity(s.churn);
     for _ in 0..s.churn {
-        let let_go = disconnect(&relay, &mut fleet, rest).await;
+        let let_go = disconnect(relay, &mut fleet, rest).await;
         let gone = relay.memory();
-        fleet.connect(&relay, &seeded.ca_pem, rest).await;
+        fleet.connect(relay, rig.ca_pem, rest).await;
         let _ = browsers
-            .stream_until(Instant::now() + Duration::from_secs(3))
+            .stream_until(Instant::now() + Duration::from_secs(3), None)
             .await;
         // every agent back has sent a heartbeat
         tokio::time::sleep(s.period).await;
@@ -259,28 +239,75 @@ pub async fn run() {
     let all_closed = relay.wait_for_closed(closed + connected, CLOSE_LIMIT).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     timeline.push((
-        format!(
-            "all disconnected{}",
-            if all_closed {
-                ""
-            } else {
-                " (NOT all let go of by the relay)"
-            }
-        ),
+        format!("all disconnected{}", not_all(all_closed)),
         relay.memory(),
     ));
 
-    print_phases(
-        (s.agents, &fleet_phase),
-        (s.browsers, &baseline),
-        browsers.len(),
-        size,
-    );
+    for (mode, f, b) in &compared {
+        println!("\n-- {mode} --");
+        print_phases((s.agents, f), (s.browsers, b), browsers.len(), rig.size);
+    }
     print_timeline(&timeline);
     print_churn(rest.len(), &churn);
     println!("tunnels that ended on their own during the run: {ended} (expected 0)");
     drop(browsers);
-    relay.stop().await;
+    rig.relay.stop().await;
+}
+
+/// The same browsers streaming (at `pace` each) with the whole fleet connected and with only their
+/// own agents: fleet half, baseline, fleet half. Returns (fleet, baseline).
+async fn compare(
+    rig: &Rig<'_>,
+    fleet: &mut Fleet,
+    browsers: &mut Browsers,
+    seconds: f64,
+    pace: Option<f64>,
+    timeline: &mut Timeline,
+) -> (Phase, Phase) {
+    let relay = &rig.relay;
+    let mode = if pace.is_some() { "paced" } else { "unpaced" };
+    let half = Duration::from_secs_f64(seconds / 2.0);
+    println!(
+        "{mode} streaming: fleet {:.0} s, baseline {seconds:.0} s, fleet {:.0} s; {}",
+        half.as_secs_f64(),
+        half.as_secs_f64(),
+        machine()
+    );
+    let mut fleet_phase = phase(rig, fleet, browsers, half, pace).await;
+    timeline.push((format!("{mode}: after fleet (1st half)"), relay.memory()));
+    let all_closed = disconnect(relay, fleet, rig.rest).await;
+    timeline.push((
+        format!(
+            "{mode}: {} agents disconnected{}",
+            rig.rest.len(),
+            not_all(all_closed)
+        ),
+        relay.memory(),
+    ));
+    let baseline = phase(rig, fleet, browsers, Duration::from_secs_f64(seconds), pace).await;
+    timeline.push((format!("{mode}: after baseline"), relay.memory()));
+    let took = fleet.connect(relay, rig.ca_pem, rig.rest).await;
+    println!(
+        "{} agents reconnected in {:.1} s; {}",
+        rig.rest.len(),
+        took.as_secs_f64(),
+        machine()
+    );
+    fleet_phase.add(phase(rig, fleet, browsers, half, pace).await);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    timeline.push((
+        format!("{mode}: {} agents, 5 s after", fleet.connected()),
+        relay.memory(),
+    ));
+    (fleet_phase, baseline)
+}
+
+fn not_all(all_closed: bool) -> &'static str {
+    if all_closed {
+        ""
+    } else {
+        " (NOT all let go of by the relay)"
+    }
 }
 
 /// Disconnects `users`' agents and waits until the relay let go of their tunnels (false if it did
@@ -307,19 +334,20 @@ async fn idle(
     (relay.memory(), fleet.beats_between(start, Instant::now()))
 }
 
-/// The browsers stream for `length` while the connected agents heartbeat.
+/// The browsers stream for `length` (each at `pace` when given) while the connected agents
+/// heartbeat.
 async fn phase(
-    relay: &RelayProcess,
+    rig: &Rig<'_>,
     fleet: &Fleet,
     browsers: &mut Browsers,
     length: Duration,
-    size: u64,
-    (database, metrics): (Option<u32>, u16),
+    pace: Option<f64>,
 ) -> Phase {
+    let relay = &rig.relay;
     let start = Instant::now();
     let until = start + length;
-    let cpu = Cpu::now(relay, database);
-    let seen = relay_metrics::scrape(metrics, &RELAY_ROUTES).await;
+    let cpu = Cpu::now(relay, rig.postgres);
+    let seen = relay_metrics::scrape(rig.metrics, &RELAY_ROUTES).await;
     let sample = async {
         let mut samples = Vec::new();
         while Instant::now() < until && samples.len() < MAX_SAMPLES {
@@ -329,9 +357,9 @@ async fn phase(
         samples
     };
     let (downloads, memory): (Vec<Download>, Vec<Memory>) =
-        tokio::join!(browsers.stream_until(until), sample);
+        tokio::join!(browsers.stream_until(until, pace), sample);
     let end = Instant::now();
-    let now_seen = relay_metrics::scrape(metrics, &RELAY_ROUTES).await;
+    let now_seen = relay_metrics::scrape(rig.metrics, &RELAY_ROUTES).await;
     let relay_seen = now_seen
         .iter()
         .zip(&seen)
@@ -340,11 +368,11 @@ async fn phase(
     Phase {
         relay_seen,
         downloads,
-        size,
+        size: rig.size,
         elapsed: end - start,
         beats: vec![fleet.beats_between(start, until)],
         memory,
-        cpu: Cpu::now(relay, database).minus(&cpu),
+        cpu: Cpu::now(relay, rig.postgres).minus(&cpu),
         load: machine(),
     }
 }

@@ -57,8 +57,9 @@ impl Browsers {
         self.idle.len()
     }
 
-    /// Every browser downloads its file back to back until `until`; all their downloads.
-    pub async fn stream_until(&mut self, until: Instant) -> Vec<Download> {
+    /// Every browser downloads its file back to back until `until`, each reading at most `pace`
+    /// bytes a second when given; all their downloads.
+    pub async fn stream_until(&mut self, until: Instant, pace: Option<f64>) -> Vec<Download> {
         let mut tasks = Vec::with_capacity(self.idle.len());
         for mut browser in self.idle.drain(..) {
             tasks.push(self.thread.handle().spawn(async move {
@@ -67,16 +68,18 @@ impl Browsers {
                     if Instant::now() >= until {
                         break;
                     }
-                    let result =
-                        match tokio::time::timeout(FETCH_TIMEOUT, browser.h2.fetch(&browser.url))
-                            .await
-                        {
-                            Ok(result) => result,
-                            Err(_) => {
-                                browser.h2.disconnect();
-                                Err(format!("no end within {FETCH_TIMEOUT:?}"))
-                            }
-                        };
+                    let result = match tokio::time::timeout(
+                        FETCH_TIMEOUT,
+                        browser.h2.fetch(&browser.url, pace),
+                    )
+                    .await
+                    {
+                        Ok(result) => result,
+                        Err(_) => {
+                            browser.h2.disconnect();
+                            Err(format!("no end within {FETCH_TIMEOUT:?}"))
+                        }
+                    };
                     downloads.push(Download { result });
                 }
                 (browser, downloads)

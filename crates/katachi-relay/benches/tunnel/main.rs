@@ -35,7 +35,9 @@
 //! Run: `make bench-tunnel`, or `cargo bench -p katachi-relay --bench tunnel`. Environment:
 //! `KATACHI_BENCH_PARTS` (`latency,stream,floor,memory`; `chat`, `carrier`, `cluster` and `fleet`
 //! on demand; `fleet`: `KATACHI_BENCH_FLEET_BROWSERS` (100), `KATACHI_BENCH_FLEET_SECONDS` (60),
-//! `KATACHI_BENCH_FLEET_FILE_MIB` (16), `KATACHI_BENCH_FLEET_HEARTBEAT_SECS` (the agent's, 10), `KATACHI_BENCH_FLEET_CHURN` (4)), `KATACHI_BENCH_RATE` (1000),
+//! `KATACHI_BENCH_FLEET_FILE_MIB` (16), `KATACHI_BENCH_FLEET_HEARTBEAT_SECS` (the agent's, 10), `KATACHI_BENCH_FLEET_CHURN` (4),
+//! `KATACHI_BENCH_FLEET_PACE_MIB` (1: per browser, in the paced comparison)), `KATACHI_BENCH_RELAY_BIN`
+//! (another `katachi-relay` binary to run instead of this build's, to compare two versions), `KATACHI_BENCH_RATE` (1000),
 //! `KATACHI_BENCH_SECONDS` (10), `KATACHI_BENCH_FILE_MIB` (256), `KATACHI_BENCH_STREAM_ROUNDS` (5),
 //! `KATACHI_BENCH_AGENTS` (1000), `KATACHI_BENCH_CHAT_ROUNDS` (50), `KATACHI_BENCH_CHAT_HISTORY`
 //! (10000), `KATACHI_BENCH_CHAT_LONG_KIB` (2048), `KATACHI_BENCH_IDLE_SECONDS` (25), `KATACHI_BENCH_BROWSER_FRAME` (unset: the client accepts 16 KiB
@@ -51,6 +53,7 @@ mod cluster;
 mod fleet;
 mod fleet_agents;
 mod fleet_browsers;
+mod fleet_cpu;
 mod fleet_report;
 mod floor;
 mod load;

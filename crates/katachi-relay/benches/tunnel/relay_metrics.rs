@@ -2,6 +2,8 @@
 //! request reaching the relay's router to its response headers), scraped from the metrics
 //! listener. Subtracting two scrapes gives one phase; quantiles are bucket bounds (1 ms … 10 s).
 
+use prometheus_parse::{Scrape, Value};
+
 /// One route's histogram: cumulative counts per upper bound (seconds), `+Inf` last.
 #[derive(Clone, Default)]
 pub struct RouteHistogram {
@@ -70,24 +72,27 @@ pub async fn scrape(port: u16, routes: &[&str]) -> Vec<RouteHistogram> {
         Ok(r) => r.text().await.unwrap_or_default(),
         Err(_) => String::new(),
     };
+    let scraped = Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).ok();
     routes
         .iter()
         .map(|route| {
-            let prefix = "katachi_relay_request_duration_seconds_bucket{";
-            let mut buckets: Vec<(f64, u64)> = text
-                .lines()
-                .filter(|l| l.starts_with(prefix) && l.contains(&format!("route=\"{route}\"")))
-                .filter_map(|l| {
-                    let le = l.split("le=\"").nth(1)?.split('"').next()?;
-                    let le = if le == "+Inf" {
-                        f64::INFINITY
-                    } else {
-                        le.parse().ok()?
-                    };
-                    let count = l.rsplit(' ').next()?.parse().ok()?;
-                    Some((le, count))
+            let mut buckets: Vec<(f64, u64)> = scraped
+                .iter()
+                .flat_map(|s| &s.samples)
+                .filter(|s| {
+                    s.metric == "katachi_relay_request_duration_seconds"
+                        && s.labels.get("route") == Some(*route)
                 })
-                .collect();
+                .find_map(|s| match &s.value {
+                    Value::Histogram(counts) => Some(
+                        counts
+                            .iter()
+                            .map(|c| (c.less_than, c.count as u64))
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .unwrap_or_default();
             buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
             RouteHistogram { buckets }
         })

@@ -199,7 +199,10 @@ impl RelayProcess {
             .local_addr()
             .unwrap()
             .port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_katachi-relay"))
+        // another build of the relay when asked (comparing two versions on the same bench)
+        let binary = std::env::var_os("KATACHI_BENCH_RELAY_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_katachi-relay").into());
+        let mut child = Command::new(binary)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")

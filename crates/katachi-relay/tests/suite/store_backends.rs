@@ -127,6 +127,88 @@ async fn store_guarantees_hold_on_postgres() {
     exercise(&Store::connect(Some(&url), tmp.path()).await.unwrap()).await;
 }
 
+/// Many signed calls at once (the batch writer folds them into a few statements): each nonce sent
+/// twice is recorded once and refused once, and every agent's last heartbeat is kept.
+async fn exercise_concurrent_calls(store: &Store) {
+    let now = 1_764_000_000;
+    let user = store
+        .create_user("many@example.com", None, now)
+        .await
+        .unwrap()
+        .unwrap();
+    let agents: Vec<String> = (0..10).map(|i| format!("agt_{i}")).collect();
+    for id in &agents {
+        let agent = NewAgent {
+            id,
+            user_id: &user.id,
+            name: "n",
+            os: "o",
+            token_hash: id,
+            signing_secret_enc: "s",
+        };
+        store.create_agent(&agent, now).await.unwrap();
+    }
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..300 {
+        for _ in 0..2 {
+            let (store, agent) = (store.clone(), agents[i % agents.len()].clone());
+            calls.spawn(async move {
+                let outcome = store.use_nonce(&agent, &format!("n{i}"), now + 60).await;
+                (i, outcome.unwrap())
+            });
+        }
+        // one heartbeat per agent, among the nonces
+        if let Some(agent) = agents.get(i).cloned() {
+            let store = store.clone();
+            calls.spawn(async move {
+                let version = format!("v{i}");
+                store
+                    .touch_agent(&agent, now + 1, &version, 1)
+                    .await
+                    .unwrap();
+                (usize::MAX, NonceOutcome::Fresh)
+            });
+        }
+    }
+    let mut fresh = vec![0; 300];
+    let mut replayed = vec![0; 300];
+    while let Some(done) = calls.join_next().await {
+        match done.unwrap() {
+            (usize::MAX, _) => {}
+            (i, NonceOutcome::Fresh) => fresh[i] += 1,
+            (i, NonceOutcome::Replayed) => replayed[i] += 1,
+            (i, other) => panic!("nonce {i}: {other:?}"),
+        }
+    }
+    assert!(
+        fresh.iter().all(|n| *n == 1),
+        "each nonce recorded once: {fresh:?}"
+    );
+    assert!(
+        replayed.iter().all(|n| *n == 1),
+        "and refused once: {replayed:?}"
+    );
+    let seen = store.agents_of(&user.id).await.unwrap();
+    assert_eq!(
+        seen.iter().filter(|a| a.last_seen_at == now + 1).count(),
+        agents.len(),
+        "every agent's heartbeat recorded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_signed_calls_each_get_their_outcome_on_sqlite() {
+    let tmp = tempfile::tempdir().unwrap();
+    exercise_concurrent_calls(&sqlite_store(tmp.path()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_signed_calls_each_get_their_outcome_on_postgres() {
+    let url = fresh_postgres_database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    exercise_concurrent_calls(&Store::connect(Some(&url), tmp.path()).await.unwrap()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relay_instances_on_one_postgres_share_nonces_and_rate_limits() {
     let url = fresh_postgres_database().await;
