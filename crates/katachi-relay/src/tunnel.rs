@@ -275,7 +275,18 @@ async fn deliver(
     }
     match state.cluster.remote_route(state, agent_id).await? {
         Some(route) => {
-            crate::cluster::forward_to_peer(state, &route, agent_id, session_hash, outgoing).await
+            let answer =
+                crate::cluster::forward_to_peer(state, &route, agent_id, session_hash, outgoing)
+                    .await;
+            // an unreachable instance, or one without the tunnel now: read the route anew next time
+            let moved = match &answer {
+                Ok(r) => r.status() == StatusCode::SERVICE_UNAVAILABLE,
+                Err(_) => true,
+            };
+            if moved {
+                state.cluster.forget_route(agent_id);
+            }
+            answer
         }
         None => Err(offline()),
     }

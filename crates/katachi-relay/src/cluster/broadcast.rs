@@ -6,7 +6,10 @@
 //!   looks at the database sees it. On SQLite (one instance) it does nothing.
 //! - [`listen`] applies what arrives: a revoked agent's tunnel and requests end, a signed-out
 //!   session's requests end, and a tunnel taken over by another instance is closed here unless the
-//!   routing table says this instance holds the agent's newest tunnel.
+//!   routing table says this instance holds the agent's newest tunnel. Take-overs and revocations
+//!   also forget the agent's remembered route (`route_cache.rs`); an instance that stops cleanly
+//!   says so ([`Notice::Left`]) and every remembered route is forgotten, as when `LISTEN` goes down
+//!   or comes back.
 //! - Notifications are not durable: while the listening connection is down they are lost. The
 //!   recheck of the database every 2 s (`tunnel_streams.rs`) stays as the backstop for revocations
 //!   and sign-outs; a taken-over tunnel that missed its notice ends with its PINGs.
@@ -40,6 +43,11 @@ pub enum Notice {
         /// The instance that holds it now.
         instance_id: String,
     },
+    /// The instance stopped cleanly: its routes are gone.
+    Left {
+        /// Its id.
+        instance_id: String,
+    },
 }
 
 impl Notice {
@@ -52,6 +60,7 @@ impl Notice {
                 agent_id,
                 instance_id,
             } => format!("taken-over {agent_id} {instance_id}"),
+            Self::Left { instance_id } => format!("left {instance_id}"),
         }
     }
 
@@ -73,6 +82,9 @@ impl Notice {
             },
             ("taken-over", Some(a), Some(i)) if ok(a) && ok(i) => Self::TakenOver {
                 agent_id: a.to_owned(),
+                instance_id: i.to_owned(),
+            },
+            ("left", Some(i), None) if ok(i) => Self::Left {
                 instance_id: i.to_owned(),
             },
             _ => return None,
@@ -140,6 +152,7 @@ pub async fn listen(state: AppState) {
 async fn apply(state: &AppState, notice: Notice) {
     match notice {
         Notice::Revoked { agent_id } => {
+            state.cluster.forget_route(&agent_id);
             if state.tunnels.close(&agent_id) {
                 tracing::info!(agent = %agent_id, "tunnel of an agent revoked elsewhere closed");
             }
@@ -149,10 +162,16 @@ async fn apply(state: &AppState, notice: Notice) {
         Notice::SignedOut { session_hash } => {
             state.streams.end_session(&session_hash);
         }
+        Notice::Left { instance_id } => {
+            if !state.cluster.is_me(&instance_id) {
+                state.cluster.forget_routes();
+            }
+        }
         Notice::TakenOver {
             agent_id,
             instance_id,
         } => {
+            state.cluster.forget_route(&agent_id);
             if state.cluster.is_me(&instance_id) || !state.tunnels.is_online(&agent_id) {
                 return;
             }
@@ -188,6 +207,9 @@ mod tests {
                 agent_id: "agt_1f".into(),
                 instance_id: "f00d".into(),
             },
+            Notice::Left {
+                instance_id: "f00d".into(),
+            },
         ] {
             assert_eq!(Notice::decode(&n.encode()), Some(n));
         }
@@ -197,6 +219,8 @@ mod tests {
             "revoked a b",
             "revoked a;drop",
             "taken-over a",
+            "left",
+            "left a b",
             "signed-out ",
             "hello world",
         ] {

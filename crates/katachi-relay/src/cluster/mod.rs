@@ -12,14 +12,18 @@
 //! - A browser request for an agent whose tunnel is elsewhere goes to that instance over the
 //!   internal link (`peers.rs`) and is answered there through the tunnel, with the same limits,
 //!   screening and liveness as a local one. The receiving instance never forwards again (no loops).
+//!   The route is remembered for a few seconds while take-over notices arrive (`route_cache.rs`),
+//!   so a forwarded request does not wait for the routing table each time.
 //! - Without `--internal-listen` the instance neither records routes nor forwards: it serves the
 //!   tunnels it holds, as a single relay does.
-//! - Stopping cleanly ([`Cluster::leave`]) removes the instance and its routes at once.
+//! - Stopping cleanly ([`Cluster::leave`]) removes the instance and its routes at once, and tells
+//!   the other instances, which forget the routes they remembered.
 
 pub mod broadcast;
 mod internal;
 pub mod peer_tls;
 mod peers;
+mod route_cache;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,6 +40,8 @@ pub(crate) use self::internal::serve_internal;
 use self::peer_tls::PeerIdentity;
 pub(crate) use self::peers::forward_to_peer;
 use self::peers::PeerLinks;
+use self::route_cache::RouteCache;
+pub use self::route_cache::ROUTE_CACHE_TTL;
 
 /// How often an instance says it is alive (and purges dead ones).
 pub const TOUCH_INTERVAL: Duration = Duration::from_secs(3);
@@ -65,6 +71,8 @@ struct Node {
     listener: std::sync::Mutex<Option<TcpListener>>,
     /// Connections to the other instances.
     peers: PeerLinks,
+    /// Remote routes read recently (`route_cache.rs`).
+    routes: RouteCache,
 }
 
 impl Cluster {
@@ -107,6 +115,7 @@ impl Cluster {
                 bound,
                 listener: std::sync::Mutex::new(Some(listener)),
                 peers: PeerLinks::default(),
+                routes: RouteCache::default(),
             })),
             listening: Arc::default(),
         })
@@ -137,8 +146,27 @@ impl Cluster {
         self.listening.load(Ordering::Relaxed)
     }
 
+    /// Records whether `LISTEN` is up. Either way notices may have been missed: every remembered
+    /// route is forgotten.
     pub(crate) fn set_listening(&self, up: bool) {
         self.listening.store(up, Ordering::Relaxed);
+        if let Some(node) = &self.node {
+            node.routes.clear();
+        }
+    }
+
+    /// Forgets every remembered route (an instance left).
+    pub(crate) fn forget_routes(&self) {
+        if let Some(node) = &self.node {
+            node.routes.clear();
+        }
+    }
+
+    /// Forgets the remembered route of `agent_id` (it moved, was revoked, or did not answer).
+    pub(crate) fn forget_route(&self, agent_id: &str) {
+        if let Some(node) = &self.node {
+            node.routes.forget(agent_id);
+        }
     }
 
     /// Records this instance as alive; purges dead ones.
@@ -216,17 +244,32 @@ impl Cluster {
         }
     }
 
-    /// The instance that holds the agent's tunnel, when it is another alive one.
+    /// The instance that holds the agent's tunnel, when it is another alive one: remembered for up
+    /// to [`ROUTE_CACHE_TTL`] while `LISTEN` is up (`route_cache.rs`), read from the routing table
+    /// otherwise.
     pub(crate) async fn remote_route(
         &self,
         state: &AppState,
         agent_id: &str,
     ) -> Result<Option<TunnelRoute>, crate::store::StoreError> {
-        if self.node.is_none() {
+        let Some(node) = &self.node else {
             return Ok(None);
+        };
+        // remembered routes are believed only while take-over notices arrive
+        let listening = self.is_listening();
+        if listening {
+            if let Some(route) = node.routes.get(agent_id, std::time::Instant::now()) {
+                return Ok(Some(route));
+            }
         }
+        let epoch = node.routes.epoch();
+        let read_at = std::time::Instant::now();
         let route = state.store.route_of(agent_id, crate::now_unix()).await?;
-        Ok(route.filter(|r| !self.is_me(&r.instance.id)))
+        let route = route.filter(|r| !self.is_me(&r.instance.id));
+        if let (true, Some(r)) = (listening, &route) {
+            node.routes.put(agent_id, r.clone(), epoch, read_at);
+        }
+        Ok(route)
     }
 
     /// Leaves the cluster: this instance's row and routes go at once.
@@ -237,6 +280,13 @@ impl Cluster {
         if let Err(e) = state.store.remove_instance(&self.id).await {
             tracing::warn!(error = %e, "removing this relay instance's routes failed");
         }
+        broadcast::publish(
+            state,
+            broadcast::Notice::Left {
+                instance_id: self.id.clone(),
+            },
+        )
+        .await;
     }
 
     fn node(&self) -> Option<&Node> {

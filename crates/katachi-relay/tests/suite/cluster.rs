@@ -229,6 +229,39 @@ async fn an_agent_that_reconnects_to_another_instance_takes_its_route_and_the_ol
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarding_instance_follows_a_take_over_at_once_though_it_remembers_routes() {
+    let p = pair("remembered@example.com").await;
+    let third = p
+        .first
+        .second_instance_with(|c| c.internal = internal())
+        .await;
+    // The second instance forwards to the first, and remembers where the tunnel is.
+    let url = api(&p.second, &p.agent.id, "/quick");
+    for _ in 0..3 {
+        let (status, body) = get(&p.browser, &url).await;
+        assert_eq!((status, body.as_str()), (200, "ok"));
+    }
+    // The agent moves to the third instance; the first lets go of its tunnel on the notice.
+    let router = p.test_agent.router();
+    let dialer = dialer(&third, &p.agent);
+    let moved = tokio::spawn(async move {
+        let _ = dialer.dial_and_serve(router).await;
+    });
+    tokio::time::timeout(WITHIN, p.tunnel)
+        .await
+        .expect("the older tunnel stayed open after the take-over")
+        .unwrap();
+    // the same notice reached the second instance (give it a moment on a loaded machine)
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The very next request through the second instance reaches the agent on the third: the
+    // remembered route to the first was forgotten on the take-over notice, not after a failure.
+    let (status, body) = get(&p.browser, &url).await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    moved.abort();
+    third.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_instance_closes_its_tunnels_and_removes_its_routes() {
     let p = pair("drain@example.com").await;
     let url = api(&p.second, &p.agent.id, "/quick");
@@ -238,7 +271,8 @@ async fn a_stopping_instance_closes_its_tunnels_and_removes_its_routes() {
         .await
         .expect("a stopped instance left the agent's tunnel open")
         .unwrap();
-    // The route went with the instance: the second answers offline at once, not after a timeout.
+    // The route went with the instance, and the second forgot the route it remembered (the
+    // instance said it left): the second answers offline at once, not after a timeout.
     let (status, body) = get(&p.browser, &url).await;
     assert_eq!(status, 503, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
