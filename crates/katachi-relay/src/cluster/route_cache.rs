@@ -82,7 +82,8 @@ impl RouteCache {
     }
 
     /// How many agents are remembered (expired entries included).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.lock().map(|e| e.len()).unwrap_or(0)
     }
 }
