@@ -27,6 +27,8 @@ use crate::store::Store;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests get to finish on shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the heap's free pages are handed back to the system ([`crate::heap::trim_every`]).
+const HEAP_TRIM_EVERY: Duration = Duration::from_secs(10);
 
 /// A started relay: bound, keyed, migrated, not yet serving.
 pub struct Relay {
@@ -217,6 +219,7 @@ impl Relay {
                 }
             }
         });
+        let trim_task = tokio::spawn(crate::heap::trim_every(HEAP_TRIM_EVERY));
         // Sign-outs and revocations made on other instances end this instance's requests too: at
         // once through LISTEN/NOTIFY (PostgreSQL), and through a recheck every 2 s as a backstop.
         let watcher_task = tokio::spawn(crate::tunnel::watch_revocations(self.state.clone()));
@@ -298,6 +301,7 @@ impl Relay {
         stop_internal.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), internal_task).await;
         purger.abort();
+        trim_task.abort();
         watcher_task.abort();
         listen_task.abort();
         alive_task.abort();
