@@ -37,14 +37,7 @@ fn haproxy(dir: &Path, fronts: [(u16, &str); 2]) -> tokio::process::Child {
         .unwrap()
 }
 
-/// A free port on loopback (free when asked: bind it soon).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use katachi_testkit::free_port;
 
 /// Runs the part.
 pub async fn run() {
