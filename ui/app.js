@@ -423,6 +423,7 @@
 
   // ---- start ---------------------------------------------------------------------------------
   function start() {
+    const scriptRan = performance.now();
     if (tauri && tauri.event) {
       tauri.event.listen("agent-status", (e) => renderStatus(e.payload));
       tauri.event.listen("agent-unreachable", (e) => agentUnreachable(e.payload));
@@ -437,7 +438,7 @@
         offerLink(s.link);
         const focused = document.querySelector("[role=tab][aria-selected=true]");
         if (focused && !s.link) focused.focus();
-        return invoke("window_ready").then((ms) => { document.body.dataset.readyMs = String(ms); });
+        return invoke("window_ready", { pageMs: scriptRan }).then((ms) => { document.body.dataset.readyMs = String(ms); });
       })
       .then(() => { document.body.dataset.ready = "true"; })
       .catch(() => { document.body.dataset.ready = "true"; });

@@ -28,6 +28,7 @@ pub struct WindowStart {
 /// The page's first call: which view to show and the link given at start (handed out once).
 #[tauri::command]
 pub fn window_start(context: State<'_, WindowContext>) -> WindowStart {
+    context.mark("first call");
     let start = context.take_start();
     WindowStart {
         view: start.view,
@@ -36,11 +37,24 @@ pub fn window_start(context: State<'_, WindowContext>) -> WindowStart {
     }
 }
 
-/// The page rendered its first view: logs the time from process start (window open → interactive).
+/// The page rendered its first view: logs the time from process start (window open → interactive)
+/// and where it went: the process's phases, and how long after its navigation began the page's
+/// script ran (`page_ms`, the page's `performance.now()`; ignored unless a plausible figure).
 #[tauri::command]
-pub fn window_ready(context: State<'_, WindowContext>) -> u128 {
+pub fn window_ready(context: State<'_, WindowContext>, page_ms: Option<f64>) -> u128 {
     let millis = context.started.elapsed().as_millis();
-    eprintln!("katachi-app: window interactive after {millis} ms");
+    let page = page_ms
+        .filter(|ms| ms.is_finite() && (0.0..3_600_000.0).contains(ms))
+        .map(|ms| format!("; the page's script ran {ms:.0} ms after its navigation began"))
+        .unwrap_or_default();
+    // the wall clock too, so a launcher can count what came before `main` (loading the program)
+    let wall_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis());
+    eprintln!(
+        "katachi-app: window interactive after {millis} ms ({}{page}) at unix ms {wall_ms}",
+        context.phases()
+    );
     millis
 }
 

@@ -17,6 +17,8 @@ pub struct WindowContext {
     dirs: Result<KatachiDirs, String>,
     /// When the process started (for the open → interactive figure).
     pub started: Instant,
+    /// The start-up phases passed so far (name, ms since `started`), for the same figure.
+    phases: Mutex<Vec<(&'static str, u128)>>,
     /// What was given at start, until the page asks for it.
     start: Mutex<Option<WindowArgs>>,
     /// The approval page of the sign-in in progress (a page of its relay).
@@ -34,6 +36,7 @@ impl WindowContext {
             port,
             dirs,
             started: Instant::now(),
+            phases: Mutex::new(Vec::new()),
             start: Mutex::new(Some(args)),
             approval_page: Mutex::new(None),
         }
@@ -72,5 +75,25 @@ impl WindowContext {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Notes that start-up phase `name` is over (only its first time counts).
+    pub fn mark(&self, name: &'static str) {
+        let millis = self.started.elapsed().as_millis();
+        let mut phases = self.phases.lock().unwrap_or_else(PoisonError::into_inner);
+        if !phases.iter().any(|(seen, _)| *seen == name) {
+            phases.push((name, millis));
+        }
+    }
+
+    /// The start-up phases passed so far, in order: `name N ms, …`.
+    pub fn phases(&self) -> String {
+        self.phases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(name, millis)| format!("{name} {millis} ms"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }

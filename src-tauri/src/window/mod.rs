@@ -34,6 +34,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tauri::webview::PageLoadEvent;
 use tauri::{App, AppHandle, Builder, Emitter, Manager, Runtime, WebviewUrl, WebviewWindowBuilder};
 
 pub use args::{is_window_mode, parse as parse_args, View, WindowArgs};
@@ -144,9 +145,12 @@ pub fn build_window_app<R: Runtime>(
         ])
         .build(tauri::generate_context!("../tauri.conf.json"))
         .and_then(|app| {
+            let context = app.state::<WindowContext>();
+            context.mark("app built");
             // Opened once the app (and its plugins: a second instance has exited by now) is built,
             // not in a set-up hook: the hook runs only with the event loop, which tests never start.
             open_window(app.handle())?;
+            context.mark("window created");
             forward_status(app.handle().clone(), port);
             Ok(app)
         })
@@ -171,6 +175,14 @@ fn open_window<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
         .min_inner_size(420.0, 360.0)
         .center()
         .focused(true)
+        .on_page_load(|window, payload| {
+            if let Some(context) = window.try_state::<WindowContext>() {
+                context.mark(match payload.event() {
+                    PageLoadEvent::Started => "page requested",
+                    PageLoadEvent::Finished => "page loaded",
+                });
+            }
+        })
         .build()?;
     Ok(())
 }

@@ -335,3 +335,27 @@ fn a_window_other_than_the_main_one_cannot_call_the_windows_commands() -> TestRe
 
 #[path = "ai_settings_tests.rs"]
 mod ai_settings_tests;
+
+#[test]
+fn the_window_reports_its_start_up_phases_once_each_in_order() -> TestResult {
+    let app = window_app(Arc::default(), View::Status)?;
+    let window = main_window(&app)?;
+    invoke(&window, "window_start", json!({})).map_err(|e| e.to_string())?;
+    invoke(&window, "window_start", json!({})).map_err(|e| e.to_string())?;
+    let ready =
+        invoke(&window, "window_ready", json!({"pageMs": 42.5})).map_err(|e| e.to_string())?;
+    assert!(ready.is_u64(), "{ready}");
+    // an implausible figure from the page is ignored, not refused
+    invoke(&window, "window_ready", json!({"pageMs": -1})).map_err(|e| e.to_string())?;
+    let phases = app.state::<WindowContext>().phases();
+    let names: Vec<&str> = phases
+        .split(", ")
+        .map(|phase| phase.rsplitn(3, ' ').nth(2).unwrap_or(phase))
+        .collect();
+    assert_eq!(
+        names,
+        ["app built", "window created", "first call"],
+        "{phases}"
+    );
+    Ok(())
+}
