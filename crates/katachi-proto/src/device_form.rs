@@ -49,8 +49,9 @@ pub enum DeviceFormError {
     /// `device_name` or `device_os` is longer than [`MAX_DEVICE_FIELD`] characters.
     #[error("device_name and device_os are limited to 100 characters")]
     DeviceFieldTooLong,
-    /// `device_name` or `device_os` holds a control character (a line break, an escape).
-    #[error("device_name and device_os must not contain control characters")]
+    /// `device_name` or `device_os` holds a control character (a line break, an escape), a line
+    /// or paragraph separator, or a character that changes the direction of the text around it.
+    #[error("device_name and device_os must not contain control, line-separator or text-direction characters")]
     DeviceFieldControl,
 }
 
@@ -166,8 +167,10 @@ fn clean_field(value: Option<String>, fallback: &str) -> Result<String, DeviceFo
     if value.chars().count() > MAX_DEVICE_FIELD {
         return Err(DeviceFormError::DeviceFieldTooLong);
     }
-    // a line break or an escape sequence would forge lines on the approval page or in a terminal
-    if value.chars().any(char::is_control) {
+    // a line break or an escape sequence would forge lines on the approval page or in a terminal;
+    // a direction override would show "my-laptop" for another string (the page's user approves
+    // what they read)
+    if value.chars().any(unsafe_to_show) {
         return Err(DeviceFormError::DeviceFieldControl);
     }
     Ok(if value.is_empty() {
@@ -175,6 +178,22 @@ fn clean_field(value: Option<String>, fallback: &str) -> Result<String, DeviceFo
     } else {
         value.to_owned()
     })
+}
+
+/// A character that makes shown text say something else than it reads: a control character, a
+/// line or paragraph separator, or a bidirectional mark, embedding, override or isolate.
+fn unsafe_to_show(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
 }
 
 #[cfg(test)]

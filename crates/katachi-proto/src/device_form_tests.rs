@@ -58,8 +58,20 @@ fn device_fields_are_bounded_in_characters_not_bytes() {
 }
 
 #[test]
-fn control_characters_in_device_fields_are_refused() {
-    for bad in ["a\nb", "a\rb", "\u{1b}[31mred", "a\u{0}b", "a\u{85}b"] {
+fn control_separator_and_direction_characters_in_device_fields_are_refused() {
+    for bad in [
+        "a\nb",
+        "a\rb",
+        "\u{1b}[31mred",
+        "a\u{0}b",
+        "a\u{85}b",
+        "a\u{2028}b",
+        "a\u{2029}b",
+        "laptop\u{202E}exe.txt",
+        "\u{2067}evil\u{2069}",
+        "a\u{200F}b",
+        "a\u{061C}b",
+    ] {
         assert_eq!(
             device_form(Some("ok"), Some(bad))
                 .into_device()
@@ -131,4 +143,17 @@ fn each_refusal_has_the_rfc_code_and_status_the_relay_answers() {
 fn a_token_forms_debug_output_leaves_the_device_code_out() {
     let form = token_form(Some(DEVICE_CODE_GRANT), Some("s3cr3t-code"), None);
     assert!(!format!("{form:?}").contains("s3cr3t-code"));
+}
+
+#[test]
+fn names_in_any_script_are_kept_as_written() {
+    for good in ["Rōnin's ノートPC", "حاسوب العمل", "dev-box (WSL) 🖥"] {
+        assert_eq!(
+            device_form(Some(good), Some("Linux"))
+                .into_device()
+                .unwrap()
+                .device_name,
+            good
+        );
+    }
 }
