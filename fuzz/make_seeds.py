@@ -166,6 +166,7 @@ GRANT = "urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code"
 write("device_flow", "code", b"Dclient_id=katachi-agent&scope=agent&device_name=laptop&device_os=Debian+12")
 write("device_flow", "code-blank", b"Dclient_id=katachi-agent&device_name=+++&device_os=")
 write("device_flow", "code-control", b"Dclient_id=katachi-agent&device_name=a%0Ab&device_os=%1B%5B31m")
+write("device_flow", "code-direction", b"Dclient_id=katachi-agent&device_name=laptop%E2%80%AEexe.txt&device_os=a%E2%80%A8b")
 write("device_flow", "code-long", b"Dclient_id=katachi-agent&device_name=" + "%C3%A9".encode() * 101)
 write("device_flow", "code-client", b"Dclient_id=other&device_name=x")
 write("device_flow", "code-duplicate", b"Dclient_id=katachi-agent&client_id=katachi-agent")

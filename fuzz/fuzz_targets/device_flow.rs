@@ -89,7 +89,7 @@ fn device_request(body: &[u8]) {
             for shown in [&device.device_name, &device.device_os] {
                 assert!(!shown.is_empty() && shown.trim() == shown);
                 assert!(shown.chars().count() <= MAX_DEVICE_FIELD);
-                assert!(!shown.chars().any(char::is_control), "{shown:?}");
+                assert!(!shown.chars().any(misleading), "{shown:?}");
             }
         }
         Err(e) => {
@@ -131,13 +131,23 @@ fn expected_field(sent: Option<&str>, fallback: &str) -> Result<String, DeviceFo
     let trimmed = sent.unwrap_or_default().trim();
     if trimmed.chars().count() > MAX_DEVICE_FIELD {
         Err(DeviceFormError::DeviceFieldTooLong)
-    } else if trimmed.chars().any(char::is_control) {
+    } else if trimmed.chars().any(misleading) {
         Err(DeviceFormError::DeviceFieldControl)
     } else if trimmed.is_empty() {
         Ok(fallback.to_owned())
     } else {
         Ok(trimmed.to_owned())
     }
+}
+
+/// A character the approval page must never show: a control character, a line or paragraph
+/// separator, or one of Unicode's bidirectional formatting characters (UAX #9, table 1).
+fn misleading(c: char) -> bool {
+    const BIDI_FORMATTING: [char; 12] = [
+        '\u{061C}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}',
+        '\u{202E}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+    ];
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}' || BIDI_FORMATTING.contains(&c)
 }
 
 /// A refusal as the agent receives it: the RFC error body round-trips, its code is one the agent
