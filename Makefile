@@ -5,7 +5,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
 
-.PHONY: run test deps build lint bench bench-tunnel bench-chat bench-cluster bench-fleet bench-carrier faults-long cross-check bench-sandbox fuzz-smoke package check-package bench-app
+.PHONY: run test deps build build-tests lint bench bench-tunnel bench-chat bench-cluster bench-fleet bench-carrier faults-long cross-check bench-sandbox fuzz-smoke package check-package bench-app
 
 deps:
 	@scripts/install-deps.sh
@@ -13,11 +13,17 @@ deps:
 build: deps
 	$(CARGO) build $(CARGO_FLAGS) --workspace --all-targets
 
+build-tests: deps
+	$(CARGO) build $(CARGO_FLAGS) --workspace --bins --tests
+
 lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
 
-test: lint build cross-check check-package
+# Before the tests, only what they run is built: the test binaries, and the programs the end-to-end
+# tests start from target/debug (with the dev-dependencies' features, as `cargo test` builds them,
+# so nothing is compiled twice). Benches and examples are checked by clippy's --all-targets.
+test: lint build-tests cross-check check-package
 	scripts/with-session.sh scripts/with-postgres.sh $(CARGO) test $(CARGO_FLAGS) --workspace --lib --bins --tests
 	scripts/fuzz-smoke.sh
 

@@ -6,8 +6,8 @@
 #
 #   PACKAGE_PROFILE=release (default) | debug
 #     release: `tauri build` (optimised, `tauri/custom-protocol`), as users get it.
-#     debug:   for CI's content check (`make check-package`): packages the binaries `make build` made
-#              (`cargo build --workspace --all-targets`, a no-op after it) with `tauri bundle`, so CI
+#     debug:   for CI's content check (`make check-package`): packages the binaries `make test` built
+#              (`cargo build --workspace --bins --tests`, a no-op after it) with `tauri bundle`, so CI
 #              compiles nothing twice. Same files, same layout; unoptimised binaries.
 #   PACKAGE_BUNDLES="deb appimage" (default)     which packages to build
 #
@@ -38,7 +38,7 @@ fi
 
 # the `katachi` CLI goes into the .deb next to the app (bundle.linux.deb.files below)
 if [ "$profile" = debug ]; then
-  cargo build --locked --workspace --all-targets
+  cargo build --locked --workspace --bins --tests
 else
   cargo build --locked --release -p katachi-cli
 fi
