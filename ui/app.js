@@ -15,6 +15,8 @@
   let expiresAt = 0;
   let caPem = null;
   let pendingLink = null;
+  // the agent's status asked for at start, until the first status view uses it (one call, not two)
+  let firstStatus = null;
 
   function invoke(cmd, args) {
     if (!tauri || !tauri.core) {
@@ -65,7 +67,14 @@
       case "sandbox": return loadSandbox();
       case "activity": return loadActivity();
       case "settings": return loadSettings();
-      case "status": return invoke("agent_status").then(renderStatus, agentUnreachable);
+      case "status": {
+        if (firstStatus) {
+          const asked = firstStatus;
+          firstStatus = null;
+          return asked.then(() => {}, () => {});
+        }
+        return invoke("agent_status").then(renderStatus, agentUnreachable);
+      }
       default: return Promise.resolve();
     }
   }
@@ -430,10 +439,12 @@
       tauri.event.listen("show-view", (e) => show(e.payload));
       tauri.event.listen("link", (e) => offerLink(e.payload));
     }
-    invoke("agent_status").then(renderStatus, agentUnreachable);
+    firstStatus = invoke("agent_status");
+    firstStatus.then(renderStatus, agentUnreachable);
     invoke("window_start")
       .then((s) => show(s.view).then(() => s), () => show("status").then(() => ({})))
       .then((s) => {
+        firstStatus = null;
         if (s.reason) banner(s.reason);
         offerLink(s.link);
         const focused = document.querySelector("[role=tab][aria-selected=true]");
